@@ -1,0 +1,18 @@
+//! Lookout's shared data types and their OTLP conversions.
+//!
+//! Every part of Lookout speaks these types: receivers produce them, stores keep them, query
+//! APIs render them. They mirror OTLP's data model closely (so nothing a client sends is lost)
+//! but are plain Rust values: ids are fixed-size arrays, enums are enums, and a span carries
+//! its resource and scope behind an `Arc` so a batch of spans from one process shares them.
+//!
+//! - [`otlp`] converts OTLP protobuf messages into these types, validating as it goes, and back.
+//! - [`otlp_json`] is the OTLP/JSON encoding (the spec's rules, not protobuf's canonical JSON).
+
+pub mod otlp;
+pub mod otlp_json;
+mod span;
+
+pub use span::*;
+
+/// Nanoseconds since the Unix epoch, as OTLP carries time.
+pub type UnixNanos = u64;

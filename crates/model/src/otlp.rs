@@ -1,0 +1,477 @@
+//! OTLP protobuf messages to and from Lookout's model.
+//!
+//! Decoding validates the whole request before anything is returned, so a receiver either
+//! stores all of a request or none of it. Each error names the offending field by its path
+//! in the request (`resource_spans[0].scope_spans[1].spans[7].trace_id`), which is what a
+//! developer needs to find the bug in their exporter.
+
+use std::sync::Arc;
+
+pub use opentelemetry_proto::tonic as proto;
+use proto::collector::trace::v1::ExportTraceServiceRequest;
+use proto::common::v1 as pc;
+use proto::trace::v1 as pt;
+
+use crate::{
+    AnyValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
+
+/// The latest timestamp Lookout accepts: 2262-04-11, the last instant that fits an `i64` of
+/// nanoseconds, which is what Jaeger, Prometheus and Parquet's timestamp types can carry.
+pub const MAX_UNIX_NANOS: u64 = i64::MAX as u64;
+
+/// Why an OTLP request was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{path}: {reason}")]
+pub struct OtlpError {
+    /// Where in the request: `resource_spans[0].scope_spans[0].spans[3].span_id`.
+    pub path: String,
+    /// What is wrong, and what was expected.
+    pub reason: String,
+}
+
+impl OtlpError {
+    fn new(path: impl Into<String>, reason: impl Into<String>) -> OtlpError {
+        OtlpError {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Converts a trace export request into spans, validating every id, enum and timestamp.
+pub fn spans_from_request(req: &ExportTraceServiceRequest) -> Result<Vec<Span>, OtlpError> {
+    let total: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter())
+        .map(|ss| ss.spans.len())
+        .sum();
+    let mut out = Vec::with_capacity(total);
+    for (ri, rs) in req.resource_spans.iter().enumerate() {
+        let resource = Arc::new(resource_from_proto(rs.resource.as_ref(), &rs.schema_url));
+        for (si, ss) in rs.scope_spans.iter().enumerate() {
+            let scope = Arc::new(scope_from_proto(ss.scope.as_ref(), &ss.schema_url));
+            for (pi, span) in ss.spans.iter().enumerate() {
+                let path = || format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]");
+                out.push(span_from_proto(span, &resource, &scope, &path)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn span_from_proto(
+    s: &pt::Span,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+    path: &dyn Fn() -> String,
+) -> Result<Span, OtlpError> {
+    let at = |field: &str| format!("{}.{field}", path());
+    let trace_id = parse_trace_id(&s.trace_id).map_err(|r| OtlpError::new(at("trace_id"), r))?;
+    let span_id = parse_span_id(&s.span_id).map_err(|r| OtlpError::new(at("span_id"), r))?;
+    let parent_span_id = match s.parent_span_id.len() {
+        0 => None,
+        8 if s.parent_span_id.iter().all(|b| *b == 0) => None,
+        8 => Some(SpanId(s.parent_span_id[..].try_into().expect("length checked"))),
+        n => {
+            return Err(OtlpError::new(
+                at("parent_span_id"),
+                format!("must be empty or 8 bytes, got {n} bytes"),
+            ))
+        }
+    };
+    let kind = SpanKind::from_i32(s.kind)
+        .ok_or_else(|| OtlpError::new(at("kind"), format!("unknown span kind {}", s.kind)))?;
+    check_time(s.start_time_unix_nano).map_err(|r| OtlpError::new(at("start_time_unix_nano"), r))?;
+    check_time(s.end_time_unix_nano).map_err(|r| OtlpError::new(at("end_time_unix_nano"), r))?;
+    if s.end_time_unix_nano < s.start_time_unix_nano {
+        return Err(OtlpError::new(
+            at("end_time_unix_nano"),
+            format!(
+                "{} is before start_time_unix_nano {}",
+                s.end_time_unix_nano, s.start_time_unix_nano
+            ),
+        ));
+    }
+    let (status_code, status_message) = match &s.status {
+        None => (StatusCode::Unset, String::new()),
+        Some(st) => (
+            StatusCode::from_i32(st.code).ok_or_else(|| {
+                OtlpError::new(at("status.code"), format!("unknown status code {}", st.code))
+            })?,
+            st.message.clone(),
+        ),
+    };
+    let mut events = Vec::with_capacity(s.events.len());
+    for (ei, e) in s.events.iter().enumerate() {
+        check_time(e.time_unix_nano)
+            .map_err(|r| OtlpError::new(at(&format!("events[{ei}].time_unix_nano")), r))?;
+        events.push(Event {
+            time_unix_nano: e.time_unix_nano,
+            name: e.name.clone(),
+            attributes: attrs_from_proto(&e.attributes),
+            dropped_attributes_count: e.dropped_attributes_count,
+        });
+    }
+    let mut links = Vec::with_capacity(s.links.len());
+    for (li, l) in s.links.iter().enumerate() {
+        links.push(Link {
+            trace_id: parse_trace_id(&l.trace_id)
+                .map_err(|r| OtlpError::new(at(&format!("links[{li}].trace_id")), r))?,
+            span_id: parse_span_id(&l.span_id)
+                .map_err(|r| OtlpError::new(at(&format!("links[{li}].span_id")), r))?,
+            trace_state: l.trace_state.clone(),
+            attributes: attrs_from_proto(&l.attributes),
+            dropped_attributes_count: l.dropped_attributes_count,
+            flags: l.flags,
+        });
+    }
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: s.trace_state.clone(),
+        flags: s.flags,
+        name: s.name.clone(),
+        kind,
+        start_unix_nano: s.start_time_unix_nano,
+        end_unix_nano: s.end_time_unix_nano,
+        attributes: attrs_from_proto(&s.attributes),
+        dropped_attributes_count: s.dropped_attributes_count,
+        events,
+        dropped_events_count: s.dropped_events_count,
+        links,
+        dropped_links_count: s.dropped_links_count,
+        status_code,
+        status_message,
+        resource: resource.clone(),
+        scope: scope.clone(),
+    })
+}
+
+fn parse_trace_id(bytes: &[u8]) -> Result<TraceId, String> {
+    let arr: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| format!("must be 16 bytes, got {} bytes", bytes.len()))?;
+    if arr == [0; 16] {
+        return Err("must not be all zeros".into());
+    }
+    Ok(TraceId(arr))
+}
+
+fn parse_span_id(bytes: &[u8]) -> Result<SpanId, String> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| format!("must be 8 bytes, got {} bytes", bytes.len()))?;
+    if arr == [0; 8] {
+        return Err("must not be all zeros".into());
+    }
+    Ok(SpanId(arr))
+}
+
+fn check_time(t: u64) -> Result<(), String> {
+    if t == 0 {
+        return Err("is missing (zero)".into());
+    }
+    if t > MAX_UNIX_NANOS {
+        return Err(format!(
+            "{t} is past 2262-04-11, the latest time Lookout can store"
+        ));
+    }
+    Ok(())
+}
+
+/// Converts an OTLP resource; `None` becomes an empty resource.
+pub fn resource_from_proto(r: Option<&proto::resource::v1::Resource>, schema_url: &str) -> Resource {
+    match r {
+        None => Resource {
+            schema_url: schema_url.to_string(),
+            ..Resource::default()
+        },
+        Some(r) => Resource {
+            attributes: attrs_from_proto(&r.attributes),
+            dropped_attributes_count: r.dropped_attributes_count,
+            schema_url: schema_url.to_string(),
+        },
+    }
+}
+
+/// Converts an OTLP instrumentation scope; `None` becomes an empty scope.
+pub fn scope_from_proto(s: Option<&pc::InstrumentationScope>, schema_url: &str) -> Scope {
+    match s {
+        None => Scope {
+            schema_url: schema_url.to_string(),
+            ..Scope::default()
+        },
+        Some(s) => Scope {
+            name: s.name.clone(),
+            version: s.version.clone(),
+            attributes: attrs_from_proto(&s.attributes),
+            dropped_attributes_count: s.dropped_attributes_count,
+            schema_url: schema_url.to_string(),
+        },
+    }
+}
+
+/// Converts an OTLP attribute list.
+pub fn attrs_from_proto(kvs: &[pc::KeyValue]) -> Vec<KeyValue> {
+    kvs.iter()
+        .map(|kv| KeyValue {
+            key: kv.key.clone(),
+            value: kv.value.as_ref().map(value_from_proto).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Converts an OTLP `AnyValue`. String-table references (`string_value_strindex`, used only
+/// by the profiles signal) carry no text of their own and become [`AnyValue::Empty`].
+pub fn value_from_proto(v: &pc::AnyValue) -> AnyValue {
+    use pc::any_value::Value as V;
+    match &v.value {
+        None => AnyValue::Empty,
+        Some(V::StringValue(s)) => AnyValue::Str(s.clone()),
+        Some(V::BoolValue(b)) => AnyValue::Bool(*b),
+        Some(V::IntValue(i)) => AnyValue::Int(*i),
+        Some(V::DoubleValue(d)) => AnyValue::Double(*d),
+        Some(V::BytesValue(b)) => AnyValue::Bytes(b.clone()),
+        Some(V::ArrayValue(a)) => AnyValue::Array(a.values.iter().map(value_from_proto).collect()),
+        Some(V::KvlistValue(l)) => AnyValue::Map(attrs_from_proto(&l.values)),
+        Some(V::StringValueStrindex(_)) => AnyValue::Empty,
+    }
+}
+
+/// Converts attributes back to OTLP.
+pub fn attrs_to_proto(kvs: &[KeyValue]) -> Vec<pc::KeyValue> {
+    kvs.iter()
+        .map(|kv| pc::KeyValue {
+            key: kv.key.clone(),
+            value: Some(value_to_proto(&kv.value)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Converts a value back to OTLP.
+pub fn value_to_proto(v: &AnyValue) -> pc::AnyValue {
+    use pc::any_value::Value as V;
+    pc::AnyValue {
+        value: match v {
+            AnyValue::Empty => None,
+            AnyValue::Str(s) => Some(V::StringValue(s.clone())),
+            AnyValue::Bool(b) => Some(V::BoolValue(*b)),
+            AnyValue::Int(i) => Some(V::IntValue(*i)),
+            AnyValue::Double(d) => Some(V::DoubleValue(*d)),
+            AnyValue::Bytes(b) => Some(V::BytesValue(b.clone())),
+            AnyValue::Array(items) => Some(V::ArrayValue(pc::ArrayValue {
+                values: items.iter().map(value_to_proto).collect(),
+            })),
+            AnyValue::Map(kvs) => Some(V::KvlistValue(pc::KeyValueList {
+                values: attrs_to_proto(kvs),
+            })),
+        },
+    }
+}
+
+fn resource_to_proto(r: &Resource) -> proto::resource::v1::Resource {
+    proto::resource::v1::Resource {
+        attributes: attrs_to_proto(&r.attributes),
+        dropped_attributes_count: r.dropped_attributes_count,
+        ..Default::default()
+    }
+}
+
+fn scope_to_proto(s: &Scope) -> pc::InstrumentationScope {
+    pc::InstrumentationScope {
+        name: s.name.clone(),
+        version: s.version.clone(),
+        attributes: attrs_to_proto(&s.attributes),
+        dropped_attributes_count: s.dropped_attributes_count,
+    }
+}
+
+/// Converts one span back to OTLP (without its resource and scope).
+pub fn span_to_proto(s: &Span) -> pt::Span {
+    pt::Span {
+        trace_id: s.trace_id.0.to_vec(),
+        span_id: s.span_id.0.to_vec(),
+        trace_state: s.trace_state.clone(),
+        parent_span_id: s.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
+        flags: s.flags,
+        name: s.name.clone(),
+        kind: s.kind as i32,
+        start_time_unix_nano: s.start_unix_nano,
+        end_time_unix_nano: s.end_unix_nano,
+        attributes: attrs_to_proto(&s.attributes),
+        dropped_attributes_count: s.dropped_attributes_count,
+        events: s
+            .events
+            .iter()
+            .map(|e| pt::span::Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name.clone(),
+                attributes: attrs_to_proto(&e.attributes),
+                dropped_attributes_count: e.dropped_attributes_count,
+            })
+            .collect(),
+        dropped_events_count: s.dropped_events_count,
+        links: s
+            .links
+            .iter()
+            .map(|l| pt::span::Link {
+                trace_id: l.trace_id.0.to_vec(),
+                span_id: l.span_id.0.to_vec(),
+                trace_state: l.trace_state.clone(),
+                attributes: attrs_to_proto(&l.attributes),
+                dropped_attributes_count: l.dropped_attributes_count,
+                flags: l.flags,
+            })
+            .collect(),
+        dropped_links_count: s.dropped_links_count,
+        status: match (s.status_code, s.status_message.is_empty()) {
+            (StatusCode::Unset, true) => None,
+            (code, _) => Some(pt::Status {
+                message: s.status_message.clone(),
+                code: code as i32,
+            }),
+        },
+    }
+}
+
+/// Groups spans back into OTLP's resource/scope nesting. Spans that share a resource (or
+/// scope) by value end up under one `ResourceSpans` (or `ScopeSpans`), in first-seen order.
+pub fn request_from_spans(spans: &[Span]) -> ExportTraceServiceRequest {
+    let mut out: Vec<pt::ResourceSpans> = Vec::new();
+    let mut keys: Vec<(Arc<Resource>, Vec<Arc<Scope>>)> = Vec::new();
+    for s in spans {
+        let ri = match keys
+            .iter()
+            .position(|(r, _)| Arc::ptr_eq(r, &s.resource) || **r == *s.resource)
+        {
+            Some(i) => i,
+            None => {
+                keys.push((s.resource.clone(), Vec::new()));
+                out.push(pt::ResourceSpans {
+                    resource: Some(resource_to_proto(&s.resource)),
+                    scope_spans: Vec::new(),
+                    schema_url: s.resource.schema_url.clone(),
+                });
+                keys.len() - 1
+            }
+        };
+        let scopes = &mut keys[ri].1;
+        let si = match scopes
+            .iter()
+            .position(|sc| Arc::ptr_eq(sc, &s.scope) || **sc == *s.scope)
+        {
+            Some(i) => i,
+            None => {
+                scopes.push(s.scope.clone());
+                out[ri].scope_spans.push(pt::ScopeSpans {
+                    scope: Some(scope_to_proto(&s.scope)),
+                    spans: Vec::new(),
+                    schema_url: s.scope.schema_url.clone(),
+                });
+                scopes.len() - 1
+            }
+        };
+        out[ri].scope_spans[si].spans.push(span_to_proto(s));
+    }
+    ExportTraceServiceRequest {
+        resource_spans: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(span: pt::Span) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![pt::ResourceSpans {
+                resource: Some(proto::resource::v1::Resource {
+                    attributes: vec![pc::KeyValue {
+                        key: "service.name".into(),
+                        value: Some(value_to_proto(&AnyValue::Str("checkout".into()))),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![pt::ScopeSpans {
+                    scope: None,
+                    spans: vec![span],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    fn good_span() -> pt::Span {
+        pt::Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "GET /cart".into(),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_005_000_000,
+            status: Some(pt::Status {
+                code: 2,
+                message: "boom".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trips_a_span() {
+        let req = request(good_span());
+        let spans = spans_from_request(&req).unwrap();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].service_name(), "checkout");
+        assert_eq!(spans[0].kind, SpanKind::Server);
+        assert_eq!(spans[0].duration_nanos(), 5_000_000);
+        let back = request_from_spans(&spans);
+        assert_eq!(spans_from_request(&back).unwrap(), spans);
+    }
+
+    #[test]
+    fn rejects_short_trace_id_with_its_path() {
+        let mut s = good_span();
+        s.trace_id = vec![1; 5];
+        let err = spans_from_request(&request(s)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resource_spans[0].scope_spans[0].spans[0].trace_id: must be 16 bytes, got 5 bytes"
+        );
+    }
+
+    #[test]
+    fn rejects_end_before_start() {
+        let mut s = good_span();
+        s.end_time_unix_nano = s.start_time_unix_nano - 1;
+        let err = spans_from_request(&request(s)).unwrap_err();
+        assert!(err.path.ends_with("end_time_unix_nano"), "{err}");
+    }
+
+    #[test]
+    fn rejects_times_past_2262() {
+        let mut s = good_span();
+        s.end_time_unix_nano = u64::MAX;
+        assert!(spans_from_request(&request(s)).is_err());
+    }
+
+    #[test]
+    fn zero_parent_is_root() {
+        let mut s = good_span();
+        s.parent_span_id = vec![0; 8];
+        assert_eq!(spans_from_request(&request(s)).unwrap()[0].parent_span_id, None);
+    }
+
+    #[test]
+    fn short_hex_trace_ids_are_left_padded() {
+        assert_eq!(TraceId::from_hex("ab").unwrap().0[15], 0xab);
+        assert!(TraceId::from_hex("xyz").is_none());
+        assert!(TraceId::from_hex(&"a".repeat(33)).is_none());
+    }
+}
