@@ -37,7 +37,9 @@ pub type SegmentId = u64;
 /// Where a record landed: its segment and the byte offset of its frame in that file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
+    /// The segment file holding the record.
     pub segment: SegmentId,
+    /// Byte offset of the record's frame (its length field) in that file.
     pub offset: u64,
 }
 
@@ -58,6 +60,7 @@ pub enum FsyncPolicy {
 pub struct WalOptions {
     /// A segment is closed and a new one started past this size.
     pub segment_bytes: u64,
+    /// When appends reach stable storage.
     pub fsync: FsyncPolicy,
 }
 
@@ -73,18 +76,22 @@ impl Default for WalOptions {
 /// What went wrong, with the file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    /// The operating system failed a file operation.
     #[error("write-ahead log {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// A segment holds bytes that are not a valid header or record (outside the torn tail
+    /// that open repairs); move the file away to start without it.
     #[error("write-ahead log {path} is corrupt at offset {offset}: {reason}")]
     Corrupt {
         path: PathBuf,
         offset: u64,
         reason: String,
     },
+    /// The writer thread is gone.
     #[error("write-ahead log is closed")]
     Closed,
     /// An append larger than [`MAX_RECORD_BYTES`].
@@ -366,21 +373,42 @@ impl Wal {
     /// Deletes every segment whose id is `< before` (their records are safe elsewhere).
     /// The current segment is never deleted.
     pub fn remove_segments_before(&self, before: SegmentId) -> Result<(), WalError> {
-        let mut closed = self.shared.closed.lock();
-        let doomed: Vec<SegmentId> = closed.range(..before).map(|(&id, _)| id).collect();
+        // Unlinking large files can take a while; the writer needs the map to rotate, so the
+        // files are removed without holding the lock.
+        let doomed: Vec<SegmentId> = self
+            .shared
+            .closed
+            .lock()
+            .range(..before)
+            .map(|(&id, _)| id)
+            .collect();
         if doomed.is_empty() {
             return Ok(());
         }
+        let mut result = Ok(());
+        let mut removed = Vec::with_capacity(doomed.len());
         for id in doomed {
             let path = self.shared.segment_path(id);
-            writer::remove_file(&path).map_err(|source| WalError::Io { path, source })?;
-            if let Some(size) = closed.remove(&id) {
-                let stats = &self.shared.stats;
-                stats.segments.fetch_sub(1, Ordering::Relaxed);
-                stats.bytes_on_disk.fetch_sub(size, Ordering::Relaxed);
+            match writer::remove_file(&path) {
+                Ok(_) => removed.push(id),
+                Err(source) => {
+                    result = Err(WalError::Io { path, source });
+                    break;
+                }
             }
         }
-        drop(closed);
+        {
+            let mut closed = self.shared.closed.lock();
+            let stats = &self.shared.stats;
+            for id in removed {
+                // A concurrent call may have accounted for it already.
+                if let Some(size) = closed.remove(&id) {
+                    stats.segments.fetch_sub(1, Ordering::Relaxed);
+                    stats.bytes_on_disk.fetch_sub(size, Ordering::Relaxed);
+                }
+            }
+        }
+        result?;
         sync_dir(&self.shared.dir).map_err(|source| WalError::Io {
             path: self.shared.dir.clone(),
             source,

@@ -67,6 +67,7 @@ impl Writer {
 
     /// Runs until the log is dropped or a write fails.
     pub(crate) fn run(mut self) {
+        let _guard = PanicGuard(self.shared.clone());
         let mut batch: Vec<Op> = Vec::new();
         loop {
             let mut shutdown = false;
@@ -280,6 +281,29 @@ impl Writer {
             };
             op.fail(err);
         }
+        for op in pending {
+            op.fail(|| WalError::Failed {
+                reason: reason.clone(),
+            });
+        }
+    }
+}
+
+/// Poisons the log if the writer thread panics, so that callers get an error instead of
+/// waiting forever on operations nobody will process.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let reason = "the writer thread panicked".to_string();
+        let pending = {
+            let mut q = self.0.queue.lock();
+            q.failed = Some(reason.clone());
+            std::mem::take(&mut q.ops)
+        };
         for op in pending {
             op.fail(|| WalError::Failed {
                 reason: reason.clone(),

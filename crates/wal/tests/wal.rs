@@ -560,3 +560,24 @@ async fn replay_stops_at_the_callers_error() {
     assert!(matches!(err, WalError::Closed));
     assert_eq!(seen, 3);
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_vectored_write_is_written_whole() {
+    // Thousands of appends queued at once exceed the kernel's limit of buffers per write, so
+    // the writer must continue after short writes.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), opts(FsyncPolicy::Never)).unwrap());
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..5000 {
+        let wal = wal.clone();
+        set.spawn(async move { (i, wal.append(record(i)).await.unwrap()) });
+    }
+    let mut positions = set.join_all().await;
+    positions.sort_by_key(|(_, p)| *p);
+    drop(Arc::try_unwrap(wal).ok().unwrap());
+    let wal = Wal::open(dir.path(), opts(FsyncPolicy::Never)).unwrap();
+    let got = replay_all(&wal, 0);
+    let expected: Vec<(Position, Vec<u8>)> =
+        positions.iter().map(|(i, p)| (*p, record(*i))).collect();
+    assert_eq!(got, expected);
+}
