@@ -116,7 +116,8 @@ impl Writer {
     /// When the background fsync of the interval policy is due, if anything is dirty.
     fn sync_deadline(&self) -> Option<Instant> {
         match self.shared.opts.fsync {
-            FsyncPolicy::Interval(every) => self.dirty_since.map(|t| t + every),
+            // An interval too long to represent means never.
+            FsyncPolicy::Interval(every) => self.dirty_since.and_then(|t| t.checked_add(every)),
             FsyncPolicy::Always | FsyncPolicy::Never => None,
         }
     }

@@ -442,12 +442,20 @@ async fn interval_policy_acks_before_fsync_and_syncs_in_the_background() {
         assert_eq!(wal.stats().fsyncs, 0, "acked without fsync");
         // Dropping flushes and fsyncs what is written.
     }
+    {
+        // An interval too long to compute a deadline for must not panic the writer.
+        let wal = Wal::open(dir.path(), opts(FsyncPolicy::Interval(Duration::MAX))).unwrap();
+        assert_eq!(replay_all(&wal, 0).len(), 10);
+        wal.remove_segments_before(u64::MAX).unwrap();
+        wal.append(b"x".to_vec()).await.unwrap();
+        assert_eq!(wal.stats().fsyncs, 0);
+    }
     let wal = Wal::open(
         dir.path(),
         opts(FsyncPolicy::Interval(Duration::from_millis(5))),
     )
     .unwrap();
-    assert_eq!(replay_all(&wal, 0).len(), 10);
+    assert_eq!(replay_all(&wal, 0).len(), 1);
     append_range(&wal, 10..20).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while wal.stats().fsyncs == 0 {
