@@ -1,1 +1,11 @@
-//! ingest
+//! Lookout's receivers: how telemetry gets in.
+//!
+//! Only this crate knows wire protocols; it turns requests into [`model`] values, validates
+//! them whole, and hands them to the stores through sink traits the binary implements, so
+//! it never depends on storage code and its tests need no database.
+//!
+//! - [`otlp`]: OTLP over gRPC and HTTP (protobuf and JSON), both on each OTLP port.
+
+pub mod otlp;
+
+pub use otlp::{otlp_router, serve, ExportError, OtlpConfig, OtlpState, SinkError, TraceSink};

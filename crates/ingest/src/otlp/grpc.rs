@@ -1,0 +1,221 @@
+//! OTLP/gRPC: the `Export` methods of `TraceService`, `MetricsService` and `LogsService`,
+//! served as axum handlers that drive tonic's unary machinery.
+//!
+//! We do not use `opentelemetry-proto`'s generated servers because they hard-wire tonic's
+//! prost codec, which reports an undecodable message as INTERNAL; OTLP clients treat
+//! INTERNAL as "not retryable, server bug" and log something misleading. Our codec answers
+//! INVALID_ARGUMENT naming the message, and tells the handler how large the decoded message
+//! was so it can be charged to the in-flight budget. tonic still does the framing, gzip
+//! (`grpc-encoding`), the size limit (also after decompression) and trailers.
+
+use std::marker::PhantomData;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Buf;
+use model::otlp::proto::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::Grpc;
+
+use super::{
+    count_spans, ExportError, OtlpState, Protocol, Ran, Rejection, Signal, DECODED_OVERHEAD,
+};
+
+/// A decoded request and the size of its (decompressed) protobuf encoding.
+pub(super) struct Decoded<T> {
+    msg: T,
+    wire_bytes: usize,
+}
+
+/// A prost codec whose decode failures are INVALID_ARGUMENT.
+struct OtlpCodec<D, E> {
+    /// The request message's name, for error messages.
+    name: &'static str,
+    _types: PhantomData<fn() -> (D, E)>,
+}
+
+impl<D, E> OtlpCodec<D, E> {
+    fn new(name: &'static str) -> Self {
+        OtlpCodec {
+            name,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<D, E> Codec for OtlpCodec<D, E>
+where
+    D: Message + Default + Send + 'static,
+    E: Message + Send + 'static,
+{
+    type Encode = E;
+    type Decode = Decoded<D>;
+    type Encoder = OtlpEncoder<E>;
+    type Decoder = OtlpDecoder<D>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        OtlpEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        OtlpDecoder {
+            name: self.name,
+            _type: PhantomData,
+        }
+    }
+}
+
+struct OtlpEncoder<E>(PhantomData<fn(E)>);
+
+impl<E: Message> Encoder for OtlpEncoder<E> {
+    type Item = E;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: E, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        // EncodeBuf grows on demand, so encoding cannot run out of room.
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(format!("encoding the response failed: {e}")))
+    }
+}
+
+struct OtlpDecoder<D> {
+    name: &'static str,
+    _type: PhantomData<fn() -> D>,
+}
+
+impl<D: Message + Default> Decoder for OtlpDecoder<D> {
+    type Item = Decoded<D>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Decoded<D>>, tonic::Status> {
+        let wire_bytes = src.remaining();
+        match D::decode(src) {
+            Ok(msg) => Ok(Some(Decoded { msg, wire_bytes })),
+            Err(e) => {
+                let err = ExportError::BadProtobuf {
+                    message: self.name,
+                    error: e.to_string(),
+                };
+                Err(err.to_grpc_status())
+            }
+        }
+    }
+}
+
+/// The tonic unary driver with our limits: gzip accepted, messages (also decompressed)
+/// bounded by the body limit.
+fn grpc<D, E>(state: &OtlpState, name: &'static str) -> Grpc<OtlpCodec<D, E>>
+where
+    D: Message + Default + Send + 'static,
+    E: Message + Send + 'static,
+{
+    Grpc::new(OtlpCodec::new(name))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .apply_max_message_size_config(Some(state.config().max_body_bytes), None)
+}
+
+/// Validates and writes one decoded trace request.
+async fn export_traces(
+    state: &OtlpState,
+    decoded: Decoded<ExportTraceServiceRequest>,
+) -> Result<u64, Rejection> {
+    let mut reservation = state.reservation();
+    // The wire bytes tonic buffered plus the decoded structures.
+    let charge = decoded.wire_bytes.saturating_mul(1 + DECODED_OVERHEAD);
+    let items = count_spans(&decoded.msg);
+    state
+        .reserve(&mut reservation, charge)
+        .map_err(|error| Rejection { error, items })?;
+    let spans = model::otlp::spans_from_request(&decoded.msg).map_err(|e| Rejection {
+        error: ExportError::Invalid(e),
+        items,
+    })?;
+    drop(decoded);
+    state.write_traces(spans, reservation).await?;
+    Ok(items)
+}
+
+/// `TraceService/Export`.
+pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Response {
+    let ran = Ran::default();
+    let service = {
+        let state = state.clone();
+        let ran = ran.clone();
+        tower::service_fn(
+            move |req: tonic::Request<Decoded<ExportTraceServiceRequest>>| {
+                let state = state.clone();
+                ran.set();
+                async move {
+                    let outcome = export_traces(&state, req.into_inner()).await;
+                    state.record(Signal::Traces, Protocol::Grpc, outcome.as_ref().copied());
+                    match outcome {
+                        Ok(_) => Ok(tonic::Response::new(ExportTraceServiceResponse {
+                            partial_success: None,
+                        })),
+                        Err(r) => Err(r.error.to_grpc_status()),
+                    }
+                }
+            },
+        )
+    };
+    let response = grpc::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
+        &state,
+        "ExportTraceServiceRequest",
+    )
+    .unary(service, req)
+    .await;
+    if !ran.get() {
+        // tonic refused the request before our handler saw it (bad protobuf, too large,
+        // bad framing): count it too.
+        record_transport_failure(&state, Signal::Traces, &response);
+    }
+    response.map(Body::new)
+}
+
+/// Counts a request tonic refused before decoding completed, by the gRPC code it answered.
+fn record_transport_failure(
+    state: &OtlpState,
+    signal: Signal,
+    response: &http::Response<tonic::body::Body>,
+) {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+        .unwrap_or(tonic::Code::Unknown);
+    let reason = match code {
+        tonic::Code::Ok => return,
+        tonic::Code::InvalidArgument => "bad_protobuf",
+        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => "too_large",
+        tonic::Code::Unimplemented => "unsupported_encoding",
+        _ => "grpc_transport",
+    };
+    state
+        .inner
+        .counters
+        .rejected_request(signal, Protocol::Grpc, reason);
+}
+
+/// `MetricsService/Export`: there is no metrics store yet.
+pub(super) async fn metrics(State(state): State<OtlpState>) -> Response {
+    not_stored(&state, Signal::Metrics)
+}
+
+/// `LogsService/Export`: there is no log store yet.
+pub(super) async fn logs(State(state): State<OtlpState>) -> Response {
+    not_stored(&state, Signal::Logs)
+}
+
+/// UNIMPLEMENTED, without reading the request: the answer does not depend on it, and a
+/// gRPC client reads the trailers-only response even while still sending.
+fn not_stored(state: &OtlpState, signal: Signal) -> Response {
+    let rejection = Rejection::from(ExportError::NotStored(signal));
+    state.record(signal, Protocol::Grpc, Err(&rejection));
+    rejection.error.to_grpc_status().into_http::<Body>()
+}

@@ -1,0 +1,658 @@
+//! The OTLP receivers: OTLP/gRPC and OTLP/HTTP (binary protobuf and JSON) on one listener.
+//!
+//! Both protocols share everything after decoding: a request is read within a byte budget,
+//! decoded, validated as a whole by [`model::otlp`] and only then handed to a sink, whose
+//! write resolves once the data is durable. So an OK answer means "acknowledged", and a
+//! refused request left nothing behind. Failures map to the codes the OTLP specification
+//! gives them: bad data is permanent (HTTP 400, gRPC INVALID_ARGUMENT), back-pressure is
+//! retryable with a delay (HTTP 429/503 with `Retry-After`, gRPC UNAVAILABLE with
+//! `RetryInfo`).
+//!
+//! One axum router serves both protocols because their paths never collide (gRPC's are
+//! `/<package>.<Service>/<Method>`), which lets both the 4317 and the 4318 port accept every
+//! exporter. [`serve`] speaks HTTP/1.1 and cleartext HTTP/2 (what gRPC clients use) on the
+//! same socket.
+//!
+//! The stores stay behind [`TraceSink`], so this module never imports storage code and its
+//! tests run against a recording sink. Metrics and logs have no store yet: their endpoints
+//! answer UNIMPLEMENTED / 501 and are shaped so a `MetricsSink`/`LogsSink` slots in later.
+
+mod config;
+mod grpc;
+mod http;
+mod rpc;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::post;
+use axum::serve::ListenerExt;
+use axum::Router;
+use model::otlp::OtlpError;
+use model::otlp_json::JsonError;
+use model::Span;
+use selfmon::{Counter, Registry};
+
+pub use config::{OtlpConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BYTES};
+pub use rpc::{ProtoAny, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE_URL};
+
+/// The gRPC path of `TraceService/Export`.
+pub const GRPC_TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The gRPC path of `MetricsService/Export`.
+pub const GRPC_METRICS_PATH: &str =
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+/// The gRPC path of `LogsService/Export`.
+pub const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// A boxed, sendable future, as sink methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where accepted spans go: the binary implements this over the trace store.
+///
+/// The receiver calls [`TraceSink::write`] only with a fully validated request, and runs the
+/// returned future to completion on its own task even if the client hangs up meanwhile, so a
+/// write is never abandoned halfway.
+pub trait TraceSink: Send + Sync + 'static {
+    /// Stores `spans`. The future must resolve only once the spans are durable (in the WAL):
+    /// its `Ok` is what the client receives as acknowledgement.
+    fn write(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+/// Why a sink could not take a write. Both cases are retryable for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The store is at a limit (memory, queue) and expects to recover: the client is told
+    /// to retry after `retry_after` (HTTP 429, gRPC UNAVAILABLE with `RetryInfo`).
+    #[error("the store is overloaded: retry after {retry_after:?}")]
+    Overloaded {
+        /// How long the client should wait before retrying.
+        retry_after: Duration,
+    },
+    /// The store cannot write at all right now (disk full, WAL failure): HTTP 503, gRPC
+    /// UNAVAILABLE, with the configured retry delay.
+    #[error("the store is unavailable: {reason}")]
+    Unavailable {
+        /// What failed, for the client's error log and ours.
+        reason: String,
+    },
+}
+
+/// The telemetry signal a request carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    /// The label value in self-metrics and the word in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+/// How a request arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+    HttpJson,
+}
+
+impl Protocol {
+    /// The label value in self-metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http_protobuf",
+            Protocol::HttpJson => "http_json",
+        }
+    }
+}
+
+/// Why an export request was refused. Each variant knows its HTTP status, gRPC code and
+/// self-metric reason, so both protocols answer the same failure the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// `Content-Type` is missing or not an OTLP encoding.
+    #[error(
+        "content type {0:?} is not supported: send application/x-protobuf or application/json"
+    )]
+    UnsupportedContentType(String),
+    /// `Content-Encoding` is not one we decode.
+    #[error("content encoding {0:?} is not supported: send the body uncompressed or with gzip")]
+    UnsupportedEncoding(String),
+    /// The body, as sent or after decompression, is over [`OtlpConfig::max_body_bytes`].
+    #[error("the request body is larger than the limit of {limit} bytes{}: send smaller batches (the exporter's max batch size) or raise the receiver's max body size", if *.decompressed { " after decompression" } else { "" })]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+        /// Whether the body grew past the limit while being decompressed.
+        decompressed: bool,
+    },
+    /// The connection failed while the body was being read.
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    /// `Content-Encoding: gzip` but the body does not inflate.
+    #[error("the body is not valid gzip ({0}): compress the whole body or drop the Content-Encoding header")]
+    BadGzip(String),
+    /// The body is not the protobuf message the endpoint expects.
+    #[error("the body is not a valid protobuf {message} ({error}): send the binary protobuf encoding of the request, or JSON with Content-Type: application/json")]
+    BadProtobuf {
+        /// The expected message, `ExportTraceServiceRequest`.
+        message: &'static str,
+        /// What prost reported.
+        error: String,
+    },
+    /// The body is not valid OTLP/JSON.
+    #[error("{0}")]
+    BadJson(#[from] JsonError),
+    /// The request decodes but carries invalid data (a wrong id length, a bad timestamp).
+    #[error("{0}")]
+    Invalid(#[from] OtlpError),
+    /// Lookout or its store is at a limit and expects to recover.
+    #[error("{what}: retry after {} s", retry_after_secs(*.retry_after))]
+    Overloaded {
+        /// Which limit was hit.
+        what: String,
+        /// How long the client should wait.
+        retry_after: Duration,
+    },
+    /// The store cannot write right now.
+    #[error("{reason}: retry after {} s", retry_after_secs(*.retry_after))]
+    Unavailable {
+        /// What failed.
+        reason: String,
+        /// How long the client should wait.
+        retry_after: Duration,
+    },
+    /// The signal has no store yet.
+    #[error("lookout does not store {} yet: only traces are accepted; stop exporting {} to this endpoint (OTEL_METRICS_EXPORTER/OTEL_LOGS_EXPORTER=none)", .0.as_str(), .0.as_str())]
+    NotStored(Signal),
+    /// OTLP/HTTP endpoints accept only POST.
+    #[error("method {0} is not allowed: OTLP/HTTP exports use POST")]
+    MethodNotAllowed(String),
+    /// No OTLP endpoint at this path.
+    #[error("no OTLP endpoint at {0}: OTLP/HTTP uses POST /v1/traces, /v1/metrics and /v1/logs")]
+    NotFound(String),
+    /// A bug on our side (a decoding task panicked).
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
+}
+
+fn retry_after_secs(d: Duration) -> u64 {
+    // Retry-After carries whole seconds; round up so the client never retries early, and
+    // never say 0, which some clients read as "retry immediately in a loop".
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+impl ExportError {
+    /// The label of `lookout_otlp_rejected_requests_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ExportError::UnsupportedContentType(_) => "unsupported_media_type",
+            ExportError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ExportError::TooLarge { .. } => "too_large",
+            ExportError::BodyRead(_) => "body_read",
+            ExportError::BadGzip(_) => "bad_gzip",
+            ExportError::BadProtobuf { .. } => "bad_protobuf",
+            ExportError::BadJson(_) => "bad_json",
+            ExportError::Invalid(_) => "invalid",
+            ExportError::Overloaded { .. } => "overloaded",
+            ExportError::Unavailable { .. } => "unavailable",
+            ExportError::NotStored(_) => "not_stored",
+            ExportError::MethodNotAllowed(_) => "method_not_allowed",
+            ExportError::NotFound(_) => "not_found",
+            ExportError::Internal(_) => "internal",
+        }
+    }
+
+    /// The OTLP/HTTP status code.
+    pub fn http_status(&self) -> ::http::StatusCode {
+        use ::http::StatusCode as S;
+        match self {
+            ExportError::UnsupportedContentType(_) | ExportError::UnsupportedEncoding(_) => {
+                S::UNSUPPORTED_MEDIA_TYPE
+            }
+            ExportError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            ExportError::BodyRead(_)
+            | ExportError::BadGzip(_)
+            | ExportError::BadProtobuf { .. }
+            | ExportError::BadJson(_)
+            | ExportError::Invalid(_) => S::BAD_REQUEST,
+            ExportError::Overloaded { .. } => S::TOO_MANY_REQUESTS,
+            ExportError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
+            ExportError::NotStored(_) => S::NOT_IMPLEMENTED,
+            ExportError::MethodNotAllowed(_) => S::METHOD_NOT_ALLOWED,
+            ExportError::NotFound(_) => S::NOT_FOUND,
+            ExportError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC code. Back-pressure is UNAVAILABLE, which the OTLP specification makes the
+    /// retryable throttling signal (RESOURCE_EXHAUSTED is retried only with `RetryInfo`,
+    /// and some clients never retry it).
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code as C;
+        match self {
+            ExportError::UnsupportedContentType(_)
+            | ExportError::UnsupportedEncoding(_)
+            | ExportError::BodyRead(_)
+            | ExportError::BadGzip(_)
+            | ExportError::BadProtobuf { .. }
+            | ExportError::BadJson(_)
+            | ExportError::Invalid(_) => C::InvalidArgument,
+            ExportError::TooLarge { .. } => C::ResourceExhausted,
+            ExportError::Overloaded { .. } | ExportError::Unavailable { .. } => C::Unavailable,
+            ExportError::NotStored(_) | ExportError::MethodNotAllowed(_) => C::Unimplemented,
+            ExportError::NotFound(_) => C::NotFound,
+            ExportError::Internal(_) => C::Internal,
+        }
+    }
+
+    /// The delay a retryable failure suggests.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ExportError::Overloaded { retry_after, .. }
+            | ExportError::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The `google.rpc.Status` describing this failure, with `RetryInfo` when retryable.
+    pub fn rpc_status(&self) -> RpcStatus {
+        RpcStatus {
+            code: self.grpc_code() as i32,
+            message: self.to_string(),
+            details: self.retry_after().map(RetryInfo::any).into_iter().collect(),
+        }
+    }
+
+    /// The gRPC status, with `RetryInfo` in its details when retryable.
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        use prost::Message as _;
+        match self.retry_after() {
+            Some(_) => tonic::Status::with_details(
+                self.grpc_code(),
+                self.to_string(),
+                self.rpc_status().encode_to_vec().into(),
+            ),
+            None => tonic::Status::new(self.grpc_code(), self.to_string()),
+        }
+    }
+}
+
+/// A refused request with the number of items it carried, when known (0 when it could not
+/// be decoded), for the self-metrics.
+#[derive(Debug)]
+struct Rejection {
+    error: ExportError,
+    items: u64,
+}
+
+impl From<ExportError> for Rejection {
+    fn from(error: ExportError) -> Self {
+        Rejection { error, items: 0 }
+    }
+}
+
+/// How much of the in-flight memory budget decoded structures are assumed to take, per
+/// byte of (decompressed) protobuf: the prost messages and the model spans each hold about
+/// as much as the wire form.
+const DECODED_OVERHEAD: usize = 2;
+
+/// The in-flight memory budget shared by every request on every listener of one state.
+#[derive(Clone)]
+struct Budget {
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Bytes of the budget held by one request, given back on drop.
+struct Reservation {
+    used: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Budget {
+    fn reservation(&self) -> Reservation {
+        Reservation {
+            used: self.used.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds `n` bytes to `r` if the budget allows. A request alone in the budget is always
+    /// admitted, so a limit smaller than one large request slows clients down but never
+    /// refuses them forever.
+    fn grow(&self, r: &mut Reservation, n: usize) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = cur.saturating_add(n);
+            if next > self.limit && cur != r.bytes {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    r.bytes += n;
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+const SIGNALS: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+const PROTOCOLS: [Protocol; 3] = [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson];
+
+/// Self-metric handles, resolved once so the hot path pays one atomic add.
+struct Counters {
+    registry: &'static Registry,
+    received: Vec<Counter>,
+    rejected: Vec<Counter>,
+}
+
+fn slot(signal: Signal, protocol: Protocol) -> usize {
+    let s = SIGNALS.iter().position(|x| *x == signal).unwrap_or(0);
+    let p = PROTOCOLS.iter().position(|x| *x == protocol).unwrap_or(0);
+    s * PROTOCOLS.len() + p
+}
+
+impl Counters {
+    fn new(registry: &'static Registry) -> Counters {
+        let mut received = Vec::new();
+        let mut rejected = Vec::new();
+        for s in SIGNALS {
+            for p in PROTOCOLS {
+                let labels = [("signal", s.as_str()), ("protocol", p.as_str())];
+                received.push(registry.counter(
+                    "lookout_otlp_received_items_total",
+                    "Spans, data points and log records acknowledged by the OTLP receivers.",
+                    &labels,
+                ));
+                rejected.push(registry.counter(
+                    "lookout_otlp_rejected_items_total",
+                    "Spans, data points and log records in OTLP requests that were refused.",
+                    &labels,
+                ));
+            }
+        }
+        Counters {
+            registry,
+            received,
+            rejected,
+        }
+    }
+
+    fn rejected_request(&self, signal: Signal, protocol: Protocol, reason: &str) {
+        self.registry
+            .counter(
+                "lookout_otlp_rejected_requests_total",
+                "OTLP requests refused, by reason.",
+                &[
+                    ("signal", signal.as_str()),
+                    ("protocol", protocol.as_str()),
+                    ("reason", reason),
+                ],
+            )
+            .inc();
+    }
+}
+
+struct Inner {
+    config: OtlpConfig,
+    traces: Arc<dyn TraceSink>,
+    budget: Budget,
+    counters: Counters,
+}
+
+/// Everything the receivers share: limits, sinks, the in-flight budget and self-metrics.
+/// Cheap to clone; give the same state to the routers of both OTLP ports so they share one
+/// memory budget.
+#[derive(Clone)]
+pub struct OtlpState {
+    inner: Arc<Inner>,
+}
+
+impl OtlpState {
+    /// A receiver state writing spans to `traces`, with self-metrics in
+    /// [`selfmon::global`] (including the gauge `lookout_otlp_inflight_bytes`).
+    pub fn new(config: OtlpConfig, traces: Arc<dyn TraceSink>) -> OtlpState {
+        OtlpState::with_registry(config, traces, selfmon::global())
+    }
+
+    /// Like [`OtlpState::new`] with self-metrics in `registry` (tests use their own).
+    pub fn with_registry(
+        config: OtlpConfig,
+        traces: Arc<dyn TraceSink>,
+        registry: &'static Registry,
+    ) -> OtlpState {
+        let budget = Budget {
+            used: Arc::new(AtomicUsize::new(0)),
+            limit: config.max_inflight_bytes,
+        };
+        let used = budget.used.clone();
+        registry.gauge_fn(
+            "lookout_otlp_inflight_bytes",
+            "Bytes of memory held by OTLP requests being read, decoded and written.",
+            &[],
+            move || used.load(Ordering::Relaxed) as f64,
+        );
+        OtlpState {
+            inner: Arc::new(Inner {
+                config,
+                traces,
+                budget,
+                counters: Counters::new(registry),
+            }),
+        }
+    }
+
+    /// The limits this state enforces.
+    pub fn config(&self) -> &OtlpConfig {
+        &self.inner.config
+    }
+
+    /// Bytes of the in-flight budget held right now.
+    pub fn inflight_bytes(&self) -> usize {
+        self.inner.budget.used.load(Ordering::Relaxed)
+    }
+
+    fn reservation(&self) -> Reservation {
+        self.inner.budget.reservation()
+    }
+
+    /// Grows `r` by `n` bytes or says the receiver is overloaded.
+    fn reserve(&self, r: &mut Reservation, n: usize) -> Result<(), ExportError> {
+        if self.inner.budget.grow(r, n) {
+            Ok(())
+        } else {
+            Err(ExportError::Overloaded {
+                what: format!(
+                    "lookout is already processing its limit of {} bytes of OTLP requests",
+                    self.inner.budget.limit
+                ),
+                retry_after: self.inner.config.retry_after,
+            })
+        }
+    }
+
+    /// Hands validated spans to the sink on a task of their own, so the write finishes
+    /// even if the client disconnects; `reservation` is released when it does.
+    async fn write_traces(
+        &self,
+        spans: Vec<Span>,
+        reservation: Reservation,
+    ) -> Result<(), Rejection> {
+        let items = spans.len() as u64;
+        if items == 0 {
+            // The specification asks for success on empty requests; there is nothing to log.
+            return Ok(());
+        }
+        let sink = self.inner.traces.clone();
+        let task = tokio::spawn(async move {
+            let result = sink.write(spans).await;
+            drop(reservation);
+            result
+        });
+        let error = match task.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(SinkError::Overloaded { retry_after })) => ExportError::Overloaded {
+                what: "the trace store is overloaded".to_string(),
+                retry_after,
+            },
+            Ok(Err(SinkError::Unavailable { reason })) => {
+                tracing::warn!(%reason, "trace store unavailable, refusing OTLP export");
+                ExportError::Unavailable {
+                    reason: format!("the trace store is unavailable ({reason})"),
+                    retry_after: self.inner.config.retry_after,
+                }
+            }
+            Err(e) => ExportError::Internal(format!("the trace write task failed: {e}")),
+        };
+        Err(Rejection { error, items })
+    }
+
+    /// Records the outcome of one request in the self-metrics.
+    fn record(&self, signal: Signal, protocol: Protocol, outcome: Result<u64, &Rejection>) {
+        let c = &self.inner.counters;
+        match outcome {
+            Ok(items) => c.received[slot(signal, protocol)].add(items),
+            Err(r) => {
+                c.rejected[slot(signal, protocol)].add(r.items);
+                c.rejected_request(signal, protocol, r.error.reason());
+                tracing::debug!(
+                    signal = signal.as_str(),
+                    protocol = protocol.as_str(),
+                    items = r.items,
+                    "refused OTLP export: {}",
+                    r.error
+                );
+            }
+        }
+    }
+}
+
+/// Counts the spans in a trace request, for the self-metrics of refused requests.
+fn count_spans(req: &model::otlp::proto::collector::trace::v1::ExportTraceServiceRequest) -> u64 {
+    req.resource_spans
+        .iter()
+        .flat_map(|rs| rs.scope_spans.iter())
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
+}
+
+/// The router serving OTLP/gRPC (`TraceService`, `MetricsService`, `LogsService` Export)
+/// and OTLP/HTTP (`POST /v1/traces`, `/v1/metrics`, `/v1/logs`). Mount it on both OTLP
+/// ports; it has no other routes.
+pub fn otlp_router(state: OtlpState) -> Router {
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(http::traces).fallback(http::method_not_allowed),
+        )
+        .route(
+            "/v1/metrics",
+            post(http::metrics).fallback(http::method_not_allowed),
+        )
+        .route(
+            "/v1/logs",
+            post(http::logs).fallback(http::method_not_allowed),
+        )
+        .route(GRPC_TRACES_PATH, post(grpc::traces))
+        .route(GRPC_METRICS_PATH, post(grpc::metrics))
+        .route(GRPC_LOGS_PATH, post(grpc::logs))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+/// Unknown paths: a gRPC UNIMPLEMENTED for gRPC clients (so they report "unknown method"
+/// rather than a transport error), otherwise 404 with an OTLP Status body.
+async fn fallback(req: axum::extract::Request) -> axum::response::Response {
+    let is_grpc = req
+        .headers()
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let path = req.uri().path().to_string();
+    if is_grpc {
+        let status = tonic::Status::unimplemented(format!(
+            "lookout serves no gRPC method {path}: it implements the OTLP TraceService, MetricsService and LogsService"
+        ));
+        return status.into_http::<axum::body::Body>();
+    }
+    http::error_response(http::Encoding::Protobuf, &ExportError::NotFound(path))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits
+/// for requests in progress. Each connection speaks HTTP/1.1 or cleartext HTTP/2 with prior
+/// knowledge (h2c, as gRPC clients do), detected from its first bytes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Small unary gRPC responses otherwise wait on Nagle's algorithm and delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Whether decoding a body of `len` bytes should leave the async runtime: large bodies take
+/// milliseconds to inflate and decode, which would stall every other connection on the
+/// worker thread.
+fn decode_off_runtime(len: usize) -> bool {
+    len > 128 << 10
+}
+
+/// Runs `f` inline for small inputs and on the blocking pool for large ones.
+async fn run_decode<T: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> Result<T, Rejection> + Send + 'static,
+) -> Result<T, Rejection> {
+    if !decode_off_runtime(len) {
+        return f();
+    }
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(ExportError::Internal(format!("the decoding task failed: {e}")).into()),
+    }
+}
+
+/// A flag a handler sets when it ran, so a wrapper can tell failures before it apart.
+#[derive(Clone, Default)]
+struct Ran(Arc<AtomicBool>);
+
+impl Ran {
+    fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
