@@ -1,12 +1,27 @@
-//! Lookout's span store.
+//! Lookout's span store: a WAL-backed in-memory head, immutable Parquet blocks, search,
+//! trace-by-id, retention and the service graph.
 //!
-//! SKELETON: the public API below is the contract the API and ingest parts build on; the
-//! bodies are being written by the trace-store work item.
+//! The public contract other parts build on lives here ([`TraceReader`] and its types); the
+//! store itself is [`TraceStore`] in `store.rs`. Writes go to the WAL first and into the
+//! head once durable; the head is cut into a block by [`TraceStore::maintain`] (by size or
+//! age), and the WAL segments a block covers are deleted only after the block is on disk.
+//!
+//! Module map: `codec` (byte encodings of span parts), `head` (the in-memory head), `block`
+//! (Parquet blocks and their sidecars), `query` (span predicates), `store` (the store, its
+//! locking and its lifecycle).
+
+mod block;
+mod codec;
+mod head;
+mod query;
+mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use model::{Span, SpanKind, TraceId, UnixNanos};
+
+pub use store::{MaintenanceReport, TraceStore, TraceStoreConfig, TraceStoreStats};
 
 /// What a store read or write can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +36,12 @@ pub enum TraceError {
         #[source]
         source: std::io::Error,
     },
+    /// Stored bytes that do not decode (a bug or disk corruption).
+    #[error("corrupt span data in the trace store: {0}; delete the damaged block to recover")]
+    Corrupt(String),
+    /// A background task of the store died.
+    #[error("trace store task failed: {0}")]
+    Task(String),
 }
 
 /// A trace search, Jaeger's `/api/traces` parameters in store terms.
@@ -62,6 +83,10 @@ pub struct DependencyLink {
 
 /// Read access to stored traces: what the query APIs need, as a trait so the HTTP layer
 /// does not depend on how the store is built.
+///
+/// Every method may read block files and scan many spans: they are blocking calls. Call
+/// them from `tokio::task::spawn_blocking` (or another blocking thread), never directly on
+/// the async executor.
 pub trait TraceReader: Send + Sync + 'static {
     /// Every span of the trace (head and blocks), or `None` when nothing is stored for it.
     fn trace(&self, id: TraceId) -> Result<Option<Vec<Span>>, TraceError>;

@@ -1,0 +1,944 @@
+//! Blocks: immutable Parquet files of spans, plus a small sidecar that start-up reads.
+//!
+//! A block is a directory `blocks/<id>/` holding `data.parquet` (one row per span, sorted by
+//! trace id then start time, ZSTD-compressed), `meta.json` (time bounds, counts, services,
+//! operations, `wal_through`) and `traceids.bloom` (a Bloom filter over the block's trace ids).
+//! It is built in `<id>.tmp/`, every file fsynced, then renamed into place and the parent
+//! directory fsynced, so a block is either wholly there or not at all. Opening a store reads
+//! only `meta.json`; the filter and the Parquet footer are loaded on first use.
+//!
+//! Row groups end only at trace boundaries, so a trace lives in exactly one row group and a
+//! parent is addressed by its row distance (`parent_offset`) instead of 8 more random bytes;
+//! `parent_span_id` is written only when the parent is not in the block. Query columns are
+//! plain Parquet columns (anyone can open a block with DuckDB); everything else of a span is
+//! the protobuf "rest" blob of [`crate::codec`], and resources and scopes are protobuf blobs
+//! that dictionary encoding stores once per row group.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use model::{Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, UnixNanos};
+use parking_lot::Mutex;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::reader::ColumnReader;
+use parquet::data_type::{
+    ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
+    Int64Type,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, SpanColumns};
+use crate::head::Head;
+use crate::query::Matcher;
+use crate::TraceError;
+
+const SCHEMA: &str = "
+message lookout_span {
+  required fixed_len_byte_array(16) trace_id;
+  required fixed_len_byte_array(8) span_id;
+  required int32 parent_offset;
+  optional fixed_len_byte_array(8) parent_span_id;
+  required binary service (UTF8);
+  required binary name (UTF8);
+  required int32 kind;
+  required int64 start_unix_nano;
+  required int64 duration_nano;
+  required int32 status_code;
+  required binary status_message (UTF8);
+  required binary resource;
+  required binary scope;
+  required binary rest;
+}";
+
+const C_TRACE: usize = 0;
+const C_SPAN: usize = 1;
+const C_PARENT_OFF: usize = 2;
+const C_PARENT: usize = 3;
+const C_SERVICE: usize = 4;
+const C_NAME: usize = 5;
+const C_KIND: usize = 6;
+const C_START: usize = 7;
+const C_DURATION: usize = 8;
+const C_STATUS: usize = 9;
+const C_STATUS_MSG: usize = 10;
+const C_RESOURCE: usize = 11;
+const C_SCOPE: usize = 12;
+const C_REST: usize = 13;
+const COLUMNS: usize = 14;
+
+const FORMAT: u32 = 1;
+const DATA: &str = "data.parquet";
+const META: &str = "meta.json";
+const FILTER: &str = "traceids.bloom";
+const FILTER_HASHES: u32 = 7;
+const FILTER_BITS_PER_TRACE: u64 = 10;
+
+/// What start-up knows about a block without opening its data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct BlockMeta {
+    pub format: u32,
+    pub id: u64,
+    /// Every WAL segment below this id is covered by this block and older ones.
+    pub wal_through: u64,
+    pub spans: u64,
+    pub traces: u64,
+    pub min_start: UnixNanos,
+    pub max_start: UnixNanos,
+    pub max_end: UnixNanos,
+    /// Bytes of all files of the block.
+    pub bytes: u64,
+    pub services: Vec<String>,
+    /// `(service, span name, span kind)`.
+    pub operations: Vec<(String, String, u8)>,
+    pub filter_bits: u64,
+}
+
+/// A Bloom filter over trace ids.
+struct Bloom {
+    words: Vec<u64>,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn id_hashes(id: &TraceId) -> (u64, u64) {
+    let a = u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"));
+    let b = u64::from_le_bytes(id.0[8..].try_into().expect("8 bytes"));
+    let h1 = mix(a ^ mix(b));
+    let h2 = mix(b.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ a.rotate_left(17)) | 1;
+    (h1, h2)
+}
+
+impl Bloom {
+    fn with_traces(n: u64) -> Bloom {
+        let bits = (n * FILTER_BITS_PER_TRACE).max(64);
+        Bloom {
+            words: vec![0; bits.div_ceil(64) as usize],
+        }
+    }
+
+    fn bits(&self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    fn insert(&mut self, id: &TraceId) {
+        let (h1, h2) = id_hashes(id);
+        let n = self.bits();
+        for i in 0..FILTER_HASHES as u64 {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % n;
+            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    fn contains(&self, id: &TraceId) -> bool {
+        let (h1, h2) = id_hashes(id);
+        let n = self.bits();
+        (0..FILTER_HASHES as u64).all(|i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % n;
+            self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    fn from_bytes(b: &[u8], bits: u64) -> Option<Bloom> {
+        if bits == 0 || !bits.is_multiple_of(64) || b.len() as u64 != bits / 8 {
+            return None;
+        }
+        Some(Bloom {
+            words: b
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        })
+    }
+}
+
+/// An open block.
+pub(crate) struct Block {
+    pub dir: PathBuf,
+    pub meta: BlockMeta,
+    services: HashSet<String>,
+    filter: Mutex<Option<Arc<Bloom>>>,
+    reader: Mutex<Option<Arc<SerializedFileReader<File>>>>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TraceError + '_ {
+    move |source| TraceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn fsync_dir(path: &Path) -> Result<(), TraceError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))
+}
+
+/// The directory name of block `id`.
+pub(crate) fn block_dir_name(id: u64) -> String {
+    format!("{id:020}")
+}
+
+/// Options for writing blocks.
+pub(crate) struct WriteOptions {
+    pub row_group_spans: usize,
+    pub zstd_level: i32,
+}
+
+/// Writes the spans of a frozen head as block `id` under `blocks_dir`. Runs for seconds on
+/// big heads: call it from a blocking thread.
+pub(crate) fn write_block(
+    blocks_dir: &Path,
+    id: u64,
+    head: &Head,
+    wal_through: u64,
+    opts: &WriteOptions,
+) -> Result<Block, TraceError> {
+    let final_dir = blocks_dir.join(block_dir_name(id));
+    let tmp_dir = blocks_dir.join(format!("{}.tmp", block_dir_name(id)));
+    if tmp_dir.exists() {
+        fs::remove_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
+    }
+    fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
+
+    // Sort rows by (trace id, start, span id).
+    let mut order: Vec<u32> = (0..head.spans.len() as u32).collect();
+    order.sort_unstable_by(|a, b| {
+        let (x, y) = (&head.spans[*a as usize], &head.spans[*b as usize]);
+        (x.trace_id, x.start, x.span_id).cmp(&(y.trace_id, y.start, y.span_id))
+    });
+
+    let data_path = tmp_dir.join(DATA);
+    let block_err = |reason: String| TraceError::Block {
+        path: data_path.clone(),
+        reason,
+    };
+    let schema = Arc::new(parse_message_type(SCHEMA).map_err(|e| block_err(e.to_string()))?);
+    let zstd = ZstdLevel::try_new(opts.zstd_level).map_err(|e| block_err(e.to_string()))?;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(zstd))
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("trace_id"), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(
+            ColumnPath::from("start_unix_nano"),
+            EnabledStatistics::Chunk,
+        )
+        .set_created_by("lookout traces".to_string());
+    for c in [
+        "span_id",
+        "parent_span_id",
+        "start_unix_nano",
+        "duration_nano",
+    ] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    let file = File::create(&data_path).map_err(io_err(&data_path))?;
+    let mut writer =
+        SerializedFileWriter::new(BufWriter::new(file), schema, Arc::new(props.build()))
+            .map_err(|e| block_err(e.to_string()))?;
+
+    let strings: Vec<Bytes> = head
+        .strings
+        .iter()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect();
+    let mut bloom = Bloom::with_traces(head.trace_count() as u64);
+    let mut traces = 0u64;
+    let mut start = 0;
+    while start < order.len() {
+        // Take whole traces until the row group is full.
+        let mut end = start;
+        while end < order.len() && (end - start < opts.row_group_spans || end == start) {
+            let t = head.spans[order[end] as usize].trace_id;
+            while end < order.len() && head.spans[order[end] as usize].trace_id == t {
+                end += 1;
+            }
+            bloom.insert(&t);
+            traces += 1;
+        }
+        write_row_group(&mut writer, head, &strings, &order[start..end])
+            .map_err(|e| block_err(e.to_string()))?;
+        start = end;
+    }
+    writer.close().map_err(|e| block_err(e.to_string()))?;
+    File::open(&data_path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&data_path))?;
+
+    let filter_path = tmp_dir.join(FILTER);
+    write_synced(&filter_path, &bloom.to_bytes())?;
+
+    let mut services: Vec<String> = head
+        .resources
+        .iter()
+        .map(|r| head.strings[r.service as usize].to_string())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    services.sort();
+    let mut operations: Vec<(String, String, u8)> = head
+        .operations
+        .iter()
+        .map(|(s, n, k)| {
+            (
+                head.strings[*s as usize].to_string(),
+                head.strings[*n as usize].to_string(),
+                *k as u8,
+            )
+        })
+        .collect();
+    operations.sort();
+    let data_bytes = fs::metadata(&data_path).map_err(io_err(&data_path))?.len();
+    let mut meta = BlockMeta {
+        format: FORMAT,
+        id,
+        wal_through,
+        spans: head.len() as u64,
+        traces,
+        min_start: head.min_start,
+        max_start: head.max_start,
+        max_end: head.max_end,
+        bytes: data_bytes + bloom.bits() / 8,
+        services,
+        operations,
+        filter_bits: bloom.bits(),
+    };
+    let meta_path = tmp_dir.join(META);
+    let mut json = serde_json::to_vec(&meta).map_err(|e| TraceError::Block {
+        path: meta_path.clone(),
+        reason: e.to_string(),
+    })?;
+    meta.bytes += json.len() as u64 + 16;
+    json = serde_json::to_vec(&meta).map_err(|e| TraceError::Block {
+        path: meta_path.clone(),
+        reason: e.to_string(),
+    })?;
+    write_synced(&meta_path, &json)?;
+    fsync_dir(&tmp_dir)?;
+    fs::rename(&tmp_dir, &final_dir).map_err(io_err(&final_dir))?;
+    fsync_dir(blocks_dir)?;
+    let block = Block::new(final_dir, meta);
+    *block.filter.lock() = Some(Arc::new(bloom));
+    Ok(block)
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(data).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+fn write_row_group<W: Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
+    head: &Head,
+    strings: &[Bytes],
+    rows: &[u32],
+) -> parquet::errors::Result<()> {
+    let n = rows.len();
+    let mut trace_id = Vec::with_capacity(n);
+    let mut span_id = Vec::with_capacity(n);
+    let mut parent_off = Vec::with_capacity(n);
+    let mut parent = Vec::new();
+    let mut parent_def = Vec::with_capacity(n);
+    let mut service = Vec::with_capacity(n);
+    let mut name = Vec::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut start = Vec::with_capacity(n);
+    let mut duration = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut status_msg = Vec::with_capacity(n);
+    let mut resource = Vec::with_capacity(n);
+    let mut scope = Vec::with_capacity(n);
+    let mut rest = Vec::with_capacity(n);
+    let empty = ByteArray::from(Bytes::new());
+    let mut trace_start = 0;
+    let mut by_id: HashMap<SpanId, usize> = HashMap::new();
+    for (row, idx) in rows.iter().enumerate() {
+        let s = &head.spans[*idx as usize];
+        if row == 0 || head.spans[rows[row - 1] as usize].trace_id != s.trace_id {
+            trace_start = row;
+            by_id.clear();
+            let mut r = row;
+            while r < n && head.spans[rows[r] as usize].trace_id == s.trace_id {
+                by_id
+                    .entry(head.spans[rows[r] as usize].span_id)
+                    .or_insert(r);
+                r += 1;
+            }
+        }
+        let _ = trace_start;
+        trace_id.push(FixedLenByteArray::from(s.trace_id.0.to_vec()));
+        span_id.push(FixedLenByteArray::from(s.span_id.0.to_vec()));
+        match s.parent {
+            None => {
+                parent_off.push(0);
+                parent_def.push(0);
+            }
+            Some(p) => match by_id.get(&p) {
+                Some(&r) if r != row => {
+                    parent_off.push(row as i32 - r as i32);
+                    parent_def.push(0);
+                }
+                _ => {
+                    parent_off.push(0);
+                    parent_def.push(1);
+                    parent.push(FixedLenByteArray::from(p.0.to_vec()));
+                }
+            },
+        }
+        let res = &head.resources[s.resource as usize];
+        service.push(ByteArray::from(strings[res.service as usize].clone()));
+        name.push(ByteArray::from(strings[s.name as usize].clone()));
+        kind.push(s.kind as i32);
+        start.push(s.start as i64);
+        duration.push(s.end.saturating_sub(s.start) as i64);
+        status.push(s.status as i32);
+        // The message also rides in the rest blob; the column is for readers like DuckDB.
+        let msg = codec::decode_rest(&s.rest)
+            .ok()
+            .and_then(|r| r.status)
+            .map(|st| st.message)
+            .unwrap_or_default();
+        status_msg.push(if msg.is_empty() {
+            empty.clone()
+        } else {
+            ByteArray::from(msg.into_bytes())
+        });
+        resource.push(ByteArray::from(res.bytes.clone()));
+        scope.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
+        rest.push(ByteArray::from(s.rest.to_vec()));
+    }
+    let mut rg = writer.next_row_group()?;
+    let mut col = 0;
+    while let Some(mut c) = rg.next_column()? {
+        match col {
+            C_TRACE => c
+                .typed::<FixedLenByteArrayType>()
+                .write_batch(&trace_id, None, None)?,
+            C_SPAN => c
+                .typed::<FixedLenByteArrayType>()
+                .write_batch(&span_id, None, None)?,
+            C_PARENT_OFF => c
+                .typed::<Int32Type>()
+                .write_batch(&parent_off, None, None)?,
+            C_PARENT => {
+                c.typed::<FixedLenByteArrayType>()
+                    .write_batch(&parent, Some(&parent_def), None)?
+            }
+            C_SERVICE => c
+                .typed::<ByteArrayType>()
+                .write_batch(&service, None, None)?,
+            C_NAME => c.typed::<ByteArrayType>().write_batch(&name, None, None)?,
+            C_KIND => c.typed::<Int32Type>().write_batch(&kind, None, None)?,
+            C_START => c.typed::<Int64Type>().write_batch(&start, None, None)?,
+            C_DURATION => c.typed::<Int64Type>().write_batch(&duration, None, None)?,
+            C_STATUS => c.typed::<Int32Type>().write_batch(&status, None, None)?,
+            C_STATUS_MSG => c
+                .typed::<ByteArrayType>()
+                .write_batch(&status_msg, None, None)?,
+            C_RESOURCE => c
+                .typed::<ByteArrayType>()
+                .write_batch(&resource, None, None)?,
+            C_SCOPE => c.typed::<ByteArrayType>().write_batch(&scope, None, None)?,
+            C_REST => c.typed::<ByteArrayType>().write_batch(&rest, None, None)?,
+            _ => 0,
+        };
+        c.close()?;
+        col += 1;
+    }
+    rg.close()?;
+    Ok(())
+}
+
+/// Reads `take` values of column `col` after skipping `skip` rows; for the optional column,
+/// also returns the definition levels.
+fn read_col<T: DataType>(
+    rg: &dyn RowGroupReader,
+    col: usize,
+    skip: usize,
+    take: usize,
+) -> Result<(Vec<T::T>, Vec<i16>), String> {
+    let reader: ColumnReader = rg.get_column_reader(col).map_err(|e| e.to_string())?;
+    let mut reader = T::get_column_reader(reader)
+        .ok_or_else(|| format!("column {col} has an unexpected type"))?;
+    if skip > 0 {
+        let skipped = reader.skip_records(skip).map_err(|e| e.to_string())?;
+        if skipped != skip {
+            return Err(format!("column {col} is shorter than its row group"));
+        }
+    }
+    let mut values = Vec::with_capacity(take);
+    let mut defs = Vec::new();
+    let mut got = 0;
+    while got < take {
+        let (records, _, _) = reader
+            .read_records(take - got, Some(&mut defs), None, &mut values)
+            .map_err(|e| e.to_string())?;
+        if records == 0 {
+            return Err(format!("column {col} is shorter than its row group"));
+        }
+        got += records;
+    }
+    Ok((values, defs))
+}
+
+fn to_i64(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+/// Decoded values of one row range of a row group.
+struct Rows {
+    trace_id: Vec<FixedLenByteArray>,
+    span_id: Vec<FixedLenByteArray>,
+    parent_off: Vec<i32>,
+    parent: Vec<Option<SpanId>>,
+    service: Vec<ByteArray>,
+    name: Vec<ByteArray>,
+    kind: Vec<i32>,
+    start: Vec<i64>,
+    duration: Vec<i64>,
+    status: Vec<i32>,
+    resource: Vec<ByteArray>,
+    scope: Vec<ByteArray>,
+    rest: Vec<ByteArray>,
+}
+
+fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
+    b.try_into()
+        .map_err(|_| format!("id of {} bytes, expected {N}", b.len()))
+}
+
+fn parents(
+    values: Vec<FixedLenByteArray>,
+    defs: &[i16],
+    n: usize,
+) -> Result<Vec<Option<SpanId>>, String> {
+    let mut out = Vec::with_capacity(n);
+    let mut it = values.into_iter();
+    for d in defs.iter().take(n) {
+        if *d > 0 {
+            let v = it.next().ok_or("parent column is short")?;
+            out.push(Some(SpanId(fixed::<8>(v.data())?)));
+        } else {
+            out.push(None);
+        }
+    }
+    if out.len() != n {
+        return Err("parent column is short".into());
+    }
+    Ok(out)
+}
+
+fn kind_of(v: i32) -> Result<SpanKind, String> {
+    SpanKind::from_i32(v).ok_or_else(|| format!("bad span kind {v}"))
+}
+
+fn status_of(v: i32) -> Result<StatusCode, String> {
+    StatusCode::from_i32(v).ok_or_else(|| format!("bad status code {v}"))
+}
+
+fn utf8(b: &ByteArray) -> Result<&str, String> {
+    std::str::from_utf8(b.data()).map_err(|_| "bad utf-8 in a name".to_string())
+}
+
+/// Counts of service-to-service calls, and children whose parent lives elsewhere.
+#[derive(Default)]
+pub(crate) struct Deps {
+    pub edges: HashMap<(String, String), u64>,
+    /// `(trace, parent span, child service)` for parents not found next to the child.
+    pub pending: Vec<(TraceId, SpanId, String)>,
+}
+
+impl Block {
+    fn new(dir: PathBuf, meta: BlockMeta) -> Block {
+        Block {
+            services: meta.services.iter().cloned().collect(),
+            dir,
+            meta,
+            filter: Mutex::new(None),
+            reader: Mutex::new(None),
+        }
+    }
+
+    /// Opens a block directory by reading its sidecar only.
+    pub fn open(dir: PathBuf) -> Result<Block, TraceError> {
+        let meta_path = dir.join(META);
+        let json = fs::read(&meta_path).map_err(io_err(&meta_path))?;
+        let meta: BlockMeta = serde_json::from_slice(&json).map_err(|e| TraceError::Block {
+            path: meta_path.clone(),
+            reason: format!("bad block metadata: {e}"),
+        })?;
+        if meta.format != FORMAT {
+            return Err(TraceError::Block {
+                path: meta_path,
+                reason: format!(
+                    "block format {} is not {FORMAT}; upgrade Lookout or move the block away",
+                    meta.format
+                ),
+            });
+        }
+        Ok(Block::new(dir, meta))
+    }
+
+    fn data_path(&self) -> PathBuf {
+        self.dir.join(DATA)
+    }
+
+    fn err(&self, reason: impl Into<String>) -> TraceError {
+        TraceError::Block {
+            path: self.data_path(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn has_service(&self, s: &str) -> bool {
+        self.services.contains(s)
+    }
+
+    fn filter(&self) -> Option<Arc<Bloom>> {
+        let mut g = self.filter.lock();
+        if g.is_none() {
+            let path = self.dir.join(FILTER);
+            *g = fs::read(&path)
+                .ok()
+                .and_then(|b| Bloom::from_bytes(&b, self.meta.filter_bits))
+                .map(Arc::new);
+        }
+        g.clone()
+    }
+
+    /// Whether the block may hold the trace (false positives, never false negatives).
+    pub fn may_contain(&self, id: &TraceId) -> bool {
+        // A missing or broken filter only costs speed: fall back to reading.
+        self.filter().is_none_or(|f| f.contains(id))
+    }
+
+    fn reader(&self) -> Result<Arc<SerializedFileReader<File>>, TraceError> {
+        let mut g = self.reader.lock();
+        if let Some(r) = &*g {
+            return Ok(r.clone());
+        }
+        let path = self.data_path();
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let r = Arc::new(SerializedFileReader::new(file).map_err(|e| self.err(e.to_string()))?);
+        if r.metadata().file_metadata().schema_descr().num_columns() != COLUMNS {
+            return Err(self.err("unexpected columns; the file is not a Lookout span block"));
+        }
+        *g = Some(r.clone());
+        Ok(r)
+    }
+
+    fn read_rows(
+        &self,
+        rg: &dyn RowGroupReader,
+        skip: usize,
+        take: usize,
+        cols: &[usize],
+    ) -> Result<Rows, String> {
+        let want = |c: usize| cols.contains(&c);
+        let mut rows = Rows {
+            trace_id: Vec::new(),
+            span_id: Vec::new(),
+            parent_off: Vec::new(),
+            parent: Vec::new(),
+            service: Vec::new(),
+            name: Vec::new(),
+            kind: Vec::new(),
+            start: Vec::new(),
+            duration: Vec::new(),
+            status: Vec::new(),
+            resource: Vec::new(),
+            scope: Vec::new(),
+            rest: Vec::new(),
+        };
+        if want(C_TRACE) {
+            rows.trace_id = read_col::<FixedLenByteArrayType>(rg, C_TRACE, skip, take)?.0;
+        }
+        if want(C_SPAN) {
+            rows.span_id = read_col::<FixedLenByteArrayType>(rg, C_SPAN, skip, take)?.0;
+        }
+        if want(C_PARENT_OFF) {
+            rows.parent_off = read_col::<Int32Type>(rg, C_PARENT_OFF, skip, take)?.0;
+        }
+        if want(C_PARENT) {
+            let (v, d) = read_col::<FixedLenByteArrayType>(rg, C_PARENT, skip, take)?;
+            rows.parent = parents(v, &d, take)?;
+        }
+        if want(C_SERVICE) {
+            rows.service = read_col::<ByteArrayType>(rg, C_SERVICE, skip, take)?.0;
+        }
+        if want(C_NAME) {
+            rows.name = read_col::<ByteArrayType>(rg, C_NAME, skip, take)?.0;
+        }
+        if want(C_KIND) {
+            rows.kind = read_col::<Int32Type>(rg, C_KIND, skip, take)?.0;
+        }
+        if want(C_START) {
+            rows.start = read_col::<Int64Type>(rg, C_START, skip, take)?.0;
+        }
+        if want(C_DURATION) {
+            rows.duration = read_col::<Int64Type>(rg, C_DURATION, skip, take)?.0;
+        }
+        if want(C_STATUS) {
+            rows.status = read_col::<Int32Type>(rg, C_STATUS, skip, take)?.0;
+        }
+        if want(C_RESOURCE) {
+            rows.resource = read_col::<ByteArrayType>(rg, C_RESOURCE, skip, take)?.0;
+        }
+        if want(C_SCOPE) {
+            rows.scope = read_col::<ByteArrayType>(rg, C_SCOPE, skip, take)?.0;
+        }
+        if want(C_REST) {
+            rows.rest = read_col::<ByteArrayType>(rg, C_REST, skip, take)?.0;
+        }
+        Ok(rows)
+    }
+
+    /// Appends every span of trace `id` stored in this block.
+    pub fn trace(&self, id: &TraceId, out: &mut Vec<Span>) -> Result<(), TraceError> {
+        if !self.may_contain(id) {
+            return Ok(());
+        }
+        let r = self.reader()?;
+        for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
+            if let Some(Statistics::FixedLenByteArray(st)) = rgm.column(C_TRACE).statistics() {
+                if let (Some(min), Some(max)) = (st.min_bytes_opt(), st.max_bytes_opt()) {
+                    if id.0.as_slice() < min || id.0.as_slice() > max {
+                        continue;
+                    }
+                }
+            }
+            let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
+            let n = rgm.num_rows().max(0) as usize;
+            let ids = read_col::<FixedLenByteArrayType>(&*rg, C_TRACE, 0, n)
+                .map_err(|e| self.err(e))?
+                .0;
+            let lo = ids.partition_point(|x| x.data() < id.0.as_slice());
+            let hi = ids.partition_point(|x| x.data() <= id.0.as_slice());
+            if lo == hi {
+                continue;
+            }
+            let all: Vec<usize> = (C_SPAN..COLUMNS).filter(|c| *c != C_STATUS_MSG).collect();
+            let rows = self
+                .read_rows(&*rg, lo, hi - lo, &all)
+                .map_err(|e| self.err(e))?;
+            self.assemble(id, &rows, out).map_err(|e| self.err(e))?;
+            // Row groups end at trace boundaries: the trace is nowhere else in this block.
+            break;
+        }
+        Ok(())
+    }
+
+    fn assemble(&self, id: &TraceId, rows: &Rows, out: &mut Vec<Span>) -> Result<(), String> {
+        let mut resources: Vec<(&[u8], Arc<Resource>)> = Vec::new();
+        let mut scopes: Vec<(&[u8], Arc<Scope>)> = Vec::new();
+        let n = rows.span_id.len();
+        for i in 0..n {
+            let parent_span_id = match (rows.parent_off[i], rows.parent[i]) {
+                (0, p) => p,
+                (off, _) => {
+                    let p = i as i64 - off as i64;
+                    if p < 0 || p as usize >= n {
+                        return Err(format!("parent offset {off} points outside the trace"));
+                    }
+                    Some(SpanId(fixed::<8>(rows.span_id[p as usize].data())?))
+                }
+            };
+            let rb = rows.resource[i].data();
+            let resource = match resources.iter().find(|(b, _)| *b == rb) {
+                Some((_, r)) => r.clone(),
+                None => {
+                    let r = Arc::new(codec::decode_resource(rb)?);
+                    resources.push((rb, r.clone()));
+                    r
+                }
+            };
+            let sb = rows.scope[i].data();
+            let scope = match scopes.iter().find(|(b, _)| *b == sb) {
+                Some((_, s)) => s.clone(),
+                None => {
+                    let s = Arc::new(codec::decode_scope(sb)?);
+                    scopes.push((sb, s.clone()));
+                    s
+                }
+            };
+            let start = to_i64(rows.start[i]);
+            let rest = codec::decode_rest(rows.rest[i].data())?;
+            out.push(codec::assemble(
+                SpanColumns {
+                    trace_id: *id,
+                    span_id: SpanId(fixed::<8>(rows.span_id[i].data())?),
+                    parent_span_id,
+                    name: utf8(&rows.name[i])?.to_string(),
+                    kind: kind_of(rows.kind[i])?,
+                    start,
+                    end: start.saturating_add(to_i64(rows.duration[i])),
+                    status_code: status_of(rows.status[i])?,
+                },
+                rest,
+                resource,
+                scope,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Adds `(trace, start)` of every matching span to `hits`.
+    pub fn search(
+        &self,
+        m: &Matcher<'_>,
+        hits: &mut HashMap<TraceId, UnixNanos>,
+    ) -> Result<(), TraceError> {
+        if !m.overlaps(self.meta.min_start, self.meta.max_start) {
+            return Ok(());
+        }
+        if let Some(s) = &m.q.service {
+            if !self.has_service(s) {
+                return Ok(());
+            }
+        }
+        let r = self.reader()?;
+        let mut cols = vec![C_TRACE, C_SERVICE, C_NAME, C_KIND, C_START, C_DURATION];
+        if m.has_tags() {
+            cols.extend([C_STATUS, C_RESOURCE, C_SCOPE, C_REST]);
+        }
+        let mut res_tags: HashMap<(Vec<u8>, Vec<u8>), Vec<bool>> = HashMap::new();
+        for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
+            if let Some(Statistics::Int64(st)) = rgm.column(C_START).statistics() {
+                if let (Some(min), Some(max)) = (st.min_opt(), st.max_opt()) {
+                    if !m.overlaps(to_i64(*min), to_i64(*max)) {
+                        continue;
+                    }
+                }
+            }
+            let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
+            let n = rgm.num_rows().max(0) as usize;
+            let rows = self.read_rows(&*rg, 0, n, &cols).map_err(|e| self.err(e))?;
+            for j in 0..n {
+                let kind = kind_of(rows.kind[j]).map_err(|e| self.err(e))?;
+                let start = to_i64(rows.start[j]);
+                let service = utf8(&rows.service[j]).map_err(|e| self.err(e))?;
+                let name = utf8(&rows.name[j]).map_err(|e| self.err(e))?;
+                if !m.columns(service, name, kind, start, to_i64(rows.duration[j])) {
+                    continue;
+                }
+                if m.has_tags() {
+                    let key = (rows.resource[j].data(), rows.scope[j].data());
+                    let from_res = match res_tags.get(&(key.0.to_vec(), key.1.to_vec())) {
+                        Some(v) => v,
+                        None => {
+                            let res = codec::decode_resource(key.0).map_err(|e| self.err(e))?;
+                            let scope = codec::decode_scope(key.1).map_err(|e| self.err(e))?;
+                            res_tags
+                                .entry((key.0.to_vec(), key.1.to_vec()))
+                                .or_insert_with(|| m.tags_from_resource(&res, &scope))
+                        }
+                    };
+                    let status = status_of(rows.status[j]).map_err(|e| self.err(e))?;
+                    let rest = codec::decode_rest(rows.rest[j].data()).map_err(|e| self.err(e))?;
+                    if !m.tags(from_res, kind, status, &rest) {
+                        continue;
+                    }
+                }
+                let id = TraceId(fixed::<16>(rows.trace_id[j].data()).map_err(|e| self.err(e))?);
+                let e = hits.entry(id).or_insert(0);
+                *e = (*e).max(start);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts parent→child service edges of spans that started in `[start, end]`.
+    pub fn dependencies(
+        &self,
+        start: UnixNanos,
+        end: UnixNanos,
+        deps: &mut Deps,
+    ) -> Result<(), TraceError> {
+        if self.meta.min_start > end || self.meta.max_start < start {
+            return Ok(());
+        }
+        let r = self.reader()?;
+        let cols = [C_TRACE, C_PARENT_OFF, C_PARENT, C_SERVICE, C_START];
+        for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
+            let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
+            let n = rgm.num_rows().max(0) as usize;
+            let rows = self.read_rows(&*rg, 0, n, &cols).map_err(|e| self.err(e))?;
+            for j in 0..n {
+                let t = to_i64(rows.start[j]);
+                if t < start || t > end {
+                    continue;
+                }
+                let child = utf8(&rows.service[j]).map_err(|e| self.err(e))?;
+                match (rows.parent_off[j], rows.parent[j]) {
+                    (0, None) => {}
+                    (0, Some(p)) => {
+                        let id =
+                            TraceId(fixed::<16>(rows.trace_id[j].data()).map_err(|e| self.err(e))?);
+                        deps.pending.push((id, p, child.to_string()));
+                    }
+                    (off, _) => {
+                        let p = j as i64 - off as i64;
+                        if p < 0 || p as usize >= n {
+                            return Err(self.err("parent offset points outside the row group"));
+                        }
+                        let parent = utf8(&rows.service[p as usize]).map_err(|e| self.err(e))?;
+                        if parent != child {
+                            *deps
+                                .edges
+                                .entry((parent.to_string(), child.to_string()))
+                                .or_insert(0) += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the service of every span of the given traces.
+    pub fn services_of(
+        &self,
+        traces: &HashSet<TraceId>,
+        out: &mut HashMap<(TraceId, SpanId), String>,
+    ) -> Result<(), TraceError> {
+        if !traces.iter().any(|t| self.may_contain(t)) {
+            return Ok(());
+        }
+        let r = self.reader()?;
+        for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
+            let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
+            let n = rgm.num_rows().max(0) as usize;
+            let rows = self
+                .read_rows(&*rg, 0, n, &[C_TRACE, C_SPAN, C_SERVICE])
+                .map_err(|e| self.err(e))?;
+            for j in 0..n {
+                let id = TraceId(fixed::<16>(rows.trace_id[j].data()).map_err(|e| self.err(e))?);
+                if traces.contains(&id) {
+                    let span = SpanId(fixed::<8>(rows.span_id[j].data()).map_err(|e| self.err(e))?);
+                    let svc = utf8(&rows.service[j]).map_err(|e| self.err(e))?;
+                    out.insert((id, span), svc.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Compact byte encodings of the parts of a span that are not query columns.
+//!
+//! The head and the Parquet blocks keep the fields every query filters on (ids, times, names,
+//! kind, status) as plain values, and everything else (attributes, events, links, trace state,
+//! flags, dropped counts) as one opaque "rest" blob: the OTLP protobuf `Span` message with only
+//! those fields set. Protobuf is what clients send anyway, so the encoding is exact for every
+//! field OTLP carries, and the same blob serves the head (memory) and the block (disk) without
+//! re-encoding at flush time. Resources and scopes are encoded the same way and stored once
+//! per distinct value (interned in the head, dictionary-encoded in blocks).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use model::otlp::proto::common::v1 as pc;
+use model::otlp::proto::trace::v1 as pt;
+use model::otlp::{attrs_from_proto, attrs_to_proto, resource_from_proto, scope_from_proto};
+use model::{Event, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, UnixNanos};
+use prost::Message;
+
+/// Encodes a resource (with its schema URL) as an OTLP `ResourceSpans` without spans.
+pub(crate) fn encode_resource(r: &Resource) -> Bytes {
+    let msg = pt::ResourceSpans {
+        resource: Some(model::otlp::proto::resource::v1::Resource {
+            attributes: attrs_to_proto(&r.attributes),
+            dropped_attributes_count: r.dropped_attributes_count,
+            ..Default::default()
+        }),
+        scope_spans: Vec::new(),
+        schema_url: r.schema_url.clone(),
+    };
+    Bytes::from(msg.encode_to_vec())
+}
+
+/// Decodes what [`encode_resource`] wrote.
+pub(crate) fn decode_resource(b: &[u8]) -> Result<Resource, String> {
+    let msg = pt::ResourceSpans::decode(b).map_err(|e| format!("bad resource: {e}"))?;
+    Ok(resource_from_proto(msg.resource.as_ref(), &msg.schema_url))
+}
+
+/// Encodes a scope (with its schema URL) as an OTLP `ScopeSpans` without spans.
+pub(crate) fn encode_scope(s: &Scope) -> Bytes {
+    let msg = pt::ScopeSpans {
+        scope: Some(pc::InstrumentationScope {
+            name: s.name.clone(),
+            version: s.version.clone(),
+            attributes: attrs_to_proto(&s.attributes),
+            dropped_attributes_count: s.dropped_attributes_count,
+        }),
+        spans: Vec::new(),
+        schema_url: s.schema_url.clone(),
+    };
+    Bytes::from(msg.encode_to_vec())
+}
+
+/// Decodes what [`encode_scope`] wrote.
+pub(crate) fn decode_scope(b: &[u8]) -> Result<Scope, String> {
+    let msg = pt::ScopeSpans::decode(b).map_err(|e| format!("bad scope: {e}"))?;
+    Ok(scope_from_proto(msg.scope.as_ref(), &msg.schema_url))
+}
+
+/// Encodes the non-column fields of a span. The status message rides along (with code 0)
+/// because it is rare and free-form; the status code is a column.
+pub(crate) fn encode_rest(s: &Span) -> Box<[u8]> {
+    let msg = pt::Span {
+        trace_state: s.trace_state.clone(),
+        flags: s.flags,
+        attributes: attrs_to_proto(&s.attributes),
+        dropped_attributes_count: s.dropped_attributes_count,
+        events: s
+            .events
+            .iter()
+            .map(|e| pt::span::Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name.clone(),
+                attributes: attrs_to_proto(&e.attributes),
+                dropped_attributes_count: e.dropped_attributes_count,
+            })
+            .collect(),
+        dropped_events_count: s.dropped_events_count,
+        links: s
+            .links
+            .iter()
+            .map(|l| pt::span::Link {
+                trace_id: l.trace_id.0.to_vec(),
+                span_id: l.span_id.0.to_vec(),
+                trace_state: l.trace_state.clone(),
+                attributes: attrs_to_proto(&l.attributes),
+                dropped_attributes_count: l.dropped_attributes_count,
+                flags: l.flags,
+            })
+            .collect(),
+        dropped_links_count: s.dropped_links_count,
+        status: if s.status_message.is_empty() {
+            None
+        } else {
+            Some(pt::Status {
+                message: s.status_message.clone(),
+                code: 0,
+            })
+        },
+        ..Default::default()
+    };
+    msg.encode_to_vec().into_boxed_slice()
+}
+
+/// Decodes a rest blob into its protobuf form (what tag matching reads).
+pub(crate) fn decode_rest(b: &[u8]) -> Result<pt::Span, String> {
+    pt::Span::decode(b).map_err(|e| format!("bad span attributes: {e}"))
+}
+
+/// The column fields of a span, as the head and blocks keep them.
+pub(crate) struct SpanColumns {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent_span_id: Option<SpanId>,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start: UnixNanos,
+    pub end: UnixNanos,
+    pub status_code: StatusCode,
+}
+
+/// Rebuilds a full span from its columns, its decoded rest, its resource and its scope.
+pub(crate) fn assemble(
+    c: SpanColumns,
+    rest: pt::Span,
+    resource: Arc<Resource>,
+    scope: Arc<Scope>,
+) -> Result<Span, String> {
+    let mut links = Vec::with_capacity(rest.links.len());
+    for l in rest.links {
+        let trace_id: [u8; 16] = l
+            .trace_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| "bad link trace id".to_string())?;
+        let span_id: [u8; 8] = l
+            .span_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| "bad link span id".to_string())?;
+        links.push(Link {
+            trace_id: TraceId(trace_id),
+            span_id: SpanId(span_id),
+            trace_state: l.trace_state,
+            attributes: attrs_from_proto(&l.attributes),
+            dropped_attributes_count: l.dropped_attributes_count,
+            flags: l.flags,
+        });
+    }
+    Ok(Span {
+        trace_id: c.trace_id,
+        span_id: c.span_id,
+        parent_span_id: c.parent_span_id,
+        trace_state: rest.trace_state,
+        flags: rest.flags,
+        name: c.name,
+        kind: c.kind,
+        start_unix_nano: c.start,
+        end_unix_nano: c.end,
+        attributes: attrs_from_proto(&rest.attributes),
+        dropped_attributes_count: rest.dropped_attributes_count,
+        events: rest
+            .events
+            .into_iter()
+            .map(|e| Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name,
+                attributes: attrs_from_proto(&e.attributes),
+                dropped_attributes_count: e.dropped_attributes_count,
+            })
+            .collect(),
+        dropped_events_count: rest.dropped_events_count,
+        links,
+        dropped_links_count: rest.dropped_links_count,
+        status_code: c.status_code,
+        status_message: rest.status.map(|s| s.message).unwrap_or_default(),
+        resource,
+        scope,
+    })
+}
