@@ -5,10 +5,12 @@
 //! prost codec, which reports an undecodable message as INTERNAL; OTLP clients treat
 //! INTERNAL as "not retryable, server bug" and log something misleading. Our codec answers
 //! INVALID_ARGUMENT naming the message, and tells the handler how large the decoded message
-//! was so it can be charged to the in-flight budget. tonic still does the framing, gzip
-//! (`grpc-encoding`), the size limit (also after decompression) and trailers.
+//! was so it can be charged to the in-flight budget. The body is read under that budget
+//! before tonic sees it; tonic still does the framing, gzip (`grpc-encoding`), the size limit
+//! after decompression, and trailers.
 
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -22,7 +24,8 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::server::Grpc;
 
 use super::{
-    count_spans, ExportError, OtlpState, Protocol, Ran, Rejection, Signal, DECODED_OVERHEAD,
+    count_spans, read_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
+    DECODED_OVERHEAD,
 };
 
 /// A decoded request and the size of its (decompressed) protobuf encoding.
@@ -118,17 +121,18 @@ where
         .apply_max_message_size_config(Some(state.config().max_body_bytes), None)
 }
 
-/// Validates and writes one decoded trace request.
+/// Validates and writes one decoded trace request; `reservation` already holds the raw body.
 async fn export_traces(
     state: &OtlpState,
     decoded: Decoded<ExportTraceServiceRequest>,
+    mut reservation: Reservation,
 ) -> Result<u64, Rejection> {
-    let mut reservation = state.reservation();
-    // The wire bytes tonic buffered plus the decoded structures.
-    let charge = decoded.wire_bytes.saturating_mul(1 + DECODED_OVERHEAD);
     let items = count_spans(&decoded.msg);
     state
-        .reserve(&mut reservation, charge)
+        .reserve(
+            &mut reservation,
+            decoded.wire_bytes.saturating_mul(DECODED_OVERHEAD),
+        )
         .map_err(|error| Rejection { error, items })?;
     let spans = model::otlp::spans_from_request(&decoded.msg).map_err(|e| Rejection {
         error: ExportError::Invalid(e),
@@ -141,6 +145,24 @@ async fn export_traces(
 
 /// `TraceService/Export`.
 pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Response {
+    // Read the body under the in-flight budget before tonic buffers and decodes it, so
+    // gRPC requests are bounded the same way HTTP ones are and overload is refused early.
+    let (parts, body) = req.into_parts();
+    let mut reservation = state.reservation();
+    // One unary message plus its 5-byte gRPC frame header.
+    let limit = state.config().max_body_bytes.saturating_add(5);
+    let raw = match read_body(&state, None, body, limit, &mut reservation).await {
+        Ok(raw) => raw,
+        Err(error) => {
+            let rejection = Rejection::from(error);
+            state.record(Signal::Traces, Protocol::Grpc, Err(&rejection));
+            return rejection.error.to_grpc_status().into_http::<Body>();
+        }
+    };
+    let req = Request::from_parts(parts, Body::from(raw));
+    // The service is a `FnMut` called once; the reservation travels to it through this slot
+    // so one request keeps one reservation (a request alone is always admitted).
+    let slot = Arc::new(Mutex::new(Some(reservation)));
     let ran = Ran::default();
     let service = {
         let state = state.clone();
@@ -149,8 +171,13 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
             move |req: tonic::Request<Decoded<ExportTraceServiceRequest>>| {
                 let state = state.clone();
                 ran.set();
+                let reservation = slot
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.take())
+                    .unwrap_or_else(|| state.reservation());
                 async move {
-                    let outcome = export_traces(&state, req.into_inner()).await;
+                    let outcome = export_traces(&state, req.into_inner(), reservation).await;
                     state.record(Signal::Traces, Protocol::Grpc, outcome.as_ref().copied());
                     match outcome {
                         Ok(_) => Ok(tonic::Response::new(ExportTraceServiceResponse {
@@ -169,8 +196,8 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     .unary(service, req)
     .await;
     if !ran.get() {
-        // tonic refused the request before our handler saw it (bad protobuf, too large,
-        // bad framing): count it too.
+        // tonic refused the request before our handler saw it (bad protobuf, too large
+        // once inflated, bad framing): count it too.
         record_transport_failure(&state, Signal::Traces, &response);
     }
     response.map(Body::new)

@@ -10,7 +10,6 @@
 
 use std::io::Read;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -23,8 +22,8 @@ use model::otlp::proto::collector::trace::v1::{
 use prost::Message;
 
 use super::{
-    count_spans, retry_after_secs, run_decode, ExportError, OtlpState, Protocol, Rejection,
-    Reservation, Signal, DECODED_OVERHEAD,
+    count_spans, read_body, retry_after_secs, run_decode, ExportError, OtlpState, Protocol,
+    Rejection, Reservation, Signal, DECODED_OVERHEAD,
 };
 
 /// The two OTLP/HTTP body encodings.
@@ -84,58 +83,6 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
     }
 }
 
-/// Reads the whole body, at most `limit` bytes, reserving what it holds in `reservation`.
-async fn read_body(
-    state: &OtlpState,
-    headers: &HeaderMap,
-    mut body: Body,
-    reservation: &mut Reservation,
-) -> Result<Vec<u8>, ExportError> {
-    let limit = state.config().max_body_bytes;
-    let too_large = ExportError::TooLarge {
-        limit,
-        decompressed: false,
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let mut reserved = 0usize;
-    let mut buf = Vec::new();
-    if let Some(n) = declared {
-        let n = usize::try_from(n).map_err(|_| too_large)?;
-        if n > limit {
-            // Refuse before reading a byte: the client learns at once and we hold nothing.
-            return Err(ExportError::TooLarge {
-                limit,
-                decompressed: false,
-            });
-        }
-        state.reserve(reservation, n)?;
-        reserved = n;
-        buf.reserve_exact(n);
-    }
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ExportError::BodyRead(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let len = buf.len() + data.len();
-        if len > limit {
-            return Err(ExportError::TooLarge {
-                limit,
-                decompressed: false,
-            });
-        }
-        if len > reserved {
-            state.reserve(reservation, len - reserved)?;
-            reserved = len;
-        }
-        buf.extend_from_slice(&data);
-    }
-    Ok(buf)
-}
-
 /// Inflates a gzip body in bounded steps, refusing it as soon as it grows past the limit.
 fn gunzip(
     state: &OtlpState,
@@ -177,7 +124,13 @@ async fn decode_traces(
     let (parts, body) = req.into_parts();
     let gzip = is_gzip(&parts.headers)?;
     let mut reservation = state.reservation();
-    let raw = read_body(state, &parts.headers, body, &mut reservation).await?;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = state.config().max_body_bytes;
+    let raw = read_body(state, declared, body, limit, &mut reservation).await?;
     let state = state.clone();
     run_decode(raw.len(), move || {
         let body = if gzip {

@@ -553,6 +553,50 @@ impl OtlpState {
     }
 }
 
+/// Reads a whole request body of at most `limit` bytes, charging what it holds to
+/// `reservation` as it grows. A declared length over the limit is refused before reading a
+/// byte, and one within it is reserved up front, so the client learns of overload at once.
+async fn read_body(
+    state: &OtlpState,
+    declared: Option<u64>,
+    mut body: axum::body::Body,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<Vec<u8>, ExportError> {
+    use http_body_util::BodyExt as _;
+    let too_large = || ExportError::TooLarge {
+        limit: state.config().max_body_bytes,
+        decompressed: false,
+    };
+    let mut reserved = 0usize;
+    let mut buf = Vec::new();
+    if let Some(n) = declared {
+        let n = usize::try_from(n).map_err(|_| too_large())?;
+        if n > limit {
+            return Err(too_large());
+        }
+        state.reserve(reservation, n)?;
+        reserved = n;
+        buf.reserve_exact(n);
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ExportError::BodyRead(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len() + data.len();
+        if len > limit {
+            return Err(too_large());
+        }
+        if len > reserved {
+            state.reserve(reservation, len - reserved)?;
+            reserved = len;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
+}
+
 /// Counts the spans in a trace request, for the self-metrics of refused requests.
 fn count_spans(req: &model::otlp::proto::collector::trace::v1::ExportTraceServiceRequest) -> u64 {
     req.resource_spans

@@ -266,6 +266,88 @@ async fn http_identity_encoding_and_content_type_parameters_are_accepted() {
     assert_eq!(f.sink.spans().len(), 2);
 }
 
+/// The OTLP/JSON form of [`good_request`], as the spec's examples write it.
+const GOOD_JSON: &str = r#"{"resourceSpans":[{
+  "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+  "scopeSpans":[{"scope":{"name":"test"},"spans":[
+    {"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174",
+     "name":"GET /cart","kind":2,
+     "startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000005000000"}
+  ]}]}]}"#;
+
+#[tokio::test]
+async fn http_json_export_is_acknowledged_in_json() {
+    let f = Fixture::accepting();
+    let (resp, body) = send(
+        f.router(),
+        post("/v1/traces", "application/json; charset=utf-8", GOOD_JSON),
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(content_type(&resp), "application/json");
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({}),
+        "no partialSuccess on full success"
+    );
+    let spans = f.sink.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        spans[0].trace_id.to_hex(),
+        "5b8efff798038103d269b633813fc60c"
+    );
+    assert_eq!(f.received("http_json"), 1);
+}
+
+#[tokio::test]
+async fn http_json_gzip_is_inflated() {
+    let f = Fixture::accepting();
+    let mut req = post("/v1/traces", "application/json", gzip(GOOD_JSON.as_bytes()));
+    req.headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
+    let (resp, _) = send(f.router(), req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(f.sink.spans().len(), 1);
+}
+
+#[tokio::test]
+async fn http_invalid_json_is_400_with_a_json_status() {
+    let f = Fixture::accepting();
+    let (resp, body) = send(
+        f.router(),
+        post("/v1/traces", "application/json", r#"{"resourceSpans":[{"#),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(content_type(&resp), "application/json");
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["code"], 3);
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("invalid JSON at line 1"), "{message}");
+    assert_eq!(f.rejected_requests("traces", "http_json", "bad_json"), 1);
+}
+
+#[tokio::test]
+async fn http_json_wrong_trace_id_length_names_the_field() {
+    let f = Fixture::accepting();
+    let body = GOOD_JSON.replace("5B8EFFF798038103D269B633813FC60C", "0102030405");
+    let (resp, body) = send(f.router(), post("/v1/traces", "application/json", body)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        status["message"],
+        "resource_spans[0].scope_spans[0].spans[0].trace_id: must be 16 bytes, got 5 bytes"
+    );
+    assert!(f.sink.spans().is_empty());
+    assert_eq!(f.rejected_items("http_json"), 1);
+}
+
 #[tokio::test]
 async fn http_empty_request_succeeds_without_writing() {
     let f = Fixture::accepting();
@@ -778,6 +860,65 @@ async fn grpc_back_pressure_is_unavailable_with_retry_info() {
     assert_eq!(details.details[0].type_url, RETRY_INFO_TYPE_URL);
     let info = RetryInfo::decode(details.details[0].value.as_slice()).unwrap();
     assert_eq!(info.retry_delay.unwrap().seconds, 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn grpc_gzip_bomb_is_resource_exhausted() {
+    let f = Fixture::new(
+        OtlpConfig {
+            max_body_bytes: 1 << 20,
+            ..OtlpConfig::default()
+        },
+        Mode::Accept,
+    );
+    let server = Server::start(&f).await;
+    let mut client = tonic::client::Grpc::new(server.channel().await)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    client.ready().await.unwrap();
+    let err = client
+        .unary(
+            tonic::Request::new(vec![0u8; 4 << 20]),
+            ::http::uri::PathAndQuery::from_static(GRPC_TRACES_PATH),
+            RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert_eq!(f.rejected_requests("traces", "grpc", "too_large"), 1);
+    assert_eq!(f.state.inflight_bytes(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn grpc_inflight_budget_exhausted_is_unavailable() {
+    let gate = Arc::new(Notify::new());
+    let f = Fixture::new(
+        OtlpConfig {
+            max_inflight_bytes: 100,
+            ..OtlpConfig::default()
+        },
+        Mode::Gated(gate.clone()),
+    );
+    let server = Server::start(&f).await;
+    let channel = server.channel().await;
+    let mut first = TraceServiceClient::new(channel.clone());
+    let held = tokio::spawn(async move { first.export(good_request()).await });
+    while f.sink.calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let err = TraceServiceClient::new(channel)
+        .export(good_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("limit of 100 bytes"), "{err:?}");
+    let details = RpcStatus::decode(err.details()).unwrap();
+    assert_eq!(details.details[0].type_url, RETRY_INFO_TYPE_URL);
+    gate.notify_one();
+    held.await.unwrap().unwrap();
+    assert_eq!(f.sink.spans().len(), 2);
+    assert_eq!(f.state.inflight_bytes(), 0);
     server.shutdown().await;
 }
 
