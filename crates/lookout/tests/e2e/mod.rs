@@ -1,0 +1,10 @@
+//! End-to-end tests of the `lookout` binary, one module per area. `harness` holds what they
+//! share: starting and stopping the server, HTTP requests, and running the Python scripts in
+//! `tests/python/`.
+
+mod harness;
+
+mod bad_input;
+mod durability;
+mod ops;
+mod seeds;
