@@ -132,7 +132,13 @@ async fn decode_traces(
     let limit = state.config().max_body_bytes;
     let raw = read_body(state, declared, body, limit, &mut reservation).await?;
     let state = state.clone();
-    run_decode(raw.len(), move || {
+    // A gzip body inflates to several times its size before decoding even starts.
+    let work = if gzip {
+        raw.len().saturating_mul(8)
+    } else {
+        raw.len()
+    };
+    run_decode(work, move || {
         let body = if gzip {
             let inflated = gunzip(&state, &raw, &mut reservation)?;
             drop(raw);

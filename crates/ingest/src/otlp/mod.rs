@@ -99,6 +99,15 @@ impl Signal {
             Signal::Logs => "logs",
         }
     }
+
+    /// The SDK environment variable that turns this signal's exporter off.
+    fn exporter_env(self) -> &'static str {
+        match self {
+            Signal::Traces => "OTEL_TRACES_EXPORTER",
+            Signal::Metrics => "OTEL_METRICS_EXPORTER",
+            Signal::Logs => "OTEL_LOGS_EXPORTER",
+        }
+    }
 }
 
 /// How a request arrived.
@@ -177,7 +186,7 @@ pub enum ExportError {
         retry_after: Duration,
     },
     /// The signal has no store yet.
-    #[error("lookout does not store {} yet: only traces are accepted; stop exporting {} to this endpoint (OTEL_METRICS_EXPORTER/OTEL_LOGS_EXPORTER=none)", .0.as_str(), .0.as_str())]
+    #[error("lookout does not store {} yet: only traces are accepted; stop exporting {} here (set {}=none)", .0.as_str(), .0.as_str(), .0.exporter_env())]
     NotStored(Signal),
     /// OTLP/HTTP endpoints accept only POST.
     #[error("method {0} is not allowed: OTLP/HTTP exports use POST")]

@@ -474,6 +474,76 @@ async fn http_wrong_trace_id_length_is_400_naming_the_field_and_writes_nothing()
     assert_eq!(f.received("http_protobuf"), 0);
 }
 
+/// A tiny deterministic PRNG (xorshift64), so the mutation test needs no dependency and
+/// fails reproducibly.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Damages `input` a few ways at once: flipped bytes, a cut, an inserted run.
+fn mutate(rng: &mut XorShift, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        match rng.below(3) {
+            0 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                out[i] ^= 1 << rng.below(8);
+            }
+            1 => out.truncate(rng.below(out.len() + 1)),
+            _ => {
+                let i = rng.below(out.len() + 1);
+                let run: Vec<u8> = (0..rng.below(16)).map(|_| rng.next() as u8).collect();
+                out.splice(i..i, run);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn http_damaged_bodies_never_cause_a_server_error() {
+    let f = Fixture::accepting();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let proto = good_request().encode_to_vec();
+    let json = GOOD_JSON.as_bytes().to_vec();
+    for i in 0..300 {
+        let (content_type, body, gzipped) = match i % 3 {
+            0 => ("application/x-protobuf", mutate(&mut rng, &proto), false),
+            1 => ("application/json", mutate(&mut rng, &json), false),
+            // A damaged gzip stream around a valid body.
+            _ => (
+                "application/x-protobuf",
+                mutate(&mut rng, &gzip(&proto)),
+                true,
+            ),
+        };
+        let mut req = post("/v1/traces", content_type, body.clone());
+        if gzipped {
+            req.headers_mut()
+                .insert("content-encoding", "gzip".parse().unwrap());
+        }
+        let (resp, reply) = send(f.router(), req).await;
+        assert!(
+            resp.status() == StatusCode::OK || resp.status() == StatusCode::BAD_REQUEST,
+            "case {i}: {} for body {body:?}: {}",
+            resp.status(),
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    assert_eq!(f.state.inflight_bytes(), 0);
+}
+
 fn small_limit() -> OtlpConfig {
     OtlpConfig {
         max_body_bytes: 1024,
