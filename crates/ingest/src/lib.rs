@@ -8,4 +8,7 @@
 
 pub mod otlp;
 
-pub use otlp::{otlp_router, serve, ExportError, OtlpConfig, OtlpState, SinkError, TraceSink};
+pub use otlp::{
+    otlp_router, serve, BoxFuture, ExportError, OtlpConfig, OtlpState, SinkError, SinkFuture,
+    TraceSink,
+};

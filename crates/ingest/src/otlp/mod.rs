@@ -52,6 +52,9 @@ pub const GRPC_LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsSer
 /// A boxed, sendable future, as sink methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What [`TraceSink::write`] returns.
+pub type SinkFuture<'a> = BoxFuture<'a, Result<(), SinkError>>;
+
 /// Where accepted spans go: the binary implements this over the trace store.
 ///
 /// The receiver calls [`TraceSink::write`] only with a fully validated request, and runs the
@@ -60,7 +63,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait TraceSink: Send + Sync + 'static {
     /// Stores `spans`. The future must resolve only once the spans are durable (in the WAL):
     /// its `Ok` is what the client receives as acknowledgement.
-    fn write(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<(), SinkError>>;
+    fn write(&self, spans: Vec<Span>) -> SinkFuture<'_>;
 }
 
 /// Why a sink could not take a write. Both cases are retryable for the client.
@@ -75,11 +78,9 @@ pub enum SinkError {
     },
     /// The store cannot write at all right now (disk full, WAL failure): HTTP 503, gRPC
     /// UNAVAILABLE, with the configured retry delay.
-    #[error("the store is unavailable: {reason}")]
-    Unavailable {
-        /// What failed, for the client's error log and ours.
-        reason: String,
-    },
+    /// The string says what failed, for the client's error log and ours.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The telemetry signal a request carries.
@@ -530,7 +531,7 @@ impl OtlpState {
                 what: "the trace store is overloaded".to_string(),
                 retry_after,
             },
-            Ok(Err(SinkError::Unavailable { reason })) => {
+            Ok(Err(SinkError::Unavailable(reason))) => {
                 tracing::warn!(%reason, "trace store unavailable, refusing OTLP export");
                 ExportError::Unavailable {
                     reason: format!("the trace store is unavailable ({reason})"),

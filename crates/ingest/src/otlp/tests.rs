@@ -59,18 +59,14 @@ impl RecordingSink {
 }
 
 impl TraceSink for RecordingSink {
-    fn write(&self, spans: Vec<Span>) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn write(&self, spans: Vec<Span>) -> SinkFuture<'_> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mode = self.mode.lock().unwrap().clone();
         Box::pin(async move {
             match mode {
                 Mode::Accept => {}
                 Mode::Overloaded(retry_after) => return Err(SinkError::Overloaded { retry_after }),
-                Mode::Unavailable => {
-                    return Err(SinkError::Unavailable {
-                        reason: "wal: disk full".into(),
-                    })
-                }
+                Mode::Unavailable => return Err(SinkError::Unavailable("wal: disk full".into())),
                 Mode::Gated(gate) => gate.notified().await,
             }
             self.written.lock().unwrap().extend(spans);
