@@ -288,17 +288,29 @@ impl ExportError {
         }
     }
 
-    /// The gRPC status, with `RetryInfo` in its details when retryable.
+    /// The gRPC status. When retryable it carries the retry delay twice, because clients
+    /// look in different places: as `RetryInfo` in the `google.rpc.Status` details
+    /// (`grpc-status-details-bin`, read by Go and Java exporters) and as the
+    /// `google.rpc.retryinfo-bin` trailer (read by Python's exporter).
     pub fn to_grpc_status(&self) -> tonic::Status {
         use prost::Message as _;
-        match self.retry_after() {
-            Some(_) => tonic::Status::with_details(
-                self.grpc_code(),
-                self.to_string(),
-                self.rpc_status().encode_to_vec().into(),
-            ),
-            None => tonic::Status::new(self.grpc_code(), self.to_string()),
-        }
+        let Some(delay) = self.retry_after() else {
+            return tonic::Status::new(self.grpc_code(), self.to_string());
+        };
+        let info = RetryInfo {
+            retry_delay: Some(ProtoDuration::from(delay)),
+        };
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert_bin(
+            "google.rpc.retryinfo-bin",
+            tonic::metadata::MetadataValue::from_bytes(&info.encode_to_vec()),
+        );
+        tonic::Status::with_details_and_metadata(
+            self.grpc_code(),
+            self.to_string(),
+            self.rpc_status().encode_to_vec().into(),
+            metadata,
+        )
     }
 }
 

@@ -52,14 +52,21 @@ pub struct ProtoDuration {
 /// The type URL gRPC clients look for to find a retry delay in a status.
 pub const RETRY_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
+impl From<Duration> for ProtoDuration {
+    fn from(d: Duration) -> Self {
+        ProtoDuration {
+            seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            // Always below 10^9, so it fits.
+            nanos: d.subsec_nanos() as i32,
+        }
+    }
+}
+
 impl RetryInfo {
     /// A `RetryInfo` packed as `Any`, ready for [`RpcStatus::details`].
     pub fn any(delay: Duration) -> ProtoAny {
         let info = RetryInfo {
-            retry_delay: Some(ProtoDuration {
-                seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
-                nanos: delay.subsec_nanos() as i32,
-            }),
+            retry_delay: Some(ProtoDuration::from(delay)),
         };
         ProtoAny {
             type_url: RETRY_INFO_TYPE_URL.to_string(),

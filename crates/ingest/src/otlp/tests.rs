@@ -926,6 +926,15 @@ async fn grpc_back_pressure_is_unavailable_with_retry_info() {
     assert_eq!(details.details[0].type_url, RETRY_INFO_TYPE_URL);
     let info = RetryInfo::decode(details.details[0].value.as_slice()).unwrap();
     assert_eq!(info.retry_delay.unwrap().seconds, 3);
+    // Python's exporter reads the delay from this trailer instead.
+    let trailer = err
+        .metadata()
+        .get_bin("google.rpc.retryinfo-bin")
+        .expect("retry info trailer")
+        .to_bytes()
+        .unwrap();
+    let info = RetryInfo::decode(trailer.as_ref()).unwrap();
+    assert_eq!(info.retry_delay.unwrap().seconds, 3);
     server.shutdown().await;
 }
 
