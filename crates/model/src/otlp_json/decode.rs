@@ -364,7 +364,7 @@ fn list<T>(
 fn oneof(seen: &mut Option<&'static str>, name: &'static str, path: &Path<'_>) -> R<()> {
     if let Some(prev) = seen.replace(name) {
         return Err(path.error(format!(
-            "{prev} is already set and only one of them may be: send one value field"
+            "both {prev} and {name} are set, but only one of them may be: send just one"
         )));
     }
     Ok(())
@@ -416,7 +416,7 @@ fn integer(v: &Value, path: &Path<'_>, what: &str, min: i128, max: i128) -> R<i1
     match parsed {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         Some(_) => Err(path.error(format!(
-            "expected {what}, got {}, which is out of range",
+            "expected {what} as a decimal string or number, got {}, which is out of range",
             describe(v)
         ))),
         None => {
@@ -1193,7 +1193,11 @@ mod tests {
     fn a_oneof_takes_one_member() {
         let err =
             any_value(&json!({"stringValue": "a", "intValue": 1}), &Path::Root, 0).unwrap_err();
-        assert!(err.to_string().contains("already set"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("both intValue and stringValue are set"),
+            "{err}"
+        );
         // A null member is the same as an absent one.
         let ok = any_value(
             &json!({"stringValue": "a", "intValue": null}),
