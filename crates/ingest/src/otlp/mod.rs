@@ -86,8 +86,11 @@ pub enum SinkError {
 /// The telemetry signal a request carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// Spans.
     Traces,
+    /// Metric data points.
     Metrics,
+    /// Log records (and events).
     Logs,
 }
 
@@ -114,8 +117,11 @@ impl Signal {
 /// How a request arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
+    /// OTLP/gRPC.
     Grpc,
+    /// OTLP/HTTP with a binary protobuf body.
     HttpProtobuf,
+    /// OTLP/HTTP with an OTLP/JSON body.
     HttpJson,
 }
 

@@ -27,8 +27,10 @@ pub struct RpcStatus {
 /// `google.protobuf.Any`.
 #[derive(Clone, PartialEq, Message)]
 pub struct ProtoAny {
+    /// Names the packed message, `type.googleapis.com/google.rpc.RetryInfo`.
     #[prost(string, tag = "1")]
     pub type_url: String,
+    /// The packed message's protobuf encoding.
     #[prost(bytes = "vec", tag = "2")]
     pub value: Vec<u8>,
 }
@@ -36,6 +38,7 @@ pub struct ProtoAny {
 /// `google.rpc.RetryInfo`.
 #[derive(Clone, PartialEq, Message)]
 pub struct RetryInfo {
+    /// How long the client should wait before retrying.
     #[prost(message, optional, tag = "1")]
     pub retry_delay: Option<ProtoDuration>,
 }
@@ -43,8 +46,10 @@ pub struct RetryInfo {
 /// `google.protobuf.Duration`.
 #[derive(Clone, PartialEq, Message)]
 pub struct ProtoDuration {
+    /// Whole seconds.
     #[prost(int64, tag = "1")]
     pub seconds: i64,
+    /// The fraction of a second, in nanoseconds.
     #[prost(int32, tag = "2")]
     pub nanos: i32,
 }
