@@ -1078,3 +1078,30 @@ fn mutated_bodies_never_panic() {
         let _ = otlp_json::decode_logs(&body);
     }
 }
+
+#[test]
+fn the_deepest_accepted_body_decodes_on_a_small_stack() {
+    // The deepest arrayValue nesting the parser lets through, decoded on a thread with a
+    // quarter of tokio's default worker stack: the walk must fit comfortably.
+    let mut depth = 0;
+    let mut value = r#"{"stringValue":"leaf"}"#.to_string();
+    let body = loop {
+        let deeper = format!(r#"{{"arrayValue":{{"values":[{value}]}}}}"#);
+        let body = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{deeper}}}]}}]}}]}}"#
+        );
+        if otlp_json::decode_logs(body.as_bytes()).is_err() {
+            break format!(
+                r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{value}}}]}}]}}]}}"#
+            );
+        }
+        value = deeper;
+        depth += 1;
+    };
+    assert!(depth > 30, "only {depth} levels accepted");
+    let handle = std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(move || otlp_json::decode_logs(body.as_bytes()).map(|r| r.resource_logs.len()))
+        .unwrap();
+    assert_eq!(handle.join().unwrap(), Ok(1));
+}
