@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""End-to-end trace benchmarks for Lookout, each figure next to its baseline from the same run.
+
+Measures, on this machine:
+  - start-to-ready on an empty data dir, and idle RSS;
+  - prost decode rate of the load generator's payloads (the baseline), then durable OTLP/gRPC
+    ingest at full speed (group-commit WAL), and their ratio;
+  - CPU share of one core at a steady 10k spans/s;
+  - bytes on disk per span after the head is written out as blocks;
+  - with N spans stored (default 10M): start-to-ready, trace-by-id and a
+    service + tag + duration search over the last hour through the Jaeger API.
+
+Usage: python3 bench/traces.py [--spans N] [--ingest-seconds S] [--binary PATH]
+Only the standard library is used. Nothing here asserts a speed: it prints figures.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    def __init__(self, binary, data_dir, extra_env=None):
+        self.binary, self.data_dir = binary, data_dir
+        self.env = dict(os.environ, **(extra_env or {}))
+
+    def start(self):
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--data-dir", self.data_dir,
+             "--http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0",
+             "--otlp-http-addr", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env)
+        line = self.proc.stdout.readline()
+        self.ready_seconds = time.monotonic() - t0
+        if not line.startswith("lookout is ready:"):
+            raise SystemExit(f"lookout did not start: {line!r}")
+        fields = dict(kv.split("=", 1) for kv in line.split(": ", 1)[1].split())
+        self.http = "http://" + fields["http"]
+        self.grpc = "http://" + fields["otlp-grpc"]
+        return self
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / CLK_TCK
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=300)
+
+    def get(self, path):
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(self.http + path, timeout=60) as r:
+            body = r.read()
+        return time.perf_counter() - t0, json.loads(body)
+
+
+def loadgen(binary, endpoint, rate, seconds, concurrency=4, batch=512):
+    out = subprocess.run(
+        [binary, "loadgen", "traces", "--endpoint", endpoint, "--rate", str(rate),
+         "--duration", f"{seconds}s", "--concurrency", str(concurrency),
+         "--batch", str(batch), "--json"],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def du(path):
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+def median_ms(samples):
+    return round(statistics.median(samples) * 1000, 2)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=10_000_000)
+    ap.add_argument("--ingest-seconds", type=int, default=20)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "lookout"))
+    args = ap.parse_args()
+    if not os.path.exists(args.binary):
+        subprocess.run(["cargo", "build", "--release", "-p", "lookout"], cwd=ROOT, check=True)
+    results = {}
+    work = tempfile.mkdtemp(prefix="lookout-bench-")
+    try:
+        # Start-up and idle memory on an empty data dir (median of 5 starts).
+        starts = []
+        for i in range(5):
+            s = Server(args.binary, os.path.join(work, f"empty{i}")).start()
+            starts.append(s.ready_seconds)
+            if i == 0:
+                time.sleep(2)
+                results["idle_rss_mib"] = round(s.rss_kib() / 1024, 1)
+            s.stop()
+        results["start_to_ready_empty_ms"] = median_ms(starts)
+
+        # Baseline: prost decode of the same payloads on every core.
+        out = subprocess.run([args.binary, "loadgen", "traces", "--decode-only", "--duration",
+                              "5s", "--json"], check=True, capture_output=True, text=True)
+        base = json.loads(out.stdout.strip().splitlines()[-1])
+        results["prost_decode_spans_per_s"] = round(base["spans_per_second"])
+
+        # Durable ingest at full speed.
+        data = os.path.join(work, "store")
+        s = Server(args.binary, data).start()
+        r = loadgen(args.binary, s.grpc, 0, args.ingest_seconds, concurrency=8)
+        results["ingest_spans_per_s"] = round(r["spans_per_second"])
+        results["ingest_to_decode_ratio"] = round(r["spans_per_second"] / base["spans_per_second"], 3)
+        stored = r["spans_acknowledged"]
+
+        # CPU at a steady 10k spans/s.
+        c0, t0 = s.cpu_seconds(), time.monotonic()
+        loadgen(args.binary, s.grpc, 10_000, 20, concurrency=2, batch=200)
+        results["cpu_share_at_10k_spans_per_s"] = round(
+            (s.cpu_seconds() - c0) / (time.monotonic() - t0), 4)
+        stored += 10_000 * 20
+
+        # Fill up to --spans, then stop gracefully (the head is written out as blocks).
+        remaining = args.spans - stored
+        while remaining > 0:
+            r = loadgen(args.binary, s.grpc, 0, 30, concurrency=8)
+            stored += r["spans_acknowledged"]
+            remaining = args.spans - stored
+        s.stop()
+        results["spans_stored"] = stored
+        results["bytes_on_disk_per_span"] = round(du(data) / stored, 2)
+
+        # Start-up with everything stored, then queries.
+        s = Server(args.binary, data).start()
+        results["start_to_ready_full_ms"] = round(s.ready_seconds * 1000, 1)
+        _, found = s.get("/api/traces?service=checkout&limit=20&lookback=1h")
+        ids = [t["traceID"] for t in found["data"]]
+        by_id = [s.get(f"/api/traces/{i}")[0] for i in ids for _ in range(3)]
+        results["trace_by_id_median_ms"] = median_ms(by_id) if by_id else None
+        q = "/api/traces?" + urllib.parse.urlencode({
+            "service": "payment", "tags": json.dumps({"rpc.method": "Charge"}),
+            "minDuration": "1ms", "lookback": "1h", "limit": "20"})
+        search = [s.get(q)[0] for _ in range(5)]
+        results["search_service_tag_duration_median_ms"] = median_ms(search)
+        s.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    json.dump(results, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
