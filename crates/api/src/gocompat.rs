@@ -125,10 +125,10 @@ pub fn parse_go_duration(orig: &str) -> Result<i64, String> {
                 return Err(invalid());
             }
         }
-        total += v;
-        if total > LIMIT {
-            return Err(invalid());
-        }
+        total = match total.checked_add(v) {
+            Some(t) if t <= LIMIT => t,
+            _ => return Err(invalid()),
+        };
     }
     if neg {
         // 2^63 itself is representable only as a negative number.
@@ -637,6 +637,10 @@ mod tests {
                 r#"time: unknown unit "\xc3\xa9s" in duration "1\xc3\xa9s""#,
             ),
             ("1\"s", r#"time: unknown unit "\"s" in duration "1\"s""#),
+            (
+                "9223372036854775808ns9223372036854775808ns",
+                r#"time: invalid duration "9223372036854775808ns9223372036854775808ns""#,
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(parse_go_duration(input), Err(want.to_string()), "{input:?}");
@@ -775,5 +779,42 @@ mod tests {
         assert!(parse_rfc3339("2023-01-01T00:00:00Zjunk").is_err());
         assert!(parse_rfc3339("2023-01-01T00:00:00.Z").is_err());
         assert!(parse_rfc3339("é").is_err());
+    }
+
+    /// Deterministic pseudo-random inputs from the characters these grammars care about:
+    /// the parsers must answer every one of them without panicking.
+    #[test]
+    fn parsers_never_panic() {
+        let alphabet: Vec<char> = "0123456789.+-:TZhmsunµμ éx\"\\".chars().collect();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let mut x = seed;
+            let input: String = (0..len)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    alphabet[(x >> 33) as usize % alphabet.len()]
+                })
+                .collect();
+            let _ = parse_go_duration(&input);
+            let _ = parse_rfc3339(&input);
+            let _ = parse_int(&input, 32);
+            let _ = parse_uint32(&input);
+            let _ = parse_hex_u64(&input);
+            let _ = strconv_quote(&input);
+        }
+        for huge in [
+            "9".repeat(400),
+            format!("{}h", "9".repeat(40)),
+            format!(".{}s", "9".repeat(400)),
+        ] {
+            let _ = parse_go_duration(&huge);
+            let _ = parse_int(&huge, 64);
+        }
     }
 }

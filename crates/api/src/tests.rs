@@ -1229,3 +1229,21 @@ async fn v3_search() {
     .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn undecodable_path_segments_are_400s_not_panics() {
+    let h = golden();
+    let a = get(&h, "/api/traces/%FF%FE").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.starts_with(r#"{"data":null"#), "{}", a.body);
+    let a = get(&h, "/api/services/%FF/operations").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.starts_with(r#"{"data":null"#), "{}", a.body);
+    let a = get(&h, "/api/v3/traces/%FF").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body.starts_with(r#"{"error":{"httpCode":400"#),
+        "{}",
+        a.body
+    );
+}

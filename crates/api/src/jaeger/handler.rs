@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -126,10 +127,14 @@ async fn services(State(state): State<ApiState>, p: Params) -> Response {
 
 async fn operations_legacy(
     State(state): State<ApiState>,
-    Path(service): Path<String>,
+    service: Result<Path<String>, PathRejection>,
     p: Params,
 ) -> Response {
     let _timer = state.timer("/api/services/{service}/operations");
+    let service = match service {
+        Ok(Path(service)) => service,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let result = state
         .query(move |r| {
             let mut names: Vec<String> = r
@@ -408,9 +413,16 @@ fn by_ids(
     Ok((traces, (!errors.is_empty()).then_some(errors)))
 }
 
-async fn trace(State(state): State<ApiState>, Path(trace_id): Path<String>, p: Params) -> Response {
+async fn trace(
+    State(state): State<ApiState>,
+    trace_id: Result<Path<String>, PathRejection>,
+    p: Params,
+) -> Response {
     let _timer = state.timer("/api/traces/{traceID}");
-    let id = match parse_trace_id(&trace_id) {
+    let id = match trace_id
+        .map_err(|e| e.body_text())
+        .and_then(|Path(id)| parse_trace_id(&id))
+    {
         Ok(id) => id,
         Err(msg) => return error_response(StatusCode::BAD_REQUEST, msg),
     };

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -160,11 +161,14 @@ fn parse_raw(p: &Params, names: &[&str]) -> Result<bool, String> {
 
 async fn get_trace(
     State(state): State<ApiState>,
-    Path(trace_id): Path<String>,
+    trace_id: Result<Path<String>, PathRejection>,
     p: Params,
 ) -> Response {
     let _timer = state.timer("/api/v3/traces/{trace_id}");
-    let id = match parse_trace_id(&trace_id) {
+    let id = match trace_id
+        .map_err(|e| e.body_text())
+        .and_then(|Path(id)| parse_trace_id(&id))
+    {
         Ok(id) => id,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, malformed("trace_id", e)),
     };
