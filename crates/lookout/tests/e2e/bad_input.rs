@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::harness::{payload, payload_dir, run_python_json, DataDir, Server};
+use super::harness::{payload, payload_dir, run_python_json, DataDir, Reply, Server};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -49,11 +49,28 @@ fn assert_contains_all(text: &str, needles: &[&str], what: &str) {
     }
 }
 
+/// POSTs to the OTLP/HTTP port; a connection torn down before the client could read the
+/// answer fails the test with what the server must do instead.
+fn post_for_answer(server: &Server, body: &[u8], headers: &[(&str, &str)]) -> Reply {
+    server
+        .try_post_traces(server.otlp_http, body, headers)
+        .unwrap_or_else(|e| {
+            panic!(
+                "POST of {} bytes ({headers:?}) got no answer: {e}. A server that answers \
+                 before reading the body and then closes the connection makes the client's \
+                 write fail (EPIPE/ECONNRESET), so it never sees the status; read and drop the \
+                 body (bounded) before answering, as net/http does\nserver stderr:\n{}",
+                body.len(),
+                server.stderr()
+            )
+        })
+}
+
 /// Sends `case.pb` over OTLP/HTTP protobuf and asserts the rejection.
 fn check_http_protobuf(server: &Server, body: &[u8], want: &Rejected, extra: &[(&str, &str)]) {
     let mut headers = vec![("content-type", PROTOBUF)];
     headers.extend_from_slice(extra);
-    let reply = server.post_traces(server.otlp_http, body, &headers);
+    let reply = post_for_answer(server, body, &headers);
     assert_eq!(
         reply.status,
         want.http_status,
@@ -80,7 +97,7 @@ fn check_http_protobuf(server: &Server, body: &[u8], want: &Rejected, extra: &[(
 fn check_http_json(server: &Server, body: &[u8], want: &Rejected, extra: &[(&str, &str)]) {
     let mut headers = vec![("content-type", JSON)];
     headers.extend_from_slice(extra);
-    let reply = server.post_traces(server.otlp_http, body, &headers);
+    let reply = post_for_answer(server, body, &headers);
     assert_eq!(
         reply.status,
         want.http_status,
@@ -197,7 +214,7 @@ fn bad_input_garbage_protobuf_and_json() {
             http_status: 400,
             grpc_code: INVALID,
             proto_needles: &["not a valid protobuf ExportTraceServiceRequest"],
-            json_needles: &["invalid JSON at line 1, column 1"],
+            json_needles: &["invalid JSON at line 1, column 2"],
         },
     );
 }

@@ -296,15 +296,29 @@ impl Server {
 
     /// `POST http://<addr>/v1/traces` with the given body and headers.
     pub fn post_traces(&self, addr: SocketAddr, body: &[u8], headers: &[(&str, &str)]) -> Reply {
+        self.try_post_traces(addr, body, headers)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "POST http://{addr}/v1/traces: {e}\nserver stderr:\n{}",
+                    self.stderr()
+                )
+            })
+    }
+
+    /// Like [`Server::post_traces`], but a transport failure (e.g. the server closing the
+    /// connection while the body is still being sent) is returned instead of panicking.
+    pub fn try_post_traces(
+        &self,
+        addr: SocketAddr,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, ureq::Error> {
         let url = format!("http://{addr}/v1/traces");
         let mut req = self.agent.post(&url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req
-            .send(body)
-            .unwrap_or_else(|e| panic!("POST {url}: {e}\nserver stderr:\n{}", self.stderr()));
-        Reply::read(&url, resp)
+        Ok(Reply::read(&url, req.send(body)?))
     }
 
     /// Every service `/api/services` lists, sorted.

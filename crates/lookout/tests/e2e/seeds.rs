@@ -33,8 +33,8 @@ fn seeded() -> (DataDir, Server, Value) {
     );
     assert_eq!(
         seed["spans"].as_array().unwrap().len(),
-        9,
-        "seed.py made 9 spans"
+        7,
+        "seed.py made 7 spans: 3 of test-app, 2 each of api-gateway and worker"
     );
     (dir, server, seed)
 }
