@@ -477,8 +477,14 @@ pub fn python_command(script: &str) -> Command {
 
 /// Runs a Python script to completion, asserts it exited 0, and returns its stdout.
 pub fn run_python(script: &str, args: &[&str]) -> String {
+    run_python_env(script, args, &[])
+}
+
+/// [`run_python`] with extra environment variables (e.g. the `OTEL_*` an app is configured by).
+pub fn run_python_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = python_command(script)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", python().display()));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

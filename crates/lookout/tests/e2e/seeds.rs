@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::harness::{id_value, run_python_json, DataDir, Server};
+use super::harness::{id_value, run_python_env, run_python_json, DataDir, Server};
 
 const NAMESPACE: &str = "shop-slot-2";
 
@@ -459,4 +459,44 @@ fn seeds_v3_trace_is_otlp_json() {
 
     let missing = server.get("/api/v3/traces/0123456789abcdef0123456789abcdef");
     assert_eq!(missing.status, 404, "{}", missing.text());
+}
+
+#[test]
+fn seeds_app_configured_only_by_otel_env_vars() {
+    let dir = DataDir::new();
+    let server = dir.start();
+    let grpc = format!("http://{}", server.grpc_endpoint());
+    let http = format!("http://{}", server.http_endpoint());
+    let mut ids = Vec::new();
+    for (exporter, endpoint, slot) in [("grpc", &grpc, "3"), ("http-protobuf", &http, "4")] {
+        let attrs = format!("service.namespace=shop-slot-{slot},deployment.environment=dev");
+        let out = run_python_env(
+            "env_app.py",
+            &[exporter],
+            &[
+                ("OTEL_SERVICE_NAME", "env-app"),
+                ("OTEL_RESOURCE_ATTRIBUTES", &attrs),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+            ],
+        );
+        let doc: Value = serde_json::from_str(out.trim()).expect("env_app.py prints JSON");
+        ids.push((slot, doc["trace_id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(server.services(), ["env-app"]);
+    for (slot, id) in ids {
+        let tags = qs(&format!(r#"{{"service.namespace":"shop-slot-{slot}"}}"#));
+        let doc = server.get_json(&format!("/api/traces?service=env-app&tags={tags}"), 200);
+        let data = doc["data"].as_array().expect("data array");
+        assert_eq!(data.len(), 1, "slot {slot}: {doc}");
+        assert_eq!(
+            id_value(data[0]["traceID"].as_str().unwrap()),
+            id_value(&id)
+        );
+        assert_eq!(
+            data[0]["spans"].as_array().map(Vec::len),
+            Some(2),
+            "slot {slot}"
+        );
+    }
 }
