@@ -78,9 +78,12 @@ const C_REST: usize = 13;
 const COLUMNS: usize = 14;
 
 const FORMAT: u32 = 1;
+const PAGE_ROWS: usize = 1024;
 const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
+const FENCES: &str = "traceids.fences";
+const FENCE_BYTES: usize = 24;
 const FILTER_HASHES: u32 = 7;
 const FILTER_BITS_PER_TRACE: u64 = 10;
 
@@ -170,12 +173,61 @@ impl Bloom {
     }
 }
 
+/// A sparse index of trace ids: the id at the first row of every data page (pages hold
+/// `PAGE_ROWS` rows), in row order, which is trace-id order. It narrows a trace lookup to
+/// one or two pages, so the reader skips every other page without decompressing it.
+struct Fences {
+    /// `(row group, row in the row group, trace id)`.
+    posts: Vec<(u32, u32, [u8; 16])>,
+}
+
+impl Fences {
+    fn from_bytes(b: &[u8]) -> Option<Fences> {
+        if b.len() % FENCE_BYTES != 0 {
+            return None;
+        }
+        let posts: Vec<(u32, u32, [u8; 16])> = b
+            .chunks_exact(FENCE_BYTES)
+            .map(|c| {
+                (
+                    u32::from_le_bytes(c[0..4].try_into().expect("4 bytes")),
+                    u32::from_le_bytes(c[4..8].try_into().expect("4 bytes")),
+                    c[8..24].try_into().expect("16 bytes"),
+                )
+            })
+            .collect();
+        posts
+            .windows(2)
+            .all(|w| w[0].2 <= w[1].2)
+            .then_some(Fences { posts })
+    }
+
+    /// The row group and the row range `[lo, hi)` (`hi == None`: to the row group's end)
+    /// that must hold trace `id` if the block has it.
+    fn locate(&self, id: &TraceId) -> Option<(usize, usize, Option<usize>)> {
+        let j = self.posts.partition_point(|p| p.2 < id.0);
+        let (rg, lo) = match self.posts.get(j) {
+            // The trace starts exactly at a row group's first row.
+            Some(p) if p.2 == id.0 && p.1 == 0 => (p.0, 0),
+            _ if j > 0 => (self.posts[j - 1].0, self.posts[j - 1].1),
+            _ => return None,
+        };
+        let k = j + self.posts[j..].partition_point(|p| p.2 <= id.0);
+        let hi = match self.posts.get(k) {
+            Some(p) if p.0 == rg => Some(p.1 as usize),
+            _ => None,
+        };
+        Some((rg as usize, lo as usize, hi))
+    }
+}
+
 /// An open block.
 pub(crate) struct Block {
     pub dir: PathBuf,
     pub meta: BlockMeta,
     services: HashSet<String>,
     filter: Mutex<Option<Arc<Bloom>>>,
+    fences: Mutex<Option<Arc<Fences>>>,
     reader: Mutex<Option<Arc<SerializedFileReader<File>>>>,
 }
 
@@ -241,14 +293,38 @@ pub(crate) fn write_block(
             ColumnPath::from("start_unix_nano"),
             EnabledStatistics::Chunk,
         )
+        // Small pages let trace-by-id skip (without decompressing) all pages but the one
+        // holding the trace.
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(PAGE_ROWS)
         .set_created_by("lookout traces".to_string());
     for c in [
         "span_id",
         "parent_span_id",
         "start_unix_nano",
         "duration_nano",
+        // Rest blobs rarely repeat; a dictionary page of them would have to be decoded
+        // whole before any row of the row group can be read.
+        "rest",
     ] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    // Random ids do not compress, and dictionary-encoded columns are already a few bits per
+    // row. Leaving those uncompressed also matters for reads: the Parquet reader builds a
+    // fresh ZSTD context per column chunk it opens, which dominated trace-by-id.
+    for c in [
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "service",
+        "name",
+        "kind",
+        "status_code",
+        "status_message",
+        "resource",
+        "scope",
+    ] {
+        props = props.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
     }
     let file = File::create(&data_path).map_err(io_err(&data_path))?;
     let mut writer =
@@ -262,7 +338,9 @@ pub(crate) fn write_block(
         .collect();
     let mut bloom = Bloom::with_traces(head.trace_count() as u64);
     let mut traces = 0u64;
+    let mut fences = Vec::new();
     let mut start = 0;
+    let mut rg_index = 0u32;
     while start < order.len() {
         // Take whole traces until the row group is full.
         let mut end = start;
@@ -276,6 +354,12 @@ pub(crate) fn write_block(
         }
         write_row_group(&mut writer, head, &strings, &order[start..end])
             .map_err(|e| block_err(e.to_string()))?;
+        for row in (start..end).step_by(PAGE_ROWS) {
+            fences.extend_from_slice(&rg_index.to_le_bytes());
+            fences.extend_from_slice(&((row - start) as u32).to_le_bytes());
+            fences.extend_from_slice(&head.spans[order[row] as usize].trace_id.0);
+        }
+        rg_index += 1;
         start = end;
     }
     writer.close().map_err(|e| block_err(e.to_string()))?;
@@ -285,6 +369,7 @@ pub(crate) fn write_block(
 
     let filter_path = tmp_dir.join(FILTER);
     write_synced(&filter_path, &bloom.to_bytes())?;
+    write_synced(&tmp_dir.join(FENCES), &fences)?;
 
     let mut services: Vec<String> = head
         .resources
@@ -316,7 +401,7 @@ pub(crate) fn write_block(
         min_start: head.min_start,
         max_start: head.max_start,
         max_end: head.max_end,
-        bytes: data_bytes + bloom.bits() / 8,
+        bytes: data_bytes + bloom.bits() / 8 + fences.len() as u64,
         services,
         operations,
         filter_bits: bloom.bits(),
@@ -574,6 +659,7 @@ impl Block {
             dir,
             meta,
             filter: Mutex::new(None),
+            fences: Mutex::new(None),
             reader: Mutex::new(None),
         }
     }
@@ -620,6 +706,17 @@ impl Block {
             *g = fs::read(&path)
                 .ok()
                 .and_then(|b| Bloom::from_bytes(&b, self.meta.filter_bits))
+                .map(Arc::new);
+        }
+        g.clone()
+    }
+
+    fn fences(&self) -> Option<Arc<Fences>> {
+        let mut g = self.fences.lock();
+        if g.is_none() {
+            *g = fs::read(self.dir.join(FENCES))
+                .ok()
+                .and_then(|b| Fences::from_bytes(&b))
                 .map(Arc::new);
         }
         g.clone()
@@ -718,7 +815,20 @@ impl Block {
             return Ok(());
         }
         let r = self.reader()?;
-        for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
+        let groups = r.metadata().row_groups();
+        if let Some(f) = self.fences() {
+            if let Some((rg, lo, hi)) = f.locate(id) {
+                let Some(rgm) = groups.get(rg) else {
+                    return Err(self.err("trace id index names a missing row group"));
+                };
+                let n = rgm.num_rows().max(0) as usize;
+                let hi = hi.unwrap_or(n).min(n);
+                self.trace_in(&*r, rg, lo.min(hi), hi, id, out)?;
+            }
+            return Ok(());
+        }
+        // No usable index: narrow by row-group statistics instead.
+        for (i, rgm) in groups.iter().enumerate() {
             if let Some(Statistics::FixedLenByteArray(st)) = rgm.column(C_TRACE).statistics() {
                 if let (Some(min), Some(max)) = (st.min_bytes_opt(), st.max_bytes_opt()) {
                     if id.0.as_slice() < min || id.0.as_slice() > max {
@@ -726,25 +836,40 @@ impl Block {
                     }
                 }
             }
-            let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
             let n = rgm.num_rows().max(0) as usize;
-            let ids = read_col::<FixedLenByteArrayType>(&*rg, C_TRACE, 0, n)
-                .map_err(|e| self.err(e))?
-                .0;
-            let lo = ids.partition_point(|x| x.data() < id.0.as_slice());
-            let hi = ids.partition_point(|x| x.data() <= id.0.as_slice());
-            if lo == hi {
-                continue;
+            if self.trace_in(&*r, i, 0, n, id, out)? {
+                // Row groups end at trace boundaries: the trace is nowhere else.
+                break;
             }
-            let all: Vec<usize> = (C_SPAN..COLUMNS).filter(|c| *c != C_STATUS_MSG).collect();
-            let rows = self
-                .read_rows(&*rg, lo, hi - lo, &all)
-                .map_err(|e| self.err(e))?;
-            self.assemble(id, &rows, out).map_err(|e| self.err(e))?;
-            // Row groups end at trace boundaries: the trace is nowhere else in this block.
-            break;
         }
         Ok(())
+    }
+
+    /// Reads trace `id` from rows `[lo, hi)` of row group `rg`; whether it was there.
+    fn trace_in(
+        &self,
+        r: &SerializedFileReader<File>,
+        rg: usize,
+        lo: usize,
+        hi: usize,
+        id: &TraceId,
+        out: &mut Vec<Span>,
+    ) -> Result<bool, TraceError> {
+        let rgr = r.get_row_group(rg).map_err(|e| self.err(e.to_string()))?;
+        let ids = read_col::<FixedLenByteArrayType>(&*rgr, C_TRACE, lo, hi - lo)
+            .map_err(|e| self.err(e))?
+            .0;
+        let a = ids.partition_point(|x| x.data() < id.0.as_slice());
+        let b = ids.partition_point(|x| x.data() <= id.0.as_slice());
+        if a == b {
+            return Ok(false);
+        }
+        let all: Vec<usize> = (C_SPAN..COLUMNS).filter(|c| *c != C_STATUS_MSG).collect();
+        let rows = self
+            .read_rows(&*rgr, lo + a, b - a, &all)
+            .map_err(|e| self.err(e))?;
+        self.assemble(id, &rows, out).map_err(|e| self.err(e))?;
+        Ok(true)
     }
 
     fn assemble(&self, id: &TraceId, rows: &Rows, out: &mut Vec<Span>) -> Result<(), String> {
@@ -820,7 +945,9 @@ impl Block {
         if m.has_tags() {
             cols.extend([C_STATUS, C_RESOURCE, C_SCOPE, C_REST]);
         }
-        let mut res_tags: HashMap<(Vec<u8>, Vec<u8>), Vec<bool>> = HashMap::new();
+        // Resources and scopes repeat across rows: which tags they satisfy is computed once
+        // per distinct pair (few per block, so a linear list beats hashing the blobs).
+        let mut res_tags: Vec<(Vec<u8>, Vec<u8>, Vec<bool>)> = Vec::new();
         for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
             if let Some(Statistics::Int64(st)) = rgm.column(C_START).statistics() {
                 if let (Some(min), Some(max)) = (st.min_opt(), st.max_opt()) {
@@ -841,17 +968,22 @@ impl Block {
                     continue;
                 }
                 if m.has_tags() {
-                    let key = (rows.resource[j].data(), rows.scope[j].data());
-                    let from_res = match res_tags.get(&(key.0.to_vec(), key.1.to_vec())) {
-                        Some(v) => v,
+                    let (rb, sb) = (rows.resource[j].data(), rows.scope[j].data());
+                    let pos = res_tags.iter().position(|(r, s, _)| r == rb && s == sb);
+                    let pos = match pos {
+                        Some(p) => p,
                         None => {
-                            let res = codec::decode_resource(key.0).map_err(|e| self.err(e))?;
-                            let scope = codec::decode_scope(key.1).map_err(|e| self.err(e))?;
-                            res_tags
-                                .entry((key.0.to_vec(), key.1.to_vec()))
-                                .or_insert_with(|| m.tags_from_resource(&res, &scope))
+                            let res = codec::decode_resource(rb).map_err(|e| self.err(e))?;
+                            let scope = codec::decode_scope(sb).map_err(|e| self.err(e))?;
+                            res_tags.push((
+                                rb.to_vec(),
+                                sb.to_vec(),
+                                m.tags_from_resource(&res, &scope),
+                            ));
+                            res_tags.len() - 1
                         }
                     };
+                    let from_res = &res_tags[pos].2;
                     let status = status_of(rows.status[j]).map_err(|e| self.err(e))?;
                     let rest = codec::decode_rest(rows.rest[j].data()).map_err(|e| self.err(e))?;
                     if !m.tags(from_res, kind, status, &rest) {

@@ -705,3 +705,52 @@ async fn write_encoded_stores_the_given_bytes() {
         three_tier(1, 0, "ns")
     );
 }
+
+#[tokio::test]
+async fn trace_by_id_finds_every_trace_of_a_multi_page_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.row_group_spans = 2500;
+    let store = TraceStore::open(cfg).unwrap();
+    let res = resource("svc", "ns");
+    let id = |i: u32| {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+        b[15] = 1;
+        TraceId(b)
+    };
+    let mut batch = Vec::new();
+    for i in 0..2000u32 {
+        // 1 to 5 spans per trace, so traces straddle page boundaries at varying offsets.
+        for n in 0..(i % 5 + 1) as u8 {
+            let mut s = span(
+                1,
+                n + 1,
+                n.checked_sub(1).map(|p| p + 1),
+                &res,
+                "op",
+                SpanKind::Internal,
+                n as u64,
+                1,
+            );
+            s.trace_id = id(i);
+            batch.push(s);
+        }
+    }
+    store.write(batch).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().block_spans, 6000);
+    // Every 7th trace: all span counts, at every kind of page offset, in a fraction of the time.
+    for i in (0..2000u32).step_by(7) {
+        let t = store
+            .trace(id(i))
+            .unwrap()
+            .unwrap_or_else(|| panic!("trace {i} missing"));
+        assert_eq!(t.len() as u32, i % 5 + 1, "trace {i}");
+        assert!(t.iter().all(|s| s.trace_id == id(i)));
+        assert_eq!(t.last().unwrap().parent_span_id.is_some(), i % 5 > 0);
+    }
+    for i in 2000..2100u32 {
+        assert!(store.trace(id(i)).unwrap().is_none());
+    }
+}
