@@ -183,7 +183,7 @@ struct Fences {
 
 impl Fences {
     fn from_bytes(b: &[u8]) -> Option<Fences> {
-        if b.len() % FENCE_BYTES != 0 {
+        if !b.len().is_multiple_of(FENCE_BYTES) {
             return None;
         }
         let posts: Vec<(u32, u32, [u8; 16])> = b
@@ -823,7 +823,7 @@ impl Block {
                 };
                 let n = rgm.num_rows().max(0) as usize;
                 let hi = hi.unwrap_or(n).min(n);
-                self.trace_in(&*r, rg, lo.min(hi), hi, id, out)?;
+                self.trace_in(&r, rg, lo.min(hi), hi, id, out)?;
             }
             return Ok(());
         }
@@ -837,7 +837,7 @@ impl Block {
                 }
             }
             let n = rgm.num_rows().max(0) as usize;
-            if self.trace_in(&*r, i, 0, n, id, out)? {
+            if self.trace_in(&r, i, 0, n, id, out)? {
                 // Row groups end at trace boundaries: the trace is nowhere else.
                 break;
             }
