@@ -268,6 +268,31 @@ fn durability_blocks_and_retention_survive_sigkill() {
         );
     }
     assert_eq!(server.services(), ["recent-app"]);
+
+    // Search merges the block and the replayed head: every recent trace once, each whole.
+    let doc = server.get_json("/api/traces?service=recent-app&limit=1000", 200);
+    let mut found = Acked::new();
+    for trace in doc["data"].as_array().expect("data array") {
+        let id = format!("{:032x}", id_value(trace["traceID"].as_str().unwrap()));
+        let spans: BTreeSet<String> = trace["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{:016x}", id_value(s["spanID"].as_str().unwrap())))
+            .collect();
+        assert_eq!(
+            spans.len(),
+            trace["spans"].as_array().unwrap().len(),
+            "{trace}"
+        );
+        assert!(
+            found.insert(id.clone(), spans).is_none(),
+            "trace {id} found twice"
+        );
+    }
+    let mut want = in_block.clone();
+    want.extend(in_head.clone());
+    assert_eq!(found, want, "search after restart");
 }
 
 fn server_gauge(server: &Server, name: &str) -> f64 {
