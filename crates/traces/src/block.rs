@@ -16,7 +16,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use parquet::data_type::{
     Int64Type,
 };
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::reader::{ChunkReader, FileReader, Length, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
@@ -221,6 +222,54 @@ impl Fences {
     }
 }
 
+/// The data file of a block as Parquet's reader sees it: positioned reads (`pread`) on one
+/// shared descriptor. The `File` reader of the parquet crate duplicates the descriptor,
+/// seeks and closes it for every page it opens, which was most of a trace lookup's time.
+struct BlockFile {
+    file: Arc<File>,
+    len: u64,
+}
+
+/// A `Read` at an advancing offset of a shared file.
+struct PRead {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for PRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Length for BlockFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for BlockFile {
+    type T = BufReader<PRead>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(BufReader::with_capacity(
+            4096,
+            PRead {
+                file: self.file.clone(),
+                pos: start,
+            },
+        ))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut buf = vec![0; length];
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
 /// An open block.
 pub(crate) struct Block {
     pub dir: PathBuf,
@@ -228,7 +277,7 @@ pub(crate) struct Block {
     services: HashSet<String>,
     filter: Mutex<Option<Arc<Bloom>>>,
     fences: Mutex<Option<Arc<Fences>>>,
-    reader: Mutex<Option<Arc<SerializedFileReader<File>>>>,
+    reader: Mutex<Option<Arc<SerializedFileReader<BlockFile>>>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TraceError + '_ {
@@ -728,13 +777,18 @@ impl Block {
         self.filter().is_none_or(|f| f.contains(id))
     }
 
-    fn reader(&self) -> Result<Arc<SerializedFileReader<File>>, TraceError> {
+    fn reader(&self) -> Result<Arc<SerializedFileReader<BlockFile>>, TraceError> {
         let mut g = self.reader.lock();
         if let Some(r) = &*g {
             return Ok(r.clone());
         }
         let path = self.data_path();
         let file = File::open(&path).map_err(io_err(&path))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        let file = BlockFile {
+            file: Arc::new(file),
+            len,
+        };
         let r = Arc::new(SerializedFileReader::new(file).map_err(|e| self.err(e.to_string()))?);
         if r.metadata().file_metadata().schema_descr().num_columns() != COLUMNS {
             return Err(self.err("unexpected columns; the file is not a Lookout span block"));
@@ -848,7 +902,7 @@ impl Block {
     /// Reads trace `id` from rows `[lo, hi)` of row group `rg`; whether it was there.
     fn trace_in(
         &self,
-        r: &SerializedFileReader<File>,
+        r: &SerializedFileReader<BlockFile>,
         rg: usize,
         lo: usize,
         hi: usize,
