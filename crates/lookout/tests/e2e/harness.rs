@@ -62,23 +62,62 @@ impl DataDir {
         self.tmp.path().join("data")
     }
 
-    /// Starts `lookout serve` on this data dir and waits for its ready line.
+    /// The temporary directory itself (the config file and data dir live inside it).
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The config file servers started from here are given.
+    pub fn config_path(&self) -> PathBuf {
+        self.tmp.path().join("lookout.toml")
+    }
+
+    /// Replaces the config file's contents for the next start.
+    pub fn set_config(&mut self, toml: &str) {
+        self.config = toml.to_string();
+    }
+
+    /// Starts `lookout serve` on this data dir, every address port 0, and waits for its ready
+    /// line.
     pub fn start(&self) -> Server {
+        let data = self.data_path();
+        let config = self.config_path();
+        let server = self.launch(
+            &[
+                "--config".as_ref(),
+                config.as_os_str(),
+                "--data-dir".as_ref(),
+                data.as_os_str(),
+                "--http-addr".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--otlp-grpc-addr".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--otlp-http-addr".as_ref(),
+                "127.0.0.1:0".as_ref(),
+            ],
+            &[],
+        );
+        // Compare canonical paths: the server may resolve symlinks (a /tmp that is a link).
+        assert_eq!(
+            std::fs::canonicalize(&server.data_dir).ok(),
+            std::fs::canonicalize(&data).ok(),
+            "the ready line names another data dir: {}",
+            server.data_dir.display()
+        );
+        server
+    }
+
+    /// Starts `lookout serve ARGS` with `ENV` added (after the config file is written) and
+    /// waits for its ready line; for tests of how flags, environment and file combine.
+    pub fn launch(&self, args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Server {
         let root = self.tmp.path();
-        let config = root.join("lookout.toml");
-        std::fs::write(&config, &self.config).expect("write the config file");
+        std::fs::write(self.config_path(), &self.config).expect("write the config file");
         let home = root.join("home");
         std::fs::create_dir_all(&home).expect("create a private HOME");
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookout"));
         cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(self.data_path())
-            .args(["--http-addr", "127.0.0.1:0"])
-            .args(["--otlp-grpc-addr", "127.0.0.1:0"])
-            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(args)
             .current_dir(root)
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
@@ -92,6 +131,7 @@ impl DataDir {
                 cmd.env_remove(key.as_ref());
             }
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn the lookout binary");
 
         // Drain stderr continuously so the server never blocks on a full pipe, and keep it to
@@ -133,18 +173,12 @@ impl DataDir {
             }
         };
         let ready = ReadyLine::parse(&ready).unwrap_or_else(|e| panic!("{e}"));
-        // Compare canonical paths: the server may resolve symlinks (a /tmp that is a link).
-        assert_eq!(
-            std::fs::canonicalize(&ready.data_dir).ok(),
-            std::fs::canonicalize(self.data_path()).ok(),
-            "the ready line names another data dir: {}",
-            ready.data_dir
-        );
         Server {
             child: Some(child),
             http: ready.http,
             otlp_grpc: ready.otlp_grpc,
             otlp_http: ready.otlp_http,
+            data_dir: PathBuf::from(ready.data_dir),
             stderr,
             _stdout_lines: lines,
             agent: http_agent(),
@@ -222,6 +256,8 @@ pub struct Server {
     pub otlp_grpc: SocketAddr,
     /// The OTLP/HTTP receiver address.
     pub otlp_http: SocketAddr,
+    /// The data dir its ready line names.
+    pub data_dir: PathBuf,
     stderr: Arc<Mutex<Vec<u8>>>,
     _stdout_lines: mpsc::Receiver<String>,
     agent: ureq::Agent,

@@ -151,3 +151,51 @@ fn ops_invalid_config_fails_with_file_and_line() {
         "the error names the file, the key and the line: {stderr}"
     );
 }
+
+/// A port that was free a moment ago (bound and released), for settings that cannot be 0.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+#[test]
+fn ops_settings_layer_flag_over_env_over_file() {
+    let mut dir = DataDir::new();
+    let root = dir.root().to_path_buf();
+    let path = |name: &str| root.join(name).to_str().unwrap().to_string();
+    dir.set_config(&format!(
+        "[server]\ndata_dir = \"{}\"\nhttp_addr = \"127.0.0.1:0\"\n\
+         otlp_grpc_addr = \"127.0.0.1:0\"\notlp_http_addr = \"127.0.0.1:0\"\n",
+        path("from-file")
+    ));
+    let config = dir.config_path();
+    let config = config.to_str().unwrap();
+
+    // The file alone, found through $LOOKOUT_CONFIG.
+    let server = dir.launch(&[], &[("LOOKOUT_CONFIG", config)]);
+    assert_eq!(server.data_dir, root.join("from-file"));
+    assert_eq!(server.get("/-/ready").status, 200);
+    drop(server);
+
+    // The environment beats the file.
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let from_env = path("from-env");
+    let env = [
+        ("LOOKOUT_CONFIG", config),
+        ("LOOKOUT_DATA_DIR", from_env.as_str()),
+        ("LOOKOUT_HTTP_ADDR", http.as_str()),
+    ];
+    let server = dir.launch(&[], &env);
+    assert_eq!(server.data_dir, root.join("from-env"));
+    assert_eq!(server.http.port(), port, "LOOKOUT_HTTP_ADDR");
+    drop(server);
+
+    // A flag beats the environment.
+    let from_flag = path("from-flag");
+    let server = dir.launch(&["--data-dir".as_ref(), from_flag.as_ref()], &env);
+    assert_eq!(server.data_dir, root.join("from-flag"));
+    assert_eq!(server.get("/-/healthy").status, 200);
+}
