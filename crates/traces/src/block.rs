@@ -994,6 +994,17 @@ impl Block {
                 return Ok(());
             }
         }
+        if let Some(op) = &m.q.operation {
+            let service = m.q.service.as_deref();
+            if !self
+                .meta
+                .operations
+                .iter()
+                .any(|(s, n, _)| n == op && service.is_none_or(|want| want == s))
+            {
+                return Ok(());
+            }
+        }
         let r = self.reader()?;
         let mut cols = vec![C_TRACE, C_SERVICE, C_NAME, C_KIND, C_START, C_DURATION];
         if m.has_tags() {

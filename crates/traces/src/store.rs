@@ -445,6 +445,25 @@ impl TraceStore {
         ))
     }
 
+    /// A query that raced retention may find its block's files gone: that block simply
+    /// has nothing to contribute any more.
+    fn unless_deleted(&self, b: &Block, r: Result<(), TraceError>) -> Result<(), TraceError> {
+        match r {
+            Err(e)
+                if !self
+                    .state
+                    .read()
+                    .blocks
+                    .iter()
+                    .any(|x| x.meta.id == b.meta.id) =>
+            {
+                tracing::debug!(error = %e, "ignoring a block deleted during a query");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     fn head_dependencies(h: &Head, start: UnixNanos, end: UnixNanos, deps: &mut Deps) {
         for s in &h.spans {
             let Some(p) = s.parent else { continue };
@@ -497,7 +516,7 @@ impl TraceReader for TraceStore {
             h.trace(&id, &mut out)?;
         }
         for b in blocks.iter().rev() {
-            b.trace(&id, &mut out)?;
+            self.unless_deleted(b, b.trace(&id, &mut out))?;
         }
         if out.is_empty() {
             return Ok(None);
@@ -530,7 +549,7 @@ impl TraceReader for TraceStore {
                     continue;
                 }
             }
-            b.search(&m, &mut hits)?;
+            self.unless_deleted(b, b.search(&m, &mut hits))?;
         }
         let mut ranked: Vec<(TraceId, UnixNanos)> = hits.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -582,7 +601,7 @@ impl TraceReader for TraceStore {
             Self::head_dependencies(h, start, end, &mut deps);
         }
         for b in &blocks {
-            b.dependencies(start, end, &mut deps)?;
+            self.unless_deleted(b, b.dependencies(start, end, &mut deps))?;
         }
         if !deps.pending.is_empty() {
             // Parents stored in another head or block than their child: find them by trace.
@@ -596,7 +615,7 @@ impl TraceReader for TraceStore {
                 Self::head_services_of(h, &traces, &mut services);
             }
             for b in &blocks {
-                b.services_of(&traces, &mut services)?;
+                self.unless_deleted(b, b.services_of(&traces, &mut services))?;
             }
             for (t, p, child) in std::mem::take(&mut deps.pending) {
                 if let Some(parent) = services.get(&(t, p)) {
