@@ -503,12 +503,10 @@ fn write_row_group<W: Write + Send>(
     let mut scope = Vec::with_capacity(n);
     let mut rest = Vec::with_capacity(n);
     let empty = ByteArray::from(Bytes::new());
-    let mut trace_start = 0;
     let mut by_id: HashMap<SpanId, usize> = HashMap::new();
     for (row, idx) in rows.iter().enumerate() {
         let s = &head.spans[*idx as usize];
         if row == 0 || head.spans[rows[row - 1] as usize].trace_id != s.trace_id {
-            trace_start = row;
             by_id.clear();
             let mut r = row;
             while r < n && head.spans[rows[r] as usize].trace_id == s.trace_id {
@@ -518,7 +516,6 @@ fn write_row_group<W: Write + Send>(
                 r += 1;
             }
         }
-        let _ = trace_start;
         trace_id.push(FixedLenByteArray::from(s.trace_id.0.to_vec()));
         span_id.push(FixedLenByteArray::from(s.span_id.0.to_vec()));
         match s.parent {
