@@ -1046,10 +1046,14 @@ impl Block {
                         }
                     };
                     let from_res = &res_tags[pos].2;
-                    let status = status_of(rows.status[j]).map_err(|e| self.err(e))?;
-                    let rest = codec::decode_rest(rows.rest[j].data()).map_err(|e| self.err(e))?;
-                    if !m.tags(from_res, kind, status, &rest) {
-                        continue;
+                    // Decode the attributes only when the resource left a tag unmatched.
+                    if from_res.iter().any(|hit| !hit) {
+                        let status = status_of(rows.status[j]).map_err(|e| self.err(e))?;
+                        let rest =
+                            codec::decode_rest(rows.rest[j].data()).map_err(|e| self.err(e))?;
+                        if !m.tags(from_res, kind, status, &rest) {
+                            continue;
+                        }
                     }
                 }
                 let id = TraceId(fixed::<16>(rows.trace_id[j].data()).map_err(|e| self.err(e))?);

@@ -325,9 +325,12 @@ impl Head {
                         &self.scopes[s.scope as usize].value,
                     )
                 });
-                let rest = codec::decode_rest(&s.rest).map_err(TraceError::Corrupt)?;
-                if !m.tags(from_res, s.kind, s.status, &rest) {
-                    continue;
+                // Decode the attributes only when the resource left a tag unmatched.
+                if from_res.iter().any(|hit| !hit) {
+                    let rest = codec::decode_rest(&s.rest).map_err(TraceError::Corrupt)?;
+                    if !m.tags(from_res, s.kind, s.status, &rest) {
+                        continue;
+                    }
                 }
             }
             let e = hits.entry(s.trace_id).or_insert(0);
