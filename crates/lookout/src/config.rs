@@ -138,7 +138,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -192,7 +194,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::S(s) => parse_size(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -258,7 +262,9 @@ pub fn parse(text: &str) -> anyhow::Result<Config> {
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     match dirs::data_dir() {
         Some(d) => Ok(d.join("lookout")),
-        None => bail!("cannot find a data directory (no HOME?); pass --data-dir or set LOOKOUT_DATA_DIR"),
+        None => bail!(
+            "cannot find a data directory (no HOME?); pass --data-dir or set LOOKOUT_DATA_DIR"
+        ),
     }
 }
 
@@ -309,7 +315,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_with_a_line() {
-        let err = parse("[traces]\nretenion = \"2d\"\n").unwrap_err().to_string();
+        let err = parse("[traces]\nretenion = \"2d\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("retenion"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }

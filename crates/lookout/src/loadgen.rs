@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use model::otlp::proto::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use model::otlp::proto::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use model::otlp::proto::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use model::otlp::proto::resource::v1::Resource;
 use model::otlp::proto::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
@@ -49,7 +51,14 @@ struct Step {
     attrs: Vec<KeyValue>,
 }
 
-const SERVICES: [&str; 6] = ["frontend", "checkout", "cart", "payment", "inventory", "postgres-proxy"];
+const SERVICES: [&str; 6] = [
+    "frontend",
+    "checkout",
+    "cart",
+    "payment",
+    "inventory",
+    "postgres-proxy",
+];
 
 /// Builds requests of generated traces; deterministic for a seed.
 pub struct TraceGenerator {
@@ -130,18 +139,90 @@ impl TraceGenerator {
         };
         let (server, client, internal) = (2, 3, 1);
         let steps = vec![
-            Step { service: 0, name: "POST /api/checkout", kind: server, parent: None, attrs: http_server("/api/checkout") },
-            Step { service: 0, name: "render checkout", kind: internal, parent: Some(0), attrs: rpc("ui", "render") },
-            Step { service: 0, name: "shop.Checkout/PlaceOrder", kind: client, parent: Some(0), attrs: rpc("shop.Checkout", "PlaceOrder") },
-            Step { service: 1, name: "shop.Checkout/PlaceOrder", kind: server, parent: Some(2), attrs: rpc("shop.Checkout", "PlaceOrder") },
-            Step { service: 1, name: "shop.Cart/GetCart", kind: client, parent: Some(3), attrs: rpc("shop.Cart", "GetCart") },
-            Step { service: 2, name: "shop.Cart/GetCart", kind: server, parent: Some(4), attrs: rpc("shop.Cart", "GetCart") },
-            Step { service: 2, name: "SELECT shop.items", kind: client, parent: Some(5), attrs: db("SELECT * FROM items WHERE cart_id = $1") },
-            Step { service: 1, name: "shop.Payment/Charge", kind: client, parent: Some(3), attrs: rpc("shop.Payment", "Charge") },
-            Step { service: 3, name: "shop.Payment/Charge", kind: server, parent: Some(7), attrs: rpc("shop.Payment", "Charge") },
-            Step { service: 1, name: "shop.Inventory/Reserve", kind: client, parent: Some(3), attrs: rpc("shop.Inventory", "Reserve") },
-            Step { service: 4, name: "shop.Inventory/Reserve", kind: server, parent: Some(9), attrs: rpc("shop.Inventory", "Reserve") },
-            Step { service: 5, name: "UPDATE shop.stock", kind: client, parent: Some(10), attrs: db("UPDATE stock SET n = n - $1 WHERE id = $2") },
+            Step {
+                service: 0,
+                name: "POST /api/checkout",
+                kind: server,
+                parent: None,
+                attrs: http_server("/api/checkout"),
+            },
+            Step {
+                service: 0,
+                name: "render checkout",
+                kind: internal,
+                parent: Some(0),
+                attrs: rpc("ui", "render"),
+            },
+            Step {
+                service: 0,
+                name: "shop.Checkout/PlaceOrder",
+                kind: client,
+                parent: Some(0),
+                attrs: rpc("shop.Checkout", "PlaceOrder"),
+            },
+            Step {
+                service: 1,
+                name: "shop.Checkout/PlaceOrder",
+                kind: server,
+                parent: Some(2),
+                attrs: rpc("shop.Checkout", "PlaceOrder"),
+            },
+            Step {
+                service: 1,
+                name: "shop.Cart/GetCart",
+                kind: client,
+                parent: Some(3),
+                attrs: rpc("shop.Cart", "GetCart"),
+            },
+            Step {
+                service: 2,
+                name: "shop.Cart/GetCart",
+                kind: server,
+                parent: Some(4),
+                attrs: rpc("shop.Cart", "GetCart"),
+            },
+            Step {
+                service: 2,
+                name: "SELECT shop.items",
+                kind: client,
+                parent: Some(5),
+                attrs: db("SELECT * FROM items WHERE cart_id = $1"),
+            },
+            Step {
+                service: 1,
+                name: "shop.Payment/Charge",
+                kind: client,
+                parent: Some(3),
+                attrs: rpc("shop.Payment", "Charge"),
+            },
+            Step {
+                service: 3,
+                name: "shop.Payment/Charge",
+                kind: server,
+                parent: Some(7),
+                attrs: rpc("shop.Payment", "Charge"),
+            },
+            Step {
+                service: 1,
+                name: "shop.Inventory/Reserve",
+                kind: client,
+                parent: Some(3),
+                attrs: rpc("shop.Inventory", "Reserve"),
+            },
+            Step {
+                service: 4,
+                name: "shop.Inventory/Reserve",
+                kind: server,
+                parent: Some(9),
+                attrs: rpc("shop.Inventory", "Reserve"),
+            },
+            Step {
+                service: 5,
+                name: "UPDATE shop.stock",
+                kind: client,
+                parent: Some(10),
+                attrs: db("UPDATE stock SET n = n - $1 WHERE id = $2"),
+            },
         ];
         TraceGenerator {
             rng: rand::rngs::StdRng::seed_from_u64(seed),
@@ -187,7 +268,9 @@ impl TraceGenerator {
                 };
                 let inset = depth * total_us * 40; // ns: 4% of the trace per level
                 let s0 = start + inset + n as u64 * 1000;
-                let e0 = (start + total_us * 1000).saturating_sub(inset).max(s0 + 1000);
+                let e0 = (start + total_us * 1000)
+                    .saturating_sub(inset)
+                    .max(s0 + 1000);
                 let failed = error && n == ids.len() - 1;
                 let mut span = Span {
                     trace_id: trace_id.clone(),
@@ -276,7 +359,12 @@ impl PayloadPool {
             let bytes = req.encode_to_vec();
             let mut trace_ids = std::collections::BTreeSet::new();
             let mut span_ids = std::collections::BTreeSet::new();
-            for span in req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+            for span in req
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+            {
                 trace_ids.insert(span.trace_id.clone());
                 span_ids.insert(span.span_id.clone());
             }
@@ -291,7 +379,9 @@ impl PayloadPool {
     /// every round sends new traces with the same shape (equal ids stay equal).
     fn variant(&self, n: u64) -> (Vec<u8>, u64) {
         let i = (n % POOL as u64) as usize;
-        let key = (n / POOL as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
+        let key = (n / POOL as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .to_le_bytes();
         let (bytes, count) = &self.payloads[i];
         let mut out = bytes.clone();
         for &o in &self.trace_id_offsets[i] {
@@ -314,7 +404,10 @@ fn find_all(hay: &[u8], needles: &std::collections::BTreeSet<Vec<u8>>) -> Vec<us
     let mut out = Vec::new();
     for needle in needles {
         let mut from = 0;
-        while let Some(p) = hay[from..].windows(needle.len()).position(|w| w == &needle[..]) {
+        while let Some(p) = hay[from..]
+            .windows(needle.len())
+            .position(|w| w == &needle[..])
+        {
             out.push(from + p);
             from += p + needle.len();
         }
@@ -349,7 +442,11 @@ impl tonic::codec::Encoder for RawEncoder {
     type Item = Vec<u8>;
     type Error = tonic::Status;
 
-    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         use bytes::BufMut;
         dst.put_slice(&item);
         Ok(())
@@ -458,7 +555,10 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                 let (payload, count) = pool.variant(n);
                 let t = Instant::now();
                 let sent = async {
-                    client.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                    client
+                        .ready()
+                        .await
+                        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                     let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
                     client
                         .unary(tonic::Request::new(payload), path, RawCodec)
@@ -473,7 +573,9 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                             .unwrap_or(0)
                             .min(count);
                         tally.requests_ok.fetch_add(1, Ordering::Relaxed);
-                        tally.spans_acked.fetch_add(count - rejected, Ordering::Relaxed);
+                        tally
+                            .spans_acked
+                            .fetch_add(count - rejected, Ordering::Relaxed);
                         tally.spans_failed.fetch_add(rejected, Ordering::Relaxed);
                     }
                     Err(status) => {
@@ -527,7 +629,9 @@ fn decode_only(args: &LoadgenTracesArgs) -> anyhow::Result<()> {
     let pool = PayloadPool::new(args.batch as usize, now_nanos());
     let payloads: Vec<Vec<u8>> = (0..POOL as u64).map(|n| pool.variant(n).0).collect();
     let spans_per_round: u64 = pool.payloads.iter().map(|(_, n)| n).sum();
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let started = Instant::now();
     let deadline = started + args.duration;
     let decoded: u64 = std::thread::scope(|scope| {
@@ -537,7 +641,8 @@ fn decode_only(args: &LoadgenTracesArgs) -> anyhow::Result<()> {
                     let mut spans = 0u64;
                     while Instant::now() < deadline {
                         for p in &payloads {
-                            let req = ExportTraceServiceRequest::decode(&p[..]).expect("own encoding");
+                            let req =
+                                ExportTraceServiceRequest::decode(&p[..]).expect("own encoding");
                             std::hint::black_box(&req);
                         }
                         spans += spans_per_round;

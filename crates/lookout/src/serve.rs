@@ -125,8 +125,18 @@ pub async fn run_until(
     let settings = Settings::resolve(&args)?;
     let cfg = &settings.config;
     let http = bind(cfg.server.http_addr, "--http-addr", "LOOKOUT_HTTP_ADDR").await?;
-    let grpc = bind(cfg.server.otlp_grpc_addr, "--otlp-grpc-addr", "LOOKOUT_OTLP_GRPC_ADDR").await?;
-    let otlp_http = bind(cfg.server.otlp_http_addr, "--otlp-http-addr", "LOOKOUT_OTLP_HTTP_ADDR").await?;
+    let grpc = bind(
+        cfg.server.otlp_grpc_addr,
+        "--otlp-grpc-addr",
+        "LOOKOUT_OTLP_GRPC_ADDR",
+    )
+    .await?;
+    let otlp_http = bind(
+        cfg.server.otlp_http_addr,
+        "--otlp-http-addr",
+        "LOOKOUT_OTLP_HTTP_ADDR",
+    )
+    .await?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "cannot create data dir {}; choose another with --data-dir or LOOKOUT_DATA_DIR",
@@ -135,8 +145,12 @@ pub async fn run_until(
     })?;
     register_build_info();
     match &settings.config_file {
-        Some(f) => tracing::info!(config = %f.display(), data_dir = %settings.data_dir.display(), "starting"),
-        None => tracing::info!(data_dir = %settings.data_dir.display(), "starting with default configuration"),
+        Some(f) => {
+            tracing::info!(config = %f.display(), data_dir = %settings.data_dir.display(), "starting")
+        }
+        None => {
+            tracing::info!(data_dir = %settings.data_dir.display(), "starting with default configuration")
+        }
     }
 
     let store = crate::wiring::open_trace_store(&settings).await?;
@@ -154,8 +168,16 @@ pub async fn run_until(
         otlp_http.local_addr()?,
     );
     let mut servers = tokio::task::JoinSet::new();
-    servers.spawn(ingest::serve(grpc, otlp_router.clone(), stopped(stop_rx.clone())));
-    servers.spawn(ingest::serve(otlp_http, otlp_router, stopped(stop_rx.clone())));
+    servers.spawn(ingest::serve(
+        grpc,
+        otlp_router.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    servers.spawn(ingest::serve(
+        otlp_http,
+        otlp_router,
+        stopped(stop_rx.clone()),
+    ));
     servers.spawn(ingest::serve(http, api_router, stopped(stop_rx.clone())));
     let maintenance = crate::wiring::spawn_maintenance(store.clone(), stop_rx.clone());
 

@@ -91,9 +91,13 @@ fn register_store_metrics(store: &Arc<TraceStore>) {
 struct StoreSink(Arc<TraceStore>);
 
 impl ingest::TraceSink for StoreSink {
-    fn write(&self, spans: Vec<model::Span>) -> ingest::SinkFuture<'_> {
+    fn write(&self, spans: Vec<model::Span>, otlp: Option<bytes::Bytes>) -> ingest::SinkFuture<'_> {
         Box::pin(async move {
-            self.0.write(spans).await.map_err(|e| {
+            let written = match otlp {
+                Some(raw) => self.0.write_encoded(spans, raw.to_vec()).await,
+                None => self.0.write(spans).await,
+            };
+            written.map_err(|e| {
                 tracing::error!(error = %e, "trace store write failed");
                 ingest::SinkError::Unavailable(e.to_string())
             })
@@ -103,9 +107,11 @@ impl ingest::TraceSink for StoreSink {
 
 /// The OTLP router (gRPC and HTTP on one listener) writing into the store.
 pub fn otlp_router(settings: &Settings, store: Arc<TraceStore>) -> axum::Router {
-    let mut cfg = ingest::OtlpConfig::default();
-    cfg.max_body_bytes = settings.config.otlp.max_body_size.0 as usize;
-    cfg.max_inflight_bytes = settings.config.otlp.max_inflight_size.0 as usize;
+    let cfg = ingest::OtlpConfig {
+        max_body_bytes: settings.config.otlp.max_body_size.0 as usize,
+        max_inflight_bytes: settings.config.otlp.max_inflight_size.0 as usize,
+        ..Default::default()
+    };
     ingest::otlp_router(ingest::OtlpState::new(cfg, Arc::new(StoreSink(store))))
 }
 

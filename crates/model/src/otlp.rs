@@ -73,7 +73,9 @@ fn span_from_proto(
     let parent_span_id = match s.parent_span_id.len() {
         0 => None,
         8 if s.parent_span_id.iter().all(|b| *b == 0) => None,
-        8 => Some(SpanId(s.parent_span_id[..].try_into().expect("length checked"))),
+        8 => Some(SpanId(
+            s.parent_span_id[..].try_into().expect("length checked"),
+        )),
         n => {
             return Err(OtlpError::new(
                 at("parent_span_id"),
@@ -83,7 +85,8 @@ fn span_from_proto(
     };
     let kind = SpanKind::from_i32(s.kind)
         .ok_or_else(|| OtlpError::new(at("kind"), format!("unknown span kind {}", s.kind)))?;
-    check_time(s.start_time_unix_nano).map_err(|r| OtlpError::new(at("start_time_unix_nano"), r))?;
+    check_time(s.start_time_unix_nano)
+        .map_err(|r| OtlpError::new(at("start_time_unix_nano"), r))?;
     check_time(s.end_time_unix_nano).map_err(|r| OtlpError::new(at("end_time_unix_nano"), r))?;
     if s.end_time_unix_nano < s.start_time_unix_nano {
         return Err(OtlpError::new(
@@ -98,7 +101,10 @@ fn span_from_proto(
         None => (StatusCode::Unset, String::new()),
         Some(st) => (
             StatusCode::from_i32(st.code).ok_or_else(|| {
-                OtlpError::new(at("status.code"), format!("unknown status code {}", st.code))
+                OtlpError::new(
+                    at("status.code"),
+                    format!("unknown status code {}", st.code),
+                )
             })?,
             st.message.clone(),
         ),
@@ -183,7 +189,10 @@ fn check_time(t: u64) -> Result<(), String> {
 }
 
 /// Converts an OTLP resource; `None` becomes an empty resource.
-pub fn resource_from_proto(r: Option<&proto::resource::v1::Resource>, schema_url: &str) -> Resource {
+pub fn resource_from_proto(
+    r: Option<&proto::resource::v1::Resource>,
+    schema_url: &str,
+) -> Resource {
     match r {
         None => Resource {
             schema_url: schema_url.to_string(),
@@ -465,7 +474,10 @@ mod tests {
     fn zero_parent_is_root() {
         let mut s = good_span();
         s.parent_span_id = vec![0; 8];
-        assert_eq!(spans_from_request(&request(s)).unwrap()[0].parent_span_id, None);
+        assert_eq!(
+            spans_from_request(&request(s)).unwrap()[0].parent_span_id,
+            None
+        );
     }
 
     #[test]

@@ -98,7 +98,14 @@ pub fn global() -> &'static Registry {
 }
 
 impl Registry {
-    fn add(&self, name: &str, help: &str, kind: &'static str, labels: &[(&str, &str)], value: Value) {
+    fn add(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+        value: Value,
+    ) {
         let labels: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -131,7 +138,10 @@ impl Registry {
                 for s in &f.series {
                     if let Value::Counter(c) = &s.value {
                         if s.labels.len() == labels.len()
-                            && s.labels.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+                            && s.labels
+                                .iter()
+                                .zip(labels)
+                                .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
                         {
                             return c.clone();
                         }
@@ -174,7 +184,10 @@ impl Registry {
                 for s in &f.series {
                     if let Value::Histogram(h) = &s.value {
                         if s.labels.len() == labels.len()
-                            && s.labels.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+                            && s.labels
+                                .iter()
+                                .zip(labels)
+                                .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
                         {
                             return h.clone();
                         }
@@ -196,21 +209,31 @@ impl Registry {
             let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
             for s in &f.series {
                 match &s.value {
-                    Value::Counter(c) => {
-                        sample(&mut out, &f.name, &s.labels, None, c.get() as f64)
-                    }
+                    Value::Counter(c) => sample(&mut out, &f.name, &s.labels, None, c.get() as f64),
                     Value::Gauge(g) => sample(&mut out, &f.name, &s.labels, None, g()),
                     Value::Histogram(h) => {
                         let bucket = format!("{}_bucket", f.name);
                         for (i, le) in DURATION_BUCKETS.iter().enumerate() {
                             let n = h.0.buckets[i].load(Ordering::Relaxed);
-                            sample(&mut out, &bucket, &s.labels, Some(&le.to_string()), n as f64);
+                            sample(
+                                &mut out,
+                                &bucket,
+                                &s.labels,
+                                Some(&le.to_string()),
+                                n as f64,
+                            );
                         }
                         let count = h.0.count.load(Ordering::Relaxed);
                         sample(&mut out, &bucket, &s.labels, Some("+Inf"), count as f64);
                         let sum = h.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
                         sample(&mut out, &format!("{}_sum", f.name), &s.labels, None, sum);
-                        sample(&mut out, &format!("{}_count", f.name), &s.labels, None, count as f64);
+                        sample(
+                            &mut out,
+                            &format!("{}_count", f.name),
+                            &s.labels,
+                            None,
+                            count as f64,
+                        );
                     }
                 }
             }
@@ -251,7 +274,9 @@ fn sample(out: &mut String, name: &str, labels: &[(String, String)], le: Option<
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
+    v.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('"', "\\\"")
 }
 
 fn escape_help(v: &str) -> String {
@@ -267,16 +292,32 @@ mod tests {
         let r = Registry::default();
         let c = r.counter("x_total", "Things.", &[("signal", "traces")]);
         c.add(3);
-        assert_eq!(r.counter("x_total", "Things.", &[("signal", "traces")]).get(), 3);
+        assert_eq!(
+            r.counter("x_total", "Things.", &[("signal", "traces")])
+                .get(),
+            3
+        );
         r.gauge_fn("g", "A gauge.", &[], || 1.5);
         let h = r.histogram("d_seconds", "Durations.", &[("api", "jaeger")]);
         h.observe(std::time::Duration::from_millis(2));
         let text = r.render();
-        assert!(text.contains("# TYPE x_total counter\nx_total{signal=\"traces\"} 3\n"), "{text}");
+        assert!(
+            text.contains("# TYPE x_total counter\nx_total{signal=\"traces\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("g 1.5\n"), "{text}");
-        assert!(text.contains("d_seconds_bucket{api=\"jaeger\",le=\"0.001\"} 0\n"), "{text}");
-        assert!(text.contains("d_seconds_bucket{api=\"jaeger\",le=\"0.0025\"} 1\n"), "{text}");
-        assert!(text.contains("d_seconds_count{api=\"jaeger\"} 1\n"), "{text}");
+        assert!(
+            text.contains("d_seconds_bucket{api=\"jaeger\",le=\"0.001\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d_seconds_bucket{api=\"jaeger\",le=\"0.0025\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d_seconds_count{api=\"jaeger\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ use super::{
 /// A decoded request and the size of its (decompressed) protobuf encoding.
 pub(super) struct Decoded<T> {
     msg: T,
-    wire_bytes: usize,
+    /// The message's protobuf encoding as received (after gRPC decompression).
+    raw: bytes::Bytes,
 }
 
 /// A prost codec whose decode failures are INVALID_ARGUMENT.
@@ -95,9 +96,9 @@ impl<D: Message + Default> Decoder for OtlpDecoder<D> {
     type Error = tonic::Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Decoded<D>>, tonic::Status> {
-        let wire_bytes = src.remaining();
-        match D::decode(src) {
-            Ok(msg) => Ok(Some(Decoded { msg, wire_bytes })),
+        let raw = src.copy_to_bytes(src.remaining());
+        match D::decode(raw.clone()) {
+            Ok(msg) => Ok(Some(Decoded { msg, raw })),
             Err(e) => {
                 let err = ExportError::BadProtobuf {
                     message: self.name,
@@ -131,15 +132,16 @@ async fn export_traces(
     state
         .reserve(
             &mut reservation,
-            decoded.wire_bytes.saturating_mul(DECODED_OVERHEAD),
+            decoded.raw.len().saturating_mul(DECODED_OVERHEAD),
         )
         .map_err(|error| Rejection { error, items })?;
     let spans = model::otlp::spans_from_request(&decoded.msg).map_err(|e| Rejection {
         error: ExportError::Invalid(e),
         items,
     })?;
-    drop(decoded);
-    state.write_traces(spans, reservation).await?;
+    let Decoded { msg, raw } = decoded;
+    drop(msg);
+    state.write_traces(spans, Some(raw), reservation).await?;
     Ok(items)
 }
 

@@ -115,12 +115,12 @@ fn gunzip(
 }
 
 /// Reads, inflates and decodes a trace request and validates every span; nothing is
-/// written unless all of it is valid.
+/// written unless all of it is valid. Protobuf requests also return their decompressed bytes.
 async fn decode_traces(
     state: &OtlpState,
     encoding: Encoding,
     req: Request,
-) -> Result<(Vec<model::Span>, Reservation), Rejection> {
+) -> Result<(Vec<model::Span>, Option<bytes::Bytes>, Reservation), Rejection> {
     let (parts, body) = req.into_parts();
     let gzip = is_gzip(&parts.headers)?;
     let mut reservation = state.reservation();
@@ -150,25 +150,29 @@ async fn decode_traces(
             &mut reservation,
             body.len().saturating_mul(DECODED_OVERHEAD),
         )?;
-        let request = match encoding {
+        let (request, otlp) = match encoding {
             Encoding::Protobuf => {
-                ExportTraceServiceRequest::decode(body.as_slice()).map_err(|e| {
+                let raw = bytes::Bytes::from(body);
+                let request = ExportTraceServiceRequest::decode(raw.clone()).map_err(|e| {
                     ExportError::BadProtobuf {
                         message: "ExportTraceServiceRequest",
                         error: e.to_string(),
                     }
-                })?
+                })?;
+                (request, Some(raw))
             }
             Encoding::Json => {
-                model::otlp_json::decode_traces(&body).map_err(ExportError::BadJson)?
+                let request =
+                    model::otlp_json::decode_traces(&body).map_err(ExportError::BadJson)?;
+                drop(body);
+                (request, None)
             }
         };
-        drop(body);
         let spans = model::otlp::spans_from_request(&request).map_err(|e| Rejection {
             error: ExportError::Invalid(e),
             items: count_spans(&request),
         })?;
-        Ok((spans, reservation))
+        Ok((spans, otlp, reservation))
     })
     .await
 }
@@ -187,9 +191,9 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     };
     let protocol = encoding.protocol();
     let outcome = async {
-        let (spans, reservation) = decode_traces(&state, encoding, req).await?;
+        let (spans, otlp, reservation) = decode_traces(&state, encoding, req).await?;
         let items = spans.len() as u64;
-        state.write_traces(spans, reservation).await?;
+        state.write_traces(spans, otlp, reservation).await?;
         Ok::<u64, Rejection>(items)
     }
     .await;

@@ -63,7 +63,11 @@ pub type SinkFuture<'a> = BoxFuture<'a, Result<(), SinkError>>;
 pub trait TraceSink: Send + Sync + 'static {
     /// Stores `spans`. The future must resolve only once the spans are durable (in the WAL):
     /// its `Ok` is what the client receives as acknowledgement.
-    fn write(&self, spans: Vec<Span>) -> SinkFuture<'_>;
+    ///
+    /// `otlp` is, when the request arrived as protobuf, its exact (decompressed) encoding: an
+    /// `ExportTraceServiceRequest` that decodes to `spans`, which a store can log verbatim
+    /// instead of encoding the spans again.
+    fn write(&self, spans: Vec<Span>, otlp: Option<bytes::Bytes>) -> SinkFuture<'_>;
 }
 
 /// Why a sink could not take a write. Both cases are retryable for the client.
@@ -530,6 +534,7 @@ impl OtlpState {
     async fn write_traces(
         &self,
         spans: Vec<Span>,
+        otlp: Option<bytes::Bytes>,
         reservation: Reservation,
     ) -> Result<(), Rejection> {
         let items = spans.len() as u64;
@@ -539,7 +544,7 @@ impl OtlpState {
         }
         let sink = self.inner.traces.clone();
         let task = tokio::spawn(async move {
-            let result = sink.write(spans).await;
+            let result = sink.write(spans, otlp).await;
             drop(reservation);
             result
         });

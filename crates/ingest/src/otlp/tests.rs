@@ -59,7 +59,7 @@ impl RecordingSink {
 }
 
 impl TraceSink for RecordingSink {
-    fn write(&self, spans: Vec<Span>) -> SinkFuture<'_> {
+    fn write(&self, spans: Vec<Span>, _otlp: Option<bytes::Bytes>) -> SinkFuture<'_> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mode = self.mode.lock().unwrap().clone();
         Box::pin(async move {
