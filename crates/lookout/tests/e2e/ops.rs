@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use super::harness::{metric_sum, run_python, DataDir, Server};
+use super::harness::{metric_sum, run_python, run_python_env, DataDir, Server};
 
 fn received_spans(server: &Server, protocol: &str) -> f64 {
     server.metric(
@@ -198,4 +198,40 @@ fn ops_settings_layer_flag_over_env_over_file() {
     let server = dir.launch(&["--data-dir".as_ref(), from_flag.as_ref()], &env);
     assert_eq!(server.data_dir, root.join("from-flag"));
     assert_eq!(server.get("/-/healthy").status, 200);
+}
+
+#[test]
+fn ops_sdk_gzip_exports_over_grpc_and_http() {
+    let dir = DataDir::new();
+    let server = dir.start();
+    for (protocol, endpoint, service) in [
+        ("grpc", server.grpc_endpoint(), "gzip-grpc"),
+        ("http-protobuf", server.http_endpoint(), "gzip-http"),
+    ] {
+        // The SDK's exporters read the compression from the environment, as apps set it.
+        let out = run_python_env(
+            "export_spans.py",
+            &[
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &endpoint,
+                "--service",
+                service,
+                "--traces",
+                "4",
+            ],
+            &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")],
+        );
+        let first: serde_json::Value =
+            serde_json::from_str(out.lines().next().expect("output")).expect("JSON line");
+        let trace_id = first["acked"][0][0].as_str().expect("an acknowledged span");
+        let trace = server.trace(trace_id).expect("the gzip-exported trace");
+        assert_eq!(
+            trace["spans"].as_array().map(Vec::len),
+            Some(5),
+            "{protocol}"
+        );
+    }
+    assert_eq!(server.services(), ["gzip-grpc", "gzip-http"]);
 }
