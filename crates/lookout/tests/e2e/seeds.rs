@@ -332,6 +332,41 @@ fn seeds_search_by_namespace_tag() {
         200,
     );
     assert_eq!(doc["data"], json!([]), "test-app has no error span: {doc}");
+
+    // Jaeger's other search parameters: operation, time window (microseconds), duration.
+    let start_us = seed["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| nanos(&r["start_unix_nano"]) / 1000)
+        .min()
+        .unwrap();
+    let hour_us = 3_600_000_000u64;
+    for (query, want) in [
+        ("operation=load-cart".to_string(), 1),
+        ("operation=no-such-operation".to_string(), 0),
+        (
+            format!("start={}&end={}", start_us - hour_us, start_us + hour_us),
+            1,
+        ),
+        (
+            format!(
+                "start={}&end={}",
+                start_us - 2 * hour_us,
+                start_us - hour_us
+            ),
+            0,
+        ),
+        ("minDuration=1h".to_string(), 0),
+        ("maxDuration=1h".to_string(), 1),
+    ] {
+        let doc = server.get_json(&format!("/api/traces?service=test-app&{query}"), 200);
+        assert_eq!(
+            doc["data"].as_array().map(Vec::len),
+            Some(want),
+            "{query}: {doc}"
+        );
+    }
 }
 
 #[test]
@@ -459,6 +494,102 @@ fn seeds_v3_trace_is_otlp_json() {
 
     let missing = server.get("/api/v3/traces/0123456789abcdef0123456789abcdef");
     assert_eq!(missing.status, 404, "{}", missing.text());
+
+    let doc = server.get_json("/api/v3/services", 200);
+    assert_eq!(
+        doc["services"],
+        json!(["api-gateway", "test-app", "worker"]),
+        "{doc}"
+    );
+    let doc = server.get_json("/api/v3/operations?service=worker", 200);
+    let mut ops: Vec<(String, String)> = doc["operations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no operations: {doc}"))
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_string(),
+                o["spanKind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            ("charge card".to_string(), "internal".to_string()),
+            ("orders process".to_string(), "consumer".to_string()),
+        ],
+        "{doc}"
+    );
+
+    // Find by service within a time window around the trace, then in a window before it.
+    let start = seed["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| nanos(&r["start_unix_nano"]))
+        .min()
+        .unwrap();
+    let secs = start / 1_000_000_000;
+    let window = |from: u64, to: u64| {
+        format!(
+            "/api/v3/traces?query.service_name=worker&query.start_time_min={}&query.start_time_max={}",
+            qs(&rfc3339(from)),
+            qs(&rfc3339(to))
+        )
+    };
+    let doc = server.get_json(&window(secs - 60, secs + 60), 200);
+    let found: usize = doc["result"]["resourceSpans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no result.resourceSpans: {doc}"))
+        .iter()
+        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+        .map(|ss| ss["spans"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(found, 7, "the whole trace, all services: {doc}");
+    let before = server.get(&window(secs - 7200, secs - 3600));
+    // Jaeger answers "nothing found" with 404 in v3; an empty result is also acceptable.
+    if before.status == 200 {
+        let doc = before.json();
+        assert!(
+            doc["result"]["resourceSpans"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+            "nothing in an earlier window: {doc}"
+        );
+    } else {
+        assert_eq!(before.status, 404, "{}", before.text());
+    }
+}
+
+/// `secs` since the epoch as RFC 3339 UTC (`2026-11-23T12:00:00Z`), for Jaeger v3's
+/// time parameters; days to civil date after Howard Hinnant's published algorithm.
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn rfc3339_formats_known_instants() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(rfc3339(1_795_435_334), "2026-11-23T12:02:14Z");
 }
 
 #[test]
