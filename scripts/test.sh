@@ -24,6 +24,7 @@ cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test --workspace"
+step "cargo test --workspace --no-fail-fast"
 # Last, so that cargo test's own summary lines are the last thing this script prints.
-cargo test --workspace
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --no-fail-fast
