@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue};
-use http_body_util::BodyExt;
 use model::otlp::proto::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -228,17 +227,7 @@ pub(super) async fn logs(State(state): State<OtlpState>, req: Request) -> Respon
 /// clients report a broken pipe instead of the status.
 async fn not_stored(state: OtlpState, signal: Signal, req: Request) -> Response {
     let encoding = request_encoding(req.headers()).unwrap_or(Encoding::Protobuf);
-    let limit = state.config().max_body_bytes;
-    let mut body = req.into_body();
-    let mut seen = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Ok(data) = frame.into_data() {
-            seen += data.len();
-            if seen > limit {
-                break;
-            }
-        }
-    }
+    super::drain_body(req.into_body(), state.config().max_body_bytes).await;
     let rejection = Rejection::from(ExportError::NotStored(signal));
     state.record(signal, encoding.protocol(), Err(&rejection));
     error_response(encoding, &rejection.error)

@@ -606,6 +606,7 @@ async fn read_body(
     if let Some(n) = declared {
         let n = usize::try_from(n).map_err(|_| too_large())?;
         if n > limit {
+            drain_body(body, DRAIN_CAP).await;
             return Err(too_large());
         }
         state.reserve(reservation, n)?;
@@ -619,6 +620,8 @@ async fn read_body(
         };
         let len = buf.len() + data.len();
         if len > limit {
+            drop(buf);
+            drain_body(body, DRAIN_CAP).await;
             return Err(too_large());
         }
         if len > reserved {
@@ -628,6 +631,31 @@ async fn read_body(
         buf.extend_from_slice(&data);
     }
     Ok(buf)
+}
+
+/// How much of a refused request body is read and discarded before answering. Answering
+/// while a client is still uploading makes many HTTP clients report a broken pipe instead of
+/// the status; past this much, or after [`DRAIN_TIME`], the connection is closed instead.
+pub(super) const DRAIN_CAP: usize = 64 << 20;
+
+/// How long draining a refused body may take.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and drops up to `cap` bytes of `body`, chunk by chunk, holding no memory.
+pub(super) async fn drain_body(mut body: axum::body::Body, cap: usize) {
+    use http_body_util::BodyExt as _;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > cap {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
 
 /// Counts the spans in a trace request, for the self-metrics of refused requests.
