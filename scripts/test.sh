@@ -25,6 +25,13 @@ step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace --no-fail-fast"
-# Last, so that cargo test's own summary lines are the last thing this script prints.
 # --no-fail-fast: one failing test binary must not hide the results of the others.
-cargo test --workspace --no-fail-fast
+# cargo's last summary line is usually an empty doc-test run, so the script ends with one
+# total over every test binary instead: "N passed, M failed".
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\n%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
