@@ -1,0 +1,340 @@
+//! Label sets: the identity of a series.
+//!
+//! A series is named by its sorted set of label pairs, the metric name included as the
+//! `__name__` label, exactly as in Prometheus. [`Labels`] keeps the pairs sorted by name and
+//! unique, with empty values dropped (Prometheus treats `x=""` as "no label x"), so two equal
+//! sets are equal byte for byte and hash the same. Validation follows Prometheus's legacy
+//! rules for names (`[a-zA-Z_][a-zA-Z0-9_]*`) and requires UTF-8 values; it happens once, when
+//! a set is built from outside input, so the hot paths behind it never re-check.
+//!
+//! The series hash is FNV-1a over the pairs with separator bytes: it is our own, stable across
+//! releases and platforms (unlike `std`'s hasher), so it can be written to disk.
+
+use std::fmt;
+
+use crate::TsdbError;
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// Longest label name or value accepted, in bytes; longer ones are outside input gone wrong.
+pub const MAX_LABEL_BYTES: usize = 64 * 1024;
+
+/// Most labels one series may have.
+pub const MAX_LABELS: usize = 256;
+
+/// One label pair.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    /// The label name.
+    pub name: String,
+    /// The label value, never empty inside a [`Labels`].
+    pub value: String,
+}
+
+/// A sorted, duplicate-free set of label pairs with no empty values.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels {
+    pairs: Vec<Label>,
+}
+
+/// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    match b.first() {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {}
+        _ => return false,
+    }
+    b[1..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// Whether `name` is a valid metric name in Prometheus's legacy scheme:
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    match b.first() {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':' => {}
+        _ => return false,
+    }
+    b[1..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+}
+
+impl Labels {
+    /// The empty set.
+    pub fn empty() -> Labels {
+        Labels::default()
+    }
+
+    /// Builds a validated set from string pairs in any order. Empty values are dropped;
+    /// invalid names, duplicate names and oversized input are errors.
+    pub fn new<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Result<Labels, TsdbError> {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in pairs {
+            b.push(n.as_ref(), v.as_ref())?;
+        }
+        b.build()
+    }
+
+    /// Builds a set from raw bytes as they arrive on the wire (remote_write, exposition
+    /// text): values must be UTF-8.
+    pub fn from_bytes<'a>(
+        pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Labels, TsdbError> {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in pairs {
+            let name = std::str::from_utf8(n).map_err(|_| TsdbError::InvalidLabelName {
+                name: String::from_utf8_lossy(n).into_owned(),
+            })?;
+            let value = std::str::from_utf8(v).map_err(|_| TsdbError::InvalidLabelValue {
+                name: name.to_string(),
+            })?;
+            b.push(name, value)?;
+        }
+        b.build()
+    }
+
+    /// Builds from pairs already sorted, unique, valid and without empty values (decoding
+    /// our own files and WAL records, which were validated before they were written).
+    pub(crate) fn from_sorted_unchecked(pairs: Vec<Label>) -> Labels {
+        debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
+        Labels { pairs }
+    }
+
+    /// The value of label `name`, if the set has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.pairs[i].value.as_str())
+    }
+
+    /// The metric name (`__name__`), if any.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.pairs.iter()
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether the set has no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The stable 64-bit hash of the set (FNV-1a over `name 0xff value 0xff` per pair).
+    pub fn stable_hash(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(PRIME);
+            }
+            // 0xff never occurs in UTF-8, so pair boundaries cannot be forged by contents.
+            h ^= 0xff;
+            h = h.wrapping_mul(PRIME);
+        };
+        for l in &self.pairs {
+            feed(l.name.as_bytes());
+            feed(l.value.as_bytes());
+        }
+        h
+    }
+
+    /// Approximate heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.pairs.capacity() * std::mem::size_of::<Label>()
+            + self
+                .pairs
+                .iter()
+                .map(|l| l.name.capacity() + l.value.capacity())
+                .sum::<usize>()
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.iter()
+    }
+}
+
+/// Prints like Prometheus: `metric{a="b", c="d"}`, or `{a="b"}` without a metric name.
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = self.metric_name() {
+            f.write_str(name)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.pairs.iter().filter(|l| l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Collects pairs, validating each, then sorts them once.
+#[derive(Debug, Default)]
+pub struct LabelsBuilder {
+    pairs: Vec<Label>,
+}
+
+impl LabelsBuilder {
+    /// An empty builder.
+    pub fn new() -> LabelsBuilder {
+        LabelsBuilder::default()
+    }
+
+    /// Adds one pair after checking the name and sizes; an empty value is dropped.
+    pub fn push(&mut self, name: &str, value: &str) -> Result<&mut Self, TsdbError> {
+        if !is_valid_label_name(name) {
+            return Err(TsdbError::InvalidLabelName {
+                name: truncate(name),
+            });
+        }
+        if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+            return Err(TsdbError::LabelTooLong {
+                name: truncate(name),
+                max: MAX_LABEL_BYTES,
+            });
+        }
+        if self.pairs.len() >= MAX_LABELS {
+            return Err(TsdbError::TooManyLabels { max: MAX_LABELS });
+        }
+        if !value.is_empty() {
+            self.pairs.push(Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Sorts and checks for duplicate names and an invalid metric name.
+    pub fn build(mut self) -> Result<Labels, TsdbError> {
+        self.pairs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = self.pairs.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(TsdbError::DuplicateLabelName {
+                name: w[0].name.clone(),
+            });
+        }
+        let labels = Labels { pairs: self.pairs };
+        if let Some(name) = labels.metric_name() {
+            if !is_valid_metric_name(name) {
+                return Err(TsdbError::InvalidMetricName {
+                    name: truncate(name),
+                });
+            }
+        }
+        Ok(labels)
+    }
+}
+
+/// Keeps error messages bounded when the offending input is huge.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 128;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_and_empty_values_dropped() {
+        let l = Labels::new([("job", "api"), ("__name__", "up"), ("empty", "")]).unwrap();
+        let names: Vec<_> = l.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["__name__", "job"]);
+        assert_eq!(l.get("job"), Some("api"));
+        assert_eq!(l.get("empty"), None);
+        assert_eq!(l.to_string(), r#"up{job="api"}"#);
+    }
+
+    #[test]
+    fn names_validated_like_prometheus() {
+        for ok in ["a", "_", "A_9", "__name__", "_1"] {
+            assert!(is_valid_label_name(ok), "{ok}");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "a:b", "é", "a b"] {
+            assert!(!is_valid_label_name(bad), "{bad}");
+            let err = Labels::new([(bad, "v")]).unwrap_err();
+            assert!(matches!(err, TsdbError::InvalidLabelName { .. }), "{bad}");
+        }
+        assert!(is_valid_metric_name("a:b_c"));
+        let err = Labels::new([("__name__", "1bad")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid metric name "1bad": metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*"#
+        );
+    }
+
+    #[test]
+    fn duplicate_names_rejected() {
+        let err = Labels::new([("a", "1"), ("a", "2")]).unwrap_err();
+        assert_eq!(err.to_string(), r#"label name "a" is not unique"#);
+    }
+
+    #[test]
+    fn invalid_utf8_value_rejected() {
+        let err = Labels::from_bytes([(&b"a"[..], &b"\xff\xfe"[..])]).unwrap_err();
+        assert!(matches!(err, TsdbError::InvalidLabelValue { .. }));
+        let ok = Labels::from_bytes([(&b"a"[..], "ü".as_bytes())]).unwrap();
+        assert_eq!(ok.get("a"), Some("ü"));
+    }
+
+    #[test]
+    fn hash_is_stable_and_order_independent() {
+        let a = Labels::new([("a", "1"), ("b", "2")]).unwrap();
+        let b = Labels::new([("b", "2"), ("a", "1")]).unwrap();
+        assert_eq!(a.stable_hash(), b.stable_hash());
+        // Pinned (checked against an independent FNV-1a): the hash is written to disk.
+        assert_eq!(a.stable_hash(), 0x1cc3_7fac_8a64_ae01_u64);
+        // Moving a byte across the name/value boundary changes the hash.
+        let c = Labels::new([("a", "12")]).unwrap();
+        let d = Labels::new([("a1", "2")]).unwrap();
+        assert_ne!(c.stable_hash(), d.stable_hash());
+    }
+
+    #[test]
+    fn bounds_enforced() {
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        assert!(matches!(
+            Labels::new([("a", long.as_str())]),
+            Err(TsdbError::LabelTooLong { .. })
+        ));
+        let many: Vec<(String, String)> = (0..=MAX_LABELS)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .collect();
+        assert!(matches!(
+            Labels::new(many),
+            Err(TsdbError::TooManyLabels { .. })
+        ));
+    }
+}

@@ -1,0 +1,39 @@
+//! Lookout's time-series database: where metrics live.
+//!
+//! This crate is our own code on purpose: storage is the product (see STYLE.md, "own the
+//! core"). It holds the pieces Prometheus's TSDB has, written from their published
+//! descriptions: sorted label sets naming series ([`labels`]), Gorilla-style compressed chunks
+//! ([`chunk`]), an inverted index of postings per label pair with Prometheus's matcher
+//! semantics ([`index`]), an in-memory head fed WAL-first through the shared `wal` crate
+//! ([`head`], [`db`]), and the [`Querier`] trait the PromQL engine evaluates over.
+//!
+//! Storage crates never see HTTP or wire formats: callers hand in validated [`Labels`] and
+//! samples and get typed errors back.
+
+pub mod chunk;
+pub mod labels;
+
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+
+/// Everything that can go wrong in the tsdb.
+#[derive(Debug, thiserror::Error)]
+pub enum TsdbError {
+    /// A label name outside `[a-zA-Z_][a-zA-Z0-9_]*`.
+    #[error("invalid label name {name:?}: label names must match [a-zA-Z_][a-zA-Z0-9_]*")]
+    InvalidLabelName { name: String },
+    /// A metric name outside `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    #[error("invalid metric name {name:?}: metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    InvalidMetricName { name: String },
+    /// A label value that is not UTF-8.
+    #[error("invalid UTF-8 in the value of label {name:?}: send label values as UTF-8")]
+    InvalidLabelValue { name: String },
+    /// The same label name twice in one set.
+    #[error("label name {name:?} is not unique")]
+    DuplicateLabelName { name: String },
+    /// A label name or value past the size bound.
+    #[error("label {name:?} is longer than {max} bytes; shorten it")]
+    LabelTooLong { name: String, max: usize },
+    /// Too many labels on one series.
+    #[error("series has more than {max} labels; drop some with relabeling")]
+    TooManyLabels { max: usize },
+}
