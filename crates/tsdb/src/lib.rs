@@ -11,8 +11,10 @@
 //! samples and get typed errors back.
 
 pub mod chunk;
+pub mod index;
 pub mod labels;
 
+pub use index::{MatchOp, Matcher, SeriesRef};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 
 /// Everything that can go wrong in the tsdb.
@@ -36,4 +38,7 @@ pub enum TsdbError {
     /// Too many labels on one series.
     #[error("series has more than {max} labels; drop some with relabeling")]
     TooManyLabels { max: usize },
+    /// A regex matcher that does not compile.
+    #[error("invalid regular expression {regex:?}: {reason}")]
+    InvalidRegex { regex: String, reason: String },
 }

@@ -1,0 +1,525 @@
+//! The inverted index: postings lists per label pair, set operations on them, and label
+//! matchers with Prometheus's semantics.
+//!
+//! A postings list is the sorted list of series refs that carry one `name="value"` pair.
+//! Refs are handed out in increasing order, so appending a new series keeps every list sorted
+//! without a sort. Selecting by matchers is set algebra on these lists, done the way
+//! Prometheus's `PostingsForMatchers` does it: a matcher that does not match the empty string
+//! selects the union of the lists of the values it matches (so the label must be present); a
+//! matcher that does match the empty string also selects series without the label, so it is
+//! applied by subtracting the lists of the values it rejects. If every matcher matches the
+//! empty string, the start is the list of all series.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use regex::Regex;
+
+use crate::{Labels, TsdbError};
+
+/// A series' number inside one head or block.
+pub type SeriesRef = u32;
+
+/// How a [`Matcher`] compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatchOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~` (fully anchored)
+    Regex,
+    /// `!~` (fully anchored)
+    NotRegex,
+}
+
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        })
+    }
+}
+
+/// Longest regex source accepted, in bytes.
+pub const MAX_REGEX_BYTES: usize = 64 * 1024;
+
+/// One label matcher, e.g. `job=~"api|web"`.
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    /// The label name.
+    pub name: String,
+    /// The comparison.
+    pub op: MatchOp,
+    /// The value or the regex source as written.
+    pub value: String,
+    re: Option<Regex>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.op == other.op && self.value == other.value
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{:?}", self.name, self.op, self.value)
+    }
+}
+
+impl Matcher {
+    /// Builds a matcher; regexes are anchored as Prometheus 3 anchors them, `^(?s:re)$`
+    /// (`.` also matches a newline there).
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Matcher, TsdbError> {
+        let name = name.into();
+        let value = value.into();
+        let re = match op {
+            MatchOp::Regex | MatchOp::NotRegex => {
+                if value.len() > MAX_REGEX_BYTES {
+                    return Err(TsdbError::InvalidRegex {
+                        regex: value.chars().take(64).collect(),
+                        reason: format!("longer than {MAX_REGEX_BYTES} bytes"),
+                    });
+                }
+                let re = regex::RegexBuilder::new(&format!("^(?s:{value})$"))
+                    .size_limit(8 << 20)
+                    .build()
+                    .map_err(|e| TsdbError::InvalidRegex {
+                        regex: value.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Some(re)
+            }
+            _ => None,
+        };
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
+    }
+
+    /// `name="value"`.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Matcher {
+        Matcher {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            re: None,
+        }
+    }
+
+    /// Whether `value` satisfies the matcher (an absent label has the value `""`).
+    pub fn matches(&self, value: &str) -> bool {
+        match self.op {
+            MatchOp::Equal => self.value == value,
+            MatchOp::NotEqual => self.value != value,
+            MatchOp::Regex => self.re.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchOp::NotRegex => !self.re.as_ref().is_some_and(|r| r.is_match(value)),
+        }
+    }
+
+    /// Whether a full label set satisfies the matcher.
+    pub fn matches_labels(&self, labels: &Labels) -> bool {
+        self.matches(labels.get(&self.name).unwrap_or(""))
+    }
+}
+
+/// Intersection of two sorted lists.
+pub fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let mut out = Vec::with_capacity(small.len());
+    // Galloping through the larger list keeps a small-vs-huge intersection cheap.
+    let mut lo = 0;
+    for &x in small {
+        match large[lo..].binary_search(&x) {
+            Ok(i) => {
+                out.push(x);
+                lo += i + 1;
+            }
+            Err(i) => lo += i,
+        }
+        if lo >= large.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// Union of two sorted lists.
+pub fn union(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// Union of many sorted lists.
+pub fn union_many(lists: &[&[SeriesRef]]) -> Vec<SeriesRef> {
+    match lists {
+        [] => Vec::new(),
+        [one] => one.to_vec(),
+        _ => {
+            let mut all: Vec<SeriesRef> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+    }
+}
+
+/// `a` without the elements of `b`, both sorted.
+pub fn subtract(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut j = 0;
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j < b.len() && b[j] == x {
+            continue;
+        }
+        out.push(x);
+    }
+    out
+}
+
+/// Postings of one index: label name → value → sorted refs.
+///
+/// Names and values are kept in `BTreeMap`s so label-name and label-value queries come out
+/// sorted, as Prometheus answers them, without sorting per query.
+#[derive(Debug, Default)]
+pub struct Postings {
+    lists: BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>,
+    all: Vec<SeriesRef>,
+}
+
+impl Postings {
+    /// An empty index.
+    pub fn new() -> Postings {
+        Postings::default()
+    }
+
+    /// Adds a series. Refs must be added in increasing order.
+    pub fn add(&mut self, r: SeriesRef, labels: &Labels) {
+        debug_assert!(self.all.last().is_none_or(|&l| l < r));
+        self.all.push(r);
+        for l in labels {
+            let values = match self.lists.get_mut(l.name.as_str()) {
+                Some(v) => v,
+                None => self.lists.entry(l.name.clone()).or_default(),
+            };
+            match values.get_mut(l.value.as_str()) {
+                Some(list) => list.push(r),
+                None => {
+                    values.insert(l.value.clone(), vec![r]);
+                }
+            }
+        }
+    }
+
+    /// Removes series (retention of a head's dead series); `refs` sorted.
+    pub fn remove(&mut self, refs: &[SeriesRef]) {
+        if refs.is_empty() {
+            return;
+        }
+        self.all = subtract(&self.all, refs);
+        self.lists.retain(|_, values| {
+            values.retain(|_, list| {
+                *list = subtract(list, refs);
+                !list.is_empty()
+            });
+            !values.is_empty()
+        });
+    }
+
+    /// Every series ref, sorted.
+    pub fn all(&self) -> &[SeriesRef] {
+        &self.all
+    }
+
+    /// The refs of `name="value"`.
+    pub fn get(&self, name: &str, value: &str) -> &[SeriesRef] {
+        self.lists
+            .get(name)
+            .and_then(|v| v.get(value))
+            .map_or(&[], |l| l.as_slice())
+    }
+
+    /// Every label name, sorted.
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.lists.keys().map(String::as_str)
+    }
+
+    /// Every value of label `name`, sorted.
+    pub fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.lists
+            .get(name)
+            .into_iter()
+            .flat_map(|v| v.keys().map(String::as_str))
+    }
+
+    /// Refs of the series with label `name` and a value `m` accepts (or rejects, when
+    /// `accepting` is false).
+    fn values_matching(&self, m: &Matcher, accepting: bool) -> Vec<SeriesRef> {
+        let Some(values) = self.lists.get(&m.name) else {
+            return Vec::new();
+        };
+        if m.op == MatchOp::Equal && accepting {
+            return values.get(&m.value).cloned().unwrap_or_default();
+        }
+        let lists: Vec<&[SeriesRef]> = values
+            .iter()
+            .filter(|(v, _)| m.matches(v) == accepting)
+            .map(|(_, l)| l.as_slice())
+            .collect();
+        union_many(&lists)
+    }
+
+    /// The sorted refs of the series every matcher accepts. No matchers select nothing (the
+    /// PromQL layer refuses empty selectors before they get here).
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        if matchers.is_empty() {
+            return Vec::new();
+        }
+        let (positive, negative): (Vec<&Matcher>, Vec<&Matcher>) =
+            matchers.iter().partition(|m| !m.matches(""));
+        // Most selective first: equality lists are usually the shortest.
+        let mut result: Option<Vec<SeriesRef>> = None;
+        for m in positive {
+            let list = self.values_matching(m, true);
+            result = Some(match result {
+                None => list,
+                Some(r) => intersect(&r, &list),
+            });
+            if result.as_ref().is_some_and(Vec::is_empty) {
+                return Vec::new();
+            }
+        }
+        let mut result = result.unwrap_or_else(|| self.all.clone());
+        for m in negative {
+            // The matcher accepts "" (absent label); remove the series whose value it rejects.
+            let rejected = self.values_matching(m, false);
+            result = subtract(&result, &rejected);
+        }
+        result
+    }
+}
+
+/// Counts series per label pair, for cardinality reports.
+pub fn count_by_pair(p: &Postings) -> HashMap<(String, String), usize> {
+    let mut out = HashMap::new();
+    for (name, values) in &p.lists {
+        for (value, list) in values {
+            out.insert((name.clone(), value.clone()), list.len());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
+        Matcher::new(op, n, v).unwrap()
+    }
+
+    fn index() -> (Postings, Vec<Labels>) {
+        let sets = vec![
+            Labels::new([("__name__", "up"), ("job", "api"), ("instance", "a")]).unwrap(),
+            Labels::new([("__name__", "up"), ("job", "web"), ("instance", "b")]).unwrap(),
+            Labels::new([("__name__", "up"), ("instance", "c")]).unwrap(),
+            Labels::new([("__name__", "http"), ("job", "api"), ("code", "200")]).unwrap(),
+            Labels::new([("__name__", "http"), ("job", "api"), ("code", "500")]).unwrap(),
+            Labels::new([("__name__", "x"), ("job", "line\nbreak")]).unwrap(),
+        ];
+        let mut p = Postings::new();
+        for (i, l) in sets.iter().enumerate() {
+            p.add(i as SeriesRef, l);
+        }
+        (p, sets)
+    }
+
+    /// The reference semantics: filter every series by every matcher.
+    fn brute(sets: &[Labels], ms: &[Matcher]) -> Vec<SeriesRef> {
+        sets.iter()
+            .enumerate()
+            .filter(|(_, l)| ms.iter().all(|m| m.matches_labels(l)))
+            .map(|(i, _)| i as SeriesRef)
+            .collect()
+    }
+
+    #[test]
+    fn matcher_semantics() {
+        let (p, sets) = index();
+        let cases: Vec<(Vec<Matcher>, Vec<SeriesRef>)> = vec![
+            (vec![m(MatchOp::Equal, "__name__", "up")], vec![0, 1, 2]),
+            (
+                vec![
+                    m(MatchOp::Equal, "__name__", "up"),
+                    m(MatchOp::NotEqual, "job", "api"),
+                ],
+                vec![1, 2],
+            ),
+            // A matcher matching "" also selects series without the label.
+            (
+                vec![
+                    m(MatchOp::Equal, "__name__", "up"),
+                    m(MatchOp::Equal, "job", ""),
+                ],
+                vec![2],
+            ),
+            (
+                vec![
+                    m(MatchOp::Equal, "__name__", "up"),
+                    m(MatchOp::Regex, "job", "api|"),
+                ],
+                vec![0, 2],
+            ),
+            // != "" means the label is present.
+            (
+                vec![
+                    m(MatchOp::Equal, "__name__", "up"),
+                    m(MatchOp::NotEqual, "job", ""),
+                ],
+                vec![0, 1],
+            ),
+            // Regexes are anchored: "ap" does not match "api".
+            (vec![m(MatchOp::Regex, "job", "ap")], vec![]),
+            (vec![m(MatchOp::Regex, "job", "a.*")], vec![0, 3, 4]),
+            (vec![m(MatchOp::NotRegex, "job", "a.*")], vec![1, 2, 5]),
+            // `.` matches a newline, as in Prometheus 3.
+            (vec![m(MatchOp::Regex, "job", "line.break")], vec![5]),
+            (vec![m(MatchOp::Regex, "code", "5..")], vec![4]),
+            (
+                vec![m(MatchOp::NotEqual, "nope", "x")],
+                vec![0, 1, 2, 3, 4, 5],
+            ),
+            (vec![m(MatchOp::Equal, "nope", "x")], vec![]),
+        ];
+        for (ms, want) in cases {
+            let got = p.select(&ms);
+            assert_eq!(got, want, "{ms:?}");
+            assert_eq!(brute(&sets, &ms), want, "{ms:?}");
+        }
+    }
+
+    #[test]
+    fn bad_regex_is_an_error() {
+        let err = Matcher::new(MatchOp::Regex, "a", "(").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid regular expression \"(\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn set_operations_against_brute_force() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..500 {
+            let mut a: Vec<SeriesRef> = (0..rng.random_range(0..50))
+                .map(|_| rng.random_range(0..100))
+                .collect();
+            let mut b: Vec<SeriesRef> = (0..rng.random_range(0..50))
+                .map(|_| rng.random_range(0..100))
+                .collect();
+            a.sort_unstable();
+            a.dedup();
+            b.sort_unstable();
+            b.dedup();
+            let i: Vec<_> = a.iter().copied().filter(|x| b.contains(x)).collect();
+            let s: Vec<_> = a.iter().copied().filter(|x| !b.contains(x)).collect();
+            let mut u: Vec<_> = a.iter().chain(&b).copied().collect();
+            u.sort_unstable();
+            u.dedup();
+            assert_eq!(intersect(&a, &b), i);
+            assert_eq!(subtract(&a, &b), s);
+            assert_eq!(union(&a, &b), u);
+            assert_eq!(union_many(&[&a, &b]), u);
+        }
+    }
+
+    #[test]
+    fn random_matchers_agree_with_brute_force() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let mut sets = Vec::new();
+        let mut p = Postings::new();
+        for i in 0..300 {
+            let mut pairs = vec![(
+                "__name__".to_string(),
+                format!("m{}", rng.random_range(0..4)),
+            )];
+            for name in ["a", "b", "c"] {
+                if rng.random_bool(0.7) {
+                    pairs.push((name.to_string(), format!("v{}", rng.random_range(0..5))));
+                }
+            }
+            let l = Labels::new(pairs).unwrap();
+            p.add(i, &l);
+            sets.push(l);
+        }
+        let ops = [
+            MatchOp::Equal,
+            MatchOp::NotEqual,
+            MatchOp::Regex,
+            MatchOp::NotRegex,
+        ];
+        let vals = ["", "v1", "v2", "v[12]", "v.*", ".*", ".+", "m1|v3"];
+        for _ in 0..500 {
+            let ms: Vec<Matcher> = (0..rng.random_range(1..4))
+                .map(|_| {
+                    let name = ["__name__", "a", "b", "c", "zz"][rng.random_range(0..5)];
+                    m(
+                        ops[rng.random_range(0..4)],
+                        name,
+                        vals[rng.random_range(0..vals.len())],
+                    )
+                })
+                .collect();
+            assert_eq!(p.select(&ms), brute(&sets, &ms), "{ms:?}");
+        }
+    }
+
+    #[test]
+    fn names_values_and_removal() {
+        let (mut p, _) = index();
+        let names: Vec<_> = p.label_names().collect();
+        assert_eq!(names, ["__name__", "code", "instance", "job"]);
+        let jobs: Vec<_> = p.label_values("job").collect();
+        assert_eq!(jobs, ["api", "line\nbreak", "web"]);
+        p.remove(&[3, 4]);
+        assert!(p.label_values("code").next().is_none());
+        assert_eq!(p.all(), &[0, 1, 2, 5]);
+        assert_eq!(p.get("job", "api"), &[0]);
+    }
+}
