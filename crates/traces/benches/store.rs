@@ -2,6 +2,11 @@
 //! `LOOKOUT_BENCH_SPANS` to change): trace-by-id and a service + tag + duration search.
 //! Setup also prints bytes on disk per span, head memory per span and store open time.
 //!
+//! `LOOKOUT_BENCH_BLOCK_SPANS` cuts a block every that many spans (default: one block);
+//! every block covers the next 15 minutes, as the default head age cut makes them. With
+//! `LOOKOUT_BENCH_DIR` the store is kept in that directory and reused by the next run when it
+//! already holds blocks (delete it after changing the block format), which skips the write.
+//!
 //! The synthetic data imitates instrumented web services: 10-span traces across an HTTP
 //! frontend, two backends and a database, OTel semantic-convention attributes with realistic
 //! cardinalities (routes, status codes, templated SQL, a user id per trace), five resource
@@ -49,12 +54,14 @@ fn resources() -> Vec<Arc<Resource>> {
         .collect()
 }
 
-fn trace(rng: &mut Rng, res: &[Arc<Resource>], scope: &Arc<Scope>) -> Vec<Span> {
+const QUARTER_HOUR: u64 = 15 * 60 * 1_000_000_000;
+
+fn trace(rng: &mut Rng, res: &[Arc<Resource>], scope: &Arc<Scope>, block: u64) -> Vec<Span> {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&rng.next().to_le_bytes());
     id[8..].copy_from_slice(&rng.next().to_le_bytes());
     let trace_id = TraceId(id);
-    let start = T0 + rng.below(15 * 60 * 1_000_000_000);
+    let start = T0 + block * QUARTER_HOUR + rng.below(QUARTER_HOUR);
     let routes = ["/cart", "/checkout", "/product/{id}", "/", "/api/recommend"];
     let route = routes[rng.below(routes.len() as u64) as usize];
     let user = format!("user-{}", rng.below(5000));
@@ -131,18 +138,30 @@ fn trace(rng: &mut Rng, res: &[Arc<Resource>], scope: &Arc<Scope>) -> Vec<Span> 
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     store: TraceStore,
     ids: Vec<TraceId>,
+    /// The newest trace start written.
+    newest: u64,
+}
+
+fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 fn setup() -> Fixture {
-    let n: usize = std::env::var("LOOKOUT_BENCH_SPANS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = TraceStoreConfig::new(dir.path());
+    let n: usize = env("LOOKOUT_BENCH_SPANS").unwrap_or(1_000_000);
+    let block_spans: usize = env("LOOKOUT_BENCH_BLOCK_SPANS").unwrap_or(usize::MAX);
+    let (tmp, path) = match std::env::var("LOOKOUT_BENCH_DIR") {
+        Ok(p) => (None, std::path::PathBuf::from(p)),
+        Err(_) => {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    let reuse = std::fs::read_dir(path.join("blocks")).is_ok_and(|mut d| d.next().is_some());
+    let mut cfg = TraceStoreConfig::new(&path);
     cfg.wal.fsync = wal::FsyncPolicy::Never;
     cfg.retention = Duration::from_secs(1 << 40);
     cfg.head_max_spans = usize::MAX;
@@ -165,22 +184,32 @@ fn setup() -> Fixture {
     let mut otlp_bytes = 0usize;
     let t = Instant::now();
     let mut written = 0;
+    let mut newest = 0;
+    let mut head = store.stats();
+    let mut flush_secs = 0.0;
     while written < n {
+        let block = (written / block_spans.min(n)) as u64;
         let mut batch = Vec::with_capacity(1000);
         for _ in 0..100 {
-            let tr = trace(&mut rng, &res, &scope);
+            let tr = trace(&mut rng, &res, &scope, block);
             ids.push(tr[0].trace_id);
+            newest = newest.max(tr[0].start_unix_nano);
             batch.extend(tr);
         }
         written += batch.len();
+        if reuse {
+            continue;
+        }
         otlp_bytes += prost::Message::encoded_len(&model::otlp::request_from_spans(&batch));
         rt.block_on(store.write(batch)).unwrap();
+        if written % block_spans == 0 || written >= n {
+            head = store.stats();
+            let t = Instant::now();
+            rt.block_on(store.flush()).unwrap();
+            flush_secs += t.elapsed().as_secs_f64();
+        }
     }
-    let write_secs = t.elapsed().as_secs_f64();
-    let head = store.stats();
-    let t = Instant::now();
-    rt.block_on(store.flush()).unwrap();
-    let flush_secs = t.elapsed().as_secs_f64();
+    let write_secs = t.elapsed().as_secs_f64() - flush_secs;
     let st = store.stats();
     drop(store);
     let t = Instant::now();
@@ -202,9 +231,10 @@ fn setup() -> Fixture {
         open_ms,
     );
     Fixture {
-        _dir: dir,
+        _dir: tmp,
         store,
         ids,
+        newest,
     }
 }
 
@@ -235,6 +265,18 @@ fn benches(c: &mut Criterion) {
     g.bench_function("search_service_tag_duration", |b| {
         b.iter(|| {
             let r = f.store.search(&q).unwrap();
+            assert_eq!(r.len(), 20);
+        })
+    });
+    // What Jaeger's UI sends by default: the last hour.
+    let q1h = TraceQuery {
+        start_min: Some(f.newest.saturating_sub(3600 * 1_000_000_000)),
+        start_max: Some(f.newest),
+        ..q.clone()
+    };
+    g.bench_function("search_service_tag_duration_1h", |b| {
+        b.iter(|| {
+            let r = f.store.search(&q1h).unwrap();
             assert_eq!(r.len(), 20);
         })
     });

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use model::{Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, UnixNanos};
 use parking_lot::Mutex;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::page::Page;
 use parquet::column::reader::ColumnReader;
 use parquet::data_type::{
     ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
@@ -78,7 +79,9 @@ const C_SCOPE: usize = 12;
 const C_REST: usize = 13;
 const COLUMNS: usize = 14;
 
-const FORMAT: u32 = 1;
+/// The format blocks are written in. Format 1 (rows in trace-id order, a block-wide trace-id
+/// filter and `traceids.fences`) is still read.
+const FORMAT: u32 = 2;
 const PAGE_ROWS: usize = 1024;
 const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
@@ -106,6 +109,10 @@ pub(crate) struct BlockMeta {
     /// `(service, span name, span kind)`.
     pub operations: Vec<(String, String, u8)>,
     pub filter_bits: u64,
+    /// Format 2: the bits of each row group's Bloom filter, in row group order; the filter
+    /// file is their concatenation.
+    #[serde(default)]
+    pub rg_filter_bits: Vec<u64>,
 }
 
 /// A Bloom filter over trace ids.
@@ -275,7 +282,8 @@ pub(crate) struct Block {
     pub dir: PathBuf,
     pub meta: BlockMeta,
     services: HashSet<String>,
-    filter: Mutex<Option<Arc<Bloom>>>,
+    /// Format 1: one filter for the block; format 2: one per row group.
+    filter: Mutex<Option<Arc<Vec<Bloom>>>>,
     fences: Mutex<Option<Arc<Fences>>>,
     reader: Mutex<Option<Arc<SerializedFileReader<BlockFile>>>>,
 }
@@ -320,12 +328,30 @@ pub(crate) fn write_block(
     }
     fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
 
-    // Sort rows by (trace id, start, span id).
-    let mut order: Vec<u32> = (0..head.spans.len() as u32).collect();
-    order.sort_unstable_by(|a, b| {
+    // Group rows by trace (sorted by start, span id within it), then order the traces by
+    // their first start, so that every row group and page covers a narrow time range.
+    let mut by_trace: Vec<u32> = (0..head.spans.len() as u32).collect();
+    by_trace.sort_unstable_by(|a, b| {
         let (x, y) = (&head.spans[*a as usize], &head.spans[*b as usize]);
         (x.trace_id, x.start, x.span_id).cmp(&(y.trace_id, y.start, y.span_id))
     });
+    let mut runs: Vec<(UnixNanos, TraceId, usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < by_trace.len() {
+        let first = &head.spans[by_trace[i] as usize];
+        let mut j = i + 1;
+        while j < by_trace.len() && head.spans[by_trace[j] as usize].trace_id == first.trace_id {
+            j += 1;
+        }
+        runs.push((first.start, first.trace_id, i, j));
+        i = j;
+    }
+    runs.sort_unstable_by_key(|r| (r.0, r.1));
+    let order: Vec<u32> = runs
+        .iter()
+        .flat_map(|r| by_trace[r.2..r.3].iter().copied())
+        .collect();
+    drop(by_trace);
 
     let data_path = tmp_dir.join(DATA);
     let block_err = |reason: String| TraceError::Block {
@@ -385,30 +411,31 @@ pub(crate) fn write_block(
         .iter()
         .map(|s| Bytes::copy_from_slice(s.as_bytes()))
         .collect();
-    let mut bloom = Bloom::with_traces(head.trace_count() as u64);
+    let mut filters = Vec::new();
+    let mut rg_filter_bits = Vec::new();
     let mut traces = 0u64;
-    let mut fences = Vec::new();
     let mut start = 0;
-    let mut rg_index = 0u32;
+    let mut ids = Vec::new();
     while start < order.len() {
         // Take whole traces until the row group is full.
         let mut end = start;
+        ids.clear();
         while end < order.len() && (end - start < opts.row_group_spans || end == start) {
             let t = head.spans[order[end] as usize].trace_id;
             while end < order.len() && head.spans[order[end] as usize].trace_id == t {
                 end += 1;
             }
-            bloom.insert(&t);
+            ids.push(t);
             traces += 1;
         }
         write_row_group(&mut writer, head, &strings, &order[start..end])
             .map_err(|e| block_err(e.to_string()))?;
-        for row in (start..end).step_by(PAGE_ROWS) {
-            fences.extend_from_slice(&rg_index.to_le_bytes());
-            fences.extend_from_slice(&((row - start) as u32).to_le_bytes());
-            fences.extend_from_slice(&head.spans[order[row] as usize].trace_id.0);
+        let mut bloom = Bloom::with_traces(ids.len() as u64);
+        for t in &ids {
+            bloom.insert(t);
         }
-        rg_index += 1;
+        rg_filter_bits.push(bloom.bits());
+        filters.push(bloom);
         start = end;
     }
     writer.close().map_err(|e| block_err(e.to_string()))?;
@@ -417,8 +444,8 @@ pub(crate) fn write_block(
         .map_err(io_err(&data_path))?;
 
     let filter_path = tmp_dir.join(FILTER);
-    write_synced(&filter_path, &bloom.to_bytes())?;
-    write_synced(&tmp_dir.join(FENCES), &fences)?;
+    let filter_bytes: Vec<u8> = filters.iter().flat_map(Bloom::to_bytes).collect();
+    write_synced(&filter_path, &filter_bytes)?;
 
     let mut services: Vec<String> = head
         .resources
@@ -450,10 +477,11 @@ pub(crate) fn write_block(
         min_start: head.min_start,
         max_start: head.max_start,
         max_end: head.max_end,
-        bytes: data_bytes + bloom.bits() / 8 + fences.len() as u64,
+        bytes: data_bytes + filter_bytes.len() as u64,
         services,
         operations,
-        filter_bits: bloom.bits(),
+        filter_bits: filter_bytes.len() as u64 * 8,
+        rg_filter_bits,
     };
     let meta_path = tmp_dir.join(META);
     let mut json = serde_json::to_vec(&meta).map_err(|e| TraceError::Block {
@@ -470,7 +498,7 @@ pub(crate) fn write_block(
     fs::rename(&tmp_dir, &final_dir).map_err(io_err(&final_dir))?;
     fsync_dir(blocks_dir)?;
     let block = Block::new(final_dir, meta);
-    *block.filter.lock() = Some(Arc::new(bloom));
+    *block.filter.lock() = Some(Arc::new(filters));
     Ok(block)
 }
 
@@ -631,6 +659,249 @@ fn read_col<T: DataType>(
     Ok((values, defs))
 }
 
+/// How the values of a byte column are laid out in a PLAIN page.
+#[derive(Clone, Copy)]
+enum Width {
+    /// `BYTE_ARRAY`: a 4-byte little-endian length before every value.
+    Var,
+    /// `FIXED_LEN_BYTE_ARRAY` of this many bytes.
+    Fixed(usize),
+}
+
+/// Some rows of a byte column, read page by page: row `i` (of the rows asked for) holds
+/// `values[ids[i]]`. For a dictionary-encoded column chunk, `values` is the chunk's
+/// dictionary and `ids` its indices, so a predicate is decided once per distinct value and
+/// rows are then compared as integers; PLAIN pages (the writer falls back to them when a
+/// dictionary grows too big) append their values as they are.
+struct ByteCol {
+    values: Vec<Bytes>,
+    ids: Vec<u32>,
+}
+
+/// Slices the PLAIN-encoded values of a page (`count` of them) and hands those whose index
+/// `keep` accepts to `out`. The slices share the page buffer: no copy per value.
+fn plain_values(
+    buf: &Bytes,
+    width: Width,
+    count: usize,
+    mut keep: impl FnMut(usize) -> bool,
+    out: &mut Vec<Bytes>,
+) -> Result<(), String> {
+    let mut pos = 0usize;
+    for i in 0..count {
+        let (start, len) = match width {
+            Width::Fixed(w) => (pos, w),
+            Width::Var => {
+                let l = buf
+                    .get(pos..pos + 4)
+                    .ok_or("byte array page is truncated")?;
+                let l = u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize;
+                (pos + 4, l)
+            }
+        };
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= buf.len())
+            .ok_or("byte array page is truncated")?;
+        if keep(i) {
+            out.push(buf.slice(start..end));
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Decodes `n` dictionary indices of an RLE_DICTIONARY data page (a bit-width byte, then
+/// Parquet's RLE / bit-packing hybrid runs) into `out`.
+fn dict_ids(buf: &[u8], n: usize, out: &mut Vec<u32>) -> Result<(), String> {
+    let bad = || "bad dictionary indices in a page".to_string();
+    let (&bw, mut rest) = buf.split_first().ok_or_else(bad)?;
+    let bw = bw as usize;
+    if bw > 32 {
+        return Err(bad());
+    }
+    let end = out.len() + n;
+    while out.len() < end {
+        // ULEB128 run header.
+        let mut h = 0u64;
+        let mut shift = 0;
+        loop {
+            let (&b, r) = rest.split_first().ok_or_else(bad)?;
+            rest = r;
+            h |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 35 {
+                return Err(bad());
+            }
+        }
+        if h & 1 == 0 {
+            // An RLE run: one value, little-endian in ceil(bw / 8) bytes.
+            let len = (h >> 1) as usize;
+            let nb = bw.div_ceil(8);
+            let v = rest.get(..nb).ok_or_else(bad)?;
+            rest = &rest[nb..];
+            let mut x = 0u32;
+            for (i, b) in v.iter().enumerate() {
+                x |= (*b as u32) << (8 * i);
+            }
+            let take = len.min(end - out.len());
+            out.extend(std::iter::repeat_n(x, take));
+        } else {
+            // A bit-packed run of groups of 8 values, least significant bit first.
+            let groups = (h >> 1) as usize;
+            let nbytes = groups.checked_mul(bw).ok_or_else(bad)?;
+            let packed = rest.get(..nbytes).ok_or_else(bad)?;
+            rest = &rest[nbytes..];
+            let take = (groups * 8).min(end - out.len());
+            let mask = if bw == 32 { u32::MAX } else { (1u32 << bw) - 1 };
+            for i in 0..take {
+                let bit = i * bw;
+                let (byte, off) = (bit / 8, bit % 8);
+                let mut w = 0u64;
+                for (j, b) in packed[byte..(byte + 5).min(packed.len())]
+                    .iter()
+                    .enumerate()
+                {
+                    w |= (*b as u64) << (8 * j);
+                }
+                out.push(((w >> off) as u32) & mask);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a required byte column of a row group page by page: every row when `rows` is
+/// `None`, else only the given rows (ascending), in which case pages holding none of them
+/// are skipped without being read or decompressed.
+fn read_bytes(
+    rg: &dyn RowGroupReader,
+    col: usize,
+    width: Width,
+    rows: Option<&[u32]>,
+) -> Result<ByteCol, String> {
+    let mut pages = rg.get_column_page_reader(col).map_err(|e| e.to_string())?;
+    let mut out = ByteCol {
+        values: Vec::new(),
+        ids: Vec::with_capacity(
+            rows.map_or(rg.metadata().num_rows().max(0) as usize, <[u32]>::len),
+        ),
+    };
+    let mut dict: Option<(u32, u32)> = None;
+    let mut scratch = Vec::new();
+    let (mut row, mut next) = (0usize, 0usize);
+    while let Some(meta) = pages.peek_next_page().map_err(|e| e.to_string())? {
+        if meta.is_dict {
+            match pages.get_next_page().map_err(|e| e.to_string())? {
+                Some(Page::DictionaryPage {
+                    buf, num_values, ..
+                }) => {
+                    let base = out.values.len();
+                    plain_values(&buf, width, num_values as usize, |_| true, &mut out.values)?;
+                    dict = Some((base as u32, num_values));
+                }
+                _ => return Err(format!("column {col}: unexpected dictionary page")),
+            }
+            continue;
+        }
+        let n = meta
+            .num_levels
+            .or(meta.num_rows)
+            .ok_or_else(|| format!("column {col}: a page without a row count"))?;
+        if let Some(r) = rows {
+            if next >= r.len() || r[next] as usize >= row + n {
+                pages.skip_next_page().map_err(|e| e.to_string())?;
+                row += n;
+                continue;
+            }
+        }
+        let Some(Page::DataPage {
+            buf,
+            num_values,
+            encoding,
+            ..
+        }) = pages.get_next_page().map_err(|e| e.to_string())?
+        else {
+            return Err(format!("column {col}: unsupported page type"));
+        };
+        if num_values as usize != n {
+            return Err(format!("column {col}: page row count mismatch"));
+        }
+        match encoding {
+            Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
+                let (base, len) =
+                    dict.ok_or_else(|| format!("column {col}: indices without a dictionary"))?;
+                scratch.clear();
+                dict_ids(&buf, n, &mut scratch)?;
+                if scratch.iter().any(|i| *i >= len) {
+                    return Err(format!("column {col}: dictionary index out of range"));
+                }
+                match rows {
+                    None => out.ids.extend(scratch.iter().map(|i| base + i)),
+                    Some(r) => {
+                        while next < r.len() && (r[next] as usize) < row + n {
+                            let k = (r[next] as usize)
+                                .checked_sub(row)
+                                .ok_or("rows are not ascending")?;
+                            out.ids.push(base + scratch[k]);
+                            next += 1;
+                        }
+                    }
+                }
+            }
+            Encoding::PLAIN => {
+                let base = out.values.len() as u32;
+                match rows {
+                    None => {
+                        plain_values(&buf, width, n, |_| true, &mut out.values)?;
+                        out.ids.extend(base..base + n as u32);
+                    }
+                    Some(r) => {
+                        let first = next;
+                        while next < r.len() && (r[next] as usize) < row + n {
+                            next += 1;
+                        }
+                        let want = &r[first..next];
+                        let mut w = 0;
+                        plain_values(
+                            &buf,
+                            width,
+                            n,
+                            |i| {
+                                let hit = w < want.len() && want[w] as usize == row + i;
+                                w += hit as usize;
+                                hit
+                            },
+                            &mut out.values,
+                        )?;
+                        if w != want.len() {
+                            return Err("rows are not ascending".into());
+                        }
+                        out.ids.extend(base..base + want.len() as u32);
+                    }
+                }
+            }
+            e => return Err(format!("column {col}: unsupported encoding {e}")),
+        }
+        row += n;
+    }
+    let expected = rows.map_or(rg.metadata().num_rows().max(0) as usize, <[u32]>::len);
+    if out.ids.len() != expected {
+        return Err(format!("column {col} is shorter than its row group"));
+    }
+    Ok(out)
+}
+
+/// The start of the `limit`-th newest trace of `hits` (`hits` has at least `limit`).
+fn limit_floor(hits: &HashMap<TraceId, UnixNanos>, limit: usize) -> UnixNanos {
+    let mut starts: Vec<UnixNanos> = hits.values().copied().collect();
+    let k = limit.min(starts.len()) - 1;
+    *starts.select_nth_unstable_by(k, |a, b| b.cmp(a)).1
+}
+
 fn to_i64(v: i64) -> u64 {
     v.max(0) as u64
 }
@@ -718,7 +989,7 @@ impl Block {
             path: meta_path.clone(),
             reason: format!("bad block metadata: {e}"),
         })?;
-        if meta.format != FORMAT {
+        if meta.format != FORMAT && meta.format != 1 {
             return Err(TraceError::Block {
                 path: meta_path,
                 reason: format!(
@@ -745,13 +1016,25 @@ impl Block {
         self.services.contains(s)
     }
 
-    fn filter(&self) -> Option<Arc<Bloom>> {
+    fn filter(&self) -> Option<Arc<Vec<Bloom>>> {
         let mut g = self.filter.lock();
         if g.is_none() {
             let path = self.dir.join(FILTER);
             *g = fs::read(&path)
                 .ok()
-                .and_then(|b| Bloom::from_bytes(&b, self.meta.filter_bits))
+                .and_then(|b| {
+                    if self.meta.format == 1 {
+                        return Bloom::from_bytes(&b, self.meta.filter_bits).map(|f| vec![f]);
+                    }
+                    let mut out = Vec::with_capacity(self.meta.rg_filter_bits.len());
+                    let mut at = 0usize;
+                    for bits in &self.meta.rg_filter_bits {
+                        let end = at.checked_add((bits / 8) as usize)?;
+                        out.push(Bloom::from_bytes(b.get(at..end)?, *bits)?);
+                        at = end;
+                    }
+                    (at == b.len()).then_some(out)
+                })
                 .map(Arc::new);
         }
         g.clone()
@@ -771,7 +1054,8 @@ impl Block {
     /// Whether the block may hold the trace (false positives, never false negatives).
     pub fn may_contain(&self, id: &TraceId) -> bool {
         // A missing or broken filter only costs speed: fall back to reading.
-        self.filter().is_none_or(|f| f.contains(id))
+        self.filter()
+            .is_none_or(|f| f.iter().any(|f| f.contains(id)))
     }
 
     fn reader(&self) -> Result<Arc<SerializedFileReader<BlockFile>>, TraceError> {
@@ -867,6 +1151,35 @@ impl Block {
         }
         let r = self.reader()?;
         let groups = r.metadata().row_groups();
+        if self.meta.format >= 2 {
+            let filters = self.filter().filter(|f| f.len() == groups.len());
+            for i in 0..groups.len() {
+                if filters.as_ref().is_some_and(|f| !f[i].contains(id)) {
+                    continue;
+                }
+                let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
+                let ids =
+                    read_bytes(&*rg, C_TRACE, Width::Fixed(16), None).map_err(|e| self.err(e))?;
+                let Some(v) = ids.values.iter().position(|v| v[..] == id.0) else {
+                    continue;
+                };
+                // Where the id's value is (a dictionary holds each id once; PLAIN pages
+                // hold it per row, and a trace's rows are adjacent either way).
+                let is_id = |x: &u32| *x as usize == v || ids.values[*x as usize][..] == id.0;
+                let Some(lo) = ids.ids.iter().position(is_id) else {
+                    continue;
+                };
+                let hi = lo + ids.ids[lo..].iter().take_while(|x| is_id(x)).count();
+                let all: Vec<usize> = (C_SPAN..COLUMNS).filter(|c| *c != C_STATUS_MSG).collect();
+                let rows = self
+                    .read_rows(&*rg, lo, hi - lo, &all)
+                    .map_err(|e| self.err(e))?;
+                self.assemble(id, &rows, out).map_err(|e| self.err(e))?;
+                // Row groups end at trace boundaries: the trace is nowhere else.
+                break;
+            }
+            return Ok(());
+        }
         if let Some(f) = self.fences() {
             if let Some((rg, lo, hi)) = f.locate(id) {
                 let Some(rgm) = groups.get(rg) else {
@@ -978,6 +1291,15 @@ impl Block {
     }
 
     /// Adds `(trace, start)` of every matching span to `hits`.
+    ///
+    /// Predicates run cheapest first, one row group at a time, and each narrows the rows the
+    /// next one reads: the row group's start-time statistics; the service and span-name
+    /// dictionaries (a row group without the wanted value is skipped before any of its data
+    /// pages is read, and rows are then compared as dictionary indices); start, duration and
+    /// kind; the resource and scope dictionaries (tags they satisfy are decided once per
+    /// distinct value); and only then, for the rows left whose resource did not decide, the
+    /// rest blobs, matched on their undecoded bytes and read only from the pages that hold
+    /// such rows. Trace ids are read last, for the matching rows only.
     pub fn search(
         &self,
         m: &Matcher<'_>,
@@ -1003,63 +1325,168 @@ impl Block {
             }
         }
         let r = self.reader()?;
-        let mut cols = vec![C_TRACE, C_SERVICE, C_NAME, C_KIND, C_START, C_DURATION];
-        if m.has_tags() {
-            cols.extend([C_STATUS, C_RESOURCE, C_SCOPE, C_REST]);
-        }
         // Resources and scopes repeat across rows: which tags they satisfy is computed once
         // per distinct pair (few per block, so a linear list beats hashing the blobs).
-        let mut res_tags: Vec<(Vec<u8>, Vec<u8>, Vec<bool>)> = Vec::new();
+        let mut res_tags: Vec<(Bytes, Bytes, Vec<bool>)> = Vec::new();
+        // Row groups in the time range, newest first (by their newest span).
+        let mut groups: Vec<(usize, UnixNanos)> = Vec::new();
         for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
+            let mut newest = UnixNanos::MAX;
             if let Some(Statistics::Int64(st)) = rgm.column(C_START).statistics() {
                 if let (Some(min), Some(max)) = (st.min_opt(), st.max_opt()) {
                     if !m.overlaps(to_i64(*min), to_i64(*max)) {
                         continue;
                     }
+                    newest = to_i64(*max);
+                }
+            }
+            groups.push((i, newest));
+        }
+        groups.sort_by_key(|g| std::cmp::Reverse(g.1));
+        // The start of the `limit`-th newest trace found so far (here or in sources the
+        // caller searched before), recomputed only after `hits` grew.
+        let mut floor: Option<UnixNanos> = None;
+        let mut seen = usize::MAX;
+        for (i, newest) in groups {
+            if m.q.limit > 0 && hits.len() >= m.q.limit {
+                if seen != hits.len() {
+                    floor = Some(limit_floor(hits, m.q.limit));
+                    seen = hits.len();
+                }
+                // Every span left starts before the `limit` traces at hand: done. (Equal
+                // starts may still rank higher by trace id, so those are read.)
+                if floor.is_some_and(|f| newest < f) {
+                    break;
                 }
             }
             let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
-            let n = rgm.num_rows().max(0) as usize;
-            let rows = self.read_rows(&*rg, 0, n, &cols).map_err(|e| self.err(e))?;
-            for j in 0..n {
-                let kind = kind_of(rows.kind[j]).map_err(|e| self.err(e))?;
-                let start = to_i64(rows.start[j]);
-                let service = utf8(&rows.service[j]).map_err(|e| self.err(e))?;
-                let name = utf8(&rows.name[j]).map_err(|e| self.err(e))?;
-                if !m.columns(service, name, kind, start, to_i64(rows.duration[j])) {
-                    continue;
+            self.search_row_group(&*rg, m, &mut res_tags, hits)
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn search_row_group(
+        &self,
+        rg: &dyn RowGroupReader,
+        m: &Matcher<'_>,
+        res_tags: &mut Vec<(Bytes, Bytes, Vec<bool>)>,
+        hits: &mut HashMap<TraceId, UnixNanos>,
+    ) -> Result<(), String> {
+        let n = rg.metadata().num_rows().max(0) as usize;
+        // Per-row "still a candidate" for the string columns, decided per dictionary value.
+        let mut keep: Option<Vec<bool>> = None;
+        for (col, want) in [(C_SERVICE, &m.q.service), (C_NAME, &m.q.operation)] {
+            let Some(want) = want else { continue };
+            let c = read_bytes(rg, col, Width::Var, None)?;
+            let ok: Vec<bool> = c.values.iter().map(|v| v == want.as_bytes()).collect();
+            if !ok.iter().any(|x| *x) {
+                return Ok(());
+            }
+            let k = keep.get_or_insert_with(|| vec![true; n]);
+            for (row, id) in c.ids.iter().enumerate() {
+                k[row] &= ok[*id as usize];
+            }
+        }
+        let start = read_col::<Int64Type>(rg, C_START, 0, n)?.0;
+        let duration = if m.has_duration() {
+            Some(read_col::<Int64Type>(rg, C_DURATION, 0, n)?.0)
+        } else {
+            None
+        };
+        let need_kind = m.q.span_kind.is_some() || m.has_tags();
+        let kind = if need_kind {
+            read_col::<Int32Type>(rg, C_KIND, 0, n)?.0
+        } else {
+            Vec::new()
+        };
+        let mut sel: Vec<u32> = Vec::new();
+        for row in 0..n {
+            if keep.as_ref().is_some_and(|k| !k[row])
+                || !m.start_ok(to_i64(start[row]))
+                || duration
+                    .as_ref()
+                    .is_some_and(|d| !m.duration_ok(to_i64(d[row])))
+            {
+                continue;
+            }
+            if m.q.span_kind.is_some() && !m.kind_ok(kind_of(kind[row])?) {
+                continue;
+            }
+            sel.push(row as u32);
+        }
+        if sel.is_empty() {
+            return Ok(());
+        }
+        if m.has_tags() {
+            let res = read_bytes(rg, C_RESOURCE, Width::Var, Some(&sel))?;
+            let scope = read_bytes(rg, C_SCOPE, Width::Var, Some(&sel))?;
+            // Row-group-local (resource id, scope id) -> index into `res_tags`.
+            let mut local: HashMap<(u32, u32), usize> = HashMap::new();
+            let mut pair = Vec::with_capacity(sel.len());
+            for (ri, si) in res.ids.iter().zip(&scope.ids) {
+                let p = match local.get(&(*ri, *si)) {
+                    Some(p) => *p,
+                    None => {
+                        let (rb, sb) = (&res.values[*ri as usize], &scope.values[*si as usize]);
+                        let p = match res_tags.iter().position(|(r, s, _)| r == rb && s == sb) {
+                            Some(p) => p,
+                            None => {
+                                let r = codec::decode_resource(rb)?;
+                                let s = codec::decode_scope(sb)?;
+                                res_tags.push((
+                                    rb.clone(),
+                                    sb.clone(),
+                                    m.tags_from_resource(&r, &s),
+                                ));
+                                res_tags.len() - 1
+                            }
+                        };
+                        local.insert((*ri, *si), p);
+                        p
+                    }
+                };
+                pair.push(p);
+            }
+            // Rows the resource decided keep their place; the others need their rest blob.
+            let mut matched = Vec::with_capacity(sel.len());
+            let mut open: Vec<u32> = Vec::new();
+            let mut open_pair: Vec<usize> = Vec::new();
+            for (row, p) in sel.iter().zip(&pair) {
+                if res_tags[*p].2.iter().all(|hit| *hit) {
+                    matched.push(*row);
+                } else {
+                    open.push(*row);
+                    open_pair.push(*p);
                 }
-                if m.has_tags() {
-                    let (rb, sb) = (rows.resource[j].data(), rows.scope[j].data());
-                    let pos = res_tags.iter().position(|(r, s, _)| r == rb && s == sb);
-                    let pos = match pos {
-                        Some(p) => p,
-                        None => {
-                            let res = codec::decode_resource(rb).map_err(|e| self.err(e))?;
-                            let scope = codec::decode_scope(sb).map_err(|e| self.err(e))?;
-                            res_tags.push((
-                                rb.to_vec(),
-                                sb.to_vec(),
-                                m.tags_from_resource(&res, &scope),
-                            ));
-                            res_tags.len() - 1
-                        }
-                    };
-                    let from_res = &res_tags[pos].2;
-                    // Decode the attributes only when the resource left a tag unmatched.
-                    if from_res.iter().any(|hit| !hit) {
-                        let status = status_of(rows.status[j]).map_err(|e| self.err(e))?;
-                        let rest =
-                            codec::decode_rest(rows.rest[j].data()).map_err(|e| self.err(e))?;
-                        if !m.tags(from_res, kind, status, &rest) {
-                            continue;
-                        }
+            }
+            if !open.is_empty() {
+                let status = read_col::<Int32Type>(rg, C_STATUS, 0, n)?.0;
+                let rest = read_bytes(rg, C_REST, Width::Var, Some(&open))?;
+                for ((row, p), id) in open.iter().zip(&open_pair).zip(&rest.ids) {
+                    let r = *row as usize;
+                    if m.tags_raw(
+                        &res_tags[*p].2,
+                        kind_of(kind[r])?,
+                        status_of(status[r])?,
+                        &rest.values[*id as usize],
+                    )? {
+                        matched.push(*row);
                     }
                 }
-                let id = TraceId(fixed::<16>(rows.trace_id[j].data()).map_err(|e| self.err(e))?);
-                let e = hits.entry(id).or_insert(0);
-                *e = (*e).max(start);
+                matched.sort_unstable();
             }
+            sel = matched;
+            if sel.is_empty() {
+                return Ok(());
+            }
+        }
+        let ids = read_bytes(rg, C_TRACE, Width::Fixed(16), Some(&sel))?;
+        for (row, id) in sel.iter().zip(&ids.ids) {
+            let t = TraceId(fixed::<16>(&ids.values[*id as usize])?);
+            let s = to_i64(start[*row as usize]);
+            let e = hits.entry(t).or_insert(0);
+            *e = (*e).max(s);
         }
         Ok(())
     }

@@ -4,6 +4,12 @@
 //! has as plain values (service, name, kind, start, duration), then, only for spans that pass
 //! and only when the query has tags, the decoded attributes. Tags that a resource satisfies are
 //! computed once per distinct resource, since resources repeat across thousands of spans.
+//!
+//! Blocks match tags on the stored protobuf "rest" blob without decoding it
+//! ([`Matcher::tags_raw`]): a walk over the wire format that compares attribute keys and
+//! string, integer and boolean values in place, allocating nothing. Values whose tag string
+//! needs formatting (doubles, bytes, arrays, maps) and the status message fall back to a full
+//! decode, so both paths answer exactly the same.
 
 use model::otlp::proto::common::v1 as pc;
 use model::otlp::proto::trace::v1 as pt;
@@ -19,6 +25,17 @@ pub(crate) struct Matcher<'q> {
     pub start_max: UnixNanos,
     dur_min: u64,
     dur_max: u64,
+    /// Per tag, its value as an integer when an `int_value` attribute would print as it.
+    tag_ints: Vec<Option<i64>>,
+}
+
+/// What the raw scan of a rest blob found for one tag.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    Found,
+    Absent,
+    /// A value with the key whose tag string the scan does not build: decode and check.
+    Unsure,
 }
 
 impl<'q> Matcher<'q> {
@@ -35,7 +52,32 @@ impl<'q> Matcher<'q> {
                 .duration_max
                 .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
                 .unwrap_or(u64::MAX),
+            tag_ints: q
+                .tags
+                .iter()
+                .map(|(_, v)| v.parse::<i64>().ok().filter(|i| i.to_string() == *v))
+                .collect(),
         }
+    }
+
+    /// Whether a span starting at `start` is in the query's time range.
+    pub fn start_ok(&self, start: UnixNanos) -> bool {
+        start >= self.start_min && start <= self.start_max
+    }
+
+    /// Whether the query bounds span durations at all.
+    pub fn has_duration(&self) -> bool {
+        self.dur_min > 0 || self.dur_max < u64::MAX
+    }
+
+    /// Whether a span of this duration passes the query's duration bounds.
+    pub fn duration_ok(&self, duration: u64) -> bool {
+        duration >= self.dur_min && duration <= self.dur_max
+    }
+
+    /// Whether a span of this kind passes the query's kind.
+    pub fn kind_ok(&self, kind: SpanKind) -> bool {
+        self.q.span_kind.is_none_or(|k| k == kind)
     }
 
     /// Whether the query has tags, i.e. whether spans' rest blobs must be decoded.
@@ -110,6 +152,190 @@ impl<'q> Matcher<'q> {
                     .iter()
                     .any(|e| proto_attrs_match(&e.attributes, k, v))
         })
+    }
+}
+
+impl Matcher<'_> {
+    /// [`Matcher::tags`] on an undecoded rest blob (the protobuf `Span` of [`crate::codec`]).
+    pub fn tags_raw(
+        &self,
+        from_resource: &[bool],
+        kind: SpanKind,
+        status: StatusCode,
+        rest: &[u8],
+    ) -> Result<bool, String> {
+        for (((k, v), hit), int) in self.q.tags.iter().zip(from_resource).zip(&self.tag_ints) {
+            if *hit || (k != "otel.status_description" && synthetic_match_plain(k, v, kind, status))
+            {
+                continue;
+            }
+            let found = if k == "otel.status_description" {
+                Scan::Unsure
+            } else {
+                scan_span(rest, k.as_bytes(), v.as_bytes(), *int)?
+            };
+            match found {
+                Scan::Found => {}
+                Scan::Absent => return Ok(false),
+                Scan::Unsure => {
+                    let rest = crate::codec::decode_rest(rest)?;
+                    return Ok(self.tags(from_resource, kind, status, &rest));
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+const BAD_BLOB: &str = "bad span attributes: malformed protobuf";
+
+/// Reads a protobuf varint at `*pos`.
+fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut x = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos).ok_or(BAD_BLOB)?;
+        *pos += 1;
+        x |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(x);
+        }
+    }
+    Err(BAD_BLOB.into())
+}
+
+/// Walks the fields of a protobuf message: `(field number, wire type, varint value or
+/// length-delimited payload)` for each, skipping fixed-width fields' payloads.
+fn fields<'a>(
+    b: &'a [u8],
+    mut f: impl FnMut(u64, u8, u64, &'a [u8]) -> Result<bool, String>,
+) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < b.len() {
+        let key = varint(b, &mut pos)?;
+        let (field, wt) = (key >> 3, (key & 7) as u8);
+        let (num, payload): (u64, &[u8]) = match wt {
+            0 => (varint(b, &mut pos)?, &[]),
+            1 | 5 => {
+                let w = if wt == 1 { 8 } else { 4 };
+                let p = b.get(pos..pos + w).ok_or(BAD_BLOB)?;
+                pos += w;
+                (0, p)
+            }
+            2 => {
+                let len = varint(b, &mut pos)? as usize;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|e| *e <= b.len())
+                    .ok_or(BAD_BLOB)?;
+                let p = &b[pos..end];
+                pos = end;
+                (len as u64, p)
+            }
+            _ => return Err(BAD_BLOB.into()),
+        };
+        if !f(field, wt, num, payload)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Looks for attribute `k` = `v` among a span's attributes (field 9) and its events'
+/// attributes (field 11, then field 3 of the event).
+fn scan_span(rest: &[u8], k: &[u8], v: &[u8], int: Option<i64>) -> Result<Scan, String> {
+    let mut out = Scan::Absent;
+    let mut note = |s: Scan| {
+        if s == Scan::Found || (s == Scan::Unsure && out == Scan::Absent) {
+            out = s;
+        }
+        out != Scan::Found
+    };
+    fields(rest, |field, wt, _, p| match (field, wt) {
+        (9, 2) => Ok(note(scan_kv(p, k, v, int)?)),
+        (11, 2) => {
+            let mut more = true;
+            fields(p, |f, w, _, q| {
+                if (f, w) == (3, 2) {
+                    more = note(scan_kv(q, k, v, int)?);
+                }
+                Ok(more)
+            })?;
+            Ok(more)
+        }
+        _ => Ok(true),
+    })?;
+    Ok(out)
+}
+
+/// Matches one encoded `KeyValue` against `k` = `v` the way [`proto_attrs_match`] does.
+fn scan_kv(kv: &[u8], k: &[u8], v: &[u8], int: Option<i64>) -> Result<Scan, String> {
+    let (mut key, mut value): (&[u8], Option<&[u8]>) = (&[], None);
+    fields(kv, |f, w, _, p| {
+        match (f, w) {
+            (1, 2) => key = p,
+            (2, 2) => value = Some(p),
+            _ => {}
+        }
+        Ok(true)
+    })?;
+    if key != k {
+        return Ok(Scan::Absent);
+    }
+    let Some(value) = value else {
+        return Ok(if v.is_empty() {
+            Scan::Found
+        } else {
+            Scan::Absent
+        });
+    };
+    // The last field of the `AnyValue` oneof wins, as in protobuf decoding.
+    let mut got = if v.is_empty() {
+        Scan::Found
+    } else {
+        Scan::Absent
+    };
+    fields(value, |f, w, num, p| {
+        got = match (f, w) {
+            (1, 2) => {
+                if p == v {
+                    Scan::Found
+                } else {
+                    Scan::Absent
+                }
+            }
+            (2, 0) => {
+                let b: &[u8] = if num != 0 { b"true" } else { b"false" };
+                if b == v {
+                    Scan::Found
+                } else {
+                    Scan::Absent
+                }
+            }
+            (3, 0) => {
+                if int == Some(num as i64) {
+                    Scan::Found
+                } else {
+                    Scan::Absent
+                }
+            }
+            _ => Scan::Unsure,
+        };
+        Ok(true)
+    })?;
+    Ok(got)
+}
+
+/// [`synthetic_match`] for the synthetic tags that need nothing of the rest blob.
+fn synthetic_match_plain(k: &str, v: &str, kind: SpanKind, status: StatusCode) -> bool {
+    match k {
+        "span.kind" => kind != SpanKind::Unspecified && kind.jaeger_name() == v,
+        "otel.status_code" => match status {
+            StatusCode::Ok => v == "OK",
+            StatusCode::Error => v == "ERROR",
+            StatusCode::Unset => false,
+        },
+        "error" => status == StatusCode::Error && v == "true",
+        _ => false,
     }
 }
 
