@@ -11,11 +11,19 @@
 //! samples and get typed errors back.
 
 pub mod chunk;
+mod codec;
+mod db;
+pub mod head;
 pub mod index;
 pub mod labels;
+pub mod querier;
 
+pub use db::{AppendReport, SampleRejection, Tsdb, TsdbConfig, TsdbStats, MAX_LISTED_REJECTIONS};
+pub use head::Rejection;
 pub use index::{MatchOp, Matcher, SeriesRef};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use querier::{Querier, Series, SeriesSet, VecQuerier};
+pub use wal::{FsyncPolicy, WalOptions};
 
 /// Everything that can go wrong in the tsdb.
 #[derive(Debug, thiserror::Error)]
@@ -41,4 +49,35 @@ pub enum TsdbError {
     /// A regex matcher that does not compile.
     #[error("invalid regular expression {regex:?}: {reason}")]
     InvalidRegex { regex: String, reason: String },
+    /// A sample with no labels at all.
+    #[error("empty label set: every sample needs at least a metric name")]
+    EmptyLabels,
+    /// More samples in one append than the configured bound.
+    #[error("batch of {len} samples exceeds the bound of {max}; send smaller batches")]
+    BatchTooLarge { len: usize, max: usize },
+    /// A sample was not stored; `reason` is Prometheus's wording (`out of order sample`,
+    /// `duplicate sample for timestamp`, `out of bounds`).
+    #[error("{reason}: series {series} at timestamp {timestamp_ms} ({total} samples rejected); send each series' samples in time order, once per timestamp")]
+    SampleRejected {
+        reason: &'static str,
+        series: String,
+        timestamp_ms: i64,
+        total: usize,
+    },
+    /// Stored data that does not decode.
+    #[error("corrupt {what}: {reason}; move the damaged file away to start without it")]
+    Corrupt { what: String, reason: String },
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    /// A file operation failed.
+    #[error("tsdb {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task died.
+    #[error("tsdb background task failed: {0}")]
+    Task(String),
 }

@@ -1,0 +1,615 @@
+//! The in-memory head: every series with its recent samples in compressed chunks, and the
+//! postings index over them.
+//!
+//! Shape: the index (hash → refs, refs → series, postings) sits behind one `RwLock` that is
+//! taken for writing only when a series is created; each series' samples sit behind their own
+//! small mutex, so appends to different series never contend. A series keeps closed chunks as
+//! `Arc<[u8]>` (a query clones the pointer, not the bytes) and one open [`XorChunk`]; a chunk is
+//! closed after [`SAMPLES_PER_CHUNK`] samples or when a sample crosses a block boundary, so
+//! every closed chunk belongs to exactly one future block.
+//!
+//! Appending is split in two so the database can validate a whole batch before it writes the
+//! WAL: [`Head::check`] classifies each sample against the series' newest sample without
+//! changing anything, and [`Head::commit`] applies accepted samples. `commit` checks again,
+//! because two concurrent batches may touch the same series between the two steps; a sample
+//! that lost such a race is dropped and counted, exactly as replay would drop it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunk::{ChunkIter, XorChunk, SAMPLES_PER_CHUNK};
+use crate::index::{Matcher, Postings, SeriesRef};
+use crate::querier::Series;
+use crate::Labels;
+
+/// Why a sample was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// Older than the series' newest sample, outside the out-of-order window.
+    OutOfOrder,
+    /// Same timestamp as a stored sample, different value.
+    DuplicateTimestamp,
+    /// Older than the head accepts at all (that time range is already in a block).
+    OutOfBounds,
+}
+
+impl Rejection {
+    /// Prometheus's wording for the rejection.
+    pub fn prometheus_message(self) -> &'static str {
+        match self {
+            Rejection::OutOfOrder => "out of order sample",
+            Rejection::DuplicateTimestamp => "duplicate sample for timestamp",
+            Rejection::OutOfBounds => "out of bounds",
+        }
+    }
+}
+
+/// What [`Head::check`] decided for one sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Append in order.
+    Append,
+    /// Store in the series' out-of-order buffer.
+    OutOfOrder,
+    /// Exactly the stored sample again: nothing to do (Prometheus ignores these silently).
+    Duplicate,
+    /// Not stored.
+    Reject(Rejection),
+}
+
+/// A closed, immutable chunk.
+#[derive(Clone, Debug)]
+pub struct ClosedChunk {
+    /// Encoded samples.
+    pub bytes: Arc<[u8]>,
+    /// Timestamp of the first sample.
+    pub min_t: i64,
+    /// Timestamp of the last sample.
+    pub max_t: i64,
+}
+
+#[derive(Debug)]
+struct SeriesData {
+    closed: Vec<ClosedChunk>,
+    open: XorChunk,
+    open_min_t: i64,
+    /// Newest in-order sample; `i64::MIN` when there is none.
+    last_t: i64,
+    last_v: u64,
+    /// Accepted out-of-order samples (only with a window); small by construction.
+    ooo: BTreeMap<i64, u64>,
+}
+
+impl SeriesData {
+    fn new() -> SeriesData {
+        SeriesData {
+            closed: Vec::new(),
+            open: XorChunk::new(),
+            open_min_t: i64::MIN,
+            last_t: i64::MIN,
+            last_v: 0,
+            ooo: BTreeMap::new(),
+        }
+    }
+
+    fn min_t(&self) -> i64 {
+        let chunks = self
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or((!self.open.is_empty()).then_some(self.open_min_t));
+        let ooo = self.ooo.keys().next().copied();
+        match (chunks, ooo) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn max_t(&self) -> i64 {
+        let ooo = self.ooo.keys().next_back().copied().unwrap_or(i64::MIN);
+        self.last_t.max(ooo)
+    }
+
+    fn check(&self, t: i64, v: u64, window: i64) -> Verdict {
+        if self.last_t == i64::MIN || t > self.last_t {
+            return Verdict::Append;
+        }
+        if t == self.last_t {
+            return if v == self.last_v {
+                Verdict::Duplicate
+            } else {
+                Verdict::Reject(Rejection::DuplicateTimestamp)
+            };
+        }
+        if window > 0 && t >= self.last_t.saturating_sub(window) {
+            return match self.ooo.get(&t) {
+                Some(&old) if old == v => Verdict::Duplicate,
+                Some(_) => Verdict::Reject(Rejection::DuplicateTimestamp),
+                None => Verdict::OutOfOrder,
+            };
+        }
+        Verdict::Reject(Rejection::OutOfOrder)
+    }
+
+    fn append(&mut self, t: i64, v: u64, block_range: i64) {
+        let crosses = !self.open.is_empty()
+            && t.div_euclid(block_range) != self.open_min_t.div_euclid(block_range);
+        if self.open.len() >= SAMPLES_PER_CHUNK || crosses || self.open.is_full() {
+            let open = std::mem::take(&mut self.open);
+            self.closed.push(ClosedChunk {
+                bytes: open.bytes().into(),
+                min_t: self.open_min_t,
+                max_t: self.last_t,
+            });
+        }
+        if self.open.is_empty() {
+            self.open_min_t = t;
+        }
+        self.open.append(t, f64::from_bits(v));
+        self.last_t = t;
+        self.last_v = v;
+    }
+
+    /// A queryable copy of the samples in `[start, end]`, or `None` if there are none.
+    fn snapshot(&self, labels: &Labels, start: i64, end: i64) -> Option<Series> {
+        if self.max_t() < start || self.min_t() > end {
+            return None;
+        }
+        let mut chunks: Vec<Arc<[u8]>> = self
+            .closed
+            .iter()
+            .filter(|c| c.max_t >= start && c.min_t <= end)
+            .map(|c| c.bytes.clone())
+            .collect();
+        if !self.open.is_empty() && self.last_t >= start && self.open_min_t <= end {
+            chunks.push(self.open.bytes().into());
+        }
+        let extra: Vec<(i64, f64)> = self
+            .ooo
+            .range(start..=end)
+            .map(|(&t, &v)| (t, f64::from_bits(v)))
+            .collect();
+        let s = Series::from_parts(labels.clone(), chunks, extra, start, end);
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+/// One series in the head.
+#[derive(Debug)]
+pub struct MemSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    data: Mutex<SeriesData>,
+}
+
+#[derive(Debug, Default)]
+struct HeadIndex {
+    by_hash: HashMap<u64, Vec<SeriesRef>>,
+    series: Vec<Arc<MemSeries>>,
+    postings: Postings,
+}
+
+impl HeadIndex {
+    fn find(&self, labels: &Labels, hash: u64) -> Option<&Arc<MemSeries>> {
+        self.by_hash
+            .get(&hash)?
+            .iter()
+            .map(|&r| &self.series[r as usize])
+            .find(|s| s.labels == *labels)
+    }
+}
+
+/// Settings the head needs from the database.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadOptions {
+    /// Width of a block in milliseconds; chunks never straddle a multiple of it.
+    pub block_range_ms: i64,
+    /// How far behind a series' newest sample a sample may be and still be accepted.
+    pub out_of_order_window_ms: i64,
+}
+
+/// The in-memory head.
+#[derive(Debug)]
+pub struct Head {
+    opts: HeadOptions,
+    index: RwLock<HeadIndex>,
+    /// Samples older than this are out of bounds (their range is already in a block).
+    min_valid_t: AtomicI64,
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    samples: AtomicU64,
+}
+
+impl Head {
+    /// An empty head.
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            opts,
+            index: RwLock::new(HeadIndex::default()),
+            min_valid_t: AtomicI64::new(i64::MIN),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            samples: AtomicU64::new(0),
+        }
+    }
+
+    /// The series with exactly these labels, if the head has it.
+    pub fn get(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
+        self.index.read().find(labels, hash).cloned()
+    }
+
+    /// The series with these labels, created if new.
+    pub fn get_or_create(&self, labels: &Labels, hash: u64) -> Arc<MemSeries> {
+        if let Some(s) = self.get(labels, hash) {
+            return s;
+        }
+        let mut idx = self.index.write();
+        if let Some(s) = idx.find(labels, hash) {
+            return s.clone();
+        }
+        let r = idx.series.len() as SeriesRef;
+        let s = Arc::new(MemSeries {
+            labels: labels.clone(),
+            data: Mutex::new(SeriesData::new()),
+        });
+        idx.series.push(s.clone());
+        idx.by_hash.entry(hash).or_default().push(r);
+        idx.postings.add(r, labels);
+        s
+    }
+
+    /// Classifies a sample for `series` (or a new series when `None`) whose newest sample so
+    /// far in this batch is `batch_last` (timestamp and value bits), without changing state.
+    pub fn check(
+        &self,
+        series: Option<&MemSeries>,
+        batch_last: Option<(i64, u64)>,
+        t: i64,
+        v: u64,
+    ) -> Verdict {
+        if t < self.min_valid_t.load(Ordering::Relaxed) {
+            return Verdict::Reject(Rejection::OutOfBounds);
+        }
+        let window = self.opts.out_of_order_window_ms;
+        match (series, batch_last) {
+            (_, Some((bt, bv))) if t >= bt => {
+                if t == bt && bv != v {
+                    Verdict::Reject(Rejection::DuplicateTimestamp)
+                } else if t == bt {
+                    Verdict::Duplicate
+                } else {
+                    Verdict::Append
+                }
+            }
+            (Some(s), _) => {
+                let d = s.data.lock();
+                let verdict = d.check(t, v, window);
+                match (verdict, batch_last) {
+                    // Older than this batch's newest sample for the series: the batch itself
+                    // is out of order unless the window allows it.
+                    (Verdict::Append, Some((bt, _))) if t < bt => {
+                        if window > 0 && t >= bt.saturating_sub(window) {
+                            Verdict::OutOfOrder
+                        } else {
+                            Verdict::Reject(Rejection::OutOfOrder)
+                        }
+                    }
+                    (v, _) => v,
+                }
+            }
+            (None, Some((bt, _))) => {
+                if window > 0 && t >= bt.saturating_sub(window) {
+                    Verdict::OutOfOrder
+                } else {
+                    Verdict::Reject(Rejection::OutOfOrder)
+                }
+            }
+            (None, None) => Verdict::Append,
+        }
+    }
+
+    /// Applies one sample (checking again); returns what happened.
+    pub fn commit(&self, series: &MemSeries, t: i64, v: u64) -> Verdict {
+        if t < self.min_valid_t.load(Ordering::Relaxed) {
+            return Verdict::Reject(Rejection::OutOfBounds);
+        }
+        let mut d = series.data.lock();
+        let verdict = d.check(t, v, self.opts.out_of_order_window_ms);
+        match verdict {
+            Verdict::Append => d.append(t, v, self.opts.block_range_ms),
+            Verdict::OutOfOrder => {
+                d.ooo.insert(t, v);
+            }
+            Verdict::Duplicate | Verdict::Reject(_) => return verdict,
+        }
+        drop(d);
+        self.min_t.fetch_min(t, Ordering::Relaxed);
+        self.max_t.fetch_max(t, Ordering::Relaxed);
+        self.samples.fetch_add(1, Ordering::Relaxed);
+        verdict
+    }
+
+    /// Number of series.
+    pub fn num_series(&self) -> usize {
+        self.index.read().series.len()
+    }
+
+    /// Number of samples stored since the head was created.
+    pub fn num_samples(&self) -> u64 {
+        self.samples.load(Ordering::Relaxed)
+    }
+
+    /// Oldest and newest sample timestamps, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let (a, b) = (
+            self.min_t.load(Ordering::Relaxed),
+            self.max_t.load(Ordering::Relaxed),
+        );
+        (a <= b).then_some((a, b))
+    }
+
+    /// Refuses samples older than `t` from now on.
+    pub fn set_min_valid_time(&self, t: i64) {
+        self.min_valid_t.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// The series matching `matchers` with samples in `[start, end]`, sorted by labels.
+    pub fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
+        let series: Vec<Arc<MemSeries>> = {
+            let idx = self.index.read();
+            idx.postings
+                .select(matchers)
+                .into_iter()
+                .map(|r| idx.series[r as usize].clone())
+                .collect()
+        };
+        let mut out: Vec<Series> = series
+            .iter()
+            .filter_map(|s| s.data.lock().snapshot(&s.labels, start, end))
+            .collect();
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Sorted label names of series matching `matchers` (all series when empty) that have
+    /// samples in `[start, end]`.
+    pub fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        if matchers.is_empty() && self.covers_whole(start, end) {
+            return self
+                .index
+                .read()
+                .postings
+                .label_names()
+                .map(str::to_string)
+                .collect();
+        }
+        let mut names: Vec<String> = self
+            .matching_series(matchers, start, end)
+            .iter()
+            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Sorted values of label `name` over series matching `matchers` with samples in range.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
+        if matchers.is_empty() && self.covers_whole(start, end) {
+            return self
+                .index
+                .read()
+                .postings
+                .label_values(name)
+                .map(str::to_string)
+                .collect();
+        }
+        let mut values: Vec<String> = self
+            .matching_series(matchers, start, end)
+            .iter()
+            .filter_map(|s| s.labels.get(name).map(str::to_string))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    }
+
+    /// Whether `[start, end]` covers every sample in the head, so the postings alone answer.
+    fn covers_whole(&self, start: i64, end: i64) -> bool {
+        self.time_range()
+            .is_none_or(|(a, b)| start <= a && b <= end)
+    }
+
+    fn matching_series(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Arc<MemSeries>> {
+        let idx = self.index.read();
+        let refs = if matchers.is_empty() {
+            idx.postings.all().to_vec()
+        } else {
+            idx.postings.select(matchers)
+        };
+        refs.into_iter()
+            .map(|r| idx.series[r as usize].clone())
+            .filter(|s| {
+                let d = s.data.lock();
+                d.max_t() >= start && d.min_t() <= end
+            })
+            .collect()
+    }
+
+    /// Every series with its closed chunks and a copy of its open chunk, for block writing.
+    pub fn all_series_chunks(&self) -> Vec<SeriesChunks> {
+        let series: Vec<Arc<MemSeries>> = self.index.read().series.clone();
+        let mut out: Vec<_> = series
+            .iter()
+            .map(|s| {
+                let d = s.data.lock();
+                let mut chunks = d.closed.clone();
+                if !d.open.is_empty() {
+                    chunks.push(ClosedChunk {
+                        bytes: d.open.bytes().into(),
+                        min_t: d.open_min_t,
+                        max_t: d.last_t,
+                    });
+                }
+                let ooo: Vec<(i64, f64)> = d
+                    .ooo
+                    .iter()
+                    .map(|(&t, &v)| (t, f64::from_bits(v)))
+                    .collect();
+                (s.labels.clone(), chunks, ooo)
+            })
+            .filter(|(_, c, o)| !c.is_empty() || !o.is_empty())
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// A series' labels, chunks and out-of-order samples, for block writing.
+pub type SeriesChunks = (Labels, Vec<ClosedChunk>, Vec<(i64, f64)>);
+
+/// Decodes every sample of a chunk list, for tests and block building.
+pub fn decode_all(chunks: &[ClosedChunk]) -> Vec<(i64, f64)> {
+    chunks
+        .iter()
+        .flat_map(|c| ChunkIter::new(&c.bytes))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MatchOp;
+
+    fn head(window: i64) -> Head {
+        Head::new(HeadOptions {
+            block_range_ms: 7_200_000,
+            out_of_order_window_ms: window,
+        })
+    }
+
+    fn add(h: &Head, l: &Labels, t: i64, v: f64) -> Verdict {
+        let s = h.get_or_create(l, l.stable_hash());
+        h.commit(&s, t, v.to_bits())
+    }
+
+    #[test]
+    fn in_order_duplicates_and_out_of_order() {
+        let h = head(0);
+        let l = Labels::new([("__name__", "m")]).unwrap();
+        assert_eq!(add(&h, &l, 1000, 1.0), Verdict::Append);
+        assert_eq!(add(&h, &l, 2000, 2.0), Verdict::Append);
+        assert_eq!(add(&h, &l, 2000, 2.0), Verdict::Duplicate);
+        assert_eq!(
+            add(&h, &l, 2000, 3.0),
+            Verdict::Reject(Rejection::DuplicateTimestamp)
+        );
+        assert_eq!(
+            add(&h, &l, 1500, 3.0),
+            Verdict::Reject(Rejection::OutOfOrder)
+        );
+        let got = h.select(&[Matcher::equal("__name__", "m")], 0, 10_000);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].samples().collect::<Vec<_>>(),
+            [(1000, 1.0), (2000, 2.0)]
+        );
+    }
+
+    #[test]
+    fn out_of_order_window_accepts_and_merges() {
+        let h = head(10_000);
+        let l = Labels::new([("__name__", "m")]).unwrap();
+        for t in [10_000, 20_000, 30_000] {
+            assert_eq!(add(&h, &l, t, t as f64), Verdict::Append);
+        }
+        assert_eq!(add(&h, &l, 25_000, 25.0), Verdict::OutOfOrder);
+        assert_eq!(add(&h, &l, 25_000, 25.0), Verdict::Duplicate);
+        assert_eq!(
+            add(&h, &l, 25_000, 26.0),
+            Verdict::Reject(Rejection::DuplicateTimestamp)
+        );
+        assert_eq!(
+            add(&h, &l, 19_000, 1.0),
+            Verdict::Reject(Rejection::OutOfOrder)
+        );
+        let got = h.select(&[Matcher::equal("__name__", "m")], 15_000, 30_000);
+        let ts: Vec<i64> = got[0].samples().map(|s| s.0).collect();
+        assert_eq!(ts, [20_000, 25_000, 30_000]);
+    }
+
+    #[test]
+    fn chunks_cut_by_count_and_block_boundary() {
+        let h = head(0);
+        let l = Labels::new([("__name__", "m")]).unwrap();
+        // 300 samples every 15 s, then a jump past a block boundary.
+        for i in 0..300 {
+            add(&h, &l, i * 15_000, i as f64);
+        }
+        add(&h, &l, 7_200_000, 1.0);
+        let s = h.get(&l, l.stable_hash()).unwrap();
+        let d = s.data.lock();
+        let sizes: Vec<usize> = d
+            .closed
+            .iter()
+            .map(|c| crate::chunk::chunk_len(&c.bytes))
+            .collect();
+        assert_eq!(sizes, [120, 120, 60]);
+        assert_eq!(d.open.len(), 1);
+        assert!(d.closed.iter().all(|c| c.max_t < 7_200_000));
+        drop(d);
+        let all = h.select(&[Matcher::equal("__name__", "m")], i64::MIN, i64::MAX);
+        assert_eq!(all[0].samples().count(), 301);
+        // A range inside one chunk.
+        let part = h.select(&[Matcher::equal("__name__", "m")], 15_000, 45_000);
+        assert_eq!(
+            part[0].samples().map(|s| s.0).collect::<Vec<_>>(),
+            [15_000, 30_000, 45_000]
+        );
+    }
+
+    #[test]
+    fn label_queries_respect_matchers_and_time() {
+        let h = head(0);
+        let a = Labels::new([("__name__", "up"), ("job", "a")]).unwrap();
+        let b = Labels::new([("__name__", "up"), ("job", "b"), ("zone", "z")]).unwrap();
+        let c = Labels::new([("__name__", "other"), ("x", "1")]).unwrap();
+        add(&h, &a, 1000, 1.0);
+        add(&h, &b, 5000, 1.0);
+        add(&h, &c, 1000, 1.0);
+        assert_eq!(
+            h.label_names(&[], 0, 10_000),
+            ["__name__", "job", "x", "zone"]
+        );
+        assert_eq!(
+            h.label_names(&[], 4000, 10_000),
+            ["__name__", "job", "zone"]
+        );
+        let up = [Matcher::new(MatchOp::Equal, "__name__", "up").unwrap()];
+        assert_eq!(h.label_names(&up, 0, 10_000), ["__name__", "job", "zone"]);
+        assert_eq!(h.label_values("job", &up, 0, 2000), ["a"]);
+        assert_eq!(h.label_values("job", &[], 0, 10_000), ["a", "b"]);
+        assert!(h.label_values("nope", &[], 0, 10_000).is_empty());
+    }
+
+    #[test]
+    fn out_of_bounds_after_min_valid_time() {
+        let h = head(0);
+        let l = Labels::new([("__name__", "m")]).unwrap();
+        h.set_min_valid_time(5000);
+        assert_eq!(
+            add(&h, &l, 4999, 1.0),
+            Verdict::Reject(Rejection::OutOfBounds)
+        );
+        assert_eq!(add(&h, &l, 5000, 1.0), Verdict::Append);
+    }
+}

@@ -1,0 +1,328 @@
+//! The read interface the PromQL engine evaluates over.
+//!
+//! [`Querier`] is a trait so the engine can be tested over a plain in-memory set of series
+//! ([`VecQuerier`]) and so storage can change underneath it. A selected [`Series`] holds its
+//! labels and shared pointers to the compressed chunks that overlap the range (plus a copy of
+//! the open chunk and of any out-of-order samples), and decodes samples lazily: a select over
+//! many series costs pointer copies, not decoded samples, until the engine reads them.
+
+use std::sync::Arc;
+
+use crate::chunk::ChunkIter;
+use crate::index::Matcher;
+use crate::{Labels, TsdbError};
+
+/// One selected series: labels and the samples in the selected range.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Encoded chunks in time order, not overlapping each other.
+    chunks: Vec<Arc<[u8]>>,
+    /// Decoded samples outside the chunks (out-of-order samples), sorted by time.
+    extra: Vec<(i64, f64)>,
+    start: i64,
+    end: i64,
+}
+
+impl Series {
+    /// A series from decoded samples (sorted by time; later duplicates of a timestamp are
+    /// dropped); for tests and for queriers that do not hold chunks.
+    pub fn from_samples(labels: Labels, mut samples: Vec<(i64, f64)>) -> Series {
+        samples.sort_by_key(|s| s.0);
+        samples.dedup_by_key(|s| s.0);
+        Series {
+            labels,
+            chunks: Vec::new(),
+            extra: samples,
+            start: i64::MIN,
+            end: i64::MAX,
+        }
+    }
+
+    pub(crate) fn from_parts(
+        labels: Labels,
+        chunks: Vec<Arc<[u8]>>,
+        extra: Vec<(i64, f64)>,
+        start: i64,
+        end: i64,
+    ) -> Series {
+        Series {
+            labels,
+            chunks,
+            extra,
+            start,
+            end,
+        }
+    }
+
+    /// Appends the chunks and samples of a later part of the same series (a block followed
+    /// by the head).
+    #[allow(dead_code)] // Used by the block querier.
+    pub(crate) fn extend(&mut self, other: Series) {
+        self.chunks.extend(other.chunks);
+        if !other.extra.is_empty() {
+            self.extra.extend(other.extra);
+            self.extra.sort_by_key(|s| s.0);
+            self.extra.dedup_by_key(|s| s.0);
+        }
+        self.start = self.start.min(other.start);
+        self.end = self.end.max(other.end);
+    }
+
+    /// Whether no sample falls in the range.
+    pub fn is_empty(&self) -> bool {
+        self.samples().next().is_none()
+    }
+
+    /// The samples in the selected range, oldest first. When an in-order and an out-of-order
+    /// sample share a timestamp, the in-order one wins.
+    pub fn samples(&self) -> SampleIter<'_> {
+        SampleIter {
+            chunks: &self.chunks,
+            next_chunk: 0,
+            current: None,
+            pending: None,
+            extra: &self.extra,
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// Iterator over a [`Series`]' samples.
+#[derive(Debug)]
+pub struct SampleIter<'a> {
+    chunks: &'a [Arc<[u8]>],
+    next_chunk: usize,
+    current: Option<ChunkIter<'a>>,
+    /// The next in-order sample, already decoded.
+    pending: Option<(i64, f64)>,
+    extra: &'a [(i64, f64)],
+    start: i64,
+    end: i64,
+}
+
+impl SampleIter<'_> {
+    fn next_in_order(&mut self) -> Option<(i64, f64)> {
+        loop {
+            if let Some(it) = &mut self.current {
+                for (t, v) in it.by_ref() {
+                    if t > self.end {
+                        // Chunks are in time order: nothing later can be in range.
+                        self.next_chunk = self.chunks.len();
+                        self.current = None;
+                        return None;
+                    }
+                    if t >= self.start {
+                        return Some((t, v));
+                    }
+                }
+            }
+            let c = self.chunks.get(self.next_chunk)?;
+            self.next_chunk += 1;
+            self.current = Some(ChunkIter::new(c));
+        }
+    }
+}
+
+impl Iterator for SampleIter<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.pending.is_none() {
+            self.pending = self.next_in_order();
+        }
+        while let Some(&(t, _)) = self.extra.first() {
+            if t < self.start {
+                self.extra = &self.extra[1..];
+                continue;
+            }
+            if t > self.end {
+                self.extra = &[];
+                break;
+            }
+            match self.pending {
+                Some((pt, _)) if pt < t => break,
+                Some((pt, _)) if pt == t => {
+                    self.extra = &self.extra[1..];
+                    break;
+                }
+                _ => {
+                    let s = self.extra[0];
+                    self.extra = &self.extra[1..];
+                    return Some(s);
+                }
+            }
+        }
+        self.pending.take()
+    }
+}
+
+/// The series a select returns, sorted by labels.
+pub type SeriesSet = std::vec::IntoIter<Series>;
+
+/// What the PromQL engine reads. Times are Unix milliseconds, both ends inclusive.
+pub trait Querier: Send + Sync {
+    /// Series matching every matcher with at least one sample in `[start_ms, end_ms]`,
+    /// sorted by labels, each restricted to that range.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<SeriesSet, TsdbError>;
+
+    /// Sorted label names of the series matching `matchers` (all series when empty) that
+    /// have samples in the range.
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, TsdbError>;
+
+    /// Sorted values of label `name` over the series matching `matchers` (all when empty)
+    /// with samples in the range.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, TsdbError>;
+}
+
+/// A querier over a fixed list of series: for engine tests that need no database.
+#[derive(Clone, Debug, Default)]
+pub struct VecQuerier {
+    series: Vec<Series>,
+}
+
+impl VecQuerier {
+    /// Holds `series` (duplicates by labels are not merged).
+    pub fn new(mut series: Vec<Series>) -> VecQuerier {
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        VecQuerier { series }
+    }
+
+    fn matching(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> impl Iterator<Item = Series> + '_ {
+        let matchers = matchers.to_vec();
+        self.series
+            .iter()
+            .filter(move |s| matchers.iter().all(|m| m.matches_labels(&s.labels)))
+            .map(move |s| {
+                let mut s = s.clone();
+                s.start = start.max(s.start);
+                s.end = end.min(s.end);
+                s
+            })
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl Querier for VecQuerier {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<SeriesSet, TsdbError> {
+        if matchers.is_empty() {
+            return Ok(Vec::new().into_iter());
+        }
+        Ok(self
+            .matching(matchers, start_ms, end_ms)
+            .collect::<Vec<_>>()
+            .into_iter())
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, TsdbError> {
+        let mut names: Vec<String> = self
+            .matching(matchers, start_ms, end_ms)
+            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, TsdbError> {
+        let mut values: Vec<String> = self
+            .matching(matchers, start_ms, end_ms)
+            .filter_map(|s| s.labels.get(name).map(str::to_string))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::XorChunk;
+
+    fn chunk(samples: &[(i64, f64)]) -> Arc<[u8]> {
+        let mut c = XorChunk::new();
+        for &(t, v) in samples {
+            c.append(t, v);
+        }
+        c.bytes().into()
+    }
+
+    #[test]
+    fn merges_chunks_and_out_of_order_samples_in_range() {
+        let l = Labels::new([("__name__", "m")]).unwrap();
+        let s = Series::from_parts(
+            l,
+            vec![
+                chunk(&[(10, 1.0), (20, 2.0)]),
+                chunk(&[(30, 3.0), (40, 4.0)]),
+            ],
+            vec![(5, 0.5), (15, 1.5), (30, 99.0), (45, 4.5)],
+            10,
+            40,
+        );
+        let got: Vec<_> = s.samples().collect();
+        assert_eq!(got, [(10, 1.0), (15, 1.5), (20, 2.0), (30, 3.0), (40, 4.0)]);
+    }
+
+    #[test]
+    fn vec_querier_filters() {
+        let a = Series::from_samples(
+            Labels::new([("__name__", "a"), ("j", "x")]).unwrap(),
+            vec![(1, 1.0), (5, 5.0)],
+        );
+        let b = Series::from_samples(Labels::new([("__name__", "b")]).unwrap(), vec![(9, 1.0)]);
+        let q = VecQuerier::new(vec![b, a]);
+        let sel: Vec<_> = q
+            .select(
+                &[Matcher::new(crate::MatchOp::Regex, "__name__", ".*").unwrap()],
+                0,
+                5,
+            )
+            .unwrap()
+            .collect();
+        assert_eq!(sel.len(), 1);
+        assert_eq!(sel[0].samples().collect::<Vec<_>>(), [(1, 1.0), (5, 5.0)]);
+        assert_eq!(q.label_names(&[], 0, 100).unwrap(), ["__name__", "j"]);
+        assert_eq!(q.label_values("__name__", &[], 6, 100).unwrap(), ["b"]);
+    }
+}

@@ -1,0 +1,266 @@
+//! The database through its public API: WAL-first appends, rejections, replay after a clean
+//! close and after SIGKILL of a real child process, and the querier.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use tsdb::Labels;
+use tsdb::{
+    FsyncPolicy, MatchOp, Matcher, Querier, Rejection, Tsdb, TsdbConfig, TsdbError, WalOptions,
+};
+
+fn config(dir: &std::path::Path) -> TsdbConfig {
+    let mut cfg = TsdbConfig::new(dir);
+    cfg.wal = WalOptions {
+        segment_bytes: 1 << 20,
+        fsync: FsyncPolicy::Never,
+    };
+    cfg
+}
+
+fn series(name: &str, job: &str) -> Labels {
+    Labels::new([("__name__", name), ("job", job)]).unwrap()
+}
+
+fn eq(name: &str, value: &str) -> Matcher {
+    Matcher::equal(name, value)
+}
+
+fn samples_of(db: &Tsdb, ms: &[Matcher]) -> Vec<(String, Vec<(i64, f64)>)> {
+    db.select(ms, i64::MIN, i64::MAX)
+        .unwrap()
+        .map(|s| (s.labels.to_string(), s.samples().collect()))
+        .collect()
+}
+
+#[tokio::test]
+async fn append_query_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Tsdb::open(config(dir.path())).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..500 {
+            batch.push((series("up", "a"), i * 15_000, 1.0));
+            batch.push((series("req_total", "a"), i * 15_000, i as f64));
+        }
+        batch.push((series("up", "b"), 0, f64::from_bits(0x7ff0_0000_0000_0002)));
+        let r = db.append(batch).await.unwrap();
+        assert_eq!(r.appended, 1001);
+        assert_eq!(r.rejected(), 0);
+        let names = db
+            .label_values("__name__", &[], i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(names, ["req_total", "up"]);
+        let got = samples_of(&db, &[eq("__name__", "up")]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1.len(), 500);
+        db.sync().await.unwrap();
+    }
+    let db = Tsdb::open(config(dir.path())).unwrap();
+    assert!(db.stats().replayed_records >= 1);
+    let got = samples_of(&db, &[eq("__name__", "req_total")]);
+    assert_eq!(got[0].0, r#"req_total{job="a"}"#);
+    let want: Vec<(i64, f64)> = (0..500).map(|i| (i * 15_000, i as f64)).collect();
+    assert_eq!(got[0].1, want);
+    // The stale marker comes back bit for bit.
+    let stale = samples_of(&db, &[eq("job", "b")]);
+    assert_eq!(stale[0].1[0].1.to_bits(), 0x7ff0_0000_0000_0002);
+    // Range restriction and label queries restricted by matchers.
+    let part: Vec<_> = db
+        .select(&[eq("__name__", "req_total")], 15_000, 45_000)
+        .unwrap()
+        .next()
+        .unwrap()
+        .samples()
+        .collect();
+    assert_eq!(part, [(15_000, 1.0), (30_000, 2.0), (45_000, 3.0)]);
+    let re = Matcher::new(MatchOp::Regex, "job", "b|c").unwrap();
+    assert_eq!(
+        db.label_values("__name__", &[re], i64::MIN, i64::MAX)
+            .unwrap(),
+        ["up"]
+    );
+    assert_eq!(
+        db.label_names(&[], i64::MIN, i64::MAX).unwrap(),
+        ["__name__", "job"]
+    );
+}
+
+#[tokio::test]
+async fn rejections_are_counted_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(config(dir.path())).unwrap();
+    let s = series("m", "a");
+    db.append(vec![(s.clone(), 10_000, 1.0)]).await.unwrap();
+    let r = db
+        .append(vec![
+            (s.clone(), 5_000, 1.0),  // out of order
+            (s.clone(), 10_000, 2.0), // duplicate timestamp, different value
+            (s.clone(), 10_000, 1.0), // exact re-send: ignored
+            (s.clone(), 20_000, 2.0),
+            (s.clone(), 15_000, 2.0), // out of order within the batch
+            (s.clone(), 20_000, 3.0), // duplicate within the batch
+            (series("m", "b"), 1, 1.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r.appended, 2);
+    assert_eq!(r.out_of_order, 2);
+    assert_eq!(r.duplicate_timestamp, 2);
+    assert_eq!(r.duplicates_ignored, 1);
+    assert_eq!(r.rejections[0].reason, Rejection::OutOfOrder);
+    let err = r.first_error().unwrap().to_string();
+    assert!(
+        err.starts_with(
+            r#"out of order sample: series m{job="a"} at timestamp 5000 (4 samples rejected)"#
+        ),
+        "{err}"
+    );
+    assert_eq!(db.stats().out_of_order_samples, 2);
+    let got = samples_of(&db, &[eq("job", "a")]);
+    assert_eq!(got[0].1, [(10_000, 1.0), (20_000, 2.0)]);
+    // Rejected samples never reach the WAL: replay gives the same answer.
+    drop(db);
+    let db = Tsdb::open(config(dir.path())).unwrap();
+    assert_eq!(
+        samples_of(&db, &[eq("job", "a")])[0].1,
+        [(10_000, 1.0), (20_000, 2.0)]
+    );
+}
+
+#[tokio::test]
+async fn bad_batches_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(config(dir.path())).unwrap();
+    let err = db
+        .append(vec![(series("m", "a"), 1, 1.0), (Labels::empty(), 2, 2.0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TsdbError::EmptyLabels));
+    assert!(samples_of(&db, &[eq("__name__", "m")]).is_empty());
+    assert_eq!(db.wal_stats().records_written, 0);
+}
+
+#[tokio::test]
+async fn out_of_order_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.out_of_order_window = std::time::Duration::from_secs(60);
+    {
+        let db = Tsdb::open(cfg.clone()).unwrap();
+        let s = series("m", "a");
+        db.append(vec![(s.clone(), 100_000, 1.0), (s.clone(), 130_000, 3.0)])
+            .await
+            .unwrap();
+        let r = db
+            .append(vec![(s.clone(), 115_000, 2.0), (s.clone(), 30_000, 0.0)])
+            .await
+            .unwrap();
+        assert_eq!((r.appended, r.out_of_order), (1, 1));
+    }
+    let db = Tsdb::open(cfg).unwrap();
+    let got = samples_of(&db, &[eq("__name__", "m")]);
+    assert_eq!(got[0].1, [(100_000, 1.0), (115_000, 2.0), (130_000, 3.0)]);
+}
+
+#[tokio::test]
+async fn concurrent_appenders_share_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.wal.fsync = FsyncPolicy::Always;
+    let db = std::sync::Arc::new(Tsdb::open(cfg.clone()).unwrap());
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..20 {
+                let batch = (0..50)
+                    .map(|i| (series("m", &format!("w{w}-{i}")), b * 1000, b as f64))
+                    .collect();
+                let r = db.append(batch).await.unwrap();
+                assert_eq!(r.appended, 50);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(db.stats().head_series, 400);
+    assert_eq!(db.stats().head_samples, 8000);
+    drop(db);
+    let db = Tsdb::open(cfg).unwrap();
+    assert_eq!(db.stats().head_samples, 8000);
+}
+
+const CHILD_DIR: &str = "TSDB_TEST_CHILD_DIR";
+
+/// Not a test on its own: the child process of `sigkill_loses_nothing_acknowledged`. It
+/// appends batches forever and prints the number of each batch once its append returned.
+#[tokio::test]
+async fn sigkill_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let mut cfg = TsdbConfig::new(dir);
+    cfg.wal.fsync = FsyncPolicy::Always;
+    let db = Tsdb::open(cfg).unwrap();
+    let mut out = std::io::stdout();
+    for b in 0i64.. {
+        let batch = (0..100)
+            .map(|i| (series("k", &i.to_string()), b * 1000, b as f64))
+            .collect();
+        db.append(batch).await.unwrap();
+        writeln!(out, "ack {b}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn sigkill_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sigkill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = -1i64;
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("ack ") {
+            acked = n.parse().unwrap();
+            if acked >= 30 {
+                break;
+            }
+        }
+    }
+    // Child::kill sends SIGKILL on Unix: no destructor, no flush.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(acked >= 30, "child stopped early");
+    let db = Tsdb::open(TsdbConfig::new(dir.path())).unwrap();
+    let got = db
+        .select(&[eq("__name__", "k")], i64::MIN, i64::MAX)
+        .unwrap();
+    let mut n = 0;
+    for s in got {
+        let ts: Vec<i64> = s.samples().map(|x| x.0).collect();
+        // Every acknowledged batch is there, with nothing out of place.
+        assert!(
+            ts.len() as i64 > acked,
+            "{}: {} samples, {acked} acknowledged",
+            s.labels,
+            ts.len()
+        );
+        assert!(ts.iter().enumerate().all(|(i, &t)| t == i as i64 * 1000));
+        n += 1;
+    }
+    assert_eq!(n, 100);
+}
