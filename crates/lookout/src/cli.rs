@@ -30,9 +30,122 @@ pub enum Command {
     /// Generate telemetry load against an OTLP endpoint and report what was acknowledged.
     #[command(subcommand)]
     Loadgen(LoadgenCommand),
+    /// Start Lookout in the background unless it already runs; wait until it is ready and
+    /// print its endpoints.
+    Up(ServeArgs),
+    /// Stop the background Lookout gracefully (it flushes first); warns about sandboxes that
+    /// still run.
+    Down,
+    /// Show whether Lookout runs and the health of its parts; exits 1 when it does not run.
+    Status(StatusArgs),
+    /// Print the OTEL_* environment that makes an app export to Lookout, namespaced
+    /// `<project>-slot-<N>` (e.g. `eval "$(lookout env --slot 2)"`).
+    Env(EnvArgs),
+    /// Run a command with the OTEL_* environment of a sandbox, starting Lookout first if needed;
+    /// exits with the command's exit code.
+    Run(RunArgs),
+    /// Write a Docker Compose override giving services the OTEL_* environment of a sandbox,
+    /// pointing at Lookout as containers reach it.
+    ComposeOverride(ComposeOverrideArgs),
+    /// List registered sandboxes, marking those whose process is gone.
+    Sandboxes(SandboxesArgs),
 }
 
+/// `lookout status` flags.
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which sandbox: shared by `env`, `run` and `compose-override`.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Project name. Default: the git repository's (or the current directory's) name.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+
+    /// Sandbox slot number; the namespace becomes `<project>-slot-<N>`. Default: no slot.
+    #[arg(long, value_name = "N")]
+    pub slot: Option<u32>,
+}
+
+/// How `lookout env` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EnvFormatArg {
+    /// `export K='v'` lines, for `eval`.
+    Sh,
+    /// `K=v` lines, for `.env` files and `docker run --env-file`.
+    Dotenv,
+    /// One JSON object.
+    Json,
+}
+
+/// `lookout env` flags.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "sh")]
+    pub format: EnvFormatArg,
+
+    #[command(flatten, next_help_heading = "Server (where Lookout listens when it is not running)")]
+    pub serve: ServeArgs,
+}
+
+/// `lookout run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+
+    #[command(flatten, next_help_heading = "Server (used when Lookout must be started)")]
+    pub serve: ServeArgs,
+}
+
+/// `lookout compose-override` flags.
+#[derive(Debug, Args)]
+pub struct ComposeOverrideArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+
+    /// A service to configure (repeatable). Default: every service in the compose file.
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+
+    /// The project's compose file. Default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml in the current directory.
+    #[arg(long, value_name = "FILE")]
+    pub compose_file: Option<PathBuf>,
+
+    /// Write the override here instead of to standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten, next_help_heading = "Server (where Lookout listens)")]
+    pub serve: ServeArgs,
+}
+
+/// `lookout sandboxes` flags.
+#[derive(Debug, Args)]
+pub struct SandboxesArgs {
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Forget sandboxes whose process is gone.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// Configuration file (TOML). Default: ./lookout.toml, then ~/.config/lookout/lookout.toml.
     #[arg(long, env = "LOOKOUT_CONFIG", value_name = "FILE")]

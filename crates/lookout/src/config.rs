@@ -21,6 +21,25 @@ pub struct Config {
     pub otlp: OtlpSection,
     pub traces: TracesSection,
     pub wal: WalSection,
+    pub sandbox: SandboxSection,
+}
+
+/// `[sandbox]`: how sandboxes are told where Lookout is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    pub otel: SandboxOtelSection,
+}
+
+/// `[sandbox.otel]`: extra variable names for apps that read their own instead of the SDK's
+/// (the seeds' `infra.toml` convention); the standard `OTEL_*` variables are always set too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxOtelSection {
+    /// Also gets the OTLP endpoint, e.g. `"APP_OTLP_ENDPOINT"`.
+    pub endpoint_var: Option<String>,
+    /// Also gets the namespace (`<project>-slot-<N>`), e.g. `"APP_NAMESPACE"`.
+    pub namespace_var: Option<String>,
 }
 
 /// `[server]`: where Lookout listens and keeps its data.

@@ -6,7 +6,9 @@
 
 mod cli;
 mod config;
+mod lifecycle;
 mod loadgen;
+mod sandbox_cmd;
 mod serve;
 mod wiring;
 
@@ -48,13 +50,23 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Serve(args) => serve::run(args).await,
             cli::Command::Loadgen(cli::LoadgenCommand::Traces(args)) => loadgen::run(args).await,
+            cli::Command::Up(args) => lifecycle::up(args),
+            cli::Command::Down => lifecycle::down(),
+            cli::Command::Status(args) => lifecycle::status(args),
+            cli::Command::Env(args) => sandbox_cmd::env(args),
+            cli::Command::Run(args) => sandbox_cmd::run(args).await,
+            cli::Command::ComposeOverride(args) => sandbox_cmd::compose_override(args),
+            cli::Command::Sandboxes(args) => sandbox_cmd::sandboxes(args),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<lifecycle::Exit>() {
+            Some(exit) => exit.report(),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

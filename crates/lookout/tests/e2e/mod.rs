@@ -6,5 +6,7 @@ mod harness;
 
 mod bad_input;
 mod durability;
+mod lifecycle;
 mod ops;
+mod sandbox;
 mod seeds;
