@@ -156,7 +156,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // its exit code is what this process reports.
         tokio::select! {
             s = child.wait() => break s.context("cannot wait for the command")?,
-            _ = sigint.recv() => { process::signal_child(pid, rustix::process::Signal::INT); }
+            _ = sigint.recv() => {
+                if !process::interrupt_comes_from_terminal() {
+                    process::signal_child(pid, rustix::process::Signal::INT);
+                }
+            }
             _ = sigterm.recv() => { process::signal_child(pid, rustix::process::Signal::TERM); }
             _ = sighup.recv() => { process::signal_child(pid, rustix::process::Signal::HUP); }
         }

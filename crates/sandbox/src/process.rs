@@ -85,6 +85,17 @@ pub fn signal_child(pid: u32, signal: Signal) -> bool {
     }
 }
 
+/// Whether a SIGINT this process receives was most likely sent by its terminal (Ctrl-C): the
+/// terminal on stdin has this process's group in the foreground. The terminal sends it to the
+/// whole foreground group, so a child in that group already has its own copy and forwarding
+/// would deliver it twice (many programs treat a second Ctrl-C as "quit now").
+pub fn interrupt_comes_from_terminal() -> bool {
+    match rustix::termios::tcgetpgrp(std::io::stdin()) {
+        Ok(fg) => fg == rustix::process::getpgrp(),
+        Err(_) => false,
+    }
+}
+
 fn pid_of(pid: u32) -> Option<Pid> {
     // Pid 0 and negative values mean process groups to kill(2); never build those.
     let raw = i32::try_from(pid).ok().filter(|p| *p > 0)?;

@@ -159,6 +159,27 @@ fn sandbox_run_app_without_otel_config_is_found_by_namespace() {
         .expect(7);
     let listed = home.run(&["sandboxes", "--json"]).expect(0).json();
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+
+    // A SIGINT sent to `lookout run` (not by a terminal) is passed on to the command.
+    let mut child = home
+        .cmd(&["run", "--project", "shop", "--", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), || {
+        let doc = home.run(&["sandboxes", "--json"]).expect(0).json();
+        match doc.as_array() {
+            Some(a) if a.len() == 1 => Ok(()),
+            _ => Err(format!("want one sandbox: {doc}")),
+        }
+    })
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 2));
     home.run(&["down"]).expect(0);
 }
 
