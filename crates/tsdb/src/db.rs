@@ -13,18 +13,20 @@
 //!   in a different order than their WAL records; a sample that lost that race is dropped
 //!   live, and replay keeps at least every sample that was acknowledged as stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wal::{Wal, WalOptions};
+use parking_lot::{Mutex, RwLock};
+use wal::{SegmentId, Wal, WalOptions};
 
+use crate::block::{self, Block};
 use crate::codec;
 use crate::head::{Head, HeadOptions, MemSeries, Rejection, Verdict};
 use crate::index::Matcher;
-use crate::querier::{Querier, SeriesSet};
+use crate::querier::{Querier, Series, SeriesSet};
 use crate::{Labels, TsdbError};
 
 /// Settings of a [`Tsdb`].
@@ -43,6 +45,8 @@ pub struct TsdbConfig {
     pub block_range: Duration,
     /// Most samples one append may carry.
     pub max_batch_samples: usize,
+    /// When set, the oldest blocks are deleted while all blocks take more bytes than this.
+    pub max_block_bytes: Option<u64>,
 }
 
 impl TsdbConfig {
@@ -55,6 +59,7 @@ impl TsdbConfig {
             out_of_order_window: Duration::ZERO,
             block_range: Duration::from_secs(2 * 3600),
             max_batch_samples: 1_000_000,
+            max_block_bytes: None,
         }
     }
 }
@@ -143,12 +148,30 @@ pub struct TsdbStats {
     pub replayed_records: u64,
 }
 
+/// What one [`Tsdb::maintain`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Blocks written from the head.
+    pub blocks_written: usize,
+    /// Blocks deleted by retention.
+    pub blocks_deleted: usize,
+    /// Head series dropped because all their samples moved to blocks.
+    pub series_removed: usize,
+}
+
 /// The time-series database.
 pub struct Tsdb {
     cfg: TsdbConfig,
     wal: Wal,
     cut: tokio::sync::RwLock<()>,
     head: Arc<Head>,
+    /// Open blocks, oldest first; queries clone the list of `Arc`s.
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Newest sample timestamp in each WAL segment: a segment may be deleted once every
+    /// sample in it (and in the segments before it) is in a block.
+    segment_max_t: Mutex<BTreeMap<SegmentId, i64>>,
+    /// One maintenance at a time.
+    maintenance: tokio::sync::Mutex<()>,
     rejected: AtomicU64,
     out_of_order: AtomicU64,
     replayed: u64,
@@ -177,13 +200,22 @@ impl Tsdb {
             block_range_ms,
             out_of_order_window_ms: ms(cfg.out_of_order_window),
         }));
+        let blocks = block::open_all(&cfg.dir.join("blocks"))?;
+        // Samples of ranges already in blocks are out of bounds, in replay as in appends.
+        if let Some(maxt) = blocks.iter().map(|b| b.maxt).max() {
+            head.set_min_valid_time(maxt);
+        }
         let wal = Wal::open(&cfg.dir.join("wal"), cfg.wal.clone())?;
         let mut replayed = 0u64;
         let mut decode_err = None;
-        wal.replay(0, |_pos, rec| {
+        let mut segment_max_t = BTreeMap::new();
+        wal.replay(0, |pos, rec| {
             replayed += 1;
             match codec::decode_samples(rec) {
                 Ok((series, samples)) => {
+                    let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+                    let e = segment_max_t.entry(pos.segment).or_insert(i64::MIN);
+                    *e = newest.max(*e);
                     let refs: Vec<Arc<MemSeries>> = series
                         .iter()
                         .map(|l| head.get_or_create(l, l.stable_hash()))
@@ -209,6 +241,9 @@ impl Tsdb {
             wal,
             cut: tokio::sync::RwLock::new(()),
             head,
+            blocks: RwLock::new(blocks),
+            segment_max_t: Mutex::new(segment_max_t),
+            maintenance: tokio::sync::Mutex::new(()),
             rejected: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             replayed,
@@ -286,8 +321,14 @@ impl Tsdb {
             .iter()
             .map(|p| (p.series, samples[p.idx].1, samples[p.idx].2.to_bits()))
             .collect();
+        let newest = wal_samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
         let record = codec::encode_samples(&table, &wal_samples);
-        self.wal.append(record).await?;
+        let pos = self.wal.append(record).await?;
+        {
+            let mut seg = self.segment_max_t.lock();
+            let e = seg.entry(pos.segment).or_insert(i64::MIN);
+            *e = newest.max(*e);
+        }
 
         // 3. The head, checking again against concurrent batches.
         let refs: Vec<Arc<MemSeries>> = table
@@ -305,6 +346,122 @@ impl Tsdb {
         }
         self.note_rejections(&report);
         Ok(report)
+    }
+
+    /// Housekeeping the binary runs every minute or so: cuts the head's oldest block range
+    /// into a block once the head spans one and a half ranges (Prometheus's rule, which
+    /// leaves room for late samples of the newest range), deletes WAL segments whose samples
+    /// are all in blocks, and applies retention by age and size.
+    pub async fn maintain(&self) -> Result<MaintenanceReport, TsdbError> {
+        let _m = self.maintenance.lock().await;
+        let mut report = MaintenanceReport::default();
+        let range = ms(self.cfg.block_range).max(1);
+        while let Some((min_t, max_t)) = self.head.time_range() {
+            let mint = min_t.div_euclid(range).saturating_mul(range);
+            let maxt = mint.saturating_add(range);
+            if max_t < maxt.saturating_add(range / 2) {
+                break;
+            }
+            report.series_removed += self.cut_block(mint, maxt).await?;
+            report.blocks_written += 1;
+        }
+        report.blocks_deleted = self.apply_retention()?;
+        Ok(report)
+    }
+
+    /// Writes the head's samples of `[mint, maxt)` to a block, then drops them from the head
+    /// and the WAL. Returns the number of head series removed.
+    async fn cut_block(&self, mint: i64, maxt: i64) -> Result<usize, TsdbError> {
+        {
+            // From here on samples before `maxt` are out of bounds; the write guard waits for
+            // appends that validated against the old bound, so none of them can add such a
+            // sample later. Rotating closes the segment so it can be deleted once covered.
+            let _cut = self.cut.write().await;
+            self.head.set_min_valid_time(maxt);
+            self.wal.rotate().await?;
+        }
+        let data = self.head.data_before(maxt);
+        let dir = self.cfg.dir.join("blocks");
+        let block = tokio::task::spawn_blocking(move || block::write_block(&dir, mint, maxt, data))
+            .await
+            .map_err(|e| TsdbError::Task(e.to_string()))??;
+        // The block is durable. Publish it and drop the same samples from the head under the
+        // write guard, so queries see them in exactly one place and no append is mid-flight.
+        let removed = {
+            let _cut = self.cut.write().await;
+            self.blocks.write().push(Arc::new(block));
+            self.head.truncate(maxt)
+        };
+        self.remove_covered_segments(maxt)?;
+        Ok(removed)
+    }
+
+    /// Deletes the oldest WAL segments while every sample in them is older than `covered`.
+    fn remove_covered_segments(&self, covered: i64) -> Result<(), TsdbError> {
+        let current = self.wal.current_segment();
+        let before = {
+            let mut seg = self.segment_max_t.lock();
+            let mut before = None;
+            for (&id, &newest) in seg.iter() {
+                if id >= current || newest >= covered {
+                    break;
+                }
+                before = Some(id + 1);
+            }
+            if let Some(b) = before {
+                *seg = seg.split_off(&b);
+            }
+            before
+        };
+        if let Some(b) = before {
+            self.wal.remove_segments_before(b)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes blocks past the retention age (relative to the newest sample) or the size
+    /// limit, oldest first.
+    fn apply_retention(&self) -> Result<usize, TsdbError> {
+        let doomed: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let newest = blocks
+                .iter()
+                .map(|b| b.maxt)
+                .chain(self.head.time_range().map(|r| r.1))
+                .max()
+                .unwrap_or(i64::MIN);
+            let oldest_kept = newest.saturating_sub(ms(self.cfg.retention));
+            let mut total: u64 = blocks.iter().map(|b| b.bytes).sum();
+            let mut n = 0;
+            while n < blocks.len() {
+                let b = &blocks[n];
+                let too_old = b.maxt <= oldest_kept;
+                let too_big = self.cfg.max_block_bytes.is_some_and(|max| total > max);
+                if !(too_old || too_big) {
+                    break;
+                }
+                total -= b.bytes;
+                n += 1;
+            }
+            blocks.drain(..n).collect()
+        };
+        for b in &doomed {
+            // Queries still holding the block keep reading the unlinked file.
+            std::fs::remove_file(b.path()).map_err(|source| TsdbError::Io {
+                path: b.path().to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Open blocks, oldest first: `(mint, maxt, series, bytes)`.
+    pub fn blocks(&self) -> Vec<(i64, i64, usize, u64)> {
+        self.blocks
+            .read()
+            .iter()
+            .map(|b| (b.mint, b.maxt, b.num_series(), b.bytes))
+            .collect()
     }
 
     fn note_rejections(&self, r: &AppendReport) {
@@ -343,7 +500,33 @@ impl Querier for Tsdb {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<SeriesSet, TsdbError> {
-        Ok(self.head.select(matchers, start_ms, end_ms).into_iter())
+        let blocks = self.blocks.read().clone();
+        let mut parts: Vec<Vec<Series>> = Vec::with_capacity(blocks.len() + 1);
+        for b in &blocks {
+            parts.push(b.select(matchers, start_ms, end_ms)?);
+        }
+        parts.push(self.head.select(matchers, start_ms, end_ms));
+        if parts.iter().filter(|p| !p.is_empty()).count() <= 1 {
+            let only = parts
+                .into_iter()
+                .find(|p| !p.is_empty())
+                .unwrap_or_default();
+            return Ok(only.into_iter());
+        }
+        // Blocks come oldest first and the head last, so extending in this order keeps each
+        // series' chunks in time order.
+        let mut merged: BTreeMap<Labels, Series> = BTreeMap::new();
+        for part in parts {
+            for s in part {
+                match merged.get_mut(&s.labels) {
+                    Some(m) => m.extend(s),
+                    None => {
+                        merged.insert(s.labels.clone(), s);
+                    }
+                }
+            }
+        }
+        Ok(merged.into_values().collect::<Vec<_>>().into_iter())
     }
 
     fn label_names(
@@ -352,7 +535,13 @@ impl Querier for Tsdb {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, TsdbError> {
-        Ok(self.head.label_names(matchers, start_ms, end_ms))
+        let mut names = self.head.label_names(matchers, start_ms, end_ms);
+        for b in self.blocks.read().iter() {
+            names.extend(b.label_names(matchers, start_ms, end_ms));
+        }
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
     }
 
     fn label_values(
@@ -362,6 +551,12 @@ impl Querier for Tsdb {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, TsdbError> {
-        Ok(self.head.label_values(name, matchers, start_ms, end_ms))
+        let mut values = self.head.label_values(name, matchers, start_ms, end_ms);
+        for b in self.blocks.read().iter() {
+            values.extend(b.label_values(name, matchers, start_ms, end_ms));
+        }
+        values.sort_unstable();
+        values.dedup();
+        Ok(values)
     }
 }

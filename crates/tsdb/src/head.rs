@@ -188,7 +188,9 @@ pub struct MemSeries {
 #[derive(Debug, Default)]
 struct HeadIndex {
     by_hash: HashMap<u64, Vec<SeriesRef>>,
-    series: Vec<Arc<MemSeries>>,
+    /// By ref; `None` once a series was truncated away (refs are never reused).
+    series: Vec<Option<Arc<MemSeries>>>,
+    live: usize,
     postings: Postings,
 }
 
@@ -197,7 +199,7 @@ impl HeadIndex {
         self.by_hash
             .get(&hash)?
             .iter()
-            .map(|&r| &self.series[r as usize])
+            .filter_map(|&r| self.series[r as usize].as_ref())
             .find(|s| s.labels == *labels)
     }
 }
@@ -255,7 +257,8 @@ impl Head {
             labels: labels.clone(),
             data: Mutex::new(SeriesData::new()),
         });
-        idx.series.push(s.clone());
+        idx.series.push(Some(s.clone()));
+        idx.live += 1;
         idx.by_hash.entry(hash).or_default().push(r);
         idx.postings.add(r, labels);
         s
@@ -334,7 +337,7 @@ impl Head {
 
     /// Number of series.
     pub fn num_series(&self) -> usize {
-        self.index.read().series.len()
+        self.index.read().live
     }
 
     /// Number of samples stored since the head was created.
@@ -363,7 +366,7 @@ impl Head {
             idx.postings
                 .select(matchers)
                 .into_iter()
-                .map(|r| idx.series[r as usize].clone())
+                .filter_map(|r| idx.series[r as usize].clone())
                 .collect()
         };
         let mut out: Vec<Series> = series
@@ -437,7 +440,7 @@ impl Head {
             idx.postings.select(matchers)
         };
         refs.into_iter()
-            .map(|r| idx.series[r as usize].clone())
+            .filter_map(|r| idx.series[r as usize].clone())
             .filter(|s| {
                 let d = s.data.lock();
                 d.max_t() >= start && d.min_t() <= end
@@ -445,15 +448,24 @@ impl Head {
             .collect()
     }
 
-    /// Every series with its closed chunks and a copy of its open chunk, for block writing.
-    pub fn all_series_chunks(&self) -> Vec<SeriesChunks> {
-        let series: Vec<Arc<MemSeries>> = self.index.read().series.clone();
-        let mut out: Vec<_> = series
+    /// Every series' data older than `before`: its chunks that end before it (the open one
+    /// included when it does), and its out-of-order samples before it; sorted by labels,
+    /// series without such data left out. This is what a block for a range ending at
+    /// `before` holds.
+    pub fn data_before(&self, before: i64) -> Vec<SeriesChunks> {
+        let series: Vec<Arc<MemSeries>> =
+            self.index.read().series.iter().flatten().cloned().collect();
+        let mut out: Vec<SeriesChunks> = series
             .iter()
             .map(|s| {
                 let d = s.data.lock();
-                let mut chunks = d.closed.clone();
-                if !d.open.is_empty() {
+                let mut chunks: Vec<ClosedChunk> = d
+                    .closed
+                    .iter()
+                    .filter(|c| c.max_t < before)
+                    .cloned()
+                    .collect();
+                if !d.open.is_empty() && d.last_t < before {
                     chunks.push(ClosedChunk {
                         bytes: d.open.bytes().into(),
                         min_t: d.open_min_t,
@@ -462,7 +474,7 @@ impl Head {
                 }
                 let ooo: Vec<(i64, f64)> = d
                     .ooo
-                    .iter()
+                    .range(..before)
                     .map(|(&t, &v)| (t, f64::from_bits(v)))
                     .collect();
                 (s.labels.clone(), chunks, ooo)
@@ -471,6 +483,51 @@ impl Head {
             .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Drops every sample older than `before` (now in a block) and the series left empty;
+    /// from now on such samples are out of bounds. Returns the number of series removed.
+    ///
+    /// The caller must keep appends out while this runs (the database holds its cut write
+    /// guard): an append holding a series that is being removed would otherwise be lost.
+    pub fn truncate(&self, before: i64) -> usize {
+        self.set_min_valid_time(before);
+        let mut idx = self.index.write();
+        let mut dead: Vec<SeriesRef> = Vec::new();
+        let mut min_t = i64::MAX;
+        let mut max_t = i64::MIN;
+        for (r, slot) in idx.series.iter().enumerate() {
+            let Some(s) = slot else { continue };
+            let mut d = s.data.lock();
+            d.closed.retain(|c| c.max_t >= before);
+            if !d.open.is_empty() && d.last_t < before {
+                d.open = XorChunk::new();
+                d.open_min_t = i64::MIN;
+            }
+            d.ooo = d.ooo.split_off(&before);
+            if d.closed.is_empty() && d.open.is_empty() && d.ooo.is_empty() {
+                dead.push(r as SeriesRef);
+            } else {
+                min_t = min_t.min(d.min_t());
+                max_t = max_t.max(d.max_t());
+            }
+        }
+        for &r in &dead {
+            if let Some(s) = idx.series[r as usize].take() {
+                let h = s.labels.stable_hash();
+                if let Some(list) = idx.by_hash.get_mut(&h) {
+                    list.retain(|&x| x != r);
+                    if list.is_empty() {
+                        idx.by_hash.remove(&h);
+                    }
+                }
+            }
+        }
+        idx.live -= dead.len();
+        idx.postings.remove(&dead);
+        self.min_t.store(min_t, Ordering::Relaxed);
+        self.max_t.store(max_t, Ordering::Relaxed);
+        dead.len()
     }
 }
 

@@ -10,6 +10,7 @@
 //! Storage crates never see HTTP or wire formats: callers hand in validated [`Labels`] and
 //! samples and get typed errors back.
 
+pub mod block;
 pub mod chunk;
 mod codec;
 mod db;
@@ -18,7 +19,10 @@ pub mod index;
 pub mod labels;
 pub mod querier;
 
-pub use db::{AppendReport, SampleRejection, Tsdb, TsdbConfig, TsdbStats, MAX_LISTED_REJECTIONS};
+pub use db::{
+    AppendReport, MaintenanceReport, SampleRejection, Tsdb, TsdbConfig, TsdbStats,
+    MAX_LISTED_REJECTIONS,
+};
 pub use head::Rejection;
 pub use index::{MatchOp, Matcher, SeriesRef};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};

@@ -58,7 +58,6 @@ impl Series {
 
     /// Appends the chunks and samples of a later part of the same series (a block followed
     /// by the head).
-    #[allow(dead_code)] // Used by the block querier.
     pub(crate) fn extend(&mut self, other: Series) {
         self.chunks.extend(other.chunks);
         if !other.extra.is_empty() {

@@ -264,3 +264,79 @@ fn sigkill_loses_nothing_acknowledged() {
     }
     assert_eq!(n, 100);
 }
+
+#[tokio::test]
+async fn blocks_cut_queried_replayed_and_retained() {
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.block_range = std::time::Duration::from_secs(3600);
+    cfg.retention = std::time::Duration::from_secs(5 * 3600);
+    cfg.wal.segment_bytes = 64 << 10;
+    let db = Tsdb::open(cfg.clone()).unwrap();
+    let mut written = 0;
+    for m in 0..=600i64 {
+        let t = m * MIN;
+        let mut batch = vec![(series("c", "a"), t, m as f64)];
+        // A series that stops after 90 minutes: it moves to a block and leaves the head.
+        if m < 90 {
+            batch.push((series("short", "a"), t, 1.0));
+        }
+        db.append(batch).await.unwrap();
+        if m % 60 == 0 {
+            written += db.maintain().await.unwrap().blocks_written;
+        }
+    }
+    let r = db.maintain().await.unwrap();
+    written += r.blocks_written;
+    // Ranges [0h,1h) .. [8h,9h) are cut (the head reaches 10h >= 9h + 30m); retention keeps
+    // blocks ending after 10h - 5h.
+    assert_eq!(written, 9);
+    let blocks = db.blocks();
+    assert_eq!(
+        blocks.iter().map(|b| b.0 / HOUR).collect::<Vec<_>>(),
+        [5, 6, 7, 8]
+    );
+    assert_eq!(db.stats().head_series, 1);
+    let check = |db: &Tsdb| {
+        let got = samples_of(db, &[eq("__name__", "c")]);
+        assert_eq!(got.len(), 1);
+        let want: Vec<(i64, f64)> = (300..=600).map(|m| (m * MIN, m as f64)).collect();
+        assert_eq!(got[0].1, want);
+        // A range across a block boundary and into the head.
+        let part: Vec<i64> = db
+            .select(&[eq("__name__", "c")], 9 * HOUR - MIN, 9 * HOUR + MIN)
+            .unwrap()
+            .next()
+            .unwrap()
+            .samples()
+            .map(|s| s.0 / MIN)
+            .collect();
+        assert_eq!(part, [539, 540, 541]);
+        // The short series is gone with its old blocks.
+        assert_eq!(
+            db.label_values("__name__", &[], i64::MIN, i64::MAX)
+                .unwrap(),
+            ["c"]
+        );
+    };
+    check(&db);
+    // Samples of a range that is already a block are out of bounds.
+    let r = db
+        .append(vec![(series("c", "b"), 8 * HOUR, 1.0)])
+        .await
+        .unwrap();
+    assert_eq!(r.out_of_bounds, 1);
+    assert!(r
+        .first_error()
+        .unwrap()
+        .to_string()
+        .starts_with("out of bounds"));
+    // The WAL only keeps what the head still needs.
+    assert!(db.wal_stats().segments < 8, "{:?}", db.wal_stats());
+    drop(db);
+    let db = Tsdb::open(cfg).unwrap();
+    check(&db);
+    assert_eq!(db.blocks().len(), 4);
+}

@@ -1,0 +1,549 @@
+//! Immutable on-disk blocks: one file per block time range, in our own format.
+//!
+//! Layout of `blocks/<mint>-<maxt>.block` (integers little-endian, varints LEB128):
+//! ```text
+//! magic "LKTSDB01"
+//! chunk data: the chunks of every series, series by series, in time order
+//! index:
+//!   uvarint series count; per series: label set, uvarint chunk count, per chunk:
+//!     zigzag varint min_t, uvarint (max_t - min_t), uvarint offset, uvarint length, u32 crc32
+//!   postings: uvarint name count; per name: string, uvarint value count; per value:
+//!     string, uvarint ref count, refs delta-encoded as uvarints
+//! footer (40 bytes): i64 mint, i64 maxt, u64 index offset, u64 index length,
+//!   u32 index crc32, 4 bytes "LKTE"
+//! ```
+//! Opening a block reads only the footer and the index (series table and postings stay in
+//! memory, the same shape as the head's index); chunk bytes are read on demand with
+//! positioned reads and checked against their CRC, so a block costs memory for its index,
+//! not its samples. A block is written to a temporary name, fsynced and renamed, so a crash
+//! leaves either the whole block or none of it (leftover temporaries are deleted at open).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::chunk::{ChunkIter, XorChunk, SAMPLES_PER_CHUNK};
+use crate::codec::{put_bytes, put_labels, put_uvarint, Reader};
+use crate::head::{ClosedChunk, SeriesChunks};
+use crate::index::{Matcher, Postings, SeriesRef};
+use crate::querier::Series;
+use crate::{Labels, TsdbError};
+
+const MAGIC: &[u8; 8] = b"LKTSDB01";
+const FOOTER_MAGIC: &[u8; 4] = b"LKTE";
+const FOOTER_LEN: u64 = 40;
+/// Largest index section a block may have; a bigger one is a damaged footer.
+const MAX_INDEX_BYTES: u64 = 4 << 30;
+
+#[derive(Clone, Debug)]
+struct ChunkMeta {
+    min_t: i64,
+    max_t: i64,
+    offset: u64,
+    len: u32,
+    crc: u32,
+}
+
+#[derive(Debug)]
+struct BlockSeries {
+    labels: Labels,
+    chunks: Vec<ChunkMeta>,
+}
+
+/// One open block.
+#[derive(Debug)]
+pub struct Block {
+    path: PathBuf,
+    file: fs::File,
+    /// Inclusive start of the block's range.
+    pub mint: i64,
+    /// Exclusive end of the block's range.
+    pub maxt: i64,
+    series: Vec<BlockSeries>,
+    postings: Postings,
+    /// Size of the file.
+    pub bytes: u64,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TsdbError + '_ {
+    move |source| TsdbError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// File name of the block for `[mint, maxt)`.
+pub fn file_name(mint: i64, maxt: i64) -> String {
+    format!("{mint}_{maxt}.block")
+}
+
+fn zz(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzz(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// The checksum of the index and the footer fields before it (time range and offsets).
+fn index_crc(index: &[u8], footer_fields: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(index);
+    h.update(footer_fields);
+    h.finalize()
+}
+
+/// Re-encodes a series' samples into chunks of [`SAMPLES_PER_CHUNK`] (used when out-of-order
+/// samples must be merged in).
+fn rechunk(samples: &[(i64, f64)]) -> Vec<ClosedChunk> {
+    samples
+        .chunks(SAMPLES_PER_CHUNK)
+        .map(|part| {
+            let mut c = XorChunk::new();
+            for &(t, v) in part {
+                c.append(t, v);
+            }
+            ClosedChunk {
+                bytes: c.bytes().into(),
+                min_t: part[0].0,
+                max_t: part[part.len() - 1].0,
+            }
+        })
+        .collect()
+}
+
+/// Merges out-of-order samples into a series' chunks; the in-order sample wins a tie.
+fn merge_ooo(chunks: Vec<ClosedChunk>, ooo: &[(i64, f64)]) -> Vec<ClosedChunk> {
+    if ooo.is_empty() {
+        return chunks;
+    }
+    let mut all: Vec<(i64, f64)> = chunks
+        .iter()
+        .flat_map(|c| ChunkIter::new(&c.bytes))
+        .collect();
+    all.extend_from_slice(ooo);
+    // Stable sort keeps in-order samples (first) ahead of out-of-order ones at equal times.
+    all.sort_by_key(|s| s.0);
+    all.dedup_by_key(|s| s.0);
+    rechunk(&all)
+}
+
+/// Writes a block for `[mint, maxt)` from series sorted by labels, and opens it.
+pub fn write_block(
+    dir: &Path,
+    mint: i64,
+    maxt: i64,
+    series: Vec<SeriesChunks>,
+) -> Result<Block, TsdbError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(file_name(mint, maxt));
+    let tmp = dir.join(format!("{}.tmp", file_name(mint, maxt)));
+    let mut data: Vec<u8> = Vec::new();
+    data.extend_from_slice(MAGIC);
+    let mut index: Vec<u8> = Vec::new();
+    let mut postings = Postings::new();
+    let mut n = 0u64;
+    let mut table: Vec<u8> = Vec::new();
+    for (labels, chunks, ooo) in series {
+        let chunks = merge_ooo(chunks, &ooo);
+        if chunks.is_empty() {
+            continue;
+        }
+        put_labels(&mut table, &labels);
+        put_uvarint(&mut table, chunks.len() as u64);
+        for c in &chunks {
+            put_uvarint(&mut table, zz(c.min_t));
+            put_uvarint(&mut table, c.max_t.wrapping_sub(c.min_t) as u64);
+            put_uvarint(&mut table, data.len() as u64);
+            put_uvarint(&mut table, c.bytes.len() as u64);
+            table.extend_from_slice(&crc32fast::hash(&c.bytes).to_le_bytes());
+            data.extend_from_slice(&c.bytes);
+        }
+        postings.add(n as SeriesRef, &labels);
+        n += 1;
+    }
+    put_uvarint(&mut index, n);
+    index.extend_from_slice(&table);
+    let names: Vec<&str> = postings.label_names().collect();
+    put_uvarint(&mut index, names.len() as u64);
+    for name in names {
+        put_bytes(&mut index, name.as_bytes());
+        let values: Vec<&str> = postings.label_values(name).collect();
+        put_uvarint(&mut index, values.len() as u64);
+        for value in values {
+            put_bytes(&mut index, value.as_bytes());
+            let refs = postings.get(name, value);
+            put_uvarint(&mut index, refs.len() as u64);
+            let mut prev = 0;
+            for &r in refs {
+                put_uvarint(&mut index, u64::from(r - prev));
+                prev = r;
+            }
+        }
+    }
+    let index_off = data.len() as u64;
+    let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
+    footer.extend_from_slice(&mint.to_le_bytes());
+    footer.extend_from_slice(&maxt.to_le_bytes());
+    footer.extend_from_slice(&index_off.to_le_bytes());
+    footer.extend_from_slice(&(index.len() as u64).to_le_bytes());
+    footer.extend_from_slice(&index_crc(&index, &footer).to_le_bytes());
+    footer.extend_from_slice(FOOTER_MAGIC);
+    {
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&data).map_err(io_err(&tmp))?;
+        f.write_all(&index).map_err(io_err(&tmp))?;
+        f.write_all(&footer).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Block::open(&path)
+}
+
+impl Block {
+    /// Opens a block file, reading its index.
+    pub fn open(path: &Path) -> Result<Block, TsdbError> {
+        let file = fs::File::open(path).map_err(io_err(path))?;
+        let size = file.metadata().map_err(io_err(path))?.len();
+        let corrupt = |reason: &str| TsdbError::Corrupt {
+            what: format!("block {}", path.display()),
+            reason: reason.to_string(),
+        };
+        if size < MAGIC.len() as u64 + FOOTER_LEN {
+            return Err(corrupt("file too short"));
+        }
+        let mut magic = [0u8; 8];
+        file.read_exact_at(&mut magic, 0).map_err(io_err(path))?;
+        if &magic != MAGIC {
+            return Err(corrupt("not a block file (bad magic)"));
+        }
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        file.read_exact_at(&mut footer, size - FOOTER_LEN)
+            .map_err(io_err(path))?;
+        if &footer[36..40] != FOOTER_MAGIC {
+            return Err(corrupt("bad footer magic"));
+        }
+        let word = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&footer[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let (mint, maxt, index_off, index_len) =
+            (word(0) as i64, word(8) as i64, word(16), word(24));
+        let crc = u32::from_le_bytes([footer[32], footer[33], footer[34], footer[35]]);
+        if index_len > MAX_INDEX_BYTES
+            || index_off.checked_add(index_len) != Some(size - FOOTER_LEN)
+        {
+            return Err(corrupt("index bounds do not match the file size"));
+        }
+        let mut index = vec![0u8; index_len as usize];
+        file.read_exact_at(&mut index, index_off)
+            .map_err(io_err(path))?;
+        if index_crc(&index, &footer[..32]) != crc {
+            return Err(corrupt("index checksum mismatch"));
+        }
+        let mut r = Reader::new(&index, "block index");
+        let n = r.len(r.remaining())?;
+        let mut series = Vec::with_capacity(n);
+        for _ in 0..n {
+            let labels = r.labels()?;
+            let nc = r.len(r.remaining() / 8)?;
+            let mut chunks = Vec::with_capacity(nc);
+            for _ in 0..nc {
+                let min_t = unzz(r.uvarint()?);
+                let max_t = min_t.wrapping_add(r.uvarint()? as i64);
+                let offset = r.uvarint()?;
+                let len = r.len(1 << 20)? as u32;
+                let crc =
+                    u32::from_le_bytes(r.bytes(4)?.try_into().map_err(|_| r.err("short crc"))?);
+                if offset
+                    .checked_add(u64::from(len))
+                    .is_none_or(|end| end > index_off)
+                {
+                    return Err(r.err("chunk outside the data section"));
+                }
+                chunks.push(ChunkMeta {
+                    min_t,
+                    max_t,
+                    offset,
+                    len,
+                    crc,
+                });
+            }
+            series.push(BlockSeries { labels, chunks });
+        }
+        let mut lists: BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>> = BTreeMap::new();
+        let names = r.len(r.remaining())?;
+        for _ in 0..names {
+            let name = r.string()?;
+            let nv = r.len(r.remaining())?;
+            let mut values = BTreeMap::new();
+            for _ in 0..nv {
+                let value = r.string()?;
+                let nr = r.len(r.remaining())?;
+                let mut refs = Vec::with_capacity(nr);
+                let mut prev = 0u64;
+                for i in 0..nr {
+                    let d = r.uvarint()?;
+                    if i > 0 && d == 0 {
+                        return Err(r.err("postings not strictly increasing"));
+                    }
+                    prev = prev
+                        .checked_add(d)
+                        .ok_or_else(|| r.err("postings overflow"))?;
+                    if prev >= n as u64 {
+                        return Err(r.err("posting refers to a missing series"));
+                    }
+                    refs.push(prev as SeriesRef);
+                }
+                values.insert(value, refs);
+            }
+            lists.insert(name, values);
+        }
+        if !r.is_empty() {
+            return Err(r.err("trailing bytes"));
+        }
+        let postings = Postings::from_lists(lists, (0..n as SeriesRef).collect());
+        Ok(Block {
+            path: path.to_path_buf(),
+            file,
+            mint,
+            maxt,
+            series,
+            postings,
+            bytes: size,
+        })
+    }
+
+    /// The block's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of series.
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Number of samples (from the chunk headers).
+    pub fn num_samples(&self) -> Result<u64, TsdbError> {
+        let mut n = 0;
+        for s in &self.series {
+            for c in &s.chunks {
+                n += crate::chunk::chunk_len(&self.read_chunk(c)?) as u64;
+            }
+        }
+        Ok(n)
+    }
+
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.mint <= end && self.maxt > start
+    }
+
+    fn read_chunk(&self, c: &ChunkMeta) -> Result<Arc<[u8]>, TsdbError> {
+        let mut buf = vec![0u8; c.len as usize];
+        self.file
+            .read_exact_at(&mut buf, c.offset)
+            .map_err(io_err(&self.path))?;
+        if crc32fast::hash(&buf) != c.crc {
+            return Err(TsdbError::Corrupt {
+                what: format!("block {}", self.path.display()),
+                reason: format!("chunk checksum mismatch at offset {}", c.offset),
+            });
+        }
+        Ok(buf.into())
+    }
+
+    /// Series matching `matchers` with chunks overlapping `[start, end]`, sorted by labels.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Series>, TsdbError> {
+        if !self.overlaps(start, end) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for r in self.postings.select(matchers) {
+            let s = &self.series[r as usize];
+            let mut chunks = Vec::new();
+            for c in s
+                .chunks
+                .iter()
+                .filter(|c| c.max_t >= start && c.min_t <= end)
+            {
+                chunks.push(self.read_chunk(c)?);
+            }
+            if chunks.is_empty() {
+                continue;
+            }
+            let series = Series::from_parts(s.labels.clone(), chunks, Vec::new(), start, end);
+            if !series.is_empty() {
+                out.push(series);
+            }
+        }
+        // Refs were assigned in label order, so `out` is sorted already.
+        Ok(out)
+    }
+
+    /// Label names of matching series with data in range.
+    pub fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        if !self.overlaps(start, end) {
+            return Vec::new();
+        }
+        if matchers.is_empty() {
+            return self.postings.label_names().map(str::to_string).collect();
+        }
+        let mut names: Vec<String> = self
+            .postings
+            .select(matchers)
+            .into_iter()
+            .flat_map(|r| {
+                self.series[r as usize]
+                    .labels
+                    .iter()
+                    .map(|l| l.name.clone())
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Values of label `name` over matching series with data in range.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
+        if !self.overlaps(start, end) {
+            return Vec::new();
+        }
+        if matchers.is_empty() {
+            return self
+                .postings
+                .label_values(name)
+                .map(str::to_string)
+                .collect();
+        }
+        let mut values: Vec<String> = self
+            .postings
+            .select(matchers)
+            .into_iter()
+            .filter_map(|r| self.series[r as usize].labels.get(name).map(str::to_string))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    }
+}
+
+/// Opens every block in `dir`, oldest first, deleting leftover temporaries.
+pub fn open_all(dir: &Path) -> Result<Vec<Arc<Block>>, TsdbError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut blocks = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".tmp") {
+            // A block write that did not finish; its samples are still in the WAL.
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        } else if name.ends_with(".block") {
+            blocks.push(Arc::new(Block::open(&path)?));
+        }
+    }
+    blocks.sort_by_key(|b| b.mint);
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MatchOp;
+
+    fn chunks(samples: &[(i64, f64)]) -> Vec<ClosedChunk> {
+        rechunk(samples)
+    }
+
+    #[test]
+    fn write_open_select() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Labels::new([("__name__", "a"), ("job", "x")]).unwrap();
+        let b = Labels::new([("__name__", "b"), ("job", "y")]).unwrap();
+        let sa: Vec<(i64, f64)> = (0..300).map(|i| (i * 10, i as f64)).collect();
+        let series = vec![
+            (a.clone(), chunks(&sa), vec![(5, 0.5), (10, 99.0)]),
+            (b.clone(), chunks(&[(100, 1.0)]), Vec::new()),
+        ];
+        let block = write_block(dir.path(), 0, 3000, series).unwrap();
+        let block = Block::open(block.path()).unwrap();
+        assert_eq!(block.num_series(), 2);
+        assert_eq!(block.num_samples().unwrap(), 302);
+        let got = block.select(&[Matcher::equal("job", "x")], 0, 20).unwrap();
+        assert_eq!(
+            got[0].samples().collect::<Vec<_>>(),
+            [(0, 0.0), (5, 0.5), (10, 1.0), (20, 2.0)]
+        );
+        let all = block
+            .select(
+                &[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(
+            all.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+            [a, b]
+        );
+        assert_eq!(block.label_values("job", &[], 0, 10), ["x", "y"]);
+        assert!(block.label_values("job", &[], 3000, 4000).is_empty());
+        assert_eq!(
+            block.label_names(&[Matcher::equal("job", "y")], 0, 3000),
+            ["__name__", "job"]
+        );
+    }
+
+    #[test]
+    fn damaged_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Labels::new([("__name__", "a")]).unwrap();
+        let block = write_block(
+            dir.path(),
+            0,
+            100,
+            vec![(a, chunks(&[(1, 1.0), (2, 2.0)]), Vec::new())],
+        )
+        .unwrap();
+        let path = block.path().to_path_buf();
+        drop(block);
+        let good = fs::read(&path).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x5a;
+            fs::write(&path, &bad).unwrap();
+            // Either the open fails, or reading the chunk does (its CRC), never a panic.
+            if let Ok(b) = Block::open(&path) {
+                assert!(
+                    b.select(&[Matcher::equal("__name__", "a")], 0, 100)
+                        .is_err(),
+                    "byte {i}"
+                );
+            }
+        }
+        for len in 0..good.len() {
+            fs::write(&path, &good[..len]).unwrap();
+            assert!(Block::open(&path).is_err());
+        }
+    }
+}
