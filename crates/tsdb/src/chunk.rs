@@ -3,11 +3,13 @@
 //! A chunk is one `Vec<u8>`: a big-endian `u16` sample count, then a bit stream. The first
 //! sample stores its timestamp as a zigzag varint and its value as raw 64 bits; the second
 //! stores the timestamp delta as a zigzag varint; later ones store the delta of deltas in one
-//! of five buckets (`0`; `10`+14 bits; `110`+17 bits; `1110`+20 bits; `1111`+64 bits). Values
+//! of five buckets (`0`; `10`+7 bits; `110`+14 bits; `1110`+20 bits; `1111`+64 bits). Values
 //! are XORed with the previous value: `0` when equal, `10`+bits when the meaningful bits fit
 //! the previous window, else `11`+5 bits leading zeros+6 bits length+bits. This is the scheme
-//! of Facebook's Gorilla paper as Prometheus uses it, written here from the paper's
-//! description. Values are compared and stored as bit patterns, so every NaN payload
+//! of Facebook's Gorilla paper, written here from the paper's description, with buckets
+//! sized for millisecond timestamps: the 7-bit bucket holds the few milliseconds of jitter
+//! real scrapes have (Prometheus's smallest bucket is 14 bits, so jitter costs it 16 bits
+//! per sample; here 9). Values are compared and stored as bit patterns, so every NaN payload
 //! (Prometheus's stale marker `0x7ff0000000000002` included) survives bit-exactly.
 //!
 //! Arithmetic on timestamps wraps, in the encoder and decoder alike, so any `i64` sequence
@@ -225,7 +227,7 @@ impl XorChunk {
 
     fn write_dod(&mut self, dod: i64) {
         // (prefix, prefix bits, value bits); values are two's complement in that width.
-        const BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
+        const BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 7), (0b110, 3, 14), (0b1110, 4, 20)];
         if dod == 0 {
             self.w.write_bit(false);
             return;
@@ -340,8 +342,8 @@ impl<'a> ChunkIter<'a> {
         }
         let vbits = match ones {
             0 => return Some(0),
-            1 => 14,
-            2 => 17,
+            1 => 7,
+            2 => 14,
             3 => 20,
             _ => return self.r.read_bits(64).map(|v| v as i64),
         };
@@ -483,6 +485,38 @@ mod tests {
         round_trip(&[(-5, 0.0), (-4, 0.0), (1 << 40, 0.0), ((1 << 40) + 1, 0.0)]);
         round_trip(&[(7, 1.0)]);
         round_trip(&[]);
+    }
+
+    #[test]
+    fn delta_of_delta_bucket_edges() {
+        let dods = [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            8191,
+            -8192,
+            8192,
+            -8193,
+            524_287,
+            -524_288,
+            524_288,
+            -524_289,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let mut t = 1_000_000_000i64;
+        let mut delta = 15_000i64;
+        let mut samples = vec![(t, 0.0)];
+        for &d in &dods {
+            delta = delta.wrapping_add(d);
+            t = t.wrapping_add(delta);
+            samples.push((t, 1.0));
+        }
+        round_trip(&samples);
     }
 
     /// Property test: random timestamp gaps from every dod bucket and random values from a

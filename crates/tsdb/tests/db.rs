@@ -193,50 +193,66 @@ async fn concurrent_appenders_share_group_commits() {
 }
 
 const CHILD_DIR: &str = "TSDB_TEST_CHILD_DIR";
+/// Set to make the child cut blocks as it goes (1 h blocks, a batch every 10 minutes of data).
+const CHILD_BLOCKS: &str = "TSDB_TEST_CHILD_BLOCKS";
+const STEP_MS: i64 = 600_000;
 
-/// Not a test on its own: the child process of `sigkill_loses_nothing_acknowledged`. It
-/// appends batches forever and prints the number of each batch once its append returned.
+fn child_config(dir: &std::path::Path, blocks: bool) -> TsdbConfig {
+    let mut cfg = TsdbConfig::new(dir);
+    cfg.wal.fsync = FsyncPolicy::Always;
+    if blocks {
+        cfg.block_range = std::time::Duration::from_secs(3600);
+        cfg.wal.segment_bytes = 32 << 10;
+    }
+    cfg
+}
+
+/// Not a test on its own: the child process of the SIGKILL tests. It appends batches
+/// forever and prints the number of each batch once its append returned.
 #[tokio::test]
 async fn sigkill_child() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
         return;
     };
-    let mut cfg = TsdbConfig::new(dir);
-    cfg.wal.fsync = FsyncPolicy::Always;
-    let db = Tsdb::open(cfg).unwrap();
+    let blocks = std::env::var(CHILD_BLOCKS).is_ok();
+    let db = Tsdb::open(child_config(dir.as_ref(), blocks)).unwrap();
     let mut out = std::io::stdout();
     for b in 0i64.. {
         let batch = (0..100)
-            .map(|i| (series("k", &i.to_string()), b * 1000, b as f64))
+            .map(|i| (series("k", &i.to_string()), b * STEP_MS, b as f64))
             .collect();
         db.append(batch).await.unwrap();
         writeln!(out, "ack {b}").unwrap();
         out.flush().unwrap();
+        if blocks && b % 3 == 0 {
+            db.maintain().await.unwrap();
+        }
     }
 }
 
-#[test]
-fn sigkill_loses_nothing_acknowledged() {
+fn sigkill_run(blocks: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "sigkill_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "sigkill_child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_DIR, dir.path())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if blocks {
+        cmd.env(CHILD_BLOCKS, "1");
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut acked = -1i64;
     let reader = BufReader::new(child.stdout.take().unwrap());
     for line in reader.lines() {
         let line = line.unwrap();
         if let Some(n) = line.strip_prefix("ack ") {
             acked = n.parse().unwrap();
-            if acked >= 30 {
+            if acked >= 40 {
                 break;
             }
         }
@@ -244,25 +260,38 @@ fn sigkill_loses_nothing_acknowledged() {
     // Child::kill sends SIGKILL on Unix: no destructor, no flush.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(acked >= 30, "child stopped early");
-    let db = Tsdb::open(TsdbConfig::new(dir.path())).unwrap();
+    assert!(acked >= 40, "child stopped early");
+    let db = Tsdb::open(child_config(dir.path(), blocks)).unwrap();
+    if blocks {
+        assert!(!db.blocks().is_empty(), "the child cut no block");
+    }
     let got = db
         .select(&[eq("__name__", "k")], i64::MIN, i64::MAX)
         .unwrap();
     let mut n = 0;
     for s in got {
         let ts: Vec<i64> = s.samples().map(|x| x.0).collect();
-        // Every acknowledged batch is there, with nothing out of place.
+        // Every acknowledged batch is there, once, in order.
         assert!(
             ts.len() as i64 > acked,
             "{}: {} samples, {acked} acknowledged",
             s.labels,
             ts.len()
         );
-        assert!(ts.iter().enumerate().all(|(i, &t)| t == i as i64 * 1000));
+        assert!(ts.iter().enumerate().all(|(i, &t)| t == i as i64 * STEP_MS));
         n += 1;
     }
     assert_eq!(n, 100);
+}
+
+#[test]
+fn sigkill_loses_nothing_acknowledged() {
+    sigkill_run(false);
+}
+
+#[test]
+fn sigkill_while_cutting_blocks_loses_nothing_acknowledged() {
+    sigkill_run(true);
 }
 
 #[tokio::test]
