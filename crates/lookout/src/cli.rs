@@ -92,7 +92,10 @@ pub struct EnvArgs {
     #[arg(long, value_enum, default_value = "sh")]
     pub format: EnvFormatArg,
 
-    #[command(flatten, next_help_heading = "Server (where Lookout listens when it is not running)")]
+    #[command(
+        flatten,
+        next_help_heading = "Server (where Lookout listens when it is not running)"
+    )]
     pub serve: ServeArgs,
 }
 
@@ -106,7 +109,10 @@ pub struct RunArgs {
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
 
-    #[command(flatten, next_help_heading = "Server (used when Lookout must be started)")]
+    #[command(
+        flatten,
+        next_help_heading = "Server (used when Lookout must be started)"
+    )]
     pub serve: ServeArgs,
 }
 
