@@ -1,6 +1,7 @@
 //! Append throughput into the head through the WAL with `FsyncPolicy::Always`, in batches
 //! of 1000 samples (one scrape of a mid-sized target): one writer, and four concurrent
-//! writers sharing group commits. 10 000 series, each batch 1000 of them at one timestamp.
+//! writers sharing group commits; and one writer without fsync, which shows the CPU cost
+//! alone. 10 000 series, each batch 1000 of them at one timestamp.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,14 +37,22 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(5));
-    for writers in [1usize, 4] {
-        g.bench_function(format!("fsync_always_batch1000_writers{writers}"), |b| {
+    for (writers, fsync) in [
+        (1usize, FsyncPolicy::Always),
+        (4, FsyncPolicy::Always),
+        (1, FsyncPolicy::Never),
+    ] {
+        let name = match fsync {
+            FsyncPolicy::Always => "always",
+            _ => "never",
+        };
+        g.bench_function(format!("fsync_{name}_batch1000_writers{writers}"), |b| {
             b.iter_custom(|iters| {
                 let dir = tempfile::tempdir().unwrap();
                 let mut cfg = TsdbConfig::new(dir.path());
                 cfg.wal = WalOptions {
                     segment_bytes: 64 << 20,
-                    fsync: FsyncPolicy::Always,
+                    fsync,
                 };
                 let db = Arc::new(Tsdb::open(cfg).unwrap());
                 let all = all.clone();

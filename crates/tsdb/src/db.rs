@@ -14,6 +14,7 @@
 //!   live, and replay keeps at least every sample that was acknowledged as stored.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -185,6 +186,25 @@ impl std::fmt::Debug for Tsdb {
     }
 }
 
+/// A hasher for keys that are already well-mixed 64-bit hashes: passes them through.
+#[derive(Default)]
+struct PremixedHasher(u64);
+
+impl Hasher for PremixedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in so it still works.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -279,32 +299,57 @@ impl Tsdb {
             series: u32,
             verdict: Verdict,
         }
-        // Per distinct label set of the batch: its slot in the record's table (`u32::MAX`
-        // until a sample is accepted), the head's series if it exists, and the batch's newest
-        // accepted in-order sample.
-        type BatchSeries = (u32, Option<Arc<MemSeries>>, Option<(i64, u64)>);
-        let mut local: HashMap<&Labels, BatchSeries> = HashMap::new();
-        let mut table: Vec<&Labels> = Vec::new();
+        // Per distinct label set of the batch: its hash, the head's series if it exists, its
+        // slot in the record's table (`u32::MAX` until a sample is accepted), and the
+        // batch's newest accepted in-order sample. Found through `by_hash` (keyed by the
+        // already mixed series hash, so no second hashing of the labels).
+        struct BatchSeries<'a> {
+            labels: &'a Labels,
+            hash: u64,
+            series: Option<Arc<MemSeries>>,
+            slot: u32,
+            last: Option<(i64, u64)>,
+        }
+        let mut entries: Vec<BatchSeries<'_>> = Vec::new();
+        let mut by_hash: HashMap<u64, Vec<u32>, BuildHasherDefault<PremixedHasher>> =
+            HashMap::default();
+        let mut table: Vec<u32> = Vec::new();
         let mut accepted: Vec<Pending> = Vec::with_capacity(samples.len());
         for (idx, (labels, t, v)) in samples.iter().enumerate() {
             let v = v.to_bits();
-            let entry = local.entry(labels).or_insert_with(|| {
-                let existing = self.head.get(labels, labels.stable_hash());
-                (u32::MAX, existing, None)
-            });
-            let verdict = self.head.check(entry.1.as_deref(), entry.2, *t, v);
+            let hash = labels.stable_hash();
+            let candidates = by_hash.entry(hash).or_default();
+            let e = match candidates
+                .iter()
+                .find(|&&e| entries[e as usize].labels == labels)
+            {
+                Some(&e) => e as usize,
+                None => {
+                    candidates.push(entries.len() as u32);
+                    entries.push(BatchSeries {
+                        labels,
+                        hash,
+                        series: self.head.get(labels, hash),
+                        slot: u32::MAX,
+                        last: None,
+                    });
+                    entries.len() - 1
+                }
+            };
+            let entry = &mut entries[e];
+            let verdict = self.head.check(entry.series.as_deref(), entry.last, *t, v);
             match verdict {
                 Verdict::Append | Verdict::OutOfOrder => {
-                    if entry.0 == u32::MAX {
-                        entry.0 = table.len() as u32;
-                        table.push(labels);
+                    if entry.slot == u32::MAX {
+                        entry.slot = table.len() as u32;
+                        table.push(e as u32);
                     }
                     if verdict == Verdict::Append {
-                        entry.2 = Some((*t, v));
+                        entry.last = Some((*t, v));
                     }
                     accepted.push(Pending {
                         idx,
-                        series: entry.0,
+                        series: entry.slot,
                         verdict,
                     });
                 }
@@ -322,7 +367,9 @@ impl Tsdb {
             .map(|p| (p.series, samples[p.idx].1, samples[p.idx].2.to_bits()))
             .collect();
         let newest = wal_samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
-        let record = codec::encode_samples(&table, &wal_samples);
+        let table_labels: Vec<&Labels> =
+            table.iter().map(|&e| entries[e as usize].labels).collect();
+        let record = codec::encode_samples(&table_labels, &wal_samples);
         let pos = self.wal.append(record).await?;
         {
             let mut seg = self.segment_max_t.lock();
@@ -333,9 +380,12 @@ impl Tsdb {
         // 3. The head, checking again against concurrent batches.
         let refs: Vec<Arc<MemSeries>> = table
             .iter()
-            .map(|l| match &local[*l].1 {
-                Some(s) => s.clone(),
-                None => self.head.get_or_create(l, l.stable_hash()),
+            .map(|&e| {
+                let b = &entries[e as usize];
+                match &b.series {
+                    Some(s) => s.clone(),
+                    None => self.head.get_or_create(b.labels, b.hash),
+                }
             })
             .collect();
         for p in &accepted {
