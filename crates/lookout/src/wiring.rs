@@ -94,15 +94,32 @@ impl ingest::TraceSink for StoreSink {
     fn write(&self, spans: Vec<model::Span>, otlp: Option<bytes::Bytes>) -> ingest::SinkFuture<'_> {
         Box::pin(async move {
             let written = match otlp {
-                Some(raw) => self.0.write_encoded(spans, raw.to_vec()).await,
+                Some(raw) => self.0.write_encoded(spans, Vec::from(raw)).await,
                 None => self.0.write(spans).await,
             };
-            written.map_err(|e| {
-                tracing::error!(error = %e, "trace store write failed");
-                ingest::SinkError::Unavailable(e.to_string())
-            })
+            written.map_err(store_error)
         })
     }
+
+    fn write_request(
+        &self,
+        traces: model::otlp::ValidTraces,
+        otlp: Option<bytes::Bytes>,
+    ) -> ingest::SinkFuture<'_> {
+        Box::pin(async move {
+            // A receiver's body buffer is ours alone by now, so this takes it without a copy.
+            let otlp = otlp.map(Vec::from);
+            self.0
+                .write_request(traces, otlp)
+                .await
+                .map_err(store_error)
+        })
+    }
+}
+
+fn store_error(e: traces::TraceError) -> ingest::SinkError {
+    tracing::error!(error = %e, "trace store write failed");
+    ingest::SinkError::Unavailable(e.to_string())
 }
 
 /// The OTLP router (gRPC and HTTP on one listener) writing into the store.

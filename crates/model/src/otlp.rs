@@ -41,6 +41,77 @@ impl OtlpError {
 
 /// Converts a trace export request into spans, validating every id, enum and timestamp.
 pub fn spans_from_request(req: &ExportTraceServiceRequest) -> Result<Vec<Span>, OtlpError> {
+    let headers = validate(req)?;
+    Ok(convert(req, &headers))
+}
+
+/// The column values of one validated span: what a store indexes, parsed once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanHeader {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// `None` for a root span (empty or all-zero `parent_span_id`).
+    pub parent_span_id: Option<SpanId>,
+    pub kind: SpanKind,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    pub status_code: StatusCode,
+}
+
+/// A trace export request that passed the same validation as [`spans_from_request`], with
+/// each span's parsed columns beside it.
+///
+/// This is the cheap way into a store: nothing is cloned, so a store can build its rows
+/// straight from the protobuf message instead of going through [`Span`]'s `String`s and
+/// `Vec`s. It can only be built by [`ValidTraces::new`], so holding one proves validity.
+#[derive(Debug, Clone)]
+pub struct ValidTraces {
+    request: ExportTraceServiceRequest,
+    /// One per span, in request order (resource, then scope, then span).
+    headers: Vec<SpanHeader>,
+}
+
+impl ValidTraces {
+    /// Validates every span of `request` (ids, enums, timestamps); on error nothing is kept
+    /// and the error names the offending field by its path, as [`spans_from_request`] does.
+    pub fn new(request: ExportTraceServiceRequest) -> Result<ValidTraces, OtlpError> {
+        let headers = validate(&request)?;
+        Ok(ValidTraces { request, headers })
+    }
+
+    /// The request as received.
+    pub fn request(&self) -> &ExportTraceServiceRequest {
+        &self.request
+    }
+
+    /// The parsed columns of every span, in request order.
+    pub fn headers(&self) -> &[SpanHeader] {
+        &self.headers
+    }
+
+    /// How many spans the request holds.
+    pub fn len(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// Whether the request holds no span.
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+    }
+
+    /// The spans as [`Span`]s, exactly what [`spans_from_request`] returns for the request.
+    pub fn to_spans(&self) -> Vec<Span> {
+        convert(&self.request, &self.headers)
+    }
+
+    /// Gives the request back.
+    pub fn into_request(self) -> ExportTraceServiceRequest {
+        self.request
+    }
+}
+
+/// Checks every span of a request and parses its columns, without cloning anything.
+fn validate(req: &ExportTraceServiceRequest) -> Result<Vec<SpanHeader>, OtlpError> {
     let total: usize = req
         .resource_spans
         .iter()
@@ -49,40 +120,39 @@ pub fn spans_from_request(req: &ExportTraceServiceRequest) -> Result<Vec<Span>, 
         .sum();
     let mut out = Vec::with_capacity(total);
     for (ri, rs) in req.resource_spans.iter().enumerate() {
-        let resource = Arc::new(resource_from_proto(rs.resource.as_ref(), &rs.schema_url));
         for (si, ss) in rs.scope_spans.iter().enumerate() {
-            let scope = Arc::new(scope_from_proto(ss.scope.as_ref(), &ss.schema_url));
             for (pi, span) in ss.spans.iter().enumerate() {
                 let path = || format!("resource_spans[{ri}].scope_spans[{si}].spans[{pi}]");
-                out.push(span_from_proto(span, &resource, &scope, &path)?);
+                out.push(span_header(span, &path)?);
             }
         }
     }
     Ok(out)
 }
 
-fn span_from_proto(
-    s: &pt::Span,
-    resource: &Arc<Resource>,
-    scope: &Arc<Scope>,
-    path: &dyn Fn() -> String,
-) -> Result<Span, OtlpError> {
+/// Builds [`Span`]s from a request whose `headers` came from [`validate`].
+fn convert(req: &ExportTraceServiceRequest, headers: &[SpanHeader]) -> Vec<Span> {
+    let mut out = Vec::with_capacity(headers.len());
+    let mut headers = headers.iter();
+    for rs in &req.resource_spans {
+        let resource = Arc::new(resource_from_proto(rs.resource.as_ref(), &rs.schema_url));
+        for ss in &rs.scope_spans {
+            let scope = Arc::new(scope_from_proto(ss.scope.as_ref(), &ss.schema_url));
+            for (span, h) in ss.spans.iter().zip(headers.by_ref()) {
+                out.push(span_from_proto(span, h, &resource, &scope));
+            }
+        }
+    }
+    out
+}
+
+/// Validates one span: ids, kind, times, status code and event times and link ids.
+fn span_header(s: &pt::Span, path: &dyn Fn() -> String) -> Result<SpanHeader, OtlpError> {
     let at = |field: &str| format!("{}.{field}", path());
     let trace_id = parse_trace_id(&s.trace_id).map_err(|r| OtlpError::new(at("trace_id"), r))?;
     let span_id = parse_span_id(&s.span_id).map_err(|r| OtlpError::new(at("span_id"), r))?;
-    let parent_span_id = match s.parent_span_id.len() {
-        0 => None,
-        8 if s.parent_span_id.iter().all(|b| *b == 0) => None,
-        8 => Some(SpanId(
-            s.parent_span_id[..].try_into().expect("length checked"),
-        )),
-        n => {
-            return Err(OtlpError::new(
-                at("parent_span_id"),
-                format!("must be empty or 8 bytes, got {n} bytes"),
-            ))
-        }
-    };
+    let parent_span_id =
+        parse_parent(&s.parent_span_id).map_err(|r| OtlpError::new(at("parent_span_id"), r))?;
     let kind = SpanKind::from_i32(s.kind)
         .ok_or_else(|| OtlpError::new(at("kind"), format!("unknown span kind {}", s.kind)))?;
     check_time(s.start_time_unix_nano)
@@ -97,63 +167,98 @@ fn span_from_proto(
             ),
         ));
     }
-    let (status_code, status_message) = match &s.status {
-        None => (StatusCode::Unset, String::new()),
-        Some(st) => (
-            StatusCode::from_i32(st.code).ok_or_else(|| {
-                OtlpError::new(
-                    at("status.code"),
-                    format!("unknown status code {}", st.code),
-                )
-            })?,
-            st.message.clone(),
-        ),
+    let status_code = match &s.status {
+        None => StatusCode::Unset,
+        Some(st) => StatusCode::from_i32(st.code).ok_or_else(|| {
+            OtlpError::new(
+                at("status.code"),
+                format!("unknown status code {}", st.code),
+            )
+        })?,
     };
-    let mut events = Vec::with_capacity(s.events.len());
     for (ei, e) in s.events.iter().enumerate() {
         check_time(e.time_unix_nano)
             .map_err(|r| OtlpError::new(at(&format!("events[{ei}].time_unix_nano")), r))?;
-        events.push(Event {
-            time_unix_nano: e.time_unix_nano,
-            name: e.name.clone(),
-            attributes: attrs_from_proto(&e.attributes),
-            dropped_attributes_count: e.dropped_attributes_count,
-        });
     }
-    let mut links = Vec::with_capacity(s.links.len());
     for (li, l) in s.links.iter().enumerate() {
-        links.push(Link {
-            trace_id: parse_trace_id(&l.trace_id)
-                .map_err(|r| OtlpError::new(at(&format!("links[{li}].trace_id")), r))?,
-            span_id: parse_span_id(&l.span_id)
-                .map_err(|r| OtlpError::new(at(&format!("links[{li}].span_id")), r))?,
-            trace_state: l.trace_state.clone(),
-            attributes: attrs_from_proto(&l.attributes),
-            dropped_attributes_count: l.dropped_attributes_count,
-            flags: l.flags,
-        });
+        parse_trace_id(&l.trace_id)
+            .map_err(|r| OtlpError::new(at(&format!("links[{li}].trace_id")), r))?;
+        parse_span_id(&l.span_id)
+            .map_err(|r| OtlpError::new(at(&format!("links[{li}].span_id")), r))?;
     }
-    Ok(Span {
+    Ok(SpanHeader {
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: s.trace_state.clone(),
-        flags: s.flags,
-        name: s.name.clone(),
         kind,
         start_unix_nano: s.start_time_unix_nano,
         end_unix_nano: s.end_time_unix_nano,
+        status_code,
+    })
+}
+
+/// Converts a span that [`span_header`] accepted (as `h`).
+fn span_from_proto(
+    s: &pt::Span,
+    h: &SpanHeader,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+) -> Span {
+    Span {
+        trace_id: h.trace_id,
+        span_id: h.span_id,
+        parent_span_id: h.parent_span_id,
+        trace_state: s.trace_state.clone(),
+        flags: s.flags,
+        name: s.name.clone(),
+        kind: h.kind,
+        start_unix_nano: h.start_unix_nano,
+        end_unix_nano: h.end_unix_nano,
         attributes: attrs_from_proto(&s.attributes),
         dropped_attributes_count: s.dropped_attributes_count,
-        events,
+        events: s
+            .events
+            .iter()
+            .map(|e| Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name.clone(),
+                attributes: attrs_from_proto(&e.attributes),
+                dropped_attributes_count: e.dropped_attributes_count,
+            })
+            .collect(),
         dropped_events_count: s.dropped_events_count,
-        links,
+        links: s
+            .links
+            .iter()
+            .map(|l| Link {
+                // Validated by `span_header`, so these cannot fail; the defaults are unreachable.
+                trace_id: parse_trace_id(&l.trace_id).unwrap_or_default(),
+                span_id: parse_span_id(&l.span_id).unwrap_or_default(),
+                trace_state: l.trace_state.clone(),
+                attributes: attrs_from_proto(&l.attributes),
+                dropped_attributes_count: l.dropped_attributes_count,
+                flags: l.flags,
+            })
+            .collect(),
         dropped_links_count: s.dropped_links_count,
-        status_code,
-        status_message,
+        status_code: h.status_code,
+        status_message: s
+            .status
+            .as_ref()
+            .map(|st| st.message.clone())
+            .unwrap_or_default(),
         resource: resource.clone(),
         scope: scope.clone(),
-    })
+    }
+}
+
+fn parse_parent(bytes: &[u8]) -> Result<Option<SpanId>, String> {
+    match bytes.len() {
+        0 => Ok(None),
+        8 if bytes.iter().all(|b| *b == 0) => Ok(None),
+        8 => Ok(Some(SpanId(bytes.try_into().map_err(|_| "bad length")?))),
+        n => Err(format!("must be empty or 8 bytes, got {n} bytes")),
+    }
 }
 
 fn parse_trace_id(bytes: &[u8]) -> Result<TraceId, String> {
@@ -453,6 +558,24 @@ mod tests {
             err.to_string(),
             "resource_spans[0].scope_spans[0].spans[0].trace_id: must be 16 bytes, got 5 bytes"
         );
+    }
+
+    #[test]
+    fn valid_traces_accepts_and_refuses_like_spans_from_request() {
+        let req = request(good_span());
+        let v = ValidTraces::new(req.clone()).unwrap();
+        assert_eq!(v.to_spans(), spans_from_request(&req).unwrap());
+        assert_eq!(v.headers()[0].status_code, StatusCode::Error);
+        let mut bad = good_span();
+        bad.links.push(pt::span::Link {
+            trace_id: vec![1; 16],
+            span_id: vec![0; 8],
+            ..Default::default()
+        });
+        let bad = request(bad);
+        let err = ValidTraces::new(bad.clone()).unwrap_err();
+        assert_eq!(err, spans_from_request(&bad).unwrap_err());
+        assert!(err.path.ends_with("links[0].span_id"), "{err}");
     }
 
     #[test]

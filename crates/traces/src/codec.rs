@@ -103,6 +103,98 @@ pub(crate) fn encode_rest(s: &Span) -> Box<[u8]> {
     msg.encode_to_vec().into_boxed_slice()
 }
 
+/// Encodes the non-column fields of an OTLP span straight from its protobuf form into
+/// `buf`, byte for byte what [`encode_rest`] writes for the same span after
+/// `model::otlp` conversion, but without building a [`Span`] or cloning its strings.
+///
+/// The fields are written in tag order, as prost's derived encoder does. Attribute lists
+/// that conversion would change (a missing value, which conversion turns into an empty
+/// one; profiles-only string-table references) take the conversion's path so the bytes
+/// stay identical; clients practically never send those.
+pub(crate) fn encode_rest_proto(s: &pt::Span, buf: &mut Vec<u8>) {
+    use prost::encoding::{encode_key, encode_varint, fixed32, message, string, uint32, WireType};
+    if !s.trace_state.is_empty() {
+        string::encode(3, &s.trace_state, buf);
+    }
+    encode_attrs(9, &s.attributes, buf);
+    if s.dropped_attributes_count != 0 {
+        uint32::encode(10, &s.dropped_attributes_count, buf);
+    }
+    for e in &s.events {
+        if attrs_clean(&e.attributes) {
+            message::encode(11, e, buf);
+        } else {
+            let e = pt::span::Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name.clone(),
+                attributes: attrs_to_proto(&attrs_from_proto(&e.attributes)),
+                dropped_attributes_count: e.dropped_attributes_count,
+            };
+            message::encode(11, &e, buf);
+        }
+    }
+    if s.dropped_events_count != 0 {
+        uint32::encode(12, &s.dropped_events_count, buf);
+    }
+    for l in &s.links {
+        if attrs_clean(&l.attributes) {
+            message::encode(13, l, buf);
+        } else {
+            let l = pt::span::Link {
+                attributes: attrs_to_proto(&attrs_from_proto(&l.attributes)),
+                ..l.clone()
+            };
+            message::encode(13, &l, buf);
+        }
+    }
+    if s.dropped_links_count != 0 {
+        uint32::encode(14, &s.dropped_links_count, buf);
+    }
+    // Only the message rides along, with code 0: the code is a column.
+    if let Some(st) = s.status.as_ref().filter(|st| !st.message.is_empty()) {
+        encode_key(15, WireType::LengthDelimited, buf);
+        encode_varint(string::encoded_len(2, &st.message) as u64, buf);
+        string::encode(2, &st.message, buf);
+    }
+    if s.flags != 0 {
+        fixed32::encode(16, &s.flags, buf);
+    }
+}
+
+/// Writes a repeated attribute field as conversion to the model and back would.
+fn encode_attrs(tag: u32, kvs: &[pc::KeyValue], buf: &mut Vec<u8>) {
+    if attrs_clean(kvs) {
+        for kv in kvs {
+            prost::encoding::message::encode(tag, kv, buf);
+        }
+    } else {
+        for kv in attrs_to_proto(&attrs_from_proto(kvs)) {
+            prost::encoding::message::encode(tag, &kv, buf);
+        }
+    }
+}
+
+/// Whether converting `kvs` to the model and back leaves them as they are.
+fn attrs_clean(kvs: &[pc::KeyValue]) -> bool {
+    kvs.iter()
+        .all(|kv| kv.key_strindex == 0 && kv.value.as_ref().is_some_and(|v| value_clean(v, 0)))
+}
+
+fn value_clean(v: &pc::AnyValue, depth: usize) -> bool {
+    use pc::any_value::Value as V;
+    match &v.value {
+        Some(V::StringValueStrindex(_)) => false,
+        // Deeply nested values are rare; past a few levels take the converting path rather
+        // than recurse further.
+        Some(V::ArrayValue(_)) | Some(V::KvlistValue(_)) if depth >= 4 => false,
+        Some(V::ArrayValue(a)) => a.values.iter().all(|x| value_clean(x, depth + 1)),
+        Some(V::KvlistValue(l)) => l.values.iter().all(|kv| {
+            kv.key_strindex == 0 && kv.value.as_ref().is_some_and(|x| value_clean(x, depth + 1))
+        }),
+        _ => true,
+    }
+}
+
 /// Decodes a rest blob into its protobuf form (what tag matching reads).
 pub(crate) fn decode_rest(b: &[u8]) -> Result<pt::Span, String> {
     pt::Span::decode(b).map_err(|e| format!("bad span attributes: {e}"))

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use model::otlp::{resource_from_proto, scope_from_proto, SpanHeader, ValidTraces};
 use model::{Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, UnixNanos};
 
 use crate::codec::{self, SpanColumns};
@@ -54,22 +55,88 @@ pub(crate) struct HeadScope {
 
 /// A batch encoded outside any lock, ready to insert.
 pub(crate) struct Prepared {
-    spans: Vec<(Span, Box<[u8]>)>,
+    batch: Batch,
+}
+
+enum Batch {
+    /// Spans written through the model API.
+    Spans(Vec<(Span, Box<[u8]>)>),
+    /// A validated OTLP request, read in place: one rest blob per span (request order) and
+    /// one converted resource and scope per group.
+    Request {
+        traces: ValidTraces,
+        rests: Vec<Box<[u8]>>,
+        groups: Vec<Group>,
+    },
+}
+
+/// The resource of one `ResourceSpans` and the scopes of its `ScopeSpans`, converted and
+/// encoded once per request.
+struct Group {
+    resource: (Arc<Resource>, Bytes),
+    scopes: Vec<(Arc<Scope>, Bytes)>,
 }
 
 impl Prepared {
     pub fn new(spans: Vec<Span>) -> Prepared {
         Prepared {
-            spans: spans
-                .into_iter()
-                .map(|s| {
-                    let rest = codec::encode_rest(&s);
-                    (s, rest)
-                })
-                .collect(),
+            batch: Batch::Spans(
+                spans
+                    .into_iter()
+                    .map(|s| {
+                        let rest = codec::encode_rest(&s);
+                        (s, rest)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Prepares a validated request without converting its spans to [`Span`]s: each rest
+    /// blob is encoded straight from the protobuf span.
+    pub fn from_request(traces: ValidTraces) -> Prepared {
+        let req = traces.request();
+        let mut rests = Vec::with_capacity(traces.len());
+        let mut groups = Vec::with_capacity(req.resource_spans.len());
+        let mut buf = Vec::with_capacity(1024);
+        for rs in &req.resource_spans {
+            let resource = resource_from_proto(rs.resource.as_ref(), &rs.schema_url);
+            let bytes = codec::encode_resource(&resource);
+            let mut scopes = Vec::with_capacity(rs.scope_spans.len());
+            for ss in &rs.scope_spans {
+                let scope = scope_from_proto(ss.scope.as_ref(), &ss.schema_url);
+                let bytes = codec::encode_scope(&scope);
+                scopes.push((Arc::new(scope), bytes));
+                for span in &ss.spans {
+                    buf.clear();
+                    codec::encode_rest_proto(span, &mut buf);
+                    rests.push(Box::from(&buf[..]));
+                }
+            }
+            groups.push(Group {
+                resource: (Arc::new(resource), bytes),
+                scopes,
+            });
+        }
+        Prepared {
+            batch: Batch::Request {
+                traces,
+                rests,
+                groups,
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.batch {
+            Batch::Spans(s) => s.len(),
+            Batch::Request { traces, .. } => traces.len(),
         }
     }
 }
+
+/// An operation first seen by a head: `(service, span name, kind)`.
+pub(crate) type NewOperation = (Arc<str>, Arc<str>, SpanKind);
 
 /// Recent spans, indexed by trace id.
 #[derive(Default)]
@@ -135,7 +202,10 @@ impl Head {
     }
 
     fn intern_resource(&mut self, r: &Arc<Resource>) -> u32 {
-        let bytes = codec::encode_resource(r);
+        self.intern_resource_bytes(r, codec::encode_resource(r))
+    }
+
+    fn intern_resource_bytes(&mut self, r: &Arc<Resource>, bytes: Bytes) -> u32 {
         if let Some(id) = self.resource_ids.get(&bytes) {
             return *id;
         }
@@ -151,7 +221,10 @@ impl Head {
     }
 
     fn intern_scope(&mut self, s: &Arc<Scope>) -> u32 {
-        let bytes = codec::encode_scope(s);
+        self.intern_scope_bytes(s, codec::encode_scope(s))
+    }
+
+    fn intern_scope_bytes(&mut self, s: &Arc<Scope>, bytes: Bytes) -> u32 {
         if let Some(id) = self.scope_ids.get(&bytes) {
             return *id;
         }
@@ -164,71 +237,145 @@ impl Head {
         id
     }
 
-    /// Adds a batch. Spans of one batch usually share their resource and scope `Arc`s, so
-    /// those are interned once per distinct pointer.
-    pub fn insert(&mut self, batch: Prepared, now: SystemTime) {
-        if batch.spans.is_empty() {
-            return;
+    /// Adds a batch, and returns the operations this head had not seen before (for the
+    /// store's catalog; usually none).
+    pub fn insert(&mut self, batch: Prepared, now: SystemTime) -> Vec<NewOperation> {
+        let mut new_ops = Vec::new();
+        if batch.len() == 0 {
+            return new_ops;
         }
         if self.first_write.is_none() {
             self.first_write = Some(now);
             self.min_start = u64::MAX;
         }
-        let mut res_cache: Vec<(*const Resource, u32)> = Vec::new();
-        let mut scope_cache: Vec<(*const Scope, u32)> = Vec::new();
-        self.spans.reserve(batch.spans.len());
-        for (s, rest) in batch.spans {
-            let rp = Arc::as_ptr(&s.resource);
-            let resource = match res_cache.iter().find(|(p, _)| *p == rp) {
-                Some((_, id)) => *id,
-                None => {
-                    let id = self.intern_resource(&s.resource);
-                    res_cache.push((rp, id));
-                    id
-                }
-            };
-            let sp = Arc::as_ptr(&s.scope);
-            let scope = match scope_cache.iter().find(|(p, _)| *p == sp) {
-                Some((_, id)) => *id,
-                None => {
-                    let id = self.intern_scope(&s.scope);
-                    scope_cache.push((sp, id));
-                    id
-                }
-            };
-            let name = self.intern(&s.name);
-            let service = self.resources[resource as usize].service;
-            self.operations.insert((service, name, s.kind));
-            let idx = self.spans.len() as u32;
-            match self.traces.get_mut(&s.trace_id) {
-                Some((_, last)) => {
-                    let prev = *last;
-                    *last = idx;
-                    self.spans[prev as usize].next = idx;
-                }
-                None => {
-                    self.traces.insert(s.trace_id, (idx, idx));
+        self.spans.reserve(batch.len());
+        match batch.batch {
+            Batch::Spans(spans) => {
+                // Spans of one batch usually share their resource and scope `Arc`s, so
+                // those are interned once per distinct pointer.
+                let mut res_cache: Vec<(*const Resource, u32)> = Vec::new();
+                let mut scope_cache: Vec<(*const Scope, u32)> = Vec::new();
+                let mut names = NameCache::default();
+                for (s, rest) in spans {
+                    let rp = Arc::as_ptr(&s.resource);
+                    let resource = match res_cache.iter().find(|(p, _)| *p == rp) {
+                        Some((_, id)) => *id,
+                        None => {
+                            let id = self.intern_resource(&s.resource);
+                            res_cache.push((rp, id));
+                            id
+                        }
+                    };
+                    let sp = Arc::as_ptr(&s.scope);
+                    let scope = match scope_cache.iter().find(|(p, _)| *p == sp) {
+                        Some((_, id)) => *id,
+                        None => {
+                            let id = self.intern_scope(&s.scope);
+                            scope_cache.push((sp, id));
+                            id
+                        }
+                    };
+                    let h = SpanHeader {
+                        trace_id: s.trace_id,
+                        span_id: s.span_id,
+                        parent_span_id: s.parent_span_id,
+                        kind: s.kind,
+                        start_unix_nano: s.start_unix_nano,
+                        end_unix_nano: s.end_unix_nano,
+                        status_code: s.status_code,
+                    };
+                    self.push(&h, &s.name, resource, scope, rest, &mut names, &mut new_ops);
                 }
             }
-            self.min_start = self.min_start.min(s.start_unix_nano);
-            self.max_start = self.max_start.max(s.start_unix_nano);
-            self.max_end = self.max_end.max(s.end_unix_nano);
-            self.rest_bytes += rest.len();
-            self.spans.push(HeadSpan {
-                trace_id: s.trace_id,
-                span_id: s.span_id,
-                parent: s.parent_span_id,
-                start: s.start_unix_nano,
-                end: s.end_unix_nano,
-                name,
-                resource,
-                scope,
-                kind: s.kind,
-                status: s.status_code,
-                next: NONE,
-                rest,
-            });
+            Batch::Request {
+                traces,
+                rests,
+                groups,
+            } => {
+                let mut headers = traces.headers().iter();
+                let mut rests = rests.into_iter();
+                let mut names = NameCache::default();
+                for (rs, g) in traces.request().resource_spans.iter().zip(&groups) {
+                    let resource = self.intern_resource_bytes(&g.resource.0, g.resource.1.clone());
+                    for (ss, (sc, sb)) in rs.scope_spans.iter().zip(&g.scopes) {
+                        let scope = self.intern_scope_bytes(sc, sb.clone());
+                        for ((span, h), rest) in
+                            ss.spans.iter().zip(headers.by_ref()).zip(rests.by_ref())
+                        {
+                            self.push(
+                                h,
+                                &span.name,
+                                resource,
+                                scope,
+                                rest,
+                                &mut names,
+                                &mut new_ops,
+                            );
+                        }
+                    }
+                }
+            }
         }
+        new_ops
+    }
+
+    /// Appends one span row.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        h: &SpanHeader,
+        name: &str,
+        resource: u32,
+        scope: u32,
+        rest: Box<[u8]>,
+        names: &mut NameCache,
+        new_ops: &mut Vec<NewOperation>,
+    ) {
+        let name = match names.get(name) {
+            Some(id) => id,
+            None => {
+                let id = self.intern(name);
+                names.put(&self.strings[id as usize], id);
+                id
+            }
+        };
+        let service = self.resources[resource as usize].service;
+        if self.operations.insert((service, name, h.kind)) {
+            new_ops.push((
+                self.strings[service as usize].clone(),
+                self.strings[name as usize].clone(),
+                h.kind,
+            ));
+        }
+        let idx = self.spans.len() as u32;
+        match self.traces.get_mut(&h.trace_id) {
+            Some((_, last)) => {
+                let prev = *last;
+                *last = idx;
+                self.spans[prev as usize].next = idx;
+            }
+            None => {
+                self.traces.insert(h.trace_id, (idx, idx));
+            }
+        }
+        self.min_start = self.min_start.min(h.start_unix_nano);
+        self.max_start = self.max_start.max(h.start_unix_nano);
+        self.max_end = self.max_end.max(h.end_unix_nano);
+        self.rest_bytes += rest.len();
+        self.spans.push(HeadSpan {
+            trace_id: h.trace_id,
+            span_id: h.span_id,
+            parent: h.parent_span_id,
+            start: h.start_unix_nano,
+            end: h.end_unix_nano,
+            name,
+            resource,
+            scope,
+            kind: h.kind,
+            status: h.status_code,
+            next: NONE,
+            rest,
+        });
     }
 
     /// The service name of a span.
@@ -340,10 +487,211 @@ impl Head {
     }
 }
 
+/// The last few span names a batch interned, so a batch of spans with a handful of
+/// distinct names hashes each name once instead of once per span.
+#[derive(Default)]
+struct NameCache {
+    entries: Vec<(Arc<str>, u32)>,
+}
+
+impl NameCache {
+    const CAP: usize = 16;
+
+    fn get(&self, name: &str) -> Option<u32> {
+        self.entries
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, id)| *id)
+    }
+
+    fn put(&mut self, name: &Arc<str>, id: u32) {
+        if self.entries.len() < Self::CAP {
+            self.entries.push((name.clone(), id));
+        }
+    }
+}
+
 /// The column checks other than service and operation (which the head compares by id).
 fn column_only(m: &Matcher<'_>, s: &HeadSpan) -> bool {
     let dur = s.end.saturating_sub(s.start);
     let service = m.q.service.as_deref().unwrap_or("");
     let name = m.q.operation.as_deref().unwrap_or("");
     m.columns(service, name, s.kind, s.start, dur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::otlp::proto::common::v1 as pc;
+    use model::otlp::{request_from_spans, spans_from_request};
+    use model::{AnyValue, Event, KeyValue, Link};
+
+    const T0: u64 = 1_700_000_000_000_000_000;
+
+    /// Spans with every field set, in two resources, with repeated names.
+    fn rich_spans() -> Vec<Span> {
+        let attrs = vec![
+            KeyValue::string("str", "text ✓"),
+            KeyValue::new("bool", AnyValue::Bool(false)),
+            KeyValue::new("int", AnyValue::Int(-42)),
+            KeyValue::new("double", AnyValue::Double(3.25)),
+            KeyValue::new("bytes", AnyValue::Bytes(vec![0, 1, 255])),
+            KeyValue::new(
+                "array",
+                AnyValue::Array(vec![AnyValue::Int(1), AnyValue::Str("two".into())]),
+            ),
+            KeyValue::new(
+                "map",
+                AnyValue::Map(vec![KeyValue::new("nested", AnyValue::Empty)]),
+            ),
+            KeyValue::new("empty", AnyValue::Empty),
+        ];
+        let mut out = Vec::new();
+        for r in 0..2u8 {
+            let resource = Arc::new(Resource {
+                attributes: vec![KeyValue::string("service.name", format!("svc{r}"))],
+                dropped_attributes_count: r.into(),
+                schema_url: "https://example.com/r".into(),
+            });
+            let scope = Arc::new(Scope {
+                name: "lib".into(),
+                version: "1.0".into(),
+                attributes: attrs.clone(),
+                dropped_attributes_count: 1,
+                schema_url: String::new(),
+            });
+            for i in 0..5u8 {
+                out.push(Span {
+                    trace_id: TraceId([i % 2 + 1; 16]),
+                    span_id: SpanId([r * 10 + i + 1; 8]),
+                    parent_span_id: (i > 0).then_some(SpanId([r * 10 + 1; 8])),
+                    trace_state: if i == 1 { "k=v".into() } else { String::new() },
+                    flags: u32::from(i) * 0x101,
+                    name: format!("op{}", i % 3),
+                    kind: SpanKind::from_i32(i32::from(i)).unwrap(),
+                    start_unix_nano: T0 + u64::from(i),
+                    end_unix_nano: T0 + 1000 * u64::from(i) + 5,
+                    attributes: attrs.clone(),
+                    dropped_attributes_count: i.into(),
+                    events: vec![Event {
+                        time_unix_nano: T0 + 7,
+                        name: "ev".into(),
+                        attributes: attrs.clone(),
+                        dropped_attributes_count: 2,
+                    }],
+                    dropped_events_count: 3,
+                    links: vec![Link {
+                        trace_id: TraceId([9; 16]),
+                        span_id: SpanId([9; 8]),
+                        trace_state: "l=1".into(),
+                        attributes: attrs.clone(),
+                        dropped_attributes_count: 4,
+                        flags: 1,
+                    }],
+                    dropped_links_count: u32::from(i),
+                    status_code: StatusCode::from_i32(i32::from(i % 3)).unwrap(),
+                    status_message: if i % 2 == 0 {
+                        "msg".into()
+                    } else {
+                        String::new()
+                    },
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn all_spans(h: &Head) -> Vec<Span> {
+        (0..h.len() as u32).map(|i| h.span(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn proto_rest_is_byte_identical_to_model_rest() {
+        let spans = rich_spans();
+        let req = request_from_spans(&spans);
+        let mut buf = Vec::new();
+        let protos = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans);
+        for (s, p) in spans.iter().zip(protos) {
+            buf.clear();
+            codec::encode_rest_proto(p, &mut buf);
+            assert_eq!(buf, &*codec::encode_rest(s));
+        }
+    }
+
+    #[test]
+    fn unusual_attributes_encode_as_their_conversion_would() {
+        use pc::any_value::Value as V;
+        let odd = vec![
+            // No value at all: the model has an empty value.
+            pc::KeyValue {
+                key: "none".into(),
+                value: None,
+                ..Default::default()
+            },
+            // Profiles-only string-table references.
+            pc::KeyValue {
+                key: "ref".into(),
+                value: Some(pc::AnyValue {
+                    value: Some(V::StringValueStrindex(3)),
+                }),
+                key_strindex: 2,
+            },
+            pc::KeyValue {
+                key: "deep".into(),
+                value: Some(pc::AnyValue {
+                    value: Some(V::KvlistValue(pc::KeyValueList {
+                        values: vec![pc::KeyValue {
+                            key: "inner".into(),
+                            value: None,
+                            ..Default::default()
+                        }],
+                    })),
+                }),
+                ..Default::default()
+            },
+        ];
+        let mut req = request_from_spans(&rich_spans()[..1]);
+        let p = &mut req.resource_spans[0].scope_spans[0].spans[0];
+        p.attributes = odd.clone();
+        p.events[0].attributes = odd.clone();
+        p.links[0].attributes = odd;
+        let model = spans_from_request(&req).unwrap();
+        let mut buf = Vec::new();
+        codec::encode_rest_proto(&req.resource_spans[0].scope_spans[0].spans[0], &mut buf);
+        assert_eq!(buf, &*codec::encode_rest(&model[0]));
+    }
+
+    #[test]
+    fn request_and_model_batches_build_the_same_head() {
+        let spans = rich_spans();
+        let req = request_from_spans(&spans);
+        let now = SystemTime::now();
+        let mut a = Head::default();
+        let ops_a = a.insert(Prepared::new(spans.clone()), now);
+        let mut b = Head::default();
+        let ops_b = b.insert(Prepared::from_request(ValidTraces::new(req).unwrap()), now);
+        assert_eq!(all_spans(&a), spans);
+        assert_eq!(all_spans(&b), spans);
+        assert_eq!(ops_a, ops_b);
+        // Two services, three names, kinds 0..5 as written.
+        assert_eq!(ops_b.len(), 10);
+        assert_eq!(a.trace_indices(&TraceId([1; 16])).len(), 6);
+        assert_eq!(b.trace_indices(&TraceId([1; 16])).len(), 6);
+        assert_eq!((b.resources.len(), b.scopes.len()), (2, 1));
+        // A second identical batch adds rows but no operation, resource or scope.
+        let again = request_from_spans(&spans);
+        let ops = b.insert(
+            Prepared::from_request(ValidTraces::new(again).unwrap()),
+            now,
+        );
+        assert!(ops.is_empty());
+        assert_eq!((b.len(), b.resources.len(), b.scopes.len()), (20, 2, 1));
+        assert_eq!(b.trace_indices(&TraceId([1; 16])).len(), 12);
+    }
 }

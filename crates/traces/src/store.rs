@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use model::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
-use model::otlp::{request_from_spans, spans_from_request};
+use model::otlp::{request_from_spans, ValidTraces};
 use model::{Span, SpanId, SpanKind, TraceId, UnixNanos};
 use parking_lot::RwLock;
 use prost::Message;
@@ -172,9 +172,12 @@ impl TraceStore {
         wal.replay(wal_through, |pos, rec| {
             match ExportTraceServiceRequest::decode(rec)
                 .map_err(|e| e.to_string())
-                .and_then(|req| spans_from_request(&req).map_err(|e| e.to_string()))
+                .and_then(|req| ValidTraces::new(req).map_err(|e| e.to_string()))
             {
-                Ok(spans) => head.insert(Prepared::new(spans), now),
+                Ok(traces) => {
+                    // The catalog is rebuilt from the head below.
+                    head.insert(Prepared::from_request(traces), now);
+                }
                 Err(e) => {
                     // The WAL's CRC passed, so this is a bug, not a torn write: keep going
                     // rather than refuse to start, and say so.
@@ -228,41 +231,47 @@ impl TraceStore {
         if spans.is_empty() {
             return Ok(());
         }
-        let new_ops = self.new_operations(&spans);
-        let prepared = Prepared::new(spans);
-        {
+        self.write_prepared(Prepared::new(spans), otlp).await
+    }
+
+    /// Stores a validated OTLP request durably, like [`TraceStore::write`]: the head rows
+    /// are built straight from the protobuf message, without converting to [`Span`]s.
+    /// `otlp` is the request's protobuf encoding when the caller has it (a receiver that got
+    /// protobuf does), which the WAL stores as it is; `None` encodes it here.
+    pub async fn write_request(
+        &self,
+        traces: ValidTraces,
+        otlp: Option<Vec<u8>>,
+    ) -> Result<(), TraceError> {
+        if traces.is_empty() {
+            return Ok(());
+        }
+        let otlp = otlp.unwrap_or_else(|| traces.request().encode_to_vec());
+        self.write_prepared(Prepared::from_request(traces), otlp)
+            .await
+    }
+
+    /// The WAL append and head insert under the cut guard, then the catalog update.
+    async fn write_prepared(&self, prepared: Prepared, otlp: Vec<u8>) -> Result<(), TraceError> {
+        let new_ops = {
             let _cut = self.cut.read().await;
             self.wal.append(otlp).await?;
-            self.state.write().head.insert(prepared, SystemTime::now());
-        }
+            self.state.write().head.insert(prepared, SystemTime::now())
+        };
         if !new_ops.is_empty() {
+            // Operations new to the head; most are already in the catalog (from an older
+            // head or a block), where inserting again changes nothing.
             let mut cat = self.catalog.write();
-            for (service, op) in new_ops {
-                cat.entry(service).or_default().insert(op);
+            for (service, name, kind) in new_ops {
+                cat.entry(service.to_string())
+                    .or_default()
+                    .insert(Operation {
+                        name: name.to_string(),
+                        span_kind: kind,
+                    });
             }
         }
         Ok(())
-    }
-
-    /// The `(service, operation)` pairs of a batch that the catalog does not know yet.
-    fn new_operations(&self, spans: &[Span]) -> Vec<(String, Operation)> {
-        let mut seen: HashSet<(&str, &str, SpanKind)> = HashSet::new();
-        let cat = self.catalog.read();
-        let mut out = Vec::new();
-        for s in spans {
-            let key = (s.service_name(), s.name.as_str(), s.kind);
-            if !seen.insert(key) {
-                continue;
-            }
-            let op = Operation {
-                name: s.name.clone(),
-                span_kind: s.kind,
-            };
-            if !cat.get(key.0).is_some_and(|ops| ops.contains(&op)) {
-                out.push((key.0.to_string(), op));
-            }
-        }
-        out
     }
 
     fn rebuild_catalog(&self) {
@@ -636,5 +645,73 @@ impl TraceReader for TraceStore {
             .collect();
         out.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+    use model::otlp::proto::common::v1 as pc;
+    use model::otlp::proto::trace::v1 as pt;
+
+    fn request(service: &str, trace: u8, spans: u8) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![pt::ResourceSpans {
+                resource: Some(model::otlp::proto::resource::v1::Resource {
+                    attributes: vec![pc::KeyValue {
+                        key: "service.name".into(),
+                        value: Some(pc::AnyValue {
+                            value: Some(pc::any_value::Value::StringValue(service.into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![pt::ScopeSpans {
+                    spans: (1..=spans)
+                        .map(|i| pt::Span {
+                            trace_id: vec![trace; 16],
+                            span_id: vec![i; 8],
+                            name: format!("op{i}"),
+                            kind: 2,
+                            start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i),
+                            end_time_unix_nano: 1_700_000_000_000_000_100,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_written_request_is_readable_listed_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = TraceStoreConfig::new(dir.path());
+        cfg.wal.fsync = wal::FsyncPolicy::Never;
+        let req = request("cart", 3, 2);
+        let want = model::otlp::spans_from_request(&req).unwrap();
+        {
+            let store = TraceStore::open(cfg.clone()).unwrap();
+            let traces = ValidTraces::new(req.clone()).unwrap();
+            store.write_request(traces, None).await.unwrap();
+            let raw = req.encode_to_vec();
+            let other = ValidTraces::new(request("pay", 4, 1)).unwrap();
+            store.write_request(other, None).await.unwrap();
+            assert_eq!(store.trace(TraceId([3; 16])).unwrap().unwrap(), want);
+            assert_eq!(store.services().unwrap(), ["cart", "pay"]);
+            assert_eq!(store.operations("cart", None).unwrap().len(), 2);
+            // The bytes a receiver hands over are what the WAL keeps; a retry is shown once.
+            let again = ValidTraces::new(req.clone()).unwrap();
+            store.write_request(again, Some(raw)).await.unwrap();
+            assert_eq!(store.stats().head_spans, 5);
+            assert_eq!(store.trace(TraceId([3; 16])).unwrap().unwrap(), want);
+        }
+        let store = TraceStore::open(cfg).unwrap();
+        assert_eq!(store.stats().head_spans, 5);
+        assert_eq!(store.trace(TraceId([3; 16])).unwrap().unwrap(), want);
+        assert_eq!(store.services().unwrap(), ["cart", "pay"]);
     }
 }

@@ -135,13 +135,12 @@ async fn export_traces(
             decoded.raw.len().saturating_mul(DECODED_OVERHEAD),
         )
         .map_err(|error| Rejection { error, items })?;
-    let spans = model::otlp::spans_from_request(&decoded.msg).map_err(|e| Rejection {
+    let Decoded { msg, raw } = decoded;
+    let traces = model::otlp::ValidTraces::new(msg).map_err(|e| Rejection {
         error: ExportError::Invalid(e),
         items,
     })?;
-    let Decoded { msg, raw } = decoded;
-    drop(msg);
-    state.write_traces(spans, Some(raw), reservation).await?;
+    state.write_request(traces, Some(raw), reservation).await?;
     Ok(items)
 }
 

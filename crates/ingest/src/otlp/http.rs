@@ -119,7 +119,7 @@ async fn decode_traces(
     state: &OtlpState,
     encoding: Encoding,
     req: Request,
-) -> Result<(Vec<model::Span>, Option<bytes::Bytes>, Reservation), Rejection> {
+) -> Result<(model::otlp::ValidTraces, Option<bytes::Bytes>, Reservation), Rejection> {
     let (parts, body) = req.into_parts();
     let gzip = is_gzip(&parts.headers)?;
     let mut reservation = state.reservation();
@@ -167,11 +167,12 @@ async fn decode_traces(
                 (request, None)
             }
         };
-        let spans = model::otlp::spans_from_request(&request).map_err(|e| Rejection {
+        let items = count_spans(&request);
+        let traces = model::otlp::ValidTraces::new(request).map_err(|e| Rejection {
             error: ExportError::Invalid(e),
-            items: count_spans(&request),
+            items,
         })?;
-        Ok((spans, otlp, reservation))
+        Ok((traces, otlp, reservation))
     })
     .await
 }
@@ -190,9 +191,9 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     };
     let protocol = encoding.protocol();
     let outcome = async {
-        let (spans, otlp, reservation) = decode_traces(&state, encoding, req).await?;
-        let items = spans.len() as u64;
-        state.write_traces(spans, otlp, reservation).await?;
+        let (traces, otlp, reservation) = decode_traces(&state, encoding, req).await?;
+        let items = traces.len() as u64;
+        state.write_request(traces, otlp, reservation).await?;
         Ok::<u64, Rejection>(items)
     }
     .await;

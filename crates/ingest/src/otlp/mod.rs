@@ -68,6 +68,17 @@ pub trait TraceSink: Send + Sync + 'static {
     /// `ExportTraceServiceRequest` that decodes to `spans`, which a store can log verbatim
     /// instead of encoding the spans again.
     fn write(&self, spans: Vec<Span>, otlp: Option<bytes::Bytes>) -> SinkFuture<'_>;
+
+    /// Stores a validated request, like [`TraceSink::write`] with its spans; a store that
+    /// can build its rows from the protobuf message directly overrides this to skip the
+    /// conversion to [`Span`]s. `otlp` is as for [`TraceSink::write`].
+    fn write_request(
+        &self,
+        traces: model::otlp::ValidTraces,
+        otlp: Option<bytes::Bytes>,
+    ) -> SinkFuture<'_> {
+        self.write(traces.to_spans(), otlp)
+    }
 }
 
 /// Why a sink could not take a write. Both cases are retryable for the client.
@@ -531,20 +542,20 @@ impl OtlpState {
 
     /// Hands validated spans to the sink on a task of their own, so the write finishes
     /// even if the client disconnects; `reservation` is released when it does.
-    async fn write_traces(
+    async fn write_request(
         &self,
-        spans: Vec<Span>,
+        traces: model::otlp::ValidTraces,
         otlp: Option<bytes::Bytes>,
         reservation: Reservation,
     ) -> Result<(), Rejection> {
-        let items = spans.len() as u64;
+        let items = traces.len() as u64;
         if items == 0 {
             // The specification asks for success on empty requests; there is nothing to log.
             return Ok(());
         }
         let sink = self.inner.traces.clone();
         let task = tokio::spawn(async move {
-            let result = sink.write(spans, otlp).await;
+            let result = sink.write_request(traces, otlp).await;
             drop(reservation);
             result
         });
