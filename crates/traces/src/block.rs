@@ -80,16 +80,23 @@ const C_REST: usize = 13;
 const COLUMNS: usize = 14;
 
 /// The format blocks are written in. Format 1 (rows in trace-id order, a block-wide trace-id
-/// filter and `traceids.fences`) is still read.
-const FORMAT: u32 = 2;
+/// filter and `traceids.fences`) and format 2 (format 3 with 7-hash row group filters) are
+/// still read.
+const FORMAT: u32 = 3;
 const PAGE_ROWS: usize = 1024;
 const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
 const FENCES: &str = "traceids.fences";
 const FENCE_BYTES: usize = 24;
-const FILTER_HASHES: u32 = 7;
-const FILTER_BITS_PER_TRACE: u64 = 10;
+/// Format 1's block-wide filter: 10 bits and 7 hashes per trace, 1% false positives.
+const FILTER_HASHES_V1: u32 = 7;
+/// Format 2 has a filter per row group, and a lookup asks every one of them (62 for a
+/// million spans), so each needs a rate 60 times lower for the block as a whole to answer
+/// "maybe" to an absent trace about as rarely as format 1: 16 bits and 11 hashes per trace
+/// (0.05% per row group, 3% per block), 2 bytes per trace.
+const FILTER_HASHES: u32 = 11;
+const FILTER_BITS_PER_TRACE: u64 = 16;
 
 /// What start-up knows about a block without opening its data.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,7 +116,7 @@ pub(crate) struct BlockMeta {
     /// `(service, span name, span kind)`.
     pub operations: Vec<(String, String, u8)>,
     pub filter_bits: u64,
-    /// Format 2: the bits of each row group's Bloom filter, in row group order; the filter
+    /// Formats 2 and 3: the bits of each row group's Bloom filter, in row group order; the filter
     /// file is their concatenation.
     #[serde(default)]
     pub rg_filter_bits: Vec<u64>,
@@ -118,6 +125,7 @@ pub(crate) struct BlockMeta {
 /// A Bloom filter over trace ids.
 struct Bloom {
     words: Vec<u64>,
+    hashes: u32,
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -139,6 +147,7 @@ impl Bloom {
         let bits = (n * FILTER_BITS_PER_TRACE).max(64);
         Bloom {
             words: vec![0; bits.div_ceil(64) as usize],
+            hashes: FILTER_HASHES,
         }
     }
 
@@ -149,7 +158,7 @@ impl Bloom {
     fn insert(&mut self, id: &TraceId) {
         let (h1, h2) = id_hashes(id);
         let n = self.bits();
-        for i in 0..FILTER_HASHES as u64 {
+        for i in 0..self.hashes as u64 {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % n;
             self.words[(bit / 64) as usize] |= 1 << (bit % 64);
         }
@@ -158,7 +167,7 @@ impl Bloom {
     fn contains(&self, id: &TraceId) -> bool {
         let (h1, h2) = id_hashes(id);
         let n = self.bits();
-        (0..FILTER_HASHES as u64).all(|i| {
+        (0..self.hashes as u64).all(|i| {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % n;
             self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
         })
@@ -168,11 +177,12 @@ impl Bloom {
         self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }
 
-    fn from_bytes(b: &[u8], bits: u64) -> Option<Bloom> {
+    fn from_bytes(b: &[u8], bits: u64, hashes: u32) -> Option<Bloom> {
         if bits == 0 || !bits.is_multiple_of(64) || b.len() as u64 != bits / 8 {
             return None;
         }
         Some(Bloom {
+            hashes,
             words: b
                 .chunks_exact(8)
                 .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
@@ -384,6 +394,15 @@ pub(crate) fn write_block(
     ] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
+    // Times and parent offsets are delta-encoded and bit-packed rather than ZSTD-compressed:
+    // about as small (rows are in start order, and offsets are small), and reading them
+    // needs no ZSTD context, which the Parquet reader creates afresh for every column chunk
+    // it opens (a search and a trace lookup open several).
+    for c in ["start_unix_nano", "duration_nano", "parent_offset"] {
+        props = props
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+    }
     // Random ids do not compress, and dictionary-encoded columns are already a few bits per
     // row. Leaving those uncompressed also matters for reads: the Parquet reader builds a
     // fresh ZSTD context per column chunk it opens, which dominated trace-by-id.
@@ -391,6 +410,9 @@ pub(crate) fn write_block(
         "trace_id",
         "span_id",
         "parent_span_id",
+        "parent_offset",
+        "start_unix_nano",
+        "duration_nano",
         "service",
         "name",
         "kind",
@@ -989,7 +1011,7 @@ impl Block {
             path: meta_path.clone(),
             reason: format!("bad block metadata: {e}"),
         })?;
-        if meta.format != FORMAT && meta.format != 1 {
+        if !(1..=FORMAT).contains(&meta.format) {
             return Err(TraceError::Block {
                 path: meta_path,
                 reason: format!(
@@ -1024,13 +1046,19 @@ impl Block {
                 .ok()
                 .and_then(|b| {
                     if self.meta.format == 1 {
-                        return Bloom::from_bytes(&b, self.meta.filter_bits).map(|f| vec![f]);
+                        return Bloom::from_bytes(&b, self.meta.filter_bits, FILTER_HASHES_V1)
+                            .map(|f| vec![f]);
                     }
                     let mut out = Vec::with_capacity(self.meta.rg_filter_bits.len());
                     let mut at = 0usize;
                     for bits in &self.meta.rg_filter_bits {
                         let end = at.checked_add((bits / 8) as usize)?;
-                        out.push(Bloom::from_bytes(b.get(at..end)?, *bits)?);
+                        let hashes = if self.meta.format == 2 {
+                            FILTER_HASHES_V1
+                        } else {
+                            FILTER_HASHES
+                        };
+                        out.push(Bloom::from_bytes(b.get(at..end)?, *bits, hashes)?);
                         at = end;
                     }
                     (at == b.len()).then_some(out)
@@ -1174,7 +1202,8 @@ impl Block {
                 let rows = self
                     .read_rows(&*rg, lo, hi - lo, &all)
                     .map_err(|e| self.err(e))?;
-                self.assemble(id, &rows, out).map_err(|e| self.err(e))?;
+                self.assemble(id, &rows, 0..rows.span_id.len(), out)
+                    .map_err(|e| self.err(e))?;
                 // Row groups end at trace boundaries: the trace is nowhere else.
                 break;
             }
@@ -1209,6 +1238,111 @@ impl Block {
         Ok(())
     }
 
+    /// Appends the spans of each of `ids` stored in this block to its entry of `out`, with
+    /// one pass per row group for all of them: search results (the newest matching traces)
+    /// mostly sit together at the end of the newest row groups, so one read of those pages
+    /// serves them all, where a lookup per trace would decompress the same pages again.
+    pub fn traces(
+        &self,
+        ids: &[TraceId],
+        out: &mut HashMap<TraceId, Vec<Span>>,
+    ) -> Result<(), TraceError> {
+        let mut left: Vec<TraceId> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.may_contain(id))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if self.meta.format < 2 {
+            for id in left {
+                let mut spans = Vec::new();
+                self.trace(&id, &mut spans)?;
+                if !spans.is_empty() {
+                    out.entry(id).or_default().extend(spans);
+                }
+            }
+            return Ok(());
+        }
+        let r = self.reader()?;
+        let groups = r.metadata().row_groups();
+        let filters = self.filter().filter(|f| f.len() == groups.len());
+        let all: Vec<usize> = (C_SPAN..COLUMNS).filter(|c| *c != C_STATUS_MSG).collect();
+        for i in 0..groups.len() {
+            if left.is_empty() {
+                break;
+            }
+            let here: HashMap<[u8; 16], usize> = left
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| filters.as_ref().is_none_or(|f| f[i].contains(id)))
+                .map(|(k, id)| (id.0, k))
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
+            let col = read_bytes(&*rg, C_TRACE, Width::Fixed(16), None).map_err(|e| self.err(e))?;
+            let which: Vec<Option<usize>> = col
+                .values
+                .iter()
+                .map(|v| {
+                    <[u8; 16]>::try_from(&v[..])
+                        .ok()
+                        .and_then(|v| here.get(&v).copied())
+                })
+                .collect();
+            // `left` index -> row range; a trace's rows are adjacent.
+            let mut ranges: HashMap<usize, (usize, usize)> = HashMap::new();
+            for (row, v) in col.ids.iter().enumerate() {
+                if let Some(k) = which[*v as usize] {
+                    let e = ranges.entry(k).or_insert((row, row));
+                    e.1 = row + 1;
+                }
+            }
+            if ranges.is_empty() {
+                continue;
+            }
+            let mut ranges: Vec<(usize, usize, usize)> = ranges
+                .into_iter()
+                .map(|(k, (lo, hi))| (lo, hi, k))
+                .collect();
+            ranges.sort_unstable();
+            let (lo, hi) = (ranges[0].0, ranges.iter().map(|r| r.1).max().unwrap_or(0));
+            let wanted: usize = ranges.iter().map(|r| r.1 - r.0).sum();
+            if hi - lo <= 4 * wanted + 2 * PAGE_ROWS {
+                // Close together: read the covering rows once.
+                let rows = self
+                    .read_rows(&*rg, lo, hi - lo, &all)
+                    .map_err(|e| self.err(e))?;
+                for (a, b, k) in &ranges {
+                    let spans = out.entry(left[*k]).or_default();
+                    self.assemble(&left[*k], &rows, a - lo..b - lo, spans)
+                        .map_err(|e| self.err(e))?;
+                }
+            } else {
+                for (a, b, k) in &ranges {
+                    let rows = self
+                        .read_rows(&*rg, *a, b - a, &all)
+                        .map_err(|e| self.err(e))?;
+                    let spans = out.entry(left[*k]).or_default();
+                    self.assemble(&left[*k], &rows, 0..b - a, spans)
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            // Row groups end at trace boundaries: found traces are nowhere else.
+            let done: HashSet<usize> = ranges.iter().map(|r| r.2).collect();
+            left = left
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| !done.contains(k))
+                .map(|(_, id)| id)
+                .collect();
+        }
+        Ok(())
+    }
+
     /// Reads trace `id` from rows `[lo, hi)` of row group `rg`; whether it was there.
     fn trace_in(
         &self,
@@ -1232,20 +1366,30 @@ impl Block {
         let rows = self
             .read_rows(&*rgr, lo + a, b - a, &all)
             .map_err(|e| self.err(e))?;
-        self.assemble(id, &rows, out).map_err(|e| self.err(e))?;
+        self.assemble(id, &rows, 0..rows.span_id.len(), out)
+            .map_err(|e| self.err(e))?;
         Ok(true)
     }
 
-    fn assemble(&self, id: &TraceId, rows: &Rows, out: &mut Vec<Span>) -> Result<(), String> {
+    /// Appends the spans of trace `id`, rows `range` of `rows`, to `out`.
+    fn assemble(
+        &self,
+        id: &TraceId,
+        rows: &Rows,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<Span>,
+    ) -> Result<(), String> {
         let mut resources: Vec<(&[u8], Arc<Resource>)> = Vec::new();
         let mut scopes: Vec<(&[u8], Arc<Scope>)> = Vec::new();
-        let n = rows.span_id.len();
-        for i in 0..n {
+        if range.end > rows.span_id.len() {
+            return Err("trace rows out of range".into());
+        }
+        for i in range.clone() {
             let parent_span_id = match (rows.parent_off[i], rows.parent[i]) {
                 (0, p) => p,
                 (off, _) => {
                     let p = i as i64 - off as i64;
-                    if p < 0 || p as usize >= n {
+                    if p < range.start as i64 || p as usize >= range.end {
                         return Err(format!("parent offset {off} points outside the trace"));
                     }
                     Some(SpanId(fixed::<8>(rows.span_id[p as usize].data())?))
