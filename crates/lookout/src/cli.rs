@@ -49,6 +49,23 @@ pub enum Command {
     ComposeOverride(ComposeOverrideArgs),
     /// List registered sandboxes, marking those whose process is gone.
     Sandboxes(SandboxesArgs),
+    /// Print a shell completion script, e.g. `lookout completions bash > /etc/bash_completion.d/lookout`.
+    Completions(CompletionsArgs),
+}
+
+/// `lookout completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Writes the completion script for `shell` to stdout.
+pub fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "lookout", &mut std::io::stdout());
+    Ok(())
 }
 
 /// `lookout status` flags.

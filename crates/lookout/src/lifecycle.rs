@@ -30,6 +30,8 @@ use crate::cli::{ServeArgs, StatusArgs};
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long `down` waits for a graceful stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Past this size the log is moved to `lookout.log.old` when the next server starts.
+const MAX_LOG_BYTES: u64 = 32 << 20;
 /// Lines of the log shown when starting fails.
 const LOG_TAIL_LINES: usize = 20;
 
@@ -245,6 +247,11 @@ pub fn ensure_running(paths: &StatePaths, args: &ServeArgs) -> anyhow::Result<(S
 fn start(paths: &StatePaths, args: &ServeArgs) -> anyhow::Result<ServerState> {
     let exe = std::env::current_exe().context("cannot find the lookout executable to start")?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    // One generation of history is enough to read why the last run ended; more would only
+    // grow without bound across months of `up`s.
+    if std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+        let _ = std::fs::rename(&paths.log, paths.log.with_extension("log.old"));
+    }
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)

@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             cli::Command::Run(args) => sandbox_cmd::run(args).await,
             cli::Command::ComposeOverride(args) => sandbox_cmd::compose_override(args),
             cli::Command::Sandboxes(args) => sandbox_cmd::sandboxes(args),
+            cli::Command::Completions(args) => cli::print_completions(args.shell),
         }
     });
     match result {

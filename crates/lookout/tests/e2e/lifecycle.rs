@@ -311,3 +311,35 @@ fn lifecycle_failed_start_shows_the_log() {
     home.run(&["up"]).expect(0);
     home.run(&["down"]).expect(0);
 }
+
+#[test]
+fn lifecycle_completions_for_each_shell() {
+    let home = Home::new();
+    let bash = home.run(&["completions", "bash"]).expect(0).stdout();
+    for sub in [
+        "up",
+        "down",
+        "status",
+        "env",
+        "run",
+        "compose-override",
+        "sandboxes",
+    ] {
+        assert!(bash.contains(sub), "bash completion lacks {sub}");
+    }
+    // The script is valid bash.
+    let check = Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let text = home.run(&["completions", shell]).expect(0).stdout();
+        assert!(text.contains("compose-override"), "{shell}: {text}");
+    }
+    home.run(&["completions", "tcsh"]).expect(2);
+}
