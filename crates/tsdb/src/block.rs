@@ -342,6 +342,24 @@ impl Block {
         Ok(n)
     }
 
+    /// Every series with all its chunks (read from disk), sorted by labels: the input of
+    /// compaction.
+    pub fn all_series(&self) -> Result<Vec<SeriesChunks>, TsdbError> {
+        let mut out = Vec::with_capacity(self.series.len());
+        for s in &self.series {
+            let mut chunks = Vec::with_capacity(s.chunks.len());
+            for c in &s.chunks {
+                chunks.push(ClosedChunk {
+                    bytes: self.read_chunk(c)?,
+                    min_t: c.min_t,
+                    max_t: c.max_t,
+                });
+            }
+            out.push((s.labels.clone(), chunks, Vec::new()));
+        }
+        Ok(out)
+    }
+
     fn overlaps(&self, start: i64, end: i64) -> bool {
         self.mint <= end && self.maxt > start
     }
@@ -464,7 +482,43 @@ pub fn open_all(dir: &Path) -> Result<Vec<Arc<Block>>, TsdbError> {
         }
     }
     blocks.sort_by_key(|b| b.mint);
-    Ok(blocks)
+    // A crash between writing a compacted block and deleting its sources leaves both; the
+    // compacted one was complete before its rename, so the sources inside its range go.
+    let mut kept: Vec<Arc<Block>> = Vec::with_capacity(blocks.len());
+    for b in &blocks {
+        let covered = blocks.iter().any(|o| {
+            !Arc::ptr_eq(o, b)
+                && o.mint <= b.mint
+                && b.maxt <= o.maxt
+                && (o.maxt - o.mint) > (b.maxt - b.mint)
+        });
+        if covered {
+            fs::remove_file(b.path()).map_err(io_err(b.path()))?;
+        } else {
+            kept.push(b.clone());
+        }
+    }
+    Ok(kept)
+}
+
+/// Merges blocks (sorted by time, inside `[mint, maxt)`) into one block for that range.
+pub fn compact(
+    dir: &Path,
+    mint: i64,
+    maxt: i64,
+    sources: &[Arc<Block>],
+) -> Result<Block, TsdbError> {
+    let mut merged: BTreeMap<Labels, Vec<ClosedChunk>> = BTreeMap::new();
+    for b in sources {
+        for (labels, chunks, _) in b.all_series()? {
+            merged.entry(labels).or_default().extend(chunks);
+        }
+    }
+    let series = merged
+        .into_iter()
+        .map(|(l, c)| (l, c, Vec::new()))
+        .collect();
+    write_block(dir, mint, maxt, series)
 }
 
 #[cfg(test)]

@@ -156,6 +156,8 @@ pub struct MaintenanceReport {
     pub blocks_written: usize,
     /// Blocks deleted by retention.
     pub blocks_deleted: usize,
+    /// Blocks merged into larger ones by compaction.
+    pub blocks_compacted: usize,
     /// Head series dropped because all their samples moved to blocks.
     pub series_removed: usize,
 }
@@ -415,8 +417,79 @@ impl Tsdb {
             report.series_removed += self.cut_block(mint, maxt).await?;
             report.blocks_written += 1;
         }
+        report.blocks_compacted = self.compact_blocks().await?;
         report.blocks_deleted = self.apply_retention()?;
         Ok(report)
+    }
+
+    /// Merges the blocks of each completed 3x and 9x block range into one block (like
+    /// Prometheus's compaction levels, capped at a tenth of the retention): fewer files, one index per series instead of several,
+    /// and chunks of a series stored together. A range is complete once the head no longer
+    /// accepts samples for it. Returns the number of source blocks merged away.
+    async fn compact_blocks(&self) -> Result<usize, TsdbError> {
+        let base = ms(self.cfg.block_range).max(1);
+        let mut merged = 0;
+        for factor in [3i64, 9] {
+            let level = base.saturating_mul(factor);
+            // As in Prometheus, no block spans more than a tenth of the retention, so
+            // retention still deletes data in small steps.
+            if level > ms(self.cfg.retention) / 10 {
+                break;
+            }
+            // Blocks of one level-range are merged only when the whole range is settled.
+            let settled = self.head.min_valid_time();
+            loop {
+                let group: Option<(i64, Vec<Arc<Block>>)> = {
+                    let blocks = self.blocks.read();
+                    let mut found = None;
+                    let mut i = 0;
+                    while i < blocks.len() {
+                        let g = blocks[i].mint.div_euclid(level);
+                        let members: Vec<Arc<Block>> = blocks[i..]
+                            .iter()
+                            .take_while(|b| b.mint.div_euclid(level) == g)
+                            .cloned()
+                            .collect();
+                        i += members.len();
+                        let (gmin, gmax) = (
+                            g.saturating_mul(level),
+                            g.saturating_mul(level).saturating_add(level),
+                        );
+                        if members.len() > 1
+                            && members.iter().all(|b| b.maxt <= gmax)
+                            && gmax <= settled
+                        {
+                            found = Some((gmin, members));
+                            break;
+                        }
+                    }
+                    found
+                };
+                let Some((gmin, members)) = group else { break };
+                let dir = self.cfg.dir.join("blocks");
+                let sources = members.clone();
+                let block = tokio::task::spawn_blocking(move || {
+                    block::compact(&dir, gmin, gmin.saturating_add(level), &sources)
+                })
+                .await
+                .map_err(|e| TsdbError::Task(e.to_string()))??;
+                {
+                    let mut blocks = self.blocks.write();
+                    blocks.retain(|b| !members.iter().any(|m| Arc::ptr_eq(m, b)));
+                    blocks.push(Arc::new(block));
+                    blocks.sort_by_key(|b| b.mint);
+                }
+                for m in &members {
+                    // Queries still holding a source keep reading the unlinked file.
+                    std::fs::remove_file(m.path()).map_err(|source| TsdbError::Io {
+                        path: m.path().to_path_buf(),
+                        source,
+                    })?;
+                }
+                merged += members.len();
+            }
+        }
+        Ok(merged)
     }
 
     /// Writes the head's samples of `[mint, maxt)` to a block, then drops them from the head

@@ -354,6 +354,11 @@ impl Head {
         (a <= b).then_some((a, b))
     }
 
+    /// Samples older than this are out of bounds.
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid_t.load(Ordering::Relaxed)
+    }
+
     /// Refuses samples older than `t` from now on.
     pub fn set_min_valid_time(&self, t: i64) {
         self.min_valid_t.fetch_max(t, Ordering::Relaxed);

@@ -369,3 +369,64 @@ async fn blocks_cut_queried_replayed_and_retained() {
     check(&db);
     assert_eq!(db.blocks().len(), 4);
 }
+
+#[tokio::test]
+async fn blocks_compact_into_larger_ranges() {
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.block_range = std::time::Duration::from_secs(3600);
+    cfg.retention = std::time::Duration::from_secs(100 * 3600);
+    let db = Tsdb::open(cfg.clone()).unwrap();
+    let mut compacted = 0;
+    for m in 0..=(10 * 60) {
+        let mut batch = vec![(series("c", "a"), m * MIN, m as f64)];
+        // A series that exists only in some of the small blocks.
+        if (120..240).contains(&m) {
+            batch.push((series("mid", "a"), m * MIN, 1.0));
+        }
+        db.append(batch).await.unwrap();
+        if m % 30 == 0 {
+            compacted += db.maintain().await.unwrap().blocks_compacted;
+        }
+    }
+    // Nine 1 h blocks were cut; [0h,9h) became one 9 h block (after three 3 h ones).
+    assert!(compacted >= 9, "{compacted}");
+    let ranges: Vec<(i64, i64)> = db
+        .blocks()
+        .iter()
+        .map(|b| (b.0 / HOUR, b.1 / HOUR))
+        .collect();
+    assert_eq!(ranges, [(0, 9)]);
+    let check = |db: &Tsdb| {
+        let got = samples_of(db, &[eq("__name__", "c")]);
+        let want: Vec<(i64, f64)> = (0..=600).map(|m| (m * MIN, m as f64)).collect();
+        assert_eq!(got[0].1, want);
+        let mid = samples_of(db, &[eq("__name__", "mid")]);
+        assert_eq!(mid[0].1.len(), 120);
+    };
+    check(&db);
+    drop(db);
+    // A crash after the compacted block was written but before its sources were deleted
+    // leaves overlapping files; open keeps the compacted one.
+    let mut chunk = tsdb::chunk::XorChunk::new();
+    for m in 0..60 {
+        chunk.append(m * MIN, m as f64);
+    }
+    let stale_source = tsdb::head::ClosedChunk {
+        bytes: chunk.bytes().into(),
+        min_t: 0,
+        max_t: 59 * MIN,
+    };
+    tsdb::block::write_block(
+        &dir.path().join("blocks"),
+        0,
+        HOUR,
+        vec![(series("c", "a"), vec![stale_source], Vec::new())],
+    )
+    .unwrap();
+    let db = Tsdb::open(cfg).unwrap();
+    assert_eq!(db.blocks().len(), 1);
+    check(&db);
+}
