@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use sandbox::process::ProcessId;
-use sandbox::registry::{Listed, Registry};
+use sandbox::registry::{Listed, Liveness, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ServeArgs, StatusArgs};
@@ -457,7 +457,18 @@ pub fn down() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let live = paths.registry().alive().unwrap_or_default();
+    let listed = paths.registry().list().unwrap_or_default();
+    let (live, unknown): (Vec<Listed>, Vec<Listed>) = listed
+        .into_iter()
+        .filter(|l| l.liveness != Liveness::Dead)
+        .partition(|l| l.liveness == Liveness::Alive);
+    if !unknown.is_empty() {
+        // Compose containers are out of sight: say they may be affected, without claiming.
+        eprintln!(
+            "note: Compose sandboxes registered (lookout cannot tell whether they run): {}",
+            describe(&unknown)
+        );
+    }
     if !live.is_empty() {
         eprintln!(
             "warning: {} sandbox{} still running: {}; {} telemetry will not be received until `lookout up`",
