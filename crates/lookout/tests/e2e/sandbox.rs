@@ -485,3 +485,45 @@ fn sandbox_compose_config_accepts_the_override() {
         );
     }
 }
+
+#[test]
+fn sandbox_run_still_runs_the_command_when_lookout_cannot_start() {
+    let home = Home::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let out = home
+        .cmd(&[
+            "run",
+            "--project",
+            "shop",
+            "--slot",
+            "9",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$OTEL_RESOURCE_ATTRIBUTES\"; exit 3",
+        ])
+        .env("LOOKOUT_HTTP_ADDR", &busy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "service.namespace=shop-slot-9"
+    );
+    assert!(
+        stderr.contains("warning: lookout could not be started"),
+        "{stderr}"
+    );
+    assert!(home.server_state().is_none());
+
+    // A command that does not exist: the shell's convention, 127.
+    let out = home
+        .cmd(&["run", "--project", "shop", "--", "/nonexistent/app"])
+        .env("LOOKOUT_HTTP_ADDR", &busy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run /nonexistent/app"));
+}
