@@ -61,6 +61,35 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Reports a command-line error as one line on stderr and exit code 2 (help and version
+/// requests, and a bare `lookout`, print as clap prints them). clap's own rendering spreads one
+/// error over a paragraph, a usage block and a hint; scripts and people both read one line
+/// better, and the line still says where help is.
+pub fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    // The first paragraph is the error itself (sometimes with the offending names indented
+    // on the following lines).
+    let message = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Point at the help of the subcommand the user typed, if any.
+    let cli = <Cli as clap::CommandFactory>::command();
+    let command = std::env::args()
+        .skip(1)
+        .find(|a| cli.get_subcommands().any(|s| s.get_name() == a))
+        .map(|sub| format!("lookout {sub}"))
+        .unwrap_or_else(|| "lookout".to_string());
+    eprintln!("{message} (see `{command} --help`)");
+    std::process::ExitCode::from(2)
+}
+
 /// Writes the completion script for `shell` to stdout.
 pub fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -407,8 +407,9 @@ fn sandbox_bad_input_is_a_usage_error_and_starts_nothing() {
     ];
     for args in cases {
         let out = home.run(args).expect(2);
-        let first = out.stderr().lines().next().unwrap_or("").to_string();
-        assert!(first.starts_with("error: "), "{args:?}: {}", out.stderr());
+        let stderr = out.stderr();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(out.stdout().is_empty(), "{args:?}: {}", out.stdout());
     }
     let yaml = home.run(&[
