@@ -206,9 +206,48 @@ pub fn up(args: ServeArgs) -> anyhow::Result<()> {
         println!("lookout is running (pid {})", state.process.pid);
     } else {
         println!("lookout is already running (pid {})", state.process.pid);
+        let differs = settings_differ(&args, &state);
+        if !differs.is_empty() {
+            eprintln!(
+                "note: the running lookout was started with other settings ({}); run `lookout down` first to change them",
+                differs.join(", ")
+            );
+        }
     }
     print_endpoints(&state);
     Ok(())
+}
+
+/// Which of the settings asked for now the running server does not have (port 0 asks for
+/// nothing in particular).
+fn settings_differ(args: &ServeArgs, s: &ServerState) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, want, have) in [
+        ("--http-addr", args.http_addr, s.http),
+        ("--otlp-grpc-addr", args.otlp_grpc_addr, s.otlp_grpc),
+        ("--otlp-http-addr", args.otlp_http_addr, s.otlp_http),
+    ] {
+        if let Some(want) = want.filter(|w| w.port() != 0 && *w != have) {
+            out.push(format!("{name} {want}, running on {have}"));
+        }
+    }
+    if let Some(want) = &args.data_dir {
+        let same = match (
+            std::fs::canonicalize(want),
+            std::fs::canonicalize(&s.data_dir),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            out.push(format!(
+                "--data-dir {}, running on {}",
+                want.display(),
+                s.data_dir.display()
+            ));
+        }
+    }
+    out
 }
 
 fn print_endpoints(s: &ServerState) {

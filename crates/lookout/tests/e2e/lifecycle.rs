@@ -216,6 +216,14 @@ fn lifecycle_status_up_twice_status_json_down() {
         "{}",
         third.stdout()
     );
+    assert!(third.stderr().is_empty(), "{}", third.stderr());
+    // Asking for other settings while it runs says so instead of silently ignoring them.
+    let other = home.run(&["up", "--data-dir", "elsewhere"]).expect(0);
+    assert!(
+        other.stderr().contains("--data-dir elsewhere"),
+        "{}",
+        other.stderr()
+    );
     assert_eq!(
         home.server_state().unwrap()["process"]["pid"].as_u64(),
         Some(pid),
