@@ -610,6 +610,12 @@ impl Tsdb {
         }
     }
 
+    /// Cardinality of the head, each list cut to `limit` entries (Prometheus's
+    /// `/api/v1/status/tsdb` reports the head the same way).
+    pub fn head_cardinality(&self, limit: usize) -> crate::index::CardinalityStats {
+        self.head.cardinality(limit)
+    }
+
     /// The WAL's counters.
     pub fn wal_stats(&self) -> wal::WalStats {
         self.wal.stats()

@@ -359,6 +359,11 @@ impl Head {
         self.min_valid_t.load(Ordering::Relaxed)
     }
 
+    /// Cardinality figures of the head (what Prometheus's `/api/v1/status/tsdb` reports).
+    pub fn cardinality(&self, limit: usize) -> crate::index::CardinalityStats {
+        self.index.read().postings.stats(limit)
+    }
+
     /// Refuses samples older than `t` from now on.
     pub fn set_min_valid_time(&self, t: i64) {
         self.min_valid_t.fetch_max(t, Ordering::Relaxed);

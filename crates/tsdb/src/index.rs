@@ -10,7 +10,7 @@
 //! applied by subtracting the lists of the values it rejects. If every matcher matches the
 //! empty string, the start is the list of all series.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
@@ -341,15 +341,61 @@ impl Postings {
     }
 }
 
-/// Counts series per label pair, for cardinality reports.
-pub fn count_by_pair(p: &Postings) -> HashMap<(String, String), usize> {
-    let mut out = HashMap::new();
-    for (name, values) in &p.lists {
-        for (value, list) in values {
-            out.insert((name.clone(), value.clone()), list.len());
+/// Cardinality figures of one index, the body of Prometheus's `/api/v1/status/tsdb`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CardinalityStats {
+    /// Series in the index.
+    pub num_series: usize,
+    /// Distinct `name=value` pairs.
+    pub num_label_pairs: usize,
+    /// Top metric names by series count.
+    pub series_count_by_metric_name: Vec<(String, usize)>,
+    /// Top label names by number of distinct values.
+    pub label_value_count_by_label_name: Vec<(String, usize)>,
+    /// Top label names by bytes of values held (value length times series count).
+    pub memory_in_bytes_by_label_name: Vec<(String, usize)>,
+    /// Top `name=value` pairs by series count.
+    pub series_count_by_label_value_pair: Vec<(String, usize)>,
+}
+
+/// The `limit` largest entries, largest first, ties by name.
+fn top(mut v: Vec<(String, usize)>, limit: usize) -> Vec<(String, usize)> {
+    v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(limit);
+    v
+}
+
+impl Postings {
+    /// Cardinality figures, each list cut to its `limit` largest entries.
+    pub fn stats(&self, limit: usize) -> CardinalityStats {
+        let mut by_metric = Vec::new();
+        let mut values_by_name = Vec::new();
+        let mut bytes_by_name = Vec::new();
+        let mut pairs = Vec::new();
+        let mut num_pairs = 0;
+        for (name, values) in &self.lists {
+            num_pairs += values.len();
+            values_by_name.push((name.clone(), values.len()));
+            bytes_by_name.push((
+                name.clone(),
+                values.iter().map(|(v, l)| v.len() * l.len()).sum(),
+            ));
+            for (value, list) in values {
+                if name == crate::METRIC_NAME {
+                    by_metric.push((value.clone(), list.len()));
+                }
+                pairs.push((format!("{name}={value}"), list.len()));
+            }
+        }
+        CardinalityStats {
+            num_series: self.all.len(),
+            num_label_pairs: num_pairs,
+            series_count_by_metric_name: top(by_metric, limit),
+            label_value_count_by_label_name: top(values_by_name, limit),
+            memory_in_bytes_by_label_name: top(bytes_by_name, limit),
+            series_count_by_label_value_pair: top(pairs, limit),
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -516,6 +562,32 @@ mod tests {
                 .collect();
             assert_eq!(p.select(&ms), brute(&sets, &ms), "{ms:?}");
         }
+    }
+
+    #[test]
+    fn cardinality_stats() {
+        let (p, _) = index();
+        let st = p.stats(2);
+        assert_eq!(st.num_series, 6);
+        assert_eq!(st.num_label_pairs, 11);
+        assert_eq!(
+            st.series_count_by_metric_name,
+            [("up".to_string(), 3), ("http".to_string(), 2)]
+        );
+        assert_eq!(
+            st.label_value_count_by_label_name[0],
+            ("__name__".to_string(), 3)
+        );
+        // Ties are ordered by name.
+        assert_eq!(
+            st.series_count_by_label_value_pair,
+            [("__name__=up".to_string(), 3), ("job=api".to_string(), 3)]
+        );
+        // job: "api" in 3 series, "web" and the 10-byte value in one each.
+        assert_eq!(
+            st.memory_in_bytes_by_label_name[0],
+            ("job".to_string(), 3 * 3 + 3 + 10)
+        );
     }
 
     #[test]

@@ -5,10 +5,24 @@
 //! descriptions: sorted label sets naming series ([`labels`]), Gorilla-style compressed chunks
 //! ([`chunk`]), an inverted index of postings per label pair with Prometheus's matcher
 //! semantics ([`index`]), an in-memory head fed WAL-first through the shared `wal` crate
-//! ([`head`], [`db`]), and the [`Querier`] trait the PromQL engine evaluates over.
+//! ([`head`], [`Tsdb`]), immutable on-disk blocks with compaction and retention ([`block`]),
+//! and the [`Querier`] trait the PromQL engine evaluates over.
+//!
+//! On disk, `dir/wal/` holds the WAL segments (self-contained sample records) and
+//! `dir/blocks/<mint>_<maxt>.block` one file per block. The life of a sample: validated
+//! against its series, written to the WAL, appended to the head's open chunk; once the head
+//! spans 1.5 block ranges its oldest range is written as a block, dropped from the head, and
+//! the WAL segments it covered are deleted; settled blocks are merged into 3x and 9x ranges;
+//! blocks older than the retention (or past the size limit) are deleted.
 //!
 //! Storage crates never see HTTP or wire formats: callers hand in validated [`Labels`] and
-//! samples and get typed errors back.
+//! samples and get typed errors back ([`TsdbError`], whose sample rejections use
+//! Prometheus's wording so API layers can pass them on).
+//!
+//! Not here yet: native histograms; interned/compact label storage (the head keeps a
+//! `String` per label per series); WAL records that refer to series by id instead of
+//! repeating label sets (needs WAL checkpoints); memory limits with back-pressure; a bound
+//! on samples too far in the future.
 
 pub mod block;
 pub mod chunk;
@@ -24,7 +38,7 @@ pub use db::{
     MAX_LISTED_REJECTIONS,
 };
 pub use head::Rejection;
-pub use index::{MatchOp, Matcher, SeriesRef};
+pub use index::{CardinalityStats, MatchOp, Matcher, SeriesRef};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use querier::{Querier, Series, SeriesSet, VecQuerier};
 pub use wal::{FsyncPolicy, WalOptions};
