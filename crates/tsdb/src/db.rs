@@ -18,7 +18,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use wal::{SegmentId, Wal, WalOptions};
@@ -48,6 +48,10 @@ pub struct TsdbConfig {
     pub max_batch_samples: usize,
     /// When set, the oldest blocks are deleted while all blocks take more bytes than this.
     pub max_block_bytes: Option<u64>,
+    /// Samples more than this ahead of the wall clock are rejected as out of bounds: one
+    /// sample from a broken clock would otherwise move the head's time far ahead, cut
+    /// everything into blocks and let retention delete it. Default 1 hour.
+    pub max_future: Duration,
 }
 
 impl TsdbConfig {
@@ -61,6 +65,7 @@ impl TsdbConfig {
             block_range: Duration::from_secs(2 * 3600),
             max_batch_samples: 1_000_000,
             max_block_bytes: None,
+            max_future: Duration::from_secs(3600),
         }
     }
 }
@@ -317,7 +322,15 @@ impl Tsdb {
             HashMap::default();
         let mut table: Vec<u32> = Vec::new();
         let mut accepted: Vec<Pending> = Vec::with_capacity(samples.len());
+        let newest_allowed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, ms)
+            .saturating_add(ms(self.cfg.max_future));
         for (idx, (labels, t, v)) in samples.iter().enumerate() {
+            if *t > newest_allowed {
+                report.count(labels, *t, Verdict::Reject(Rejection::OutOfBounds));
+                continue;
+            }
             let v = v.to_bits();
             let hash = labels.stable_hash();
             let candidates = by_hash.entry(hash).or_default();

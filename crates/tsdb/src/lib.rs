@@ -21,8 +21,7 @@
 //!
 //! Not here yet: native histograms; interned/compact label storage (the head keeps a
 //! `String` per label per series); WAL records that refer to series by id instead of
-//! repeating label sets (needs WAL checkpoints); memory limits with back-pressure; a bound
-//! on samples too far in the future.
+//! repeating label sets (needs WAL checkpoints); memory limits with back-pressure.
 
 pub mod block;
 pub mod chunk;

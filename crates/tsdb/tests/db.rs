@@ -129,6 +129,25 @@ async fn rejections_are_counted_and_the_rest_stored() {
 }
 
 #[tokio::test]
+async fn samples_far_in_the_future_are_out_of_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(config(dir.path())).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let r = db
+        .append(vec![
+            (series("m", "a"), now, 1.0),
+            (series("m", "a"), now + 2 * 3600 * 1000, 2.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((r.appended, r.out_of_bounds), (1, 1));
+    assert_eq!(r.rejections[0].reason, Rejection::OutOfBounds);
+}
+
+#[tokio::test]
 async fn bad_batches_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = Tsdb::open(config(dir.path())).unwrap();
