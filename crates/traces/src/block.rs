@@ -1,18 +1,45 @@
 //! Blocks: immutable Parquet files of spans, plus a small sidecar that start-up reads.
 //!
-//! A block is a directory `blocks/<id>/` holding `data.parquet` (one row per span, sorted by
-//! trace id then start time, ZSTD-compressed), `meta.json` (time bounds, counts, services,
-//! operations, `wal_through`) and `traceids.bloom` (a Bloom filter over the block's trace ids).
-//! It is built in `<id>.tmp/`, every file fsynced, then renamed into place and the parent
-//! directory fsynced, so a block is either wholly there or not at all. Opening a store reads
-//! only `meta.json`; the filter and the Parquet footer are loaded on first use.
+//! A block is a directory `blocks/<id>/` holding `data.parquet` (one row per span, ZSTD for
+//! the attribute blobs, delta encoding for times, dictionaries for names), `meta.json` (time
+//! bounds, counts, services, operations, `wal_through`, filter sizes) and `traceids.bloom`
+//! (one Bloom filter over the trace ids of each row group). It is built in `<id>.tmp/`, every
+//! file fsynced, then renamed into place and the parent directory fsynced, so a block is
+//! either wholly there or not at all. Opening a store reads only `meta.json`; the filters and
+//! the Parquet footer are loaded on first use and then kept (a few bytes per trace).
 //!
-//! Row groups end only at trace boundaries, so a trace lives in exactly one row group and a
-//! parent is addressed by its row distance (`parent_offset`) instead of 8 more random bytes;
-//! `parent_span_id` is written only when the parent is not in the block. Query columns are
-//! plain Parquet columns (anyone can open a block with DuckDB); everything else of a span is
-//! the protobuf "rest" blob of [`crate::codec`], and resources and scopes are protobuf blobs
-//! that dictionary encoding stores once per row group.
+//! Rows are grouped by trace (spans of a trace adjacent, by start) and the traces ordered by
+//! their first span's start. Row groups end only at trace boundaries, so a trace lives in
+//! exactly one row group and a parent is addressed by its row distance (`parent_offset`)
+//! instead of 8 more random bytes; `parent_span_id` is written only when the parent is not
+//! in the block. Query columns are plain Parquet columns (anyone can open a block with
+//! DuckDB); everything else of a span is the protobuf "rest" blob of [`crate::codec`], and
+//! resources and scopes are protobuf blobs that dictionary encoding stores once per row group.
+//!
+//! Why time order: a Jaeger search wants the newest `limit` traces with a matching span, so
+//! with rows in time order row groups and pages are narrow time slices, and a search walks
+//! them newest first and stops as soon as what is left starts before the `limit`-th trace it
+//! has (row-group start statistics, then per window of two pages). Usually that is the last
+//! row group of the newest block; time-range filters skip row groups the same way. The cost
+//! is that a trace id no longer says where a trace is: hence a filter per row group (instead
+//! of one per block plus a sparse id index), and a lookup reads the trace-id column (plain
+//! 16-byte values behind a dictionary, uncompressed) of the row groups whose filter says
+//! maybe, then only the pages that hold the trace's rows.
+//!
+//! How a row group is searched ([`Block::search`]): predicates run cheapest first, each
+//! narrowing the rows the next reads. Service and span name are decided on the column
+//! chunk's dictionary (read page by page in [`read_bytes`], not through Parquet's record
+//! reader, so rows are compared as dictionary indices and no value is copied or
+//! reference-counted per row); a row group without the wanted value stops there. Then start,
+//! duration and kind; then tags, first per distinct resource and scope (dictionary values
+//! again), and only for rows their resource did not decide, the rest blob, matched on its
+//! undecoded protobuf bytes ([`Matcher::tags_raw`]), read only from the pages holding such
+//! rows. Trace ids are read last, for matching rows only. Result traces are then fetched per
+//! block in one pass ([`Block::traces`]), since they mostly share the newest pages.
+//!
+//! Format 1 blocks (rows in trace-id order, one block-wide filter, `traceids.fences`: the
+//! trace id at every page start) and format 2 blocks (format 3 with 7-hash filters) are
+//! still read; only format 3 is written.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -84,6 +111,8 @@ const COLUMNS: usize = 14;
 /// still read.
 const FORMAT: u32 = 3;
 const PAGE_ROWS: usize = 1024;
+/// Rows per step of a search's newest-first walk through a row group (two pages).
+const SEARCH_WINDOW_ROWS: usize = 2 * PAGE_ROWS;
 const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
@@ -657,26 +686,48 @@ fn read_col<T: DataType>(
     skip: usize,
     take: usize,
 ) -> Result<(Vec<T::T>, Vec<i16>), String> {
+    let range = skip..skip + take;
+    read_col_ranges::<T>(rg, col, std::slice::from_ref(&range))
+}
+
+/// Reads the rows of `ranges` (ascending, disjoint) of column `col`, concatenated, with one
+/// column reader: whole pages between ranges are skipped undecoded, and a page that holds
+/// several ranges is decompressed once.
+fn read_col_ranges<T: DataType>(
+    rg: &dyn RowGroupReader,
+    col: usize,
+    ranges: &[std::ops::Range<usize>],
+) -> Result<(Vec<T::T>, Vec<i16>), String> {
     let reader: ColumnReader = rg.get_column_reader(col).map_err(|e| e.to_string())?;
     let mut reader = T::get_column_reader(reader)
         .ok_or_else(|| format!("column {col} has an unexpected type"))?;
-    if skip > 0 {
-        let skipped = reader.skip_records(skip).map_err(|e| e.to_string())?;
-        if skipped != skip {
-            return Err(format!("column {col} is shorter than its row group"));
-        }
-    }
-    let mut values = Vec::with_capacity(take);
+    let total: usize = ranges.iter().map(|r| r.len()).sum();
+    let mut values = Vec::with_capacity(total);
     let mut defs = Vec::new();
-    let mut got = 0;
-    while got < take {
-        let (records, _, _) = reader
-            .read_records(take - got, Some(&mut defs), None, &mut values)
-            .map_err(|e| e.to_string())?;
-        if records == 0 {
-            return Err(format!("column {col} is shorter than its row group"));
+    let mut pos = 0;
+    for r in ranges {
+        let skip = r
+            .start
+            .checked_sub(pos)
+            .ok_or("row ranges are not ascending")?;
+        if skip > 0 {
+            let skipped = reader.skip_records(skip).map_err(|e| e.to_string())?;
+            if skipped != skip {
+                return Err(format!("column {col} is shorter than its row group"));
+            }
         }
-        got += records;
+        let take = r.len();
+        let mut got = 0;
+        while got < take {
+            let (records, _, _) = reader
+                .read_records(take - got, Some(&mut defs), None, &mut values)
+                .map_err(|e| e.to_string())?;
+            if records == 0 {
+                return Err(format!("column {col} is shorter than its row group"));
+            }
+            got += records;
+        }
+        pos = r.end;
     }
     Ok((values, defs))
 }
@@ -1113,6 +1164,18 @@ impl Block {
         take: usize,
         cols: &[usize],
     ) -> Result<Rows, String> {
+        let range = skip..skip + take;
+        self.read_row_ranges(rg, std::slice::from_ref(&range), cols)
+    }
+
+    /// The rows of `ranges` (ascending, disjoint) of the given columns, concatenated.
+    fn read_row_ranges(
+        &self,
+        rg: &dyn RowGroupReader,
+        ranges: &[std::ops::Range<usize>],
+        cols: &[usize],
+    ) -> Result<Rows, String> {
+        let take: usize = ranges.iter().map(|r| r.len()).sum();
         let want = |c: usize| cols.contains(&c);
         let mut rows = Rows {
             trace_id: Vec::new(),
@@ -1130,44 +1193,44 @@ impl Block {
             rest: Vec::new(),
         };
         if want(C_TRACE) {
-            rows.trace_id = read_col::<FixedLenByteArrayType>(rg, C_TRACE, skip, take)?.0;
+            rows.trace_id = read_col_ranges::<FixedLenByteArrayType>(rg, C_TRACE, ranges)?.0;
         }
         if want(C_SPAN) {
-            rows.span_id = read_col::<FixedLenByteArrayType>(rg, C_SPAN, skip, take)?.0;
+            rows.span_id = read_col_ranges::<FixedLenByteArrayType>(rg, C_SPAN, ranges)?.0;
         }
         if want(C_PARENT_OFF) {
-            rows.parent_off = read_col::<Int32Type>(rg, C_PARENT_OFF, skip, take)?.0;
+            rows.parent_off = read_col_ranges::<Int32Type>(rg, C_PARENT_OFF, ranges)?.0;
         }
         if want(C_PARENT) {
-            let (v, d) = read_col::<FixedLenByteArrayType>(rg, C_PARENT, skip, take)?;
+            let (v, d) = read_col_ranges::<FixedLenByteArrayType>(rg, C_PARENT, ranges)?;
             rows.parent = parents(v, &d, take)?;
         }
         if want(C_SERVICE) {
-            rows.service = read_col::<ByteArrayType>(rg, C_SERVICE, skip, take)?.0;
+            rows.service = read_col_ranges::<ByteArrayType>(rg, C_SERVICE, ranges)?.0;
         }
         if want(C_NAME) {
-            rows.name = read_col::<ByteArrayType>(rg, C_NAME, skip, take)?.0;
+            rows.name = read_col_ranges::<ByteArrayType>(rg, C_NAME, ranges)?.0;
         }
         if want(C_KIND) {
-            rows.kind = read_col::<Int32Type>(rg, C_KIND, skip, take)?.0;
+            rows.kind = read_col_ranges::<Int32Type>(rg, C_KIND, ranges)?.0;
         }
         if want(C_START) {
-            rows.start = read_col::<Int64Type>(rg, C_START, skip, take)?.0;
+            rows.start = read_col_ranges::<Int64Type>(rg, C_START, ranges)?.0;
         }
         if want(C_DURATION) {
-            rows.duration = read_col::<Int64Type>(rg, C_DURATION, skip, take)?.0;
+            rows.duration = read_col_ranges::<Int64Type>(rg, C_DURATION, ranges)?.0;
         }
         if want(C_STATUS) {
-            rows.status = read_col::<Int32Type>(rg, C_STATUS, skip, take)?.0;
+            rows.status = read_col_ranges::<Int32Type>(rg, C_STATUS, ranges)?.0;
         }
         if want(C_RESOURCE) {
-            rows.resource = read_col::<ByteArrayType>(rg, C_RESOURCE, skip, take)?.0;
+            rows.resource = read_col_ranges::<ByteArrayType>(rg, C_RESOURCE, ranges)?.0;
         }
         if want(C_SCOPE) {
-            rows.scope = read_col::<ByteArrayType>(rg, C_SCOPE, skip, take)?.0;
+            rows.scope = read_col_ranges::<ByteArrayType>(rg, C_SCOPE, ranges)?.0;
         }
         if want(C_REST) {
-            rows.rest = read_col::<ByteArrayType>(rg, C_REST, skip, take)?.0;
+            rows.rest = read_col_ranges::<ByteArrayType>(rg, C_REST, ranges)?.0;
         }
         Ok(rows)
     }
@@ -1309,27 +1372,18 @@ impl Block {
                 .map(|(k, (lo, hi))| (lo, hi, k))
                 .collect();
             ranges.sort_unstable();
-            let (lo, hi) = (ranges[0].0, ranges.iter().map(|r| r.1).max().unwrap_or(0));
-            let wanted: usize = ranges.iter().map(|r| r.1 - r.0).sum();
-            if hi - lo <= 4 * wanted + 2 * PAGE_ROWS {
-                // Close together: read the covering rows once.
-                let rows = self
-                    .read_rows(&*rg, lo, hi - lo, &all)
+            // One pass over the row group's columns for all the traces in it.
+            let spans: Vec<std::ops::Range<usize>> = ranges.iter().map(|r| r.0..r.1).collect();
+            let rows = self
+                .read_row_ranges(&*rg, &spans, &all)
+                .map_err(|e| self.err(e))?;
+            let mut at = 0;
+            for (a, b, k) in &ranges {
+                let n = b - a;
+                let spans = out.entry(left[*k]).or_default();
+                self.assemble(&left[*k], &rows, at..at + n, spans)
                     .map_err(|e| self.err(e))?;
-                for (a, b, k) in &ranges {
-                    let spans = out.entry(left[*k]).or_default();
-                    self.assemble(&left[*k], &rows, a - lo..b - lo, spans)
-                        .map_err(|e| self.err(e))?;
-                }
-            } else {
-                for (a, b, k) in &ranges {
-                    let rows = self
-                        .read_rows(&*rg, *a, b - a, &all)
-                        .map_err(|e| self.err(e))?;
-                    let spans = out.entry(left[*k]).or_default();
-                    self.assemble(&left[*k], &rows, 0..b - a, spans)
-                        .map_err(|e| self.err(e))?;
-                }
+                at += n;
             }
             // Row groups end at trace boundaries: found traces are nowhere else.
             let done: HashSet<usize> = ranges.iter().map(|r| r.2).collect();
@@ -1562,12 +1616,13 @@ impl Block {
         if sel.is_empty() {
             return Ok(());
         }
+        let mut pair = Vec::new();
         if m.has_tags() {
             let res = read_bytes(rg, C_RESOURCE, Width::Var, Some(&sel))?;
             let scope = read_bytes(rg, C_SCOPE, Width::Var, Some(&sel))?;
             // Row-group-local (resource id, scope id) -> index into `res_tags`.
             let mut local: HashMap<(u32, u32), usize> = HashMap::new();
-            let mut pair = Vec::with_capacity(sel.len());
+            pair.reserve(sel.len());
             for (ri, si) in res.ids.iter().zip(&scope.ids) {
                 let p = match local.get(&(*ri, *si)) {
                     Some(p) => *p,
@@ -1592,20 +1647,86 @@ impl Block {
                 };
                 pair.push(p);
             }
-            // Rows the resource decided keep their place; the others need their rest blob.
-            let mut matched = Vec::with_capacity(sel.len());
-            let mut open: Vec<u32> = Vec::new();
-            let mut open_pair: Vec<usize> = Vec::new();
-            for (row, p) in sel.iter().zip(&pair) {
-                if res_tags[*p].2.iter().all(|hit| *hit) {
-                    matched.push(*row);
-                } else {
-                    open.push(*row);
-                    open_pair.push(*p);
+        }
+        // Rows are in trace start order, so windows of rows are narrow time slices: with a
+        // limit, the newest window goes first and a window whose candidates all start before
+        // the `limit`-th trace at hand is skipped, with its rest pages never decompressed.
+        let mut windows: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut at = 0;
+        while at < sel.len() {
+            let w = sel[at] as usize / SEARCH_WINDOW_ROWS;
+            let end = at + sel[at..].partition_point(|r| *r as usize / SEARCH_WINDOW_ROWS == w);
+            windows.push(at..end);
+            at = end;
+        }
+        if m.q.limit > 0 {
+            windows.reverse();
+        }
+        let mut status: Option<Vec<i32>> = None;
+        for w in windows {
+            if m.q.limit > 0 && hits.len() >= m.q.limit {
+                let floor = limit_floor(hits, m.q.limit);
+                let newest = sel[w.clone()]
+                    .iter()
+                    .map(|r| to_i64(start[*r as usize]))
+                    .max();
+                if newest.is_some_and(|t| t < floor) {
+                    continue;
                 }
             }
-            if !open.is_empty() {
-                let status = read_col::<Int32Type>(rg, C_STATUS, 0, n)?.0;
+            let rows = &sel[w.clone()];
+            let matched = if m.has_tags() {
+                let pair = &pair[w];
+                self.match_tags(rg, m, rows, pair, res_tags, &kind, &mut status)?
+            } else {
+                rows.to_vec()
+            };
+            if matched.is_empty() {
+                continue;
+            }
+            let ids = read_bytes(rg, C_TRACE, Width::Fixed(16), Some(&matched))?;
+            for (row, id) in matched.iter().zip(&ids.ids) {
+                let t = TraceId(fixed::<16>(&ids.values[*id as usize])?);
+                let s = to_i64(start[*row as usize]);
+                let e = hits.entry(t).or_insert(0);
+                *e = (*e).max(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows (ascending) of `sel` that carry every tag of the query; `pair[i]` is the
+    /// `res_tags` entry of row `sel[i]`'s resource and scope.
+    #[allow(clippy::too_many_arguments)]
+    fn match_tags(
+        &self,
+        rg: &dyn RowGroupReader,
+        m: &Matcher<'_>,
+        sel: &[u32],
+        pair: &[usize],
+        res_tags: &[(Bytes, Bytes, Vec<bool>)],
+        kind: &[i32],
+        status: &mut Option<Vec<i32>>,
+    ) -> Result<Vec<u32>, String> {
+        // Rows the resource decided keep their place; the others need their rest blob.
+        let mut matched = Vec::with_capacity(sel.len());
+        let mut open: Vec<u32> = Vec::new();
+        let mut open_pair: Vec<usize> = Vec::new();
+        for (row, p) in sel.iter().zip(pair) {
+            if res_tags[*p].2.iter().all(|hit| *hit) {
+                matched.push(*row);
+            } else {
+                open.push(*row);
+                open_pair.push(*p);
+            }
+        }
+        if !open.is_empty() {
+            let n = rg.metadata().num_rows().max(0) as usize;
+            if status.is_none() {
+                *status = Some(read_col::<Int32Type>(rg, C_STATUS, 0, n)?.0);
+            }
+            let status = status.as_deref().unwrap_or_default();
+            {
                 let rest = read_bytes(rg, C_REST, Width::Var, Some(&open))?;
                 for ((row, p), id) in open.iter().zip(&open_pair).zip(&rest.ids) {
                     let r = *row as usize;
@@ -1618,21 +1739,10 @@ impl Block {
                         matched.push(*row);
                     }
                 }
-                matched.sort_unstable();
             }
-            sel = matched;
-            if sel.is_empty() {
-                return Ok(());
-            }
+            matched.sort_unstable();
         }
-        let ids = read_bytes(rg, C_TRACE, Width::Fixed(16), Some(&sel))?;
-        for (row, id) in sel.iter().zip(&ids.ids) {
-            let t = TraceId(fixed::<16>(&ids.values[*id as usize])?);
-            let s = to_i64(start[*row as usize]);
-            let e = hits.entry(t).or_insert(0);
-            *e = (*e).max(s);
-        }
-        Ok(())
+        Ok(matched)
     }
 
     /// Counts parent→child service edges of spans that started in `[start, end]`.
@@ -1709,5 +1819,77 @@ impl Block {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs values into one bit-packed run of `bw`-bit values, least significant bit first.
+    fn bitpack(values: &[u32], bw: usize) -> Vec<u8> {
+        let groups = values.len().div_ceil(8);
+        let mut out = vec![(groups << 1 | 1) as u8];
+        let mut bits = vec![0u8; groups * bw];
+        for (i, v) in values.iter().enumerate() {
+            for b in 0..bw {
+                if v >> b & 1 == 1 {
+                    let bit = i * bw + b;
+                    bits[bit / 8] |= 1 << (bit % 8);
+                }
+            }
+        }
+        out.extend(bits);
+        out
+    }
+
+    #[test]
+    fn dictionary_indices_decode_rle_and_bit_packed_runs() {
+        for bw in [1usize, 3, 8, 13, 32] {
+            let mask = if bw == 32 { u32::MAX } else { (1 << bw) - 1 };
+            let packed: Vec<u32> = (0..16u32)
+                .map(|i| i.wrapping_mul(2_654_435_761) & mask)
+                .collect();
+            let mut page = vec![bw as u8];
+            // An RLE run of 5 copies of `mask`, then 16 bit-packed values.
+            page.push(5 << 1);
+            page.extend_from_slice(&mask.to_le_bytes()[..bw.div_ceil(8)]);
+            page.extend(bitpack(&packed, bw));
+            let mut out = Vec::new();
+            dict_ids(&page, 21, &mut out).unwrap();
+            let mut want = vec![mask; 5];
+            want.extend(&packed);
+            assert_eq!(out, want, "bit width {bw}");
+            // Fewer values than the runs hold: the rest is padding.
+            out.clear();
+            dict_ids(&page, 7, &mut out).unwrap();
+            assert_eq!(out, want[..7]);
+            // Truncated pages are errors, not panics.
+            for cut in 0..page.len() {
+                out.clear();
+                assert!(dict_ids(&page[..cut], 21, &mut out).is_err());
+            }
+        }
+        assert!(dict_ids(&[33, 2, 0], 1, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn plain_values_slice_and_bound_check() {
+        let mut page = Vec::new();
+        for v in ["a", "", "xyz"] {
+            page.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            page.extend_from_slice(v.as_bytes());
+        }
+        let page = Bytes::from(page);
+        let mut out = Vec::new();
+        plain_values(&page, Width::Var, 3, |i| i != 1, &mut out).unwrap();
+        assert_eq!(out, vec![Bytes::from("a"), Bytes::from("xyz")]);
+        assert!(plain_values(&page, Width::Var, 4, |_| true, &mut Vec::new()).is_err());
+        assert!(plain_values(&page.slice(..9), Width::Var, 3, |_| true, &mut Vec::new()).is_err());
+        let fixed = Bytes::from(vec![1u8; 32]);
+        let mut out = Vec::new();
+        plain_values(&fixed, Width::Fixed(16), 2, |_| true, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(plain_values(&fixed, Width::Fixed(16), 3, |_| true, &mut Vec::new()).is_err());
     }
 }

@@ -380,3 +380,97 @@ fn model_attrs_match(attrs: &[KeyValue], k: &str, v: &str) -> bool {
             }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn kv(k: &str, v: Option<pc::any_value::Value>) -> pc::KeyValue {
+        pc::KeyValue {
+            key: k.into(),
+            value: v.map(|v| pc::AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    fn rest() -> pt::Span {
+        use pc::any_value::Value as V;
+        pt::Span {
+            attributes: vec![
+                kv("s", Some(V::StringValue("x".into()))),
+                kv("i", Some(V::IntValue(-42))),
+                kv("b", Some(V::BoolValue(true))),
+                kv("d", Some(V::DoubleValue(1.5))),
+                kv("bytes", Some(V::BytesValue(vec![0xab, 0xcd]))),
+                kv("none", None),
+            ],
+            events: vec![pt::span::Event {
+                name: "e".into(),
+                attributes: vec![kv("ev", Some(V::StringValue("y".into())))],
+                ..Default::default()
+            }],
+            status: Some(pt::Status {
+                message: "boom".into(),
+                code: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The raw scan answers exactly what decoding and matching answers.
+    #[test]
+    fn raw_tag_match_agrees_with_decoded_match() {
+        let span = rest();
+        let blob = span.encode_to_vec();
+        let cases = [
+            ("s", "x"),
+            ("s", "y"),
+            ("i", "-42"),
+            ("i", "-042"),
+            ("b", "true"),
+            ("b", "false"),
+            ("d", "1.5"),
+            ("d", "1.50"),
+            ("bytes", "abcd"),
+            ("none", ""),
+            ("none", "x"),
+            ("ev", "y"),
+            ("missing", ""),
+            ("otel.status_description", "boom"),
+            ("error", "true"),
+            ("span.kind", "server"),
+        ];
+        for (k, v) in cases {
+            let q = TraceQuery {
+                tags: vec![(k.into(), v.into())],
+                ..Default::default()
+            };
+            let m = Matcher::new(&q);
+            for status in [StatusCode::Unset, StatusCode::Error] {
+                let want = m.tags(&[false], SpanKind::Server, status, &span);
+                let got = m
+                    .tags_raw(&[false], SpanKind::Server, status, &blob)
+                    .unwrap();
+                assert_eq!(got, want, "{k}={v} {status:?}");
+            }
+        }
+    }
+
+    /// Broken blobs are errors or answers, never panics.
+    #[test]
+    fn raw_tag_match_survives_broken_blobs() {
+        let blob = rest().encode_to_vec();
+        let q = TraceQuery {
+            tags: vec![("ev".into(), "y".into())],
+            ..Default::default()
+        };
+        let m = Matcher::new(&q);
+        for cut in 0..blob.len() {
+            let _ = m.tags_raw(&[false], SpanKind::Server, StatusCode::Unset, &blob[..cut]);
+            let mut flipped = blob.clone();
+            flipped[cut] ^= 0xff;
+            let _ = m.tags_raw(&[false], SpanKind::Server, StatusCode::Unset, &flipped);
+        }
+    }
+}

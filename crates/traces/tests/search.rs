@@ -190,19 +190,24 @@ fn ids(r: Vec<Vec<Span>>) -> Vec<TraceId> {
 async fn block_search_answers_like_head_search() {
     let res = resources();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let traces: Vec<Vec<Span>> = (0..700).map(|t| trace(&mut rng, t, &res)).collect();
+    let traces: Vec<Vec<Span>> = (0..1100).map(|t| trace(&mut rng, t, &res)).collect();
 
     let open = |dir: &std::path::Path| {
         let mut cfg = TraceStoreConfig::new(dir);
         cfg.wal.fsync = FsyncPolicy::Never;
-        cfg.row_group_spans = 1200;
+        // The first block is a row group of more than one search window (2048 rows) and a
+        // smaller one.
+        cfg.row_group_spans = 2200;
         cfg.head_max_spans = usize::MAX;
         TraceStore::open(cfg).unwrap()
     };
     let (hd, bd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (head, blocks) = (open(hd.path()), open(bd.path()));
     // Two blocks over the same time range, then a head with the rest.
-    for (i, chunk) in traces.chunks(300).enumerate() {
+    for (i, chunk) in [&traces[..600], &traces[600..900], &traces[900..]]
+        .into_iter()
+        .enumerate()
+    {
         let spans: Vec<Span> = chunk.iter().flatten().cloned().collect();
         head.write(spans.clone()).await.unwrap();
         blocks.write(spans).await.unwrap();
