@@ -138,10 +138,77 @@ impl Prepared {
 /// An operation first seen by a head: `(service, span name, kind)`.
 pub(crate) type NewOperation = (Arc<str>, Arc<str>, SpanKind);
 
+/// The rows of a head, in fixed-size chunks.
+///
+/// A head grows to a million rows and more; one `Vec` would double, copying every row and
+/// touching fresh memory for all of them at each step, while the write lock is held.
+/// Chunks never move, and a chunk's memory is reused by the allocator once a cut head is
+/// dropped. Indexing and iteration look like a slice's.
+#[derive(Default)]
+pub(crate) struct Rows {
+    chunks: Vec<Vec<HeadSpan>>,
+    len: usize,
+}
+
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> std::iter::Flatten<std::slice::Iter<'_, Vec<HeadSpan>>> {
+        self.chunks.iter().flatten()
+    }
+
+    fn push(&mut self, row: HeadSpan) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(row),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(row);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut HeadSpan {
+        &mut self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+
+    /// Heap bytes of the rows themselves (not their rest blobs).
+    fn heap_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * std::mem::size_of::<HeadSpan>()
+    }
+}
+
+impl std::ops::Index<usize> for Rows {
+    type Output = HeadSpan;
+
+    fn index(&self, i: usize) -> &HeadSpan {
+        &self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+}
+
+impl<'a> IntoIterator for &'a Rows {
+    type Item = &'a HeadSpan;
+    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<HeadSpan>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// Recent spans, indexed by trace id.
 #[derive(Default)]
 pub(crate) struct Head {
-    pub spans: Vec<HeadSpan>,
+    pub spans: Rows,
     /// First and last span of each trace.
     traces: HashMap<TraceId, (u32, u32)>,
     pub strings: Vec<Arc<str>>,
@@ -175,7 +242,7 @@ impl Head {
 
     /// A rough count of the heap bytes this head holds.
     pub fn approx_bytes(&self) -> usize {
-        self.spans.capacity() * std::mem::size_of::<HeadSpan>()
+        self.spans.heap_bytes()
             + self.rest_bytes
             + self.traces.capacity() * 40
             + self
@@ -248,7 +315,6 @@ impl Head {
             self.first_write = Some(now);
             self.min_start = u64::MAX;
         }
-        self.spans.reserve(batch.len());
         match batch.batch {
             Batch::Spans(spans) => {
                 // Spans of one batch usually share their resource and scope `Arc`s, so
@@ -352,7 +418,7 @@ impl Head {
             Some((_, last)) => {
                 let prev = *last;
                 *last = idx;
-                self.spans[prev as usize].next = idx;
+                self.spans.get_mut(prev as usize).next = idx;
             }
             None => {
                 self.traces.insert(h.trace_id, (idx, idx));
@@ -605,6 +671,25 @@ mod tests {
 
     fn all_spans(h: &Head) -> Vec<Span> {
         (0..h.len() as u32).map(|i| h.span(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn rows_span_chunks() {
+        let spans = rich_spans();
+        let mut h = Head::default();
+        let rounds = CHUNK / spans.len() + 2;
+        for _ in 0..rounds {
+            h.insert(Prepared::new(spans.clone()), SystemTime::now());
+        }
+        assert_eq!(h.len(), rounds * spans.len());
+        assert!(h.len() > CHUNK);
+        assert_eq!(h.spans.iter().count(), h.len());
+        // Trace 1 holds 6 of every 10 spans, chained across the chunk boundary.
+        let chain = h.trace_indices(&TraceId([1; 16]));
+        assert_eq!(chain.len(), rounds * 6);
+        assert!(chain.windows(2).all(|w| w[0] < w[1]));
+        let last = h.len() as u32 - 1;
+        assert_eq!(h.span(last).unwrap(), spans[spans.len() - 1]);
     }
 
     #[test]
