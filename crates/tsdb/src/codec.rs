@@ -2,16 +2,16 @@
 //! strings, label sets, and a bounds-checked reader that turns every malformed input into an
 //! error instead of a panic.
 //!
-//! A WAL record is self-contained: version byte `1`, the batch's distinct label sets, then
-//! `(series index, timestamp, value bits)` per sample. Repeating label sets in every record
-//! costs WAL bytes, but needs no cross-record state, so replay can start at any segment and
-//! concurrent batches never depend on each other's records.
+//! A WAL record is version byte `2`, definitions `(series WAL id, label set)` of series the
+//! WAL has not durably defined yet, then `(WAL id, timestamp delta, value bits)` per sample.
+//! Labels are written once per series (and again in the checkpoint written at each head
+//! cut), not once per sample: the WAL costs about a dozen bytes per sample.
 
 use crate::labels::Label;
 use crate::{Labels, TsdbError};
 
-/// Version byte of sample records.
-pub const WAL_RECORD_V1: u8 = 1;
+/// Version byte of WAL records.
+pub const WAL_RECORD_V2: u8 = 2;
 
 /// Appends `v` as a LEB128 varint.
 pub fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
@@ -146,59 +146,70 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One sample of a WAL record: index into the record's label sets, timestamp, value bits.
-pub type WalSample = (u32, i64, u64);
+/// One sample of a WAL record: series WAL id, timestamp, value bits.
+pub type WalSample = (u64, i64, u64);
 
-/// A decoded WAL record: its label sets and samples.
-pub type WalBatch = (Vec<Labels>, Vec<WalSample>);
+/// A decoded WAL record: the series it defines (WAL id, labels) and its samples.
+pub type WalBatch = (Vec<(u64, Labels)>, Vec<WalSample>);
 
-/// Encodes a batch: `series` are the distinct label sets, `samples` index into them.
-pub fn encode_samples(series: &[&Labels], samples: &[WalSample]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(16 + series.len() * 64 + samples.len() * 18);
-    buf.push(WAL_RECORD_V1);
-    put_uvarint(&mut buf, series.len() as u64);
-    for l in series {
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Encodes a record: series definitions (WAL id and labels) for series not yet defined in
+/// a durable record, then samples by WAL id with timestamps delta-encoded within the record.
+/// A checkpoint is a record with definitions only.
+pub fn encode_record(defs: &[(u64, &Labels)], samples: &[WalSample]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16 + defs.len() * 64 + samples.len() * 12);
+    buf.push(WAL_RECORD_V2);
+    put_uvarint(&mut buf, defs.len() as u64);
+    for &(id, l) in defs {
+        put_uvarint(&mut buf, id);
         put_labels(&mut buf, l);
     }
     put_uvarint(&mut buf, samples.len() as u64);
-    for &(s, t, v) in samples {
-        put_uvarint(&mut buf, u64::from(s));
-        buf.extend_from_slice(&t.to_le_bytes());
+    let mut prev = 0i64;
+    for &(id, t, v) in samples {
+        put_uvarint(&mut buf, id);
+        put_uvarint(&mut buf, zigzag(t.wrapping_sub(prev)));
+        prev = t;
         buf.extend_from_slice(&v.to_le_bytes());
     }
     buf
 }
 
-/// Decodes a record written by [`encode_samples`].
-pub fn decode_samples(rec: &[u8]) -> Result<WalBatch, TsdbError> {
+/// Decodes a record written by [`encode_record`].
+pub fn decode_record(rec: &[u8]) -> Result<WalBatch, TsdbError> {
     let mut r = Reader::new(rec, "wal record");
     let version = r.u8()?;
-    if version != WAL_RECORD_V1 {
+    if version != WAL_RECORD_V2 {
         return Err(r.err(&format!("unknown record version {version}")));
     }
-    // Every series takes at least one byte and every sample at least 17, which bounds the
-    // counts by the record size before anything is allocated.
-    let n = r.len(r.remaining())?;
-    let mut series = Vec::with_capacity(n);
+    // Counts are bounded by the bytes left (every definition takes at least 2 bytes and
+    // every sample at least 10) before anything is allocated.
+    let n = r.len(r.remaining() / 2)?;
+    let mut defs = Vec::with_capacity(n);
     for _ in 0..n {
-        series.push(r.labels()?);
+        let id = r.uvarint()?;
+        defs.push((id, r.labels()?));
     }
-    let m = r.len(r.remaining() / 17)?;
+    let m = r.len(r.remaining() / 10)?;
     let mut samples = Vec::with_capacity(m);
+    let mut prev = 0i64;
     for _ in 0..m {
-        let s = r.uvarint()?;
-        if s >= n as u64 {
-            return Err(r.err("sample refers to a missing series"));
-        }
-        let s = s as u32;
-        let t = r.u64_le()? as i64;
-        let v = r.u64_le()?;
-        samples.push((s, t, v));
+        let id = r.uvarint()?;
+        let t = prev.wrapping_add(unzigzag(r.uvarint()?));
+        prev = t;
+        samples.push((id, t, r.u64_le()?));
     }
     if !r.is_empty() {
         return Err(r.err("trailing bytes"));
     }
-    Ok((series, samples))
+    Ok((defs, samples))
 }
 
 #[cfg(test)]
@@ -206,26 +217,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_round_trip_and_garbage_is_an_error() {
+    fn records_round_trip_and_garbage_is_an_error() {
         let a = Labels::new([("__name__", "a"), ("x", "ü")]).unwrap();
         let b = Labels::new([("__name__", "b")]).unwrap();
         let samples = vec![
-            (0, -5, 1.5f64.to_bits()),
-            (1, i64::MAX, 0x7ff0_0000_0000_0002),
-            (0, 7, 0),
+            (7, -5, 1.5f64.to_bits()),
+            (1 << 40, i64::MAX, 0x7ff0_0000_0000_0002),
+            (7, i64::MIN, 0),
         ];
-        let rec = encode_samples(&[&a, &b], &samples);
-        let (series, got) = decode_samples(&rec).unwrap();
-        assert_eq!(series, [a, b]);
+        let rec = encode_record(&[(7, &a), (1 << 40, &b)], &samples);
+        let (defs, got) = decode_record(&rec).unwrap();
+        assert_eq!(defs, [(7, a), (1 << 40, b)]);
         assert_eq!(got, samples);
         for cut in 0..rec.len() {
-            assert!(decode_samples(&rec[..cut]).is_err(), "{cut}");
+            assert!(decode_record(&rec[..cut]).is_err(), "{cut}");
         }
         let mut bad = rec.clone();
         bad[0] = 9;
-        assert!(decode_samples(&bad).is_err());
-        // A sample pointing past the series table.
-        let rec = encode_samples(&[], &[(0, 1, 1)]);
-        assert!(decode_samples(&rec).is_err());
+        assert!(decode_record(&bad).is_err());
+        let (defs, got) = decode_record(&encode_record(&[], &[])).unwrap();
+        assert!(defs.is_empty() && got.is_empty());
     }
 }

@@ -178,6 +178,9 @@ pub struct Tsdb {
     /// Newest sample timestamp in each WAL segment: a segment may be deleted once every
     /// sample in it (and in the segments before it) is in a block.
     segment_max_t: Mutex<BTreeMap<SegmentId, i64>>,
+    /// The segment holding the latest checkpoint (every live series' definition); segments
+    /// from it on are never deleted, so every live series stays defined in the log.
+    checkpoint_segment: AtomicU64,
     /// One maintenance at a time.
     maintenance: tokio::sync::Mutex<()>,
     rejected: AtomicU64,
@@ -233,36 +236,67 @@ impl Tsdb {
             head.set_min_valid_time(maxt);
         }
         let wal = Wal::open(&cfg.dir.join("wal"), cfg.wal.clone())?;
-        let mut replayed = 0u64;
+        let wal_dir = cfg.dir.join("wal");
+        let corrupt = |e: TsdbError, slot: &mut Option<TsdbError>| {
+            *slot = Some(e);
+            wal::WalError::Corrupt {
+                path: wal_dir.clone(),
+                offset: 0,
+                reason: "undecodable tsdb record".to_string(),
+            }
+        };
+        // Pass 1: series definitions. A sample record may precede the checkpoint that
+        // defines its series again after older segments were deleted, so definitions are
+        // collected from the whole log before any sample is applied.
+        let mut by_id: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut decode_err = None;
+        wal.replay(0, |_pos, rec| match codec::decode_record(rec) {
+            Ok((defs, _)) => {
+                for (id, labels) in defs {
+                    let s = head.get_or_create_with_id(&labels, labels.stable_hash(), Some(id));
+                    by_id.insert(id, s);
+                }
+                Ok(())
+            }
+            Err(e) => Err(corrupt(e, &mut decode_err)),
+        })
+        .map_err(|e| decode_err.take().unwrap_or(TsdbError::Wal(e)))?;
+        // Pass 2: samples, in log order, with the same rules as live appends.
+        let mut replayed = 0u64;
+        let mut unknown = 0u64;
         let mut segment_max_t = BTreeMap::new();
         wal.replay(0, |pos, rec| {
             replayed += 1;
-            match codec::decode_samples(rec) {
-                Ok((series, samples)) => {
+            match codec::decode_record(rec) {
+                Ok((_, samples)) => {
                     let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
                     let e = segment_max_t.entry(pos.segment).or_insert(i64::MIN);
                     *e = newest.max(*e);
-                    let refs: Vec<Arc<MemSeries>> = series
-                        .iter()
-                        .map(|l| head.get_or_create(l, l.stable_hash()))
-                        .collect();
-                    for (s, t, v) in samples {
-                        head.commit(&refs[s as usize], t, v);
+                    for (id, t, v) in samples {
+                        match by_id.get(&id) {
+                            Some(s) => {
+                                head.commit(s, t, v);
+                            }
+                            // Only a series dropped from the head (all its samples in blocks)
+                            // loses its definition with deleted segments; its samples here
+                            // are older than the blocks' end and would be out of bounds.
+                            None => unknown += 1,
+                        }
                     }
                     Ok(())
                 }
-                Err(e) => {
-                    decode_err = Some(e);
-                    Err(wal::WalError::Corrupt {
-                        path: cfg.dir.join("wal"),
-                        offset: 0,
-                        reason: "undecodable tsdb record".to_string(),
-                    })
-                }
+                Err(e) => Err(corrupt(e, &mut decode_err)),
             }
         })
         .map_err(|e| decode_err.take().unwrap_or(TsdbError::Wal(e)))?;
+        if unknown > 0 {
+            tracing::debug!(
+                unknown,
+                "tsdb replay skipped samples of series already in blocks"
+            );
+        }
+        // Series defined in the log whose samples all went to blocks hold nothing: drop them.
+        head.truncate(head.min_valid_time());
         Ok(Tsdb {
             cfg,
             wal,
@@ -270,6 +304,7 @@ impl Tsdb {
             head,
             blocks: RwLock::new(blocks),
             segment_max_t: Mutex::new(segment_max_t),
+            checkpoint_segment: AtomicU64::new(0),
             maintenance: tokio::sync::Mutex::new(()),
             rejected: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
@@ -376,23 +411,9 @@ impl Tsdb {
             return Ok(report);
         }
 
-        // 2. The WAL.
-        let wal_samples: Vec<(u32, i64, u64)> = accepted
-            .iter()
-            .map(|p| (p.series, samples[p.idx].1, samples[p.idx].2.to_bits()))
-            .collect();
-        let newest = wal_samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
-        let table_labels: Vec<&Labels> =
-            table.iter().map(|&e| entries[e as usize].labels).collect();
-        let record = codec::encode_samples(&table_labels, &wal_samples);
-        let pos = self.wal.append(record).await?;
-        {
-            let mut seg = self.segment_max_t.lock();
-            let e = seg.entry(pos.segment).or_insert(i64::MIN);
-            *e = newest.max(*e);
-        }
-
-        // 3. The head, checking again against concurrent batches.
+        // 2. The WAL. Series are created in the head first so they have WAL ids; a series
+        // whose definition is not durable yet is defined in this record (a concurrent batch
+        // may define it too, which replay takes as the same series).
         let refs: Vec<Arc<MemSeries>> = table
             .iter()
             .map(|&e| {
@@ -403,6 +424,35 @@ impl Tsdb {
                 }
             })
             .collect();
+        let defs: Vec<(u64, &Labels)> = refs
+            .iter()
+            .filter(|s| !s.logged.load(Ordering::Acquire))
+            .map(|s| (s.wal_id, &s.labels))
+            .collect();
+        let wal_samples: Vec<codec::WalSample> = accepted
+            .iter()
+            .map(|p| {
+                let (_, t, v) = &samples[p.idx];
+                (refs[p.series as usize].wal_id, *t, v.to_bits())
+            })
+            .collect();
+        let newest = wal_samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+        let record = codec::encode_record(&defs, &wal_samples);
+        let defined = !defs.is_empty();
+        drop(defs);
+        let pos = self.wal.append(record).await?;
+        if defined {
+            for s in &refs {
+                s.logged.store(true, Ordering::Release);
+            }
+        }
+        {
+            let mut seg = self.segment_max_t.lock();
+            let e = seg.entry(pos.segment).or_insert(i64::MIN);
+            *e = newest.max(*e);
+        }
+
+        // 3. The head, checking again against concurrent batches.
         for p in &accepted {
             let (labels, t, v) = &samples[p.idx];
             let verdict = self.head.commit(&refs[p.series as usize], *t, v.to_bits());
@@ -515,6 +565,7 @@ impl Tsdb {
             let _cut = self.cut.write().await;
             self.head.set_min_valid_time(maxt);
             self.wal.rotate().await?;
+            self.write_checkpoint().await?;
         }
         let data = self.head.data_before(maxt);
         let dir = self.cfg.dir.join("blocks");
@@ -532,9 +583,33 @@ impl Tsdb {
         Ok(removed)
     }
 
+    /// Writes the definition of every live series to the WAL (in records under the size
+    /// bound) and remembers the segment it starts in. The caller holds the cut write guard,
+    /// so no append is between its series creation and its WAL record.
+    async fn write_checkpoint(&self) -> Result<(), TsdbError> {
+        const PER_RECORD: usize = 50_000;
+        let series = self.head.all_series();
+        let mut first = None;
+        for part in series.chunks(PER_RECORD) {
+            let defs: Vec<(u64, &Labels)> = part.iter().map(|s| (s.wal_id, &s.labels)).collect();
+            let pos = self.wal.append(codec::encode_record(&defs, &[])).await?;
+            first.get_or_insert(pos.segment);
+            for s in part {
+                s.logged.store(true, Ordering::Release);
+            }
+        }
+        let seg = first.unwrap_or_else(|| self.wal.current_segment());
+        self.checkpoint_segment.store(seg, Ordering::Release);
+        Ok(())
+    }
+
     /// Deletes the oldest WAL segments while every sample in them is older than `covered`.
     fn remove_covered_segments(&self, covered: i64) -> Result<(), TsdbError> {
-        let current = self.wal.current_segment();
+        // Never past the latest checkpoint: it defines every live series.
+        let current = self
+            .wal
+            .current_segment()
+            .min(self.checkpoint_segment.load(Ordering::Acquire));
         let before = {
             let mut seg = self.segment_max_t.lock();
             let mut before = None;

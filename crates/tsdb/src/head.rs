@@ -15,7 +15,7 @@
 //! that lost such a race is dropped and counted, exactly as replay would drop it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -182,6 +182,11 @@ impl SeriesData {
 pub struct MemSeries {
     /// The series' labels.
     pub labels: Labels,
+    /// The id WAL records use for this series; unique across restarts.
+    pub wal_id: u64,
+    /// Whether a WAL record defining `wal_id` is durable; until then every record that
+    /// uses the series carries its labels too.
+    pub logged: AtomicBool,
     data: Mutex<SeriesData>,
 }
 
@@ -223,6 +228,7 @@ pub struct Head {
     min_t: AtomicI64,
     max_t: AtomicI64,
     samples: AtomicU64,
+    next_wal_id: AtomicU64,
 }
 
 impl Head {
@@ -235,6 +241,7 @@ impl Head {
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
             samples: AtomicU64::new(0),
+            next_wal_id: AtomicU64::new(0),
         }
     }
 
@@ -245,6 +252,21 @@ impl Head {
 
     /// The series with these labels, created if new.
     pub fn get_or_create(&self, labels: &Labels, hash: u64) -> Arc<MemSeries> {
+        self.get_or_create_with_id(labels, hash, None)
+    }
+
+    /// [`Head::get_or_create`] for replay: a new series takes the WAL id `id` (marked
+    /// logged) and later ids are allocated above it.
+    pub fn get_or_create_with_id(
+        &self,
+        labels: &Labels,
+        hash: u64,
+        id: Option<u64>,
+    ) -> Arc<MemSeries> {
+        if let Some(id) = id {
+            self.next_wal_id
+                .fetch_max(id.saturating_add(1), Ordering::Relaxed);
+        }
         if let Some(s) = self.get(labels, hash) {
             return s;
         }
@@ -255,6 +277,8 @@ impl Head {
         let r = idx.series.len() as SeriesRef;
         let s = Arc::new(MemSeries {
             labels: labels.clone(),
+            wal_id: id.unwrap_or_else(|| self.next_wal_id.fetch_add(1, Ordering::Relaxed)),
+            logged: AtomicBool::new(id.is_some()),
             data: Mutex::new(SeriesData::new()),
         });
         idx.series.push(Some(s.clone()));
@@ -333,6 +357,11 @@ impl Head {
         self.max_t.fetch_max(t, Ordering::Relaxed);
         self.samples.fetch_add(1, Ordering::Relaxed);
         verdict
+    }
+
+    /// Every live series (for WAL checkpoints).
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        self.index.read().series.iter().flatten().cloned().collect()
     }
 
     /// Number of series.
