@@ -1,9 +1,10 @@
 //! Measures bytes on disk per sample after blocks are cut and compacted, and WAL bytes per
-//! sample, on realistic data: `SERIES` series (three quarters counters incremented
-//! irregularly, a quarter gauges with one decimal), scraped every 15 s with a few ms of
-//! jitter, for `HOURS` hours.
+//! sample, on realistic data: `series` series (counters incremented irregularly, and
+//! `gauge_pct` percent gauges with random values of one decimal), scraped every 15 s with a
+//! few ms of jitter, for `hours` hours.
 //!
-//! Run: `cargo run --release -p tsdb --example disk_usage -- [series] [hours]`.
+//! Run: `cargo run --release -p tsdb --example disk_usage -- [series] [hours] [gauge_pct]`
+//! (defaults 1000, 12, 25).
 
 use rand::{Rng, SeedableRng};
 use tsdb::{FsyncPolicy, Labels, Tsdb, TsdbConfig, WalOptions};
@@ -23,6 +24,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let series: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let hours: i64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(12);
+    let gauge_pct: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(25);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = TsdbConfig::new(dir.path());
     cfg.wal = WalOptions {
@@ -52,7 +54,7 @@ async fn main() {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                if i % 4 == 3 {
+                if i % 100 < gauge_pct {
                     values[i] = (rng.random::<f64>() * 1000.0).round() / 10.0;
                 } else if rng.random_bool(0.3) {
                     values[i] += rng.random_range(1..5) as f64;
@@ -83,7 +85,7 @@ async fn main() {
         }
         n
     };
-    println!("{series} series x {hours} h at 15 s: {samples} samples");
+    println!("{series} series ({gauge_pct}% gauges) x {hours} h at 15 s: {samples} samples");
     println!(
         "blocks: {} files, {block_bytes} bytes for {in_blocks} samples = {:.3} bytes/sample",
         blocks.len(),
