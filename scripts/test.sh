@@ -14,6 +14,10 @@ cd "$root"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages for the end-to-end tests"
+bash scripts/system-deps.sh
+docker-compose --version
+
 step "python env for the end-to-end tests"
 bash scripts/python-env.sh
 export LOOKOUT_TEST_PYTHON="$root/.venv/bin/python"

@@ -433,10 +433,8 @@ fn sandbox_bad_input_is_a_usage_error_and_starts_nothing() {
 
 /// The override merged over a real compose file passes `docker-compose config` (Debian's
 /// `docker-compose` package; no Docker engine is needed for `config`) and the merged result
-/// carries the variables. Ignored until CI installs docker-compose: run it with
-/// `cargo test -p lookout --test tests -- --ignored compose_config`.
+/// carries the variables. `.ci/run` installs docker-compose; without it this test fails.
 #[test]
-#[ignore = "needs docker-compose on PATH (apt-get install docker-compose)"]
 fn sandbox_compose_config_accepts_the_override() {
     let home = Home::new();
     std::fs::write(

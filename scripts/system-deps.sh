@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use, when they are missing:
+#   docker-compose: validates generated Compose overrides (`docker-compose config` needs no
+#   Docker engine).
+# Runs apt-get directly as root, through sudo otherwise.
+set -euo pipefail
+
+missing=()
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "error: the tests need ${missing[*]}; install it with apt-get (as root)" >&2
+    exit 1
+fi
+echo "installing ${missing[*]}"
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
