@@ -306,7 +306,11 @@ impl Head {
 
     /// Adds a batch, and returns the operations this head had not seen before (for the
     /// store's catalog; usually none).
-    pub fn insert(&mut self, batch: Prepared, now: SystemTime) -> Vec<NewOperation> {
+    ///
+    /// The rows take the batch's rest blobs; the rest of the batch (the decoded request,
+    /// thousands of small allocations) stays with the caller, to be freed after the write
+    /// lock is released.
+    pub fn insert(&mut self, batch: &mut Prepared, now: SystemTime) -> Vec<NewOperation> {
         let mut new_ops = Vec::new();
         if batch.len() == 0 {
             return new_ops;
@@ -315,14 +319,15 @@ impl Head {
             self.first_write = Some(now);
             self.min_start = u64::MAX;
         }
-        match batch.batch {
+        match &mut batch.batch {
             Batch::Spans(spans) => {
                 // Spans of one batch usually share their resource and scope `Arc`s, so
                 // those are interned once per distinct pointer.
                 let mut res_cache: Vec<(*const Resource, u32)> = Vec::new();
                 let mut scope_cache: Vec<(*const Scope, u32)> = Vec::new();
                 let mut names = NameCache::default();
-                for (s, rest) in spans {
+                for (s, rest) in spans.iter_mut() {
+                    let rest = std::mem::take(rest);
                     let rp = Arc::as_ptr(&s.resource);
                     let resource = match res_cache.iter().find(|(p, _)| *p == rp) {
                         Some((_, id)) => *id,
@@ -359,9 +364,9 @@ impl Head {
                 groups,
             } => {
                 let mut headers = traces.headers().iter();
-                let mut rests = rests.into_iter();
+                let mut rests = std::mem::take(rests).into_iter();
                 let mut names = NameCache::default();
-                for (rs, g) in traces.request().resource_spans.iter().zip(&groups) {
+                for (rs, g) in traces.request().resource_spans.iter().zip(groups.iter()) {
                     let resource = self.intern_resource_bytes(&g.resource.0, g.resource.1.clone());
                     for (ss, (sc, sb)) in rs.scope_spans.iter().zip(&g.scopes) {
                         let scope = self.intern_scope_bytes(sc, sb.clone());
@@ -679,7 +684,7 @@ mod tests {
         let mut h = Head::default();
         let rounds = CHUNK / spans.len() + 2;
         for _ in 0..rounds {
-            h.insert(Prepared::new(spans.clone()), SystemTime::now());
+            h.insert(&mut Prepared::new(spans.clone()), SystemTime::now());
         }
         assert_eq!(h.len(), rounds * spans.len());
         assert!(h.len() > CHUNK);
@@ -758,9 +763,12 @@ mod tests {
         let req = request_from_spans(&spans);
         let now = SystemTime::now();
         let mut a = Head::default();
-        let ops_a = a.insert(Prepared::new(spans.clone()), now);
+        let ops_a = a.insert(&mut Prepared::new(spans.clone()), now);
         let mut b = Head::default();
-        let ops_b = b.insert(Prepared::from_request(ValidTraces::new(req).unwrap()), now);
+        let ops_b = b.insert(
+            &mut Prepared::from_request(ValidTraces::new(req).unwrap()),
+            now,
+        );
         assert_eq!(all_spans(&a), spans);
         assert_eq!(all_spans(&b), spans);
         assert_eq!(ops_a, ops_b);
@@ -772,7 +780,7 @@ mod tests {
         // A second identical batch adds rows but no operation, resource or scope.
         let again = request_from_spans(&spans);
         let ops = b.insert(
-            Prepared::from_request(ValidTraces::new(again).unwrap()),
+            &mut Prepared::from_request(ValidTraces::new(again).unwrap()),
             now,
         );
         assert!(ops.is_empty());

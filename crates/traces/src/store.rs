@@ -176,7 +176,7 @@ impl TraceStore {
             {
                 Ok(traces) => {
                     // The catalog is rebuilt from the head below.
-                    head.insert(Prepared::from_request(traces), now);
+                    head.insert(&mut Prepared::from_request(traces), now);
                 }
                 Err(e) => {
                     // The WAL's CRC passed, so this is a bug, not a torn write: keep going
@@ -252,12 +252,21 @@ impl TraceStore {
     }
 
     /// The WAL append and head insert under the cut guard, then the catalog update.
-    async fn write_prepared(&self, prepared: Prepared, otlp: Vec<u8>) -> Result<(), TraceError> {
+    async fn write_prepared(
+        &self,
+        mut prepared: Prepared,
+        otlp: Vec<u8>,
+    ) -> Result<(), TraceError> {
         let new_ops = {
             let _cut = self.cut.read().await;
             self.wal.append(otlp).await?;
-            self.state.write().head.insert(prepared, SystemTime::now())
+            self.state
+                .write()
+                .head
+                .insert(&mut prepared, SystemTime::now())
         };
+        // Freed here, outside the head's lock.
+        drop(prepared);
         if !new_ops.is_empty() {
             // Operations new to the head; most are already in the catalog (from an older
             // head or a block), where inserting again changes nothing.
