@@ -280,6 +280,17 @@ fn benches(c: &mut Criterion) {
             assert_eq!(r.len(), 20);
         })
     });
+    // The worst case for the early stop: nothing matches, so every candidate span of the
+    // hour is checked.
+    let none = TraceQuery {
+        tags: vec![("http.route".into(), "/nowhere".into())],
+        ..q1h.clone()
+    };
+    g.bench_function("search_no_match_1h", |b| {
+        b.iter(|| {
+            assert!(f.store.search(&none).unwrap().is_empty());
+        })
+    });
     g.finish();
 }
 

@@ -117,6 +117,13 @@ const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
 const FENCES: &str = "traceids.fences";
+const TAG_FILTER: &str = "tags.bloom";
+/// Bits per distinct `key=value` of a search window's tag filter, and the cap on its size:
+/// a window of high-cardinality values (ids in attributes) gets a fuller filter, which only
+/// costs it fewer skips.
+const TAG_BITS_PER_VALUE: u64 = 10;
+const TAG_FILTER_MAX_BITS: u64 = 8 * 1024;
+const TAG_FILTER_HASHES: u32 = 7;
 const FENCE_BYTES: usize = 24;
 /// Format 1's block-wide filter: 10 bits and 7 hashes per trace, 1% false positives.
 const FILTER_HASHES_V1: u32 = 7;
@@ -185,7 +192,10 @@ impl Bloom {
     }
 
     fn insert(&mut self, id: &TraceId) {
-        let (h1, h2) = id_hashes(id);
+        self.insert_hashes(id_hashes(id));
+    }
+
+    fn insert_hashes(&mut self, (h1, h2): (u64, u64)) {
         let n = self.bits();
         for i in 0..self.hashes as u64 {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % n;
@@ -194,7 +204,10 @@ impl Bloom {
     }
 
     fn contains(&self, id: &TraceId) -> bool {
-        let (h1, h2) = id_hashes(id);
+        self.contains_hashes(id_hashes(id))
+    }
+
+    fn contains_hashes(&self, (h1, h2): (u64, u64)) -> bool {
         let n = self.bits();
         (0..self.hashes as u64).all(|i| {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % n;
@@ -218,6 +231,31 @@ impl Bloom {
                 .collect(),
         })
     }
+}
+
+/// A query tag's filter hashes; `None` for tags a filter cannot rule out.
+type TagHash = Option<(u64, u64)>;
+
+/// The tag filters of a block: `[row group][search window]`.
+type TagFilters = Vec<Vec<Bloom>>;
+
+/// Parses `tags.bloom`: per window, a u32 word count then the words, in row group order.
+fn parse_tag_filters(b: &[u8], windows: &[usize]) -> Option<TagFilters> {
+    let mut at = 0usize;
+    let mut out = Vec::with_capacity(windows.len());
+    for n in windows {
+        let mut rg = Vec::with_capacity(*n);
+        for _ in 0..*n {
+            let words = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+            at += 4;
+            let end = at.checked_add(words.checked_mul(8)?)?;
+            let f = Bloom::from_bytes(b.get(at..end)?, words as u64 * 64, TAG_FILTER_HASHES)?;
+            rg.push(f);
+            at = end;
+        }
+        out.push(rg);
+    }
+    (at == b.len()).then_some(out)
 }
 
 /// A sparse index of trace ids: the id at the first row of every data page (pages hold
@@ -324,6 +362,9 @@ pub(crate) struct Block {
     /// Format 1: one filter for the block; format 2: one per row group.
     filter: Mutex<Option<Arc<Vec<Bloom>>>>,
     fences: Mutex<Option<Arc<Fences>>>,
+    /// Per row group, per search window: a filter over the window's span and event
+    /// attributes as `key=value` (`None` inside: not loaded yet or unusable).
+    tag_filters: Mutex<Option<Arc<Option<TagFilters>>>>,
     reader: Mutex<Option<Arc<SerializedFileReader<BlockFile>>>>,
 }
 
@@ -467,6 +508,7 @@ pub(crate) fn write_block(
     let mut traces = 0u64;
     let mut start = 0;
     let mut ids = Vec::new();
+    let mut tag_filters = Vec::new();
     while start < order.len() {
         // Take whole traces until the row group is full.
         let mut end = start;
@@ -487,6 +529,31 @@ pub(crate) fn write_block(
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
+        for w in (start..end).step_by(SEARCH_WINDOW_ROWS) {
+            let mut pairs = HashSet::new();
+            let mut broken = false;
+            for idx in &order[w..(w + SEARCH_WINDOW_ROWS).min(end)] {
+                let rest = &head.spans[*idx as usize].rest;
+                broken |= crate::query::rest_tag_hashes(rest, &mut |h| {
+                    pairs.insert(h);
+                })
+                .is_err();
+            }
+            let bits = (pairs.len() as u64 * TAG_BITS_PER_VALUE).clamp(64, TAG_FILTER_MAX_BITS);
+            let mut f = Bloom {
+                words: vec![0; bits.div_ceil(64) as usize],
+                hashes: TAG_FILTER_HASHES,
+            };
+            for h in pairs {
+                f.insert_hashes(h);
+            }
+            if broken {
+                // A blob that does not parse: the filter must never rule anything out.
+                f.words.fill(u64::MAX);
+            }
+            tag_filters.extend_from_slice(&(f.words.len() as u32).to_le_bytes());
+            tag_filters.extend(f.to_bytes());
+        }
         start = end;
     }
     writer.close().map_err(|e| block_err(e.to_string()))?;
@@ -497,6 +564,7 @@ pub(crate) fn write_block(
     let filter_path = tmp_dir.join(FILTER);
     let filter_bytes: Vec<u8> = filters.iter().flat_map(Bloom::to_bytes).collect();
     write_synced(&filter_path, &filter_bytes)?;
+    write_synced(&tmp_dir.join(TAG_FILTER), &tag_filters)?;
 
     let mut services: Vec<String> = head
         .resources
@@ -528,7 +596,7 @@ pub(crate) fn write_block(
         min_start: head.min_start,
         max_start: head.max_start,
         max_end: head.max_end,
-        bytes: data_bytes + filter_bytes.len() as u64,
+        bytes: data_bytes + filter_bytes.len() as u64 + tag_filters.len() as u64,
         services,
         operations,
         filter_bits: filter_bytes.len() as u64 * 8,
@@ -1050,6 +1118,7 @@ impl Block {
             meta,
             filter: Mutex::new(None),
             fences: Mutex::new(None),
+            tag_filters: Mutex::new(None),
             reader: Mutex::new(None),
         }
     }
@@ -1126,6 +1195,29 @@ impl Block {
                 .ok()
                 .and_then(|b| Fences::from_bytes(&b))
                 .map(Arc::new);
+        }
+        g.clone()
+    }
+
+    /// The block's tag filters, loaded on first use; `None` inside when the block has none
+    /// (older formats) or they do not fit its row groups.
+    fn tag_filters(&self, r: &SerializedFileReader<BlockFile>) -> Option<Arc<Option<TagFilters>>> {
+        let mut g = self.tag_filters.lock();
+        if g.is_none() {
+            let windows: Vec<usize> = r
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|rg| (rg.num_rows().max(0) as usize).div_ceil(SEARCH_WINDOW_ROWS))
+                .collect();
+            let parsed = if self.meta.format >= 3 {
+                fs::read(self.dir.join(TAG_FILTER))
+                    .ok()
+                    .and_then(|b| parse_tag_filters(&b, &windows))
+            } else {
+                None
+            };
+            *g = Some(Arc::new(parsed));
         }
         g.clone()
     }
@@ -1526,6 +1618,13 @@ impl Block {
         // Resources and scopes repeat across rows: which tags they satisfy is computed once
         // per distinct pair (few per block, so a linear list beats hashing the blobs).
         let mut res_tags: Vec<(Bytes, Bytes, Vec<bool>)> = Vec::new();
+        let tag_filters = if m.has_tags() {
+            self.tag_filters(&r)
+        } else {
+            None
+        };
+        let tag_filters = tag_filters.as_ref().and_then(|f| f.as_ref().as_ref());
+        let tag_hashes = m.tag_hashes();
         // Row groups in the time range, newest first (by their newest span).
         let mut groups: Vec<(usize, UnixNanos)> = Vec::new();
         for (i, rgm) in r.metadata().row_groups().iter().enumerate() {
@@ -1558,7 +1657,12 @@ impl Block {
                 }
             }
             let rg = r.get_row_group(i).map_err(|e| self.err(e.to_string()))?;
-            self.search_row_group(&*rg, m, &mut res_tags, hits)
+            let tf = tag_filters
+                .as_ref()
+                .and_then(|f| f.get(i))
+                .map(Vec::as_slice);
+            let tags = (tf, tag_hashes.as_slice());
+            self.search_row_group(&*rg, m, tags, &mut res_tags, hits)
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -1568,6 +1672,7 @@ impl Block {
         &self,
         rg: &dyn RowGroupReader,
         m: &Matcher<'_>,
+        (tag_filters, tag_hashes): (Option<&[Bloom]>, &[TagHash]),
         res_tags: &mut Vec<(Bytes, Bytes, Vec<bool>)>,
         hits: &mut HashMap<TraceId, UnixNanos>,
     ) -> Result<(), String> {
@@ -1676,8 +1781,11 @@ impl Block {
             }
             let rows = &sel[w.clone()];
             let matched = if m.has_tags() {
+                let window = rows[0] as usize / SEARCH_WINDOW_ROWS;
+                let filter = tag_filters.and_then(|f| f.get(window));
                 let pair = &pair[w];
-                self.match_tags(rg, m, rows, pair, res_tags, &kind, &mut status)?
+                let tags = (filter, tag_hashes);
+                self.match_tags(rg, m, rows, pair, tags, res_tags, &kind, &mut status)?
             } else {
                 rows.to_vec()
             };
@@ -1704,6 +1812,7 @@ impl Block {
         m: &Matcher<'_>,
         sel: &[u32],
         pair: &[usize],
+        (filter, tag_hashes): (Option<&Bloom>, &[TagHash]),
         res_tags: &[(Bytes, Bytes, Vec<bool>)],
         kind: &[i32],
         status: &mut Option<Vec<i32>>,
@@ -1712,10 +1821,21 @@ impl Block {
         let mut matched = Vec::with_capacity(sel.len());
         let mut open: Vec<u32> = Vec::new();
         let mut open_pair: Vec<usize> = Vec::new();
+        // A tag the resource leaves open, that no span field can stand in for, and that the
+        // window's filter says no span of the window carries, rules the row out unread.
+        let ruled_out = |p: usize| {
+            filter.is_some_and(|f| {
+                res_tags[p]
+                    .2
+                    .iter()
+                    .zip(tag_hashes)
+                    .any(|(hit, h)| !hit && h.is_some_and(|h| !f.contains_hashes(h)))
+            })
+        };
         for (row, p) in sel.iter().zip(pair) {
             if res_tags[*p].2.iter().all(|hit| *hit) {
                 matched.push(*row);
-            } else {
+            } else if !ruled_out(*p) {
                 open.push(*row);
                 open_pair.push(*p);
             }

@@ -65,6 +65,15 @@ impl<'q> Matcher<'q> {
         start >= self.start_min && start <= self.start_max
     }
 
+    /// Per tag, its [`tag_hash`], or `None` for a key a span can match without carrying it.
+    pub fn tag_hashes(&self) -> Vec<Option<(u64, u64)>> {
+        self.q
+            .tags
+            .iter()
+            .map(|(k, v)| (!is_synthetic_key(k)).then(|| tag_hash(k.as_bytes(), v.as_bytes())))
+            .collect()
+    }
+
     /// Whether the query bounds span durations at all.
     pub fn has_duration(&self) -> bool {
         self.dur_min > 0 || self.dur_max < u64::MAX
@@ -188,6 +197,85 @@ impl Matcher<'_> {
 }
 
 const BAD_BLOB: &str = "bad span attributes: malformed protobuf";
+
+/// Whether a tag key is one Jaeger derives from span fields, which a span can match without
+/// carrying it as an attribute.
+pub(crate) fn is_synthetic_key(k: &str) -> bool {
+    matches!(
+        k,
+        "span.kind" | "otel.status_code" | "otel.status_description" | "error"
+    )
+}
+
+/// The two Bloom hashes of a `key=value` tag (FNV-1a over key, a separator, value; mixed).
+pub(crate) fn tag_hash(k: &[u8], v: &[u8]) -> (u64, u64) {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in k.iter().chain(&[0xff]).chain(v) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (mix(h), mix(h ^ 0x9e37_79b9_7f4a_7c15) | 1)
+}
+
+/// Calls `f` with the [`tag_hash`] of every attribute of a rest blob and of its events, with
+/// the value as the tag string a query compares (what [`proto_attrs_match`] accepts).
+pub(crate) fn rest_tag_hashes(rest: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> {
+    fields(rest, |field, wt, _, p| {
+        match (field, wt) {
+            (9, 2) => kv_tag_hash(p, f)?,
+            (11, 2) => fields(p, |f2, w2, _, q| {
+                if (f2, w2) == (3, 2) {
+                    kv_tag_hash(q, f)?;
+                }
+                Ok(true)
+            })?,
+            _ => {}
+        }
+        Ok(true)
+    })
+}
+
+fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> {
+    let (mut key, mut value): (&[u8], Option<&[u8]>) = (&[], None);
+    fields(kv, |n, w, _, p| {
+        match (n, w) {
+            (1, 2) => key = p,
+            (2, 2) => value = Some(p),
+            _ => {}
+        }
+        Ok(true)
+    })?;
+    let Some(value) = value else {
+        f(tag_hash(key, b""));
+        return Ok(());
+    };
+    let mut last: Option<(u64, u8, u64, &[u8])> = None;
+    fields(value, |n, w, num, p| {
+        last = Some((n, w, num, p));
+        Ok(true)
+    })?;
+    match last {
+        None => f(tag_hash(key, b"")),
+        Some((1, 2, _, p)) => f(tag_hash(key, p)),
+        Some((2, 0, num, _)) => f(tag_hash(key, if num != 0 { b"true" } else { b"false" })),
+        Some((3, 0, num, _)) => f(tag_hash(key, (num as i64).to_string().as_bytes())),
+        Some(_) => {
+            use prost::Message;
+            let v = pc::AnyValue::decode(value).map_err(|_| BAD_BLOB.to_string())?;
+            let s = match &v.value {
+                None => String::new(),
+                Some(_) => value_from_proto(&v).to_tag_string(),
+            };
+            f(tag_hash(key, s.as_bytes()));
+        }
+    }
+    Ok(())
+}
 
 /// Reads a protobuf varint at `*pos`.
 fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
@@ -441,7 +529,26 @@ mod tests {
             ("error", "true"),
             ("span.kind", "server"),
         ];
+        let mut hashes = std::collections::HashSet::new();
+        rest_tag_hashes(&blob, &mut |h| {
+            hashes.insert(h);
+        })
+        .unwrap();
         for (k, v) in cases {
+            // A block's tag filter holds every attribute a query can match.
+            if !is_synthetic_key(k) {
+                let q = TraceQuery {
+                    tags: vec![(k.into(), v.into())],
+                    ..Default::default()
+                };
+                let hit =
+                    Matcher::new(&q).tags(&[false], SpanKind::Server, StatusCode::Unset, &span);
+                assert_eq!(
+                    hashes.contains(&tag_hash(k.as_bytes(), v.as_bytes())),
+                    hit,
+                    "{k}={v}"
+                );
+            }
             let q = TraceQuery {
                 tags: vec![(k.into(), v.into())],
                 ..Default::default()
