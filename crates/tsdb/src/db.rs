@@ -576,7 +576,10 @@ impl Tsdb {
         // write guard, so queries see them in exactly one place and no append is mid-flight.
         let removed = {
             let _cut = self.cut.write().await;
-            self.blocks.write().push(Arc::new(block));
+            // Queries read the block list and the head under the list's read lock, so they
+            // see the range either in the head or in the block, never in neither or both.
+            let mut blocks = self.blocks.write();
+            blocks.push(Arc::new(block));
             self.head.truncate(maxt)
         };
         self.remove_covered_segments(maxt)?;
@@ -717,12 +720,18 @@ impl Querier for Tsdb {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<SeriesSet, TsdbError> {
-        let blocks = self.blocks.read().clone();
+        // One consistent view: the block list and the head's data together (a cut publishes
+        // its block and truncates the head under the list's write lock). Block chunks are
+        // read after the lock is released.
+        let (blocks, head) = {
+            let list = self.blocks.read();
+            (list.clone(), self.head.select(matchers, start_ms, end_ms))
+        };
         let mut parts: Vec<Vec<Series>> = Vec::with_capacity(blocks.len() + 1);
         for b in &blocks {
             parts.push(b.select(matchers, start_ms, end_ms)?);
         }
-        parts.push(self.head.select(matchers, start_ms, end_ms));
+        parts.push(head);
         if parts.iter().filter(|p| !p.is_empty()).count() <= 1 {
             let only = parts
                 .into_iter()
@@ -752,8 +761,9 @@ impl Querier for Tsdb {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, TsdbError> {
+        let list = self.blocks.read();
         let mut names = self.head.label_names(matchers, start_ms, end_ms);
-        for b in self.blocks.read().iter() {
+        for b in list.iter() {
             names.extend(b.label_names(matchers, start_ms, end_ms));
         }
         names.sort_unstable();
@@ -768,8 +778,9 @@ impl Querier for Tsdb {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, TsdbError> {
+        let list = self.blocks.read();
         let mut values = self.head.label_values(name, matchers, start_ms, end_ms);
-        for b in self.blocks.read().iter() {
+        for b in list.iter() {
             values.extend(b.label_values(name, matchers, start_ms, end_ms));
         }
         values.sort_unstable();
