@@ -42,6 +42,21 @@ pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use querier::{Querier, Series, SeriesSet, VecQuerier};
 pub use wal::{FsyncPolicy, WalOptions};
 
+/// The bit pattern of Prometheus's staleness marker: a NaN that marks a series as gone.
+/// Chunks store values as bits, so it survives storage exactly; compare bits, not values
+/// (every NaN compares unequal).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Prometheus's staleness marker as a value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// Whether `v` is the staleness marker (and not some other NaN).
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
 /// Everything that can go wrong in the tsdb.
 #[derive(Debug, thiserror::Error)]
 pub enum TsdbError {

@@ -43,7 +43,7 @@ async fn append_query_and_replay() {
             batch.push((series("up", "a"), i * 15_000, 1.0));
             batch.push((series("req_total", "a"), i * 15_000, i as f64));
         }
-        batch.push((series("up", "b"), 0, f64::from_bits(0x7ff0_0000_0000_0002)));
+        batch.push((series("up", "b"), 0, tsdb::stale_nan()));
         let r = db.append(batch).await.unwrap();
         assert_eq!(r.appended, 1001);
         assert_eq!(r.rejected(), 0);
@@ -64,7 +64,8 @@ async fn append_query_and_replay() {
     assert_eq!(got[0].1, want);
     // The stale marker comes back bit for bit.
     let stale = samples_of(&db, &[eq("job", "b")]);
-    assert_eq!(stale[0].1[0].1.to_bits(), 0x7ff0_0000_0000_0002);
+    assert!(tsdb::is_stale_nan(stale[0].1[0].1));
+    assert!(!tsdb::is_stale_nan(f64::NAN));
     // Range restriction and label queries restricted by matchers.
     let part: Vec<_> = db
         .select(&[eq("__name__", "req_total")], 15_000, 45_000)
