@@ -427,7 +427,7 @@ impl Block {
                 self.series[r as usize]
                     .labels
                     .iter()
-                    .map(|l| l.name.clone())
+                    .map(|l| l.name.to_string())
             })
             .collect();
         names.sort_unstable();

@@ -431,7 +431,7 @@ impl Head {
         let mut names: Vec<String> = self
             .matching_series(matchers, start, end)
             .iter()
-            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()))
+            .flat_map(|s| s.labels.iter().map(|l| l.name.to_string()))
             .collect();
         names.sort_unstable();
         names.dedup();

@@ -240,14 +240,14 @@ impl Postings {
         debug_assert!(self.all.last().is_none_or(|&l| l < r));
         self.all.push(r);
         for l in labels {
-            let values = match self.lists.get_mut(l.name.as_str()) {
+            let values = match self.lists.get_mut(l.name) {
                 Some(v) => v,
-                None => self.lists.entry(l.name.clone()).or_default(),
+                None => self.lists.entry(l.name.to_string()).or_default(),
             };
-            match values.get_mut(l.value.as_str()) {
+            match values.get_mut(l.value) {
                 Some(list) => list.push(r),
                 None => {
-                    values.insert(l.value.clone(), vec![r]);
+                    values.insert(l.value.to_string(), vec![r]);
                 }
             }
         }

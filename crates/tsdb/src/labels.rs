@@ -32,10 +32,70 @@ pub struct Label {
     pub value: String,
 }
 
+/// One label pair borrowed from a [`Labels`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelRef<'a> {
+    /// The label name.
+    pub name: &'a str,
+    /// The label value, never empty.
+    pub value: &'a str,
+}
+
 /// A sorted, duplicate-free set of label pairs with no empty values.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Stored as one string of all names and values back to back plus their end offsets: two
+/// allocations per set instead of two per label, which is most of a head series' memory.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels {
-    pairs: Vec<Label>,
+    buf: Box<str>,
+    /// `ends[2i]` ends the name of pair `i`, `ends[2i + 1]` its value.
+    ends: Box<[u32]>,
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|l| (l.name, l.value)))
+            .finish()
+    }
+}
+
+/// Pairwise order (by name, then value, pair by pair), as comparing the pairs would give.
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Iterator over the pairs of a [`Labels`].
+#[derive(Clone, Debug)]
+pub struct LabelsIter<'a> {
+    labels: &'a Labels,
+    next: usize,
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = LabelRef<'a>;
+
+    fn next(&mut self) -> Option<LabelRef<'a>> {
+        if self.next >= self.labels.len() {
+            return None;
+        }
+        let l = self.labels.pair(self.next);
+        self.next += 1;
+        Some(l)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.labels.len() - self.next;
+        (n, Some(n))
+    }
 }
 
 /// Whether `name` is a valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
@@ -103,15 +163,49 @@ impl Labels {
     /// our own files and WAL records, which were validated before they were written).
     pub(crate) fn from_sorted_unchecked(pairs: Vec<Label>) -> Labels {
         debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
-        Labels { pairs }
+        let total: usize = pairs.iter().map(|l| l.name.len() + l.value.len()).sum();
+        let mut buf = String::with_capacity(total);
+        let mut ends = Vec::with_capacity(pairs.len() * 2);
+        for l in &pairs {
+            buf.push_str(&l.name);
+            ends.push(buf.len() as u32);
+            buf.push_str(&l.value);
+            ends.push(buf.len() as u32);
+        }
+        Labels {
+            buf: buf.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// Pair `i` (< `len()`).
+    fn pair(&self, i: usize) -> LabelRef<'_> {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[2 * i - 1] as usize
+        };
+        let mid = self.ends[2 * i] as usize;
+        let end = self.ends[2 * i + 1] as usize;
+        LabelRef {
+            name: &self.buf[start..mid],
+            value: &self.buf[mid..end],
+        }
     }
 
     /// The value of label `name`, if the set has it.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.pairs[i].value.as_str())
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let p = self.pair(mid);
+            match p.name.cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(p.value),
+            }
+        }
+        None
     }
 
     /// The metric name (`__name__`), if any.
@@ -120,18 +214,21 @@ impl Labels {
     }
 
     /// The pairs, sorted by name.
-    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.pairs.iter()
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter {
+            labels: self,
+            next: 0,
+        }
     }
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.ends.len() / 2
     }
 
     /// Whether the set has no pairs.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.ends.is_empty()
     }
 
     /// The stable 64-bit hash of the set.
@@ -163,7 +260,7 @@ impl Labels {
             mix(h, bytes.len() as u64)
         }
         let mut h = 0u64;
-        for l in &self.pairs {
+        for l in self {
             h = feed(h, l.name.as_bytes());
             h = feed(h, l.value.as_bytes());
         }
@@ -177,20 +274,15 @@ impl Labels {
 
     /// Approximate heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.pairs.capacity() * std::mem::size_of::<Label>()
-            + self
-                .pairs
-                .iter()
-                .map(|l| l.name.capacity() + l.value.capacity())
-                .sum::<usize>()
+        self.buf.len() + self.ends.len() * 4
     }
 }
 
 impl<'a> IntoIterator for &'a Labels {
-    type Item = &'a Label;
-    type IntoIter = std::slice::Iter<'a, Label>;
+    type Item = LabelRef<'a>;
+    type IntoIter = LabelsIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.pairs.iter()
+        self.iter()
     }
 }
 
@@ -202,7 +294,7 @@ impl fmt::Display for Labels {
         }
         f.write_str("{")?;
         let mut first = true;
-        for l in self.pairs.iter().filter(|l| l.name != METRIC_NAME) {
+        for l in self.iter().filter(|l| l.name != METRIC_NAME) {
             if !first {
                 f.write_str(", ")?;
             }
@@ -258,7 +350,7 @@ impl LabelsBuilder {
                 name: w[0].name.clone(),
             });
         }
-        let labels = Labels { pairs: self.pairs };
+        let labels = Labels::from_sorted_unchecked(self.pairs);
         if let Some(name) = labels.metric_name() {
             if !is_valid_metric_name(name) {
                 return Err(TsdbError::InvalidMetricName {
@@ -290,7 +382,7 @@ mod tests {
     #[test]
     fn sorted_and_empty_values_dropped() {
         let l = Labels::new([("job", "api"), ("__name__", "up"), ("empty", "")]).unwrap();
-        let names: Vec<_> = l.iter().map(|l| l.name.as_str()).collect();
+        let names: Vec<_> = l.iter().map(|l| l.name).collect();
         assert_eq!(names, ["__name__", "job"]);
         assert_eq!(l.get("job"), Some("api"));
         assert_eq!(l.get("empty"), None);
@@ -313,6 +405,24 @@ mod tests {
             err.to_string(),
             r#"invalid metric name "1bad": metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*"#
         );
+    }
+
+    #[test]
+    fn packed_storage_keeps_pairwise_identity_and_order() {
+        // Same bytes back to back, different pairs.
+        let a = Labels::new([("a", "bc")]).unwrap();
+        let b = Labels::new([("ab", "c")]).unwrap();
+        assert_ne!(a, b);
+        assert!(a < b, "compares names first: \"a\" < \"ab\"");
+        let c = Labels::new([("a", "b"), ("c", "d")]).unwrap();
+        let d = Labels::new([("a", "b")]).unwrap();
+        assert!(d < c);
+        let pairs: Vec<(&str, &str)> = c.iter().map(|l| (l.name, l.value)).collect();
+        assert_eq!(pairs, [("a", "b"), ("c", "d")]);
+        assert_eq!(c.get("c"), Some("d"));
+        assert_eq!(c.get("b"), None);
+        assert_eq!(format!("{c:?}"), r#"{"a": "b", "c": "d"}"#);
+        assert!(Labels::empty().iter().next().is_none());
     }
 
     #[test]

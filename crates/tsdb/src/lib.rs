@@ -19,9 +19,10 @@
 //! samples and get typed errors back ([`TsdbError`], whose sample rejections use
 //! Prometheus's wording so API layers can pass them on).
 //!
-//! Not here yet: native histograms; interned/compact label storage (the head keeps a
-//! `String` per label per series); WAL records that refer to series by id instead of
-//! repeating label sets (needs WAL checkpoints); memory limits with back-pressure.
+//! Not here yet: native histograms; interning label strings shared between series (a set
+//! is two allocations, but `job="node"` is stored once per series); memory limits with
+//! back-pressure; compaction of blocks written out of order (out-of-order samples older than
+//! the head's range are rejected as out of bounds).
 
 pub mod block;
 pub mod chunk;
@@ -38,7 +39,7 @@ pub use db::{
 };
 pub use head::Rejection;
 pub use index::{CardinalityStats, MatchOp, Matcher, SeriesRef};
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{Label, LabelRef, Labels, LabelsBuilder, METRIC_NAME};
 pub use querier::{Querier, Series, SeriesSet, VecQuerier};
 pub use wal::{FsyncPolicy, WalOptions};
 

@@ -249,7 +249,12 @@ impl Querier for VecQuerier {
     ) -> Result<Vec<String>, TsdbError> {
         let mut names: Vec<String> = self
             .matching(matchers, start_ms, end_ms)
-            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.labels
+                    .iter()
+                    .map(|l| l.name.to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         names.sort_unstable();
         names.dedup();
