@@ -1,5 +1,7 @@
 //! Trace store benchmarks on a store of synthetic spans in blocks (1M by default; set
-//! `LOOKOUT_BENCH_SPANS` to change): trace-by-id and a service + tag + duration search.
+//! `LOOKOUT_BENCH_SPANS` to change): trace-by-id (present and absent), a service + tag +
+//! duration search (limit 20) over everything and over the last hour, and the same over the
+//! last hour with a tag nothing carries (the worst case: no early stop).
 //! Setup also prints bytes on disk per span, head memory per span and store open time.
 //!
 //! `LOOKOUT_BENCH_BLOCK_SPANS` cuts a block every that many spans (default: one block);

@@ -896,19 +896,27 @@ fn dict_ids(buf: &[u8], n: usize, out: &mut Vec<u32>) -> Result<(), String> {
             let nbytes = groups.checked_mul(bw).ok_or_else(bad)?;
             let packed = rest.get(..nbytes).ok_or_else(bad)?;
             rest = &rest[nbytes..];
-            let take = (groups * 8).min(end - out.len());
-            let mask = if bw == 32 { u32::MAX } else { (1u32 << bw) - 1 };
-            for i in 0..take {
-                let bit = i * bw;
-                let (byte, off) = (bit / 8, bit % 8);
-                let mut w = 0u64;
-                for (j, b) in packed[byte..(byte + 5).min(packed.len())]
-                    .iter()
-                    .enumerate()
-                {
-                    w |= (*b as u64) << (8 * j);
+            let mut take = (groups * 8).min(end - out.len());
+            let mask = if bw == 32 {
+                u32::MAX as u64
+            } else {
+                (1u64 << bw) - 1
+            };
+            // Stream the bytes through a bit accumulator, least significant bit first.
+            let (mut acc, mut have) = (0u64, 0usize);
+            let mut bytes = packed.iter();
+            while take > 0 {
+                while have < bw {
+                    let Some(b) = bytes.next() else {
+                        return Err(bad());
+                    };
+                    acc |= (*b as u64) << have;
+                    have += 8;
                 }
-                out.push(((w >> off) as u32) & mask);
+                out.push((acc & mask) as u32);
+                acc >>= bw;
+                have -= bw;
+                take -= 1;
             }
         }
     }
@@ -1697,7 +1705,8 @@ impl Block {
         } else {
             None
         };
-        let need_kind = m.q.span_kind.is_some() || m.has_tags();
+        // Kind is a tag only through the synthetic `span.kind`.
+        let need_kind = m.q.span_kind.is_some() || m.q.tags.iter().any(|(k, _)| k == "span.kind");
         let kind = if need_kind {
             read_col::<Int32Type>(rg, C_KIND, 0, n)?.0
         } else {
@@ -1852,7 +1861,9 @@ impl Block {
                     let r = *row as usize;
                     if m.tags_raw(
                         &res_tags[*p].2,
-                        kind_of(kind[r])?,
+                        // Unread unless a tag asks for it (see `need_kind`).
+                        kind.get(r)
+                            .map_or(Ok(SpanKind::Unspecified), |k| kind_of(*k))?,
                         status_of(status[r])?,
                         &rest.values[*id as usize],
                     )? {
