@@ -161,6 +161,134 @@ pub(crate) fn encode_rest_proto(s: &pt::Span, buf: &mut Vec<u8>) {
     }
 }
 
+/// The byte range of every span message in an encoded `ExportTraceServiceRequest`, in
+/// request order (the order prost decodes them in), or `None` if the bytes do not walk
+/// cleanly (then the caller encodes instead of copying).
+pub(crate) fn span_ranges(raw: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+    let mut out = Vec::new();
+    for_each_field(
+        raw,
+        0,
+        &mut |tag, rs, _| {
+            if tag == 1 {
+                for_each_field(
+                    raw,
+                    rs.start,
+                    &mut |tag, ss, _| {
+                        if tag == 2 {
+                            for_each_field(
+                                raw,
+                                ss.start,
+                                &mut |tag, span, _| {
+                                    if tag == 2 {
+                                        out.push(span);
+                                    }
+                                    Some(())
+                                },
+                                ss.end,
+                            )?;
+                        }
+                        Some(())
+                    },
+                    rs.end,
+                )?;
+            }
+            Some(())
+        },
+        raw.len(),
+    )?;
+    Some(out)
+}
+
+/// Calls `f(tag, value, whole_field)` for each field of the message in `raw[start..end]`;
+/// `value` is the payload range of length-delimited fields (empty otherwise).
+fn for_each_field(
+    raw: &[u8],
+    start: usize,
+    f: &mut dyn FnMut(u32, std::ops::Range<usize>, std::ops::Range<usize>) -> Option<()>,
+    end: usize,
+) -> Option<()> {
+    use prost::encoding::decode_varint;
+    let mut pos = start;
+    while pos < end {
+        let field_start = pos;
+        let mut b = raw.get(pos..end)?;
+        let key = decode_varint(&mut b).ok()?;
+        pos = end - b.len();
+        let tag = u32::try_from(key >> 3).ok()?;
+        let value = match key & 7 {
+            0 => {
+                decode_varint(&mut b).ok()?;
+                pos = end - b.len();
+                pos..pos
+            }
+            1 => {
+                pos = pos.checked_add(8)?;
+                pos..pos
+            }
+            2 => {
+                let len = usize::try_from(decode_varint(&mut b).ok()?).ok()?;
+                let from = end - b.len();
+                pos = from.checked_add(len)?;
+                from..pos
+            }
+            5 => {
+                pos = pos.checked_add(4)?;
+                pos..pos
+            }
+            // Groups (deprecated) and invalid wire types: let the caller encode instead.
+            _ => return None,
+        };
+        if pos > end {
+            return None;
+        }
+        f(tag, value, field_start..pos)?;
+    }
+    Some(())
+}
+
+/// [`encode_rest_proto`] by copying the rest fields of the span's received bytes `raw`
+/// instead of encoding them again. `s` is the same span decoded. Returns `false` (with
+/// `buf` in an unspecified state) when the span needs [`encode_rest_proto`]: attributes
+/// that conversion changes, or bytes that do not walk cleanly.
+///
+/// For spans encoded in field order (what SDKs and prost send) the bytes are exactly
+/// those [`encode_rest_proto`] writes; otherwise they differ only in order or in explicit
+/// default values, and decode to the same span.
+pub(crate) fn copy_rest_proto(raw: &[u8], s: &pt::Span, buf: &mut Vec<u8>) -> bool {
+    use prost::encoding::{encode_key, encode_varint, string, WireType};
+    let clean = attrs_clean(&s.attributes)
+        && s.events.iter().all(|e| attrs_clean(&e.attributes))
+        && s.links.iter().all(|l| attrs_clean(&l.attributes));
+    if !clean {
+        return false;
+    }
+    let mut status_done = false;
+    for_each_field(
+        raw,
+        0,
+        &mut |tag, _, field| {
+            match tag {
+                3 | 9..=14 | 16 => buf.extend_from_slice(&raw[field]),
+                // The status rides along as its message only (the code is a column), once
+                // however many times it was sent (prost merged them).
+                15 if !status_done => {
+                    status_done = true;
+                    if let Some(st) = s.status.as_ref().filter(|st| !st.message.is_empty()) {
+                        encode_key(15, WireType::LengthDelimited, buf);
+                        encode_varint(string::encoded_len(2, &st.message) as u64, buf);
+                        string::encode(2, &st.message, buf);
+                    }
+                }
+                _ => {}
+            }
+            Some(())
+        },
+        raw.len(),
+    )
+    .is_some()
+}
+
 /// Writes a repeated attribute field as conversion to the model and back would.
 fn encode_attrs(tag: u32, kvs: &[pc::KeyValue], buf: &mut Vec<u8>) {
     if attrs_clean(kvs) {

@@ -93,9 +93,15 @@ impl Prepared {
     }
 
     /// Prepares a validated request without converting its spans to [`Span`]s: each rest
-    /// blob is encoded straight from the protobuf span.
-    pub fn from_request(traces: ValidTraces) -> Prepared {
+    /// blob is encoded straight from the protobuf span, or, given the request's received
+    /// encoding `raw`, copied from the span's own bytes.
+    pub fn from_request(traces: ValidTraces, raw: Option<&[u8]>) -> Prepared {
         let req = traces.request();
+        // The byte range of each span in `raw`, when they line up with the decoded spans.
+        let ranges = raw
+            .and_then(|raw| Some((raw, codec::span_ranges(raw)?)))
+            .filter(|(_, r)| r.len() == traces.len());
+        let mut next = 0;
         let mut rests = Vec::with_capacity(traces.len());
         let mut groups = Vec::with_capacity(req.resource_spans.len());
         let mut buf = Vec::with_capacity(1024);
@@ -109,7 +115,14 @@ impl Prepared {
                 scopes.push((Arc::new(scope), bytes));
                 for span in &ss.spans {
                     buf.clear();
-                    codec::encode_rest_proto(span, &mut buf);
+                    let copied = ranges.as_ref().is_some_and(|(raw, r)| {
+                        codec::copy_rest_proto(&raw[r[next].clone()], span, &mut buf)
+                    });
+                    if !copied {
+                        buf.clear();
+                        codec::encode_rest_proto(span, &mut buf);
+                    }
+                    next += 1;
                     rests.push(Box::from(&buf[..]));
                 }
             }
@@ -594,6 +607,7 @@ fn column_only(m: &Matcher<'_>, s: &HeadSpan) -> bool {
 mod tests {
     use super::*;
     use model::otlp::proto::common::v1 as pc;
+    use model::otlp::proto::trace::v1 as pt;
     use model::otlp::{request_from_spans, spans_from_request};
     use model::{AnyValue, Event, KeyValue, Link};
 
@@ -707,11 +721,53 @@ mod tests {
             .iter()
             .flat_map(|rs| &rs.scope_spans)
             .flat_map(|ss| &ss.spans);
-        for (s, p) in spans.iter().zip(protos) {
+        let raw = prost::Message::encode_to_vec(&req);
+        let ranges = codec::span_ranges(&raw).unwrap();
+        assert_eq!(ranges.len(), spans.len());
+        for ((s, p), r) in spans.iter().zip(protos).zip(ranges) {
             buf.clear();
             codec::encode_rest_proto(p, &mut buf);
             assert_eq!(buf, &*codec::encode_rest(s));
+            buf.clear();
+            assert!(codec::copy_rest_proto(&raw[r], p, &mut buf));
+            assert_eq!(buf, &*codec::encode_rest(s));
         }
+    }
+
+    #[test]
+    fn copied_rest_of_a_reordered_span_decodes_the_same() {
+        use prost::Message;
+        let spans = rich_spans();
+        let p = model::otlp::span_to_proto(&spans[2]);
+        // The same span with its fields written highest tag first, status twice, as a client
+        // may legally send them.
+        let mut raw = Vec::new();
+        let mut fields = Vec::new();
+        let whole = p.encode_to_vec();
+        let mut b = &whole[..];
+        while !b.is_empty() {
+            let start = b;
+            let (tag, wt) = prost::encoding::decode_key(&mut b).unwrap();
+            prost::encoding::skip_field(wt, tag, &mut b, Default::default()).unwrap();
+            fields.push((tag, start[..start.len() - b.len()].to_vec()));
+        }
+        let status = fields.iter().find(|f| f.0 == 15).unwrap().1.clone();
+        // Stable, so repeated fields keep their order.
+        fields.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (_, f) in &fields {
+            raw.extend_from_slice(f);
+        }
+        raw.extend_from_slice(&status);
+        assert_eq!(pt::Span::decode(&raw[..]).unwrap(), p);
+        let mut buf = Vec::new();
+        assert!(codec::copy_rest_proto(&raw, &p, &mut buf));
+        assert_eq!(
+            codec::decode_rest(&buf).unwrap(),
+            codec::decode_rest(&codec::encode_rest(&spans[2])).unwrap()
+        );
+        // Broken bytes are refused rather than copied.
+        buf.clear();
+        assert!(!codec::copy_rest_proto(&raw[..raw.len() - 1], &p, &mut buf));
     }
 
     #[test]
@@ -765,8 +821,9 @@ mod tests {
         let mut a = Head::default();
         let ops_a = a.insert(&mut Prepared::new(spans.clone()), now);
         let mut b = Head::default();
+        let raw = prost::Message::encode_to_vec(&req);
         let ops_b = b.insert(
-            &mut Prepared::from_request(ValidTraces::new(req).unwrap()),
+            &mut Prepared::from_request(ValidTraces::new(req).unwrap(), Some(&raw)),
             now,
         );
         assert_eq!(all_spans(&a), spans);
@@ -780,7 +837,7 @@ mod tests {
         // A second identical batch adds rows but no operation, resource or scope.
         let again = request_from_spans(&spans);
         let ops = b.insert(
-            &mut Prepared::from_request(ValidTraces::new(again).unwrap()),
+            &mut Prepared::from_request(ValidTraces::new(again).unwrap(), None),
             now,
         );
         assert!(ops.is_empty());

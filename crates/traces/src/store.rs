@@ -176,7 +176,7 @@ impl TraceStore {
             {
                 Ok(traces) => {
                     // The catalog is rebuilt from the head below.
-                    head.insert(&mut Prepared::from_request(traces), now);
+                    head.insert(&mut Prepared::from_request(traces, Some(rec)), now);
                 }
                 Err(e) => {
                     // The WAL's CRC passed, so this is a bug, not a torn write: keep going
@@ -247,8 +247,8 @@ impl TraceStore {
             return Ok(());
         }
         let otlp = otlp.unwrap_or_else(|| traces.request().encode_to_vec());
-        self.write_prepared(Prepared::from_request(traces), otlp)
-            .await
+        let prepared = Prepared::from_request(traces, Some(&otlp));
+        self.write_prepared(prepared, otlp).await
     }
 
     /// The WAL append and head insert under the cut guard, then the catalog update.
