@@ -1669,11 +1669,72 @@ impl Block {
                 .as_ref()
                 .and_then(|f| f.get(i))
                 .map(Vec::as_slice);
+            if let Some(tf) = tf {
+                if self
+                    .rules_out_row_group(&*rg, m, tf, &tag_hashes, &mut res_tags)
+                    .map_err(|e| self.err(e))?
+                {
+                    continue;
+                }
+            }
             let tags = (tf, tag_hashes.as_slice());
             self.search_row_group(&*rg, m, tags, &mut res_tags, hits)
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
+    }
+
+    /// Whether a tag of the query is in no window filter of the row group and satisfied by
+    /// none of its resources and scopes: then no span of it matches, and none of its data
+    /// pages need reading. Decided on the resource and scope dictionaries alone, so only
+    /// when every data page of those chunks is dictionary-encoded.
+    fn rules_out_row_group(
+        &self,
+        rg: &dyn RowGroupReader,
+        m: &Matcher<'_>,
+        filters: &[Bloom],
+        tag_hashes: &[TagHash],
+        res_tags: &mut Vec<(Bytes, Bytes, Vec<bool>)>,
+    ) -> Result<bool, String> {
+        let absent: Vec<bool> = tag_hashes
+            .iter()
+            .map(|h| h.is_some_and(|h| filters.iter().all(|f| !f.contains_hashes(h))))
+            .collect();
+        if !absent.iter().any(|a| *a) {
+            return Ok(false);
+        }
+        let all_dict = |c: usize| {
+            let meta = rg.metadata().column(c);
+            meta.dictionary_page_offset().is_some()
+                && meta.page_encoding_stats_mask().is_some_and(|mask| {
+                    mask.is_only(Encoding::RLE_DICTIONARY)
+                        || mask.is_only(Encoding::PLAIN_DICTIONARY)
+                })
+        };
+        if !all_dict(C_RESOURCE) || !all_dict(C_SCOPE) {
+            return Ok(false);
+        }
+        // With no rows asked for, only the dictionary pages are read.
+        let res = read_bytes(rg, C_RESOURCE, Width::Var, Some(&[]))?;
+        let scope = read_bytes(rg, C_SCOPE, Width::Var, Some(&[]))?;
+        let mut satisfied = vec![false; absent.len()];
+        for rb in &res.values {
+            for sb in &scope.values {
+                let p = match res_tags.iter().position(|(r, s, _)| r == rb && s == sb) {
+                    Some(p) => p,
+                    None => {
+                        let r = codec::decode_resource(rb)?;
+                        let s = codec::decode_scope(sb)?;
+                        res_tags.push((rb.clone(), sb.clone(), m.tags_from_resource(&r, &s)));
+                        res_tags.len() - 1
+                    }
+                };
+                for (sat, hit) in satisfied.iter_mut().zip(&res_tags[p].2) {
+                    *sat |= *hit;
+                }
+            }
+        }
+        Ok(absent.iter().zip(&satisfied).any(|(a, sat)| *a && !sat))
     }
 
     fn search_row_group(
