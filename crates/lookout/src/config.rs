@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    /// Also listen for OTLP on the Docker bridge's gateway address (`docker0`), on the same
+    /// ports, when the OTLP addresses are loopback and that interface exists.
+    pub docker_bridge: bool,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             http_addr: "127.0.0.1:46686".parse().expect("valid literal"),
             otlp_grpc_addr: "127.0.0.1:4317".parse().expect("valid literal"),
             otlp_http_addr: "127.0.0.1:4318".parse().expect("valid literal"),
+            docker_bridge: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! only reads configuration, wires the parts together ([`wiring`]) and maps failures to exit
 //! codes: 0 on success, 1 when a command fails, 2 for usage errors (clap's convention).
 
+mod bridge;
 mod cli;
 mod config;
 mod lifecycle;

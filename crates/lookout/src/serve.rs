@@ -65,6 +65,29 @@ async fn bind(addr: SocketAddr, flag: &str, env: &str) -> anyhow::Result<TcpList
     }
 }
 
+/// Listeners on the Docker bridge's gateway address for each loopback OTLP address, on the
+/// same port, so containers reach Lookout as `host.docker.internal` without it listening on
+/// the network. No bridge, or a port taken there, only costs a log line.
+async fn bridge_listeners(otlp: &[SocketAddr]) -> Vec<TcpListener> {
+    let Some(ip) = crate::bridge::interface_ipv4(crate::bridge::DOCKER_BRIDGE) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for addr in otlp.iter().filter(|a| a.ip().is_loopback()) {
+        let on_bridge = SocketAddr::new(ip.into(), addr.port());
+        match TcpListener::bind(on_bridge).await {
+            Ok(l) => {
+                tracing::info!(addr = %on_bridge, "OTLP also listening on the Docker bridge");
+                out.push(l);
+            }
+            Err(e) => {
+                tracing::warn!(addr = %on_bridge, error = %e, "cannot listen on the Docker bridge; containers will not reach this port")
+            }
+        }
+    }
+    out
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -168,6 +191,15 @@ pub async fn run_until(
         otlp_http.local_addr()?,
     );
     let mut servers = tokio::task::JoinSet::new();
+    if cfg.server.docker_bridge {
+        for listener in bridge_listeners(&[addrs.1, addrs.2]).await {
+            servers.spawn(ingest::serve(
+                listener,
+                otlp_router.clone(),
+                stopped(stop_rx.clone()),
+            ));
+        }
+    }
     servers.spawn(ingest::serve(
         grpc,
         otlp_router.clone(),
