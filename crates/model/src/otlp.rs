@@ -404,6 +404,34 @@ fn scope_to_proto(s: &Scope) -> pc::InstrumentationScope {
     }
 }
 
+/// Converts span events back to OTLP.
+pub fn events_to_proto(events: &[Event]) -> Vec<pt::span::Event> {
+    events
+        .iter()
+        .map(|e| pt::span::Event {
+            time_unix_nano: e.time_unix_nano,
+            name: e.name.clone(),
+            attributes: attrs_to_proto(&e.attributes),
+            dropped_attributes_count: e.dropped_attributes_count,
+        })
+        .collect()
+}
+
+/// Converts span links back to OTLP.
+pub fn links_to_proto(links: &[Link]) -> Vec<pt::span::Link> {
+    links
+        .iter()
+        .map(|l| pt::span::Link {
+            trace_id: l.trace_id.0.to_vec(),
+            span_id: l.span_id.0.to_vec(),
+            trace_state: l.trace_state.clone(),
+            attributes: attrs_to_proto(&l.attributes),
+            dropped_attributes_count: l.dropped_attributes_count,
+            flags: l.flags,
+        })
+        .collect()
+}
+
 /// Converts one span back to OTLP (without its resource and scope).
 pub fn span_to_proto(s: &Span) -> pt::Span {
     pt::Span {
@@ -418,29 +446,9 @@ pub fn span_to_proto(s: &Span) -> pt::Span {
         end_time_unix_nano: s.end_unix_nano,
         attributes: attrs_to_proto(&s.attributes),
         dropped_attributes_count: s.dropped_attributes_count,
-        events: s
-            .events
-            .iter()
-            .map(|e| pt::span::Event {
-                time_unix_nano: e.time_unix_nano,
-                name: e.name.clone(),
-                attributes: attrs_to_proto(&e.attributes),
-                dropped_attributes_count: e.dropped_attributes_count,
-            })
-            .collect(),
+        events: events_to_proto(&s.events),
         dropped_events_count: s.dropped_events_count,
-        links: s
-            .links
-            .iter()
-            .map(|l| pt::span::Link {
-                trace_id: l.trace_id.0.to_vec(),
-                span_id: l.span_id.0.to_vec(),
-                trace_state: l.trace_state.clone(),
-                attributes: attrs_to_proto(&l.attributes),
-                dropped_attributes_count: l.dropped_attributes_count,
-                flags: l.flags,
-            })
-            .collect(),
+        links: links_to_proto(&s.links),
         dropped_links_count: s.dropped_links_count,
         status: match (s.status_code, s.status_message.is_empty()) {
             (StatusCode::Unset, true) => None,

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use model::otlp::proto::common::v1 as pc;
 use model::otlp::proto::trace::v1 as pt;
-use model::otlp::{attrs_from_proto, attrs_to_proto, resource_from_proto, scope_from_proto};
+use model::otlp::{
+    attrs_from_proto, attrs_to_proto, events_to_proto, links_to_proto, resource_from_proto,
+    scope_from_proto,
+};
 use model::{Event, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, UnixNanos};
 use prost::Message;
 
@@ -66,29 +69,9 @@ pub(crate) fn encode_rest(s: &Span) -> Box<[u8]> {
         flags: s.flags,
         attributes: attrs_to_proto(&s.attributes),
         dropped_attributes_count: s.dropped_attributes_count,
-        events: s
-            .events
-            .iter()
-            .map(|e| pt::span::Event {
-                time_unix_nano: e.time_unix_nano,
-                name: e.name.clone(),
-                attributes: attrs_to_proto(&e.attributes),
-                dropped_attributes_count: e.dropped_attributes_count,
-            })
-            .collect(),
+        events: events_to_proto(&s.events),
         dropped_events_count: s.dropped_events_count,
-        links: s
-            .links
-            .iter()
-            .map(|l| pt::span::Link {
-                trace_id: l.trace_id.0.to_vec(),
-                span_id: l.span_id.0.to_vec(),
-                trace_state: l.trace_state.clone(),
-                attributes: attrs_to_proto(&l.attributes),
-                dropped_attributes_count: l.dropped_attributes_count,
-                flags: l.flags,
-            })
-            .collect(),
+        links: links_to_proto(&s.links),
         dropped_links_count: s.dropped_links_count,
         status: if s.status_message.is_empty() {
             None

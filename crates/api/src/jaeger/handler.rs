@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -85,21 +85,10 @@ pub(crate) fn error_response(status: StatusCode, msg: String) -> Response {
             trace_id: String::new(),
         }]),
     };
-    let mut text = serde_json::to_string(&env)
+    let text = serde_json::to_string(&env)
         .map(gocompat::go_html_escape)
         .unwrap_or_default();
-    text.push('\n');
-    let mut resp = (status, text).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    gocompat::http_error(status, text)
 }
 
 fn api_error(e: ApiError) -> Response {

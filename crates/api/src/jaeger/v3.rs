@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -46,19 +46,7 @@ fn json_ok(v: &Value) -> Response {
 /// The gateway's error answer, written by Go's `http.Error`.
 fn error_response(status: StatusCode, message: String) -> Response {
     let body = json!({"error": {"httpCode": status.as_u16(), "message": message}});
-    let mut text = gocompat::go_html_escape(body.to_string());
-    text.push('\n');
-    let mut resp = (status, text).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    gocompat::http_error(status, gocompat::go_html_escape(body.to_string()))
 }
 
 fn api_error(e: ApiError) -> Response {
