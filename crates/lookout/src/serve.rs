@@ -183,7 +183,8 @@ pub async fn run_until(
         let _ = rx.wait_for(|v| *v).await;
     };
 
-    let otlp_router = crate::wiring::otlp_router(&settings, store.clone());
+    let head_full = Arc::new(tokio::sync::Notify::new());
+    let otlp_router = crate::wiring::otlp_router(&settings, store.clone(), head_full.clone());
     let api_router = crate::wiring::api_router(store.clone(), ready.clone());
     let addrs = (
         http.local_addr()?,
@@ -211,7 +212,7 @@ pub async fn run_until(
         stopped(stop_rx.clone()),
     ));
     servers.spawn(ingest::serve(http, api_router, stopped(stop_rx.clone())));
-    let maintenance = crate::wiring::spawn_maintenance(store.clone(), stop_rx.clone());
+    let maintenance = crate::wiring::spawn_maintenance(store.clone(), head_full, stop_rx.clone());
 
     ready.store(true, Ordering::Release);
     println!(

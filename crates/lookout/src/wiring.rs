@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use traces::{TraceStore, TraceStoreConfig};
 
 use crate::serve::Settings;
@@ -88,16 +88,31 @@ fn register_store_metrics(store: &Arc<TraceStore>) {
 }
 
 /// Adapts the trace store to the receivers' sink trait.
-struct StoreSink(Arc<TraceStore>);
+struct StoreSink {
+    store: Arc<TraceStore>,
+    /// Wakes the maintenance task as soon as the head passes `head_max_spans`, so a fast
+    /// sender cannot grow the head for a whole maintenance interval past its limit.
+    head_full: Arc<Notify>,
+}
+
+impl StoreSink {
+    fn after_write(&self) {
+        if self.store.stats().head_spans >= self.store.config().head_max_spans as u64 {
+            self.head_full.notify_one();
+        }
+    }
+}
 
 impl ingest::TraceSink for StoreSink {
     fn write(&self, spans: Vec<model::Span>, otlp: Option<bytes::Bytes>) -> ingest::SinkFuture<'_> {
         Box::pin(async move {
             let written = match otlp {
-                Some(raw) => self.0.write_encoded(spans, Vec::from(raw)).await,
-                None => self.0.write(spans).await,
+                Some(raw) => self.store.write_encoded(spans, Vec::from(raw)).await,
+                None => self.store.write(spans).await,
             };
-            written.map_err(store_error)
+            written.map_err(store_error)?;
+            self.after_write();
+            Ok(())
         })
     }
 
@@ -109,10 +124,12 @@ impl ingest::TraceSink for StoreSink {
         Box::pin(async move {
             // A receiver's body buffer is ours alone by now, so this takes it without a copy.
             let otlp = otlp.map(Vec::from);
-            self.0
+            self.store
                 .write_request(traces, otlp)
                 .await
-                .map_err(store_error)
+                .map_err(store_error)?;
+            self.after_write();
+            Ok(())
         })
     }
 }
@@ -123,13 +140,20 @@ fn store_error(e: traces::TraceError) -> ingest::SinkError {
 }
 
 /// The OTLP router (gRPC and HTTP on one listener) writing into the store.
-pub fn otlp_router(settings: &Settings, store: Arc<TraceStore>) -> axum::Router {
+pub fn otlp_router(
+    settings: &Settings,
+    store: Arc<TraceStore>,
+    head_full: Arc<Notify>,
+) -> axum::Router {
     let cfg = ingest::OtlpConfig {
         max_body_bytes: settings.config.otlp.max_body_size.0 as usize,
         max_inflight_bytes: settings.config.otlp.max_inflight_size.0 as usize,
         ..Default::default()
     };
-    ingest::otlp_router(ingest::OtlpState::new(cfg, Arc::new(StoreSink(store))))
+    ingest::otlp_router(ingest::OtlpState::new(
+        cfg,
+        Arc::new(StoreSink { store, head_full }),
+    ))
 }
 
 /// The HTTP API router (Jaeger APIs, health, `/metrics`).
@@ -140,9 +164,11 @@ pub fn api_router(store: Arc<TraceStore>, ready: Arc<AtomicBool>) -> axum::Route
     api::router(api::ApiState::new(store, ready, build))
 }
 
-/// Runs store maintenance every few seconds until `stop` flips.
+/// Runs store maintenance every few seconds, and at once when the head is full, until
+/// `stop` flips.
 pub fn spawn_maintenance(
     store: Arc<TraceStore>,
+    head_full: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -151,6 +177,7 @@ pub fn spawn_maintenance(
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = head_full.notified() => {}
                 _ = stop.wait_for(|v| *v) => return,
             }
             // The store moves block building and deletion onto blocking threads itself.
