@@ -398,18 +398,24 @@ impl PayloadPool {
     }
 }
 
-/// Offsets of every occurrence of each needle in `hay`. Ids are random, so a match elsewhere
-/// in the payload is as likely as guessing a 64-bit key.
+/// Offsets of every occurrence of each needle (8 bytes or longer) in `hay`, in one pass keyed
+/// by each needle's first 8 bytes. Ids are random, so a match elsewhere in the payload is as
+/// likely as guessing a 64-bit key.
 fn find_all(hay: &[u8], needles: &std::collections::BTreeSet<Vec<u8>>) -> Vec<usize> {
+    let by_prefix: std::collections::HashMap<&[u8], &[u8]> = needles
+        .iter()
+        .filter(|n| n.len() >= 8)
+        .map(|n| (&n[..8], &n[..]))
+        .collect();
     let mut out = Vec::new();
-    for needle in needles {
-        let mut from = 0;
-        while let Some(p) = hay[from..]
-            .windows(needle.len())
-            .position(|w| w == &needle[..])
-        {
-            out.push(from + p);
-            from += p + needle.len();
+    let mut pos = 0;
+    while pos + 8 <= hay.len() {
+        match by_prefix.get(&hay[pos..pos + 8]) {
+            Some(n) if hay[pos..].starts_with(n) => {
+                out.push(pos);
+                pos += n.len();
+            }
+            _ => pos += 1,
         }
     }
     out
