@@ -240,7 +240,8 @@ pub(crate) fn rest_tag_hashes(rest: &[u8], f: &mut impl FnMut((u64, u64))) -> Re
     })
 }
 
-fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> {
+/// The key and the encoded `AnyValue` (absent when the field is) of one encoded `KeyValue`.
+fn kv_parts(kv: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
     let (mut key, mut value): (&[u8], Option<&[u8]>) = (&[], None);
     fields(kv, |n, w, _, p| {
         match (n, w) {
@@ -250,6 +251,11 @@ fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> 
         }
         Ok(true)
     })?;
+    Ok((key, value))
+}
+
+fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> {
+    let (key, value) = kv_parts(kv)?;
     let Some(value) = value else {
         f(tag_hash(key, b""));
         return Ok(());
@@ -357,15 +363,7 @@ fn scan_span(rest: &[u8], k: &[u8], v: &[u8], int: Option<i64>) -> Result<Scan, 
 
 /// Matches one encoded `KeyValue` against `k` = `v` the way [`proto_attrs_match`] does.
 fn scan_kv(kv: &[u8], k: &[u8], v: &[u8], int: Option<i64>) -> Result<Scan, String> {
-    let (mut key, mut value): (&[u8], Option<&[u8]>) = (&[], None);
-    fields(kv, |f, w, _, p| {
-        match (f, w) {
-            (1, 2) => key = p,
-            (2, 2) => value = Some(p),
-            _ => {}
-        }
-        Ok(true)
-    })?;
+    let (key, value) = kv_parts(kv)?;
     if key != k {
         return Ok(Scan::Absent);
     }
