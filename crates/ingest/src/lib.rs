@@ -4,10 +4,15 @@
 //! them whole, and hands them to the stores through sink traits the binary implements, so
 //! it never depends on storage code and its tests need no database.
 //!
+//! - [`metrics`]: the sink every metrics receiver writes to, and the metadata registry.
 //! - [`otlp`]: OTLP over gRPC and HTTP (protobuf and JSON), both on each OTLP port.
 
+pub mod metrics;
 pub mod otlp;
 
+pub use metrics::{
+    AppendError, AppendOutcome, MetadataRegistry, MetricMetadata, MetricType, MetricsSink, Sample,
+};
 pub use otlp::{
     otlp_router, serve, BoxFuture, ExportError, OtlpConfig, OtlpState, SinkError, SinkFuture,
     TraceSink,

@@ -5,9 +5,11 @@
 //! but are plain Rust values: ids are fixed-size arrays, enums are enums, and a span carries
 //! its resource and scope behind an `Arc` so a batch of spans from one process shares them.
 //!
+//! - [`labels`] names metric series: sorted, validated label sets.
 //! - [`otlp`] converts OTLP protobuf messages into these types, validating as it goes, and back.
 //! - [`otlp_json`] is the OTLP/JSON encoding (the spec's rules, not protobuf's canonical JSON).
 
+pub mod labels;
 pub mod otlp;
 pub mod otlp_json;
 mod span;

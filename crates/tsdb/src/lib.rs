@@ -2,7 +2,7 @@
 //!
 //! This crate is our own code on purpose: storage is the product (see STYLE.md, "own the
 //! core"). It holds the pieces Prometheus's TSDB has, written from their published
-//! descriptions: sorted label sets naming series ([`labels`]), Gorilla-style compressed chunks
+//! descriptions: sorted label sets naming series (`model::labels`, shared with the receivers), Gorilla-style compressed chunks
 //! ([`chunk`]), an inverted index of postings per label pair with Prometheus's matcher
 //! semantics ([`index`]), an in-memory head fed WAL-first through the shared `wal` crate
 //! ([`head`], [`Tsdb`]), immutable on-disk blocks with compaction and retention ([`block`]),
@@ -30,7 +30,6 @@ mod codec;
 mod db;
 pub mod head;
 pub mod index;
-pub mod labels;
 pub mod querier;
 
 pub use db::{
@@ -39,7 +38,7 @@ pub use db::{
 };
 pub use head::Rejection;
 pub use index::{CardinalityStats, MatchOp, Matcher, SeriesRef};
-pub use labels::{Label, LabelRef, Labels, LabelsBuilder, METRIC_NAME};
+pub use model::labels::{self, Label, LabelError, LabelRef, Labels, LabelsBuilder, METRIC_NAME};
 pub use querier::{Querier, Series, SeriesSet, VecQuerier};
 pub use wal::{FsyncPolicy, WalOptions};
 
@@ -61,24 +60,9 @@ pub fn is_stale_nan(v: f64) -> bool {
 /// Everything that can go wrong in the tsdb.
 #[derive(Debug, thiserror::Error)]
 pub enum TsdbError {
-    /// A label name outside `[a-zA-Z_][a-zA-Z0-9_]*`.
-    #[error("invalid label name {name:?}: label names must match [a-zA-Z_][a-zA-Z0-9_]*")]
-    InvalidLabelName { name: String },
-    /// A metric name outside `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-    #[error("invalid metric name {name:?}: metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*")]
-    InvalidMetricName { name: String },
-    /// A label value that is not UTF-8.
-    #[error("invalid UTF-8 in the value of label {name:?}: send label values as UTF-8")]
-    InvalidLabelValue { name: String },
-    /// The same label name twice in one set.
-    #[error("label name {name:?} is not unique")]
-    DuplicateLabelName { name: String },
-    /// A label name or value past the size bound.
-    #[error("label {name:?} is longer than {max} bytes; shorten it")]
-    LabelTooLong { name: String, max: usize },
-    /// Too many labels on one series.
-    #[error("series has more than {max} labels; drop some with relabeling")]
-    TooManyLabels { max: usize },
+    /// A label set was refused.
+    #[error(transparent)]
+    Label(#[from] model::labels::LabelError),
     /// A regex matcher that does not compile.
     #[error("invalid regular expression {regex:?}: {reason}")]
     InvalidRegex { regex: String, reason: String },

@@ -12,10 +12,31 @@
 
 use std::fmt;
 
-use crate::TsdbError;
-
 /// The label that holds the metric name.
 pub const METRIC_NAME: &str = "__name__";
+
+/// Why a label set was refused. The texts follow Prometheus's wording where it has one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// A label name outside `[a-zA-Z_][a-zA-Z0-9_]*`.
+    #[error("invalid label name {name:?}: label names must match [a-zA-Z_][a-zA-Z0-9_]*")]
+    InvalidLabelName { name: String },
+    /// A metric name outside `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    #[error("invalid metric name {name:?}: metric names must match [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    InvalidMetricName { name: String },
+    /// A label value that is not UTF-8.
+    #[error("invalid UTF-8 in the value of label {name:?}: send label values as UTF-8")]
+    InvalidLabelValue { name: String },
+    /// The same label name twice in one set.
+    #[error("label name {name:?} is not unique")]
+    DuplicateLabelName { name: String },
+    /// A label name or value past the size bound.
+    #[error("label {name:?} is longer than {max} bytes; shorten it")]
+    LabelTooLong { name: String, max: usize },
+    /// Too many labels on one series.
+    #[error("series has more than {max} labels; drop some with relabeling")]
+    TooManyLabels { max: usize },
+}
 
 /// Longest label name or value accepted, in bytes; longer ones are outside input gone wrong.
 pub const MAX_LABEL_BYTES: usize = 64 * 1024;
@@ -133,7 +154,7 @@ impl Labels {
     /// invalid names, duplicate names and oversized input are errors.
     pub fn new<N: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (N, V)>,
-    ) -> Result<Labels, TsdbError> {
+    ) -> Result<Labels, LabelError> {
         let mut b = LabelsBuilder::new();
         for (n, v) in pairs {
             b.push(n.as_ref(), v.as_ref())?;
@@ -145,13 +166,13 @@ impl Labels {
     /// text): values must be UTF-8.
     pub fn from_bytes<'a>(
         pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    ) -> Result<Labels, TsdbError> {
+    ) -> Result<Labels, LabelError> {
         let mut b = LabelsBuilder::new();
         for (n, v) in pairs {
-            let name = std::str::from_utf8(n).map_err(|_| TsdbError::InvalidLabelName {
+            let name = std::str::from_utf8(n).map_err(|_| LabelError::InvalidLabelName {
                 name: String::from_utf8_lossy(n).into_owned(),
             })?;
-            let value = std::str::from_utf8(v).map_err(|_| TsdbError::InvalidLabelValue {
+            let value = std::str::from_utf8(v).map_err(|_| LabelError::InvalidLabelValue {
                 name: name.to_string(),
             })?;
             b.push(name, value)?;
@@ -159,9 +180,10 @@ impl Labels {
         b.build()
     }
 
-    /// Builds from pairs already sorted, unique, valid and without empty values (decoding
-    /// our own files and WAL records, which were validated before they were written).
-    pub(crate) fn from_sorted_unchecked(pairs: Vec<Label>) -> Labels {
+    /// Builds from pairs already sorted, unique, valid and without empty values (the tsdb
+    /// decoding its own files and WAL records, validated before they were written). Unchecked
+    /// input breaks the set's invariants (equality, hashing), never memory safety.
+    pub fn from_sorted_unchecked(pairs: Vec<Label>) -> Labels {
         debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
         let total: usize = pairs.iter().map(|l| l.name.len() + l.value.len()).sum();
         let mut buf = String::with_capacity(total);
@@ -318,20 +340,20 @@ impl LabelsBuilder {
     }
 
     /// Adds one pair after checking the name and sizes; an empty value is dropped.
-    pub fn push(&mut self, name: &str, value: &str) -> Result<&mut Self, TsdbError> {
+    pub fn push(&mut self, name: &str, value: &str) -> Result<&mut Self, LabelError> {
         if !is_valid_label_name(name) {
-            return Err(TsdbError::InvalidLabelName {
+            return Err(LabelError::InvalidLabelName {
                 name: truncate(name),
             });
         }
         if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
-            return Err(TsdbError::LabelTooLong {
+            return Err(LabelError::LabelTooLong {
                 name: truncate(name),
                 max: MAX_LABEL_BYTES,
             });
         }
         if self.pairs.len() >= MAX_LABELS {
-            return Err(TsdbError::TooManyLabels { max: MAX_LABELS });
+            return Err(LabelError::TooManyLabels { max: MAX_LABELS });
         }
         if !value.is_empty() {
             self.pairs.push(Label {
@@ -343,17 +365,17 @@ impl LabelsBuilder {
     }
 
     /// Sorts and checks for duplicate names and an invalid metric name.
-    pub fn build(mut self) -> Result<Labels, TsdbError> {
+    pub fn build(mut self) -> Result<Labels, LabelError> {
         self.pairs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = self.pairs.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(TsdbError::DuplicateLabelName {
+            return Err(LabelError::DuplicateLabelName {
                 name: w[0].name.clone(),
             });
         }
         let labels = Labels::from_sorted_unchecked(self.pairs);
         if let Some(name) = labels.metric_name() {
             if !is_valid_metric_name(name) {
-                return Err(TsdbError::InvalidMetricName {
+                return Err(LabelError::InvalidMetricName {
                     name: truncate(name),
                 });
             }
@@ -397,7 +419,7 @@ mod tests {
         for bad in ["", "1a", "a-b", "a.b", "a:b", "é", "a b"] {
             assert!(!is_valid_label_name(bad), "{bad}");
             let err = Labels::new([(bad, "v")]).unwrap_err();
-            assert!(matches!(err, TsdbError::InvalidLabelName { .. }), "{bad}");
+            assert!(matches!(err, LabelError::InvalidLabelName { .. }), "{bad}");
         }
         assert!(is_valid_metric_name("a:b_c"));
         let err = Labels::new([("__name__", "1bad")]).unwrap_err();
@@ -434,7 +456,7 @@ mod tests {
     #[test]
     fn invalid_utf8_value_rejected() {
         let err = Labels::from_bytes([(&b"a"[..], &b"\xff\xfe"[..])]).unwrap_err();
-        assert!(matches!(err, TsdbError::InvalidLabelValue { .. }));
+        assert!(matches!(err, LabelError::InvalidLabelValue { .. }));
         let ok = Labels::from_bytes([(&b"a"[..], "ü".as_bytes())]).unwrap();
         assert_eq!(ok.get("a"), Some("ü"));
     }
@@ -458,14 +480,14 @@ mod tests {
         let long = "x".repeat(MAX_LABEL_BYTES + 1);
         assert!(matches!(
             Labels::new([("a", long.as_str())]),
-            Err(TsdbError::LabelTooLong { .. })
+            Err(LabelError::LabelTooLong { .. })
         ));
         let many: Vec<(String, String)> = (0..=MAX_LABELS)
             .map(|i| (format!("l{i}"), "v".to_string()))
             .collect();
         assert!(matches!(
             Labels::new(many),
-            Err(TsdbError::TooManyLabels { .. })
+            Err(LabelError::TooManyLabels { .. })
         ));
     }
 }
