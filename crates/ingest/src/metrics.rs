@@ -102,6 +102,14 @@ pub trait MetricsSink: Send + Sync + 'static {
     /// visible to queries.
     fn append(&self, samples: Vec<Sample>) -> BoxFuture<'_, Result<AppendOutcome, AppendError>>;
 
+    /// Like [`MetricsSink::append`], but stores nothing when any sample would be rejected
+    /// (the outcome then counts the rejections and `appended` is zero): remote_write's
+    /// contract, where one bad sample fails the whole request.
+    fn append_all_or_nothing(
+        &self,
+        samples: Vec<Sample>,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>>;
+
     /// Remembers the metadata of metric families (by family name, e.g. `http_requests`
     /// for a counter whose samples are named `http_requests_total`).
     fn record_metadata(&self, metadata: Vec<(String, MetricMetadata)>);

@@ -323,6 +323,28 @@ impl Tsdb {
         &self,
         samples: Vec<(Labels, i64, f64)>,
     ) -> Result<AppendReport, TsdbError> {
+        self.append_inner(samples, false).await
+    }
+
+    /// Like [`Tsdb::append`], but stores nothing when any sample would be rejected: the
+    /// report then counts the rejections and `appended` is zero. This is Prometheus's
+    /// remote_write contract (one bad sample fails the request, which the sender then
+    /// drops), and it keeps a refused request from leaving half its samples behind.
+    ///
+    /// The check runs before the WAL write; a concurrent batch for the same series that
+    /// lands in between can still make single samples fail afterwards, as with `append`.
+    pub async fn append_all_or_nothing(
+        &self,
+        samples: Vec<(Labels, i64, f64)>,
+    ) -> Result<AppendReport, TsdbError> {
+        self.append_inner(samples, true).await
+    }
+
+    async fn append_inner(
+        &self,
+        samples: Vec<(Labels, i64, f64)>,
+        all_or_nothing: bool,
+    ) -> Result<AppendReport, TsdbError> {
         if samples.len() > self.cfg.max_batch_samples {
             return Err(TsdbError::BatchTooLarge {
                 len: samples.len(),
@@ -406,7 +428,7 @@ impl Tsdb {
                 other => report.count(labels, *t, other),
             }
         }
-        if accepted.is_empty() {
+        if accepted.is_empty() || (all_or_nothing && report.rejected() > 0) {
             self.note_rejections(&report);
             return Ok(report);
         }

@@ -130,6 +130,34 @@ async fn rejections_are_counted_and_the_rest_stored() {
 }
 
 #[tokio::test]
+async fn all_or_nothing_appends_store_nothing_when_one_sample_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(config(dir.path())).unwrap();
+    let s = series("m", "a");
+    db.append(vec![(s.clone(), 10_000, 1.0)]).await.unwrap();
+    let records = db.wal_stats().records_written;
+    let r = db
+        .append_all_or_nothing(vec![
+            (series("m", "b"), 1_000, 1.0),
+            (s.clone(), 20_000, 2.0),
+            (s.clone(), 5_000, 1.0), // out of order: fails the whole batch
+        ])
+        .await
+        .unwrap();
+    assert_eq!((r.appended, r.out_of_order), (0, 1));
+    assert!(r.first_error().is_some());
+    assert_eq!(db.wal_stats().records_written, records);
+    assert_eq!(samples_of(&db, &[eq("job", "a")])[0].1, [(10_000, 1.0)]);
+    assert!(samples_of(&db, &[eq("job", "b")]).is_empty());
+    // A clean batch is stored whole.
+    let r = db
+        .append_all_or_nothing(vec![(s.clone(), 20_000, 2.0), (s, 10_000, 1.0)])
+        .await
+        .unwrap();
+    assert_eq!((r.appended, r.duplicates_ignored, r.rejected()), (1, 1, 0));
+}
+
+#[tokio::test]
 async fn samples_far_in_the_future_are_out_of_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let db = Tsdb::open(config(dir.path())).unwrap();
