@@ -6,9 +6,11 @@
 //!
 //! - [`metrics`]: the sink every metrics receiver writes to, and the metadata registry.
 //! - [`otlp`]: OTLP over gRPC and HTTP (protobuf and JSON), both on each OTLP port.
+//! - [`remote_write`]: Prometheus remote_write 1.0 request decoding.
 
 pub mod metrics;
 pub mod otlp;
+pub mod remote_write;
 
 pub use metrics::{
     AppendError, AppendOutcome, MetadataRegistry, MetricMetadata, MetricType, MetricsSink, Sample,
