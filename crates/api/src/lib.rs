@@ -1,4 +1,5 @@
-//! Lookout's HTTP query APIs: Jaeger's query API v1 and v3, health checks and self-metrics.
+//! Lookout's HTTP query APIs: Prometheus's HTTP API (`prometheus`), Jaeger's query API v1 and
+//! v3, health checks and self-metrics.
 //!
 //! [`router`] builds one axum [`Router`] from one router per API (`jaeger::handler`,
 //! `jaeger::v3`, `health`), each with full paths so the binary can merge it beside other APIs
@@ -21,6 +22,7 @@ use traces::{TraceError, TraceReader};
 mod gocompat;
 mod health;
 pub mod jaeger;
+pub mod prometheus;
 
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub otlp: OtlpSection,
     pub traces: TracesSection,
+    pub metrics: MetricsSection,
     pub wal: WalSection,
     pub sandbox: SandboxSection,
 }
@@ -108,6 +109,33 @@ impl Default for TracesSection {
             max_size: None,
             head_max_spans: 1_000_000,
             head_max_age: HumanDuration(Duration::from_secs(15 * 60)),
+        }
+    }
+}
+
+/// `[metrics]`: the time-series database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Data older than this, relative to the newest sample, is deleted (`"15d"`, as
+    /// Prometheus's `--storage.tsdb.retention.time` defaults to).
+    pub retention: HumanDuration,
+    /// Oldest blocks are deleted while all blocks together are larger than this.
+    pub max_size: Option<ByteSize>,
+    /// How far behind a series' newest sample a sample may still arrive (Prometheus's
+    /// `out_of_order_time_window`); `"0s"` rejects every out-of-order sample.
+    pub out_of_order_window: HumanDuration,
+    /// Largest remote_write request body, compressed or not.
+    pub max_write_size: ByteSize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            retention: HumanDuration(Duration::from_secs(15 * 24 * 3600)),
+            max_size: None,
+            out_of_order_window: HumanDuration(Duration::ZERO),
+            max_write_size: ByteSize(ingest::remote_write::DEFAULT_MAX_REQUEST_BYTES as u64),
         }
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod lifecycle;
 mod loadgen;
+mod metrics;
 mod sandbox_cmd;
 mod serve;
 mod wiring;

@@ -177,6 +177,7 @@ pub async fn run_until(
     }
 
     let store = crate::wiring::open_trace_store(&settings).await?;
+    let metrics = crate::metrics::open(&settings).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -185,7 +186,8 @@ pub async fn run_until(
 
     let head_full = Arc::new(tokio::sync::Notify::new());
     let otlp_router = crate::wiring::otlp_router(&settings, store.clone(), head_full.clone());
-    let api_router = crate::wiring::api_router(store.clone(), ready.clone());
+    let api_router = crate::wiring::api_router(store.clone(), ready.clone())
+        .merge(crate::metrics::api_router(&settings, &metrics));
     let addrs = (
         http.local_addr()?,
         grpc.local_addr()?,
@@ -213,6 +215,8 @@ pub async fn run_until(
     ));
     servers.spawn(ingest::serve(http, api_router, stopped(stop_rx.clone())));
     let maintenance = crate::wiring::spawn_maintenance(store.clone(), head_full, stop_rx.clone());
+    let metrics_maintenance =
+        crate::metrics::spawn_maintenance(metrics.db.clone(), stop_rx.clone());
 
     ready.store(true, Ordering::Release);
     println!(
@@ -245,7 +249,9 @@ pub async fn run_until(
     })
     .await;
     let _ = maintenance.await;
+    let _ = metrics_maintenance.await;
     crate::wiring::close_trace_store(store).await?;
+    crate::metrics::close(&metrics.db).await?;
     tracing::info!("stopped");
     Ok(())
 }

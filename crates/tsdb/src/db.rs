@@ -729,6 +729,16 @@ impl Tsdb {
         self.head.cardinality(limit)
     }
 
+    /// Oldest and newest sample timestamps in the head, if it holds any.
+    pub fn head_time_range(&self) -> Option<(i64, i64)> {
+        self.head.time_range()
+    }
+
+    /// Chunks in the head (walks every series: for status pages).
+    pub fn head_chunks(&self) -> usize {
+        self.head.num_chunks()
+    }
+
     /// The WAL's counters.
     pub fn wal_stats(&self) -> wal::WalStats {
         self.wal.stats()

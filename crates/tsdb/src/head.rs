@@ -383,6 +383,17 @@ impl Head {
         (a <= b).then_some((a, b))
     }
 
+    /// Chunks held, the open ones included (walks every series: for status pages).
+    pub fn num_chunks(&self) -> usize {
+        self.all_series()
+            .iter()
+            .map(|s| {
+                let d = s.data.lock();
+                d.closed.len() + usize::from(!d.open.is_empty())
+            })
+            .sum()
+    }
+
     /// Samples older than this are out of bounds.
     pub fn min_valid_time(&self) -> i64 {
         self.min_valid_t.load(Ordering::Relaxed)
