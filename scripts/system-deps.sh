@@ -2,11 +2,13 @@
 # Installs the Debian packages the tests use, when they are missing:
 #   docker-compose: validates generated Compose overrides (`docker-compose config` needs no
 #   Docker engine).
+#   prometheus: the real Prometheus the metrics tests compare Lookout's answers with.
 # Runs apt-get directly as root, through sudo otherwise.
 set -euo pipefail
 
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

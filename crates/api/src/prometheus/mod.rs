@@ -327,7 +327,7 @@ impl PromParams {
             "" => Ok(default),
             v => parse_time_ms(v).map_err(|e| {
                 PromError::bad_data(format!(
-                    "invalid parameter {}: {e}",
+                    "invalid parameter {}: Invalid time value for '{name}': {e}",
                     gocompat::strconv_quote(name)
                 ))
             }),
@@ -426,12 +426,20 @@ pub fn parse_match_params(selectors: &[&str]) -> Result<Vec<Vec<tsdb::Matcher>>,
 /// Parses one series selector (`up{job="x"}`, `{__name__=~"a|b"}`).
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<tsdb::Matcher>>, PromError> {
     use promql_parser::label::MatchOp as P;
-    let bad = |m: String| PromError::bad_data(m);
-    let expr =
-        promql_parser::parser::parse(s).map_err(|e| bad(format!("1:1: parse error: {e}")))?;
+    let invalid = |m: String| PromError::bad_data(format!("invalid parameter \"match[]\": {m}"));
+    const EMPTY: &str = "match[] must contain at least one non-empty matcher";
+    let expr = promql_parser::parser::parse(s).map_err(|e| {
+        // The parser refuses match-everything selectors itself; Prometheus's API checks
+        // them after parsing, in words of its own.
+        if e.contains("at least one non-empty matcher") {
+            invalid(EMPTY.to_string())
+        } else {
+            invalid(format!("parse error: {e}"))
+        }
+    })?;
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-        return Err(bad(format!(
-            "invalid parameter \"match[]\": 1:1: parse error: expected a series selector, got {s}"
+        return Err(invalid(format!(
+            "parse error: expected a series selector, got {s:?}"
         )));
     };
     let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<tsdb::Matcher>, PromError> {
@@ -466,12 +474,8 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<tsdb::Matcher>>, PromError> {
         }
     }
     // Prometheus refuses selectors that match everything, e.g. `{job=~".*"}`.
-    for set in &sets {
-        if set.iter().all(|m| m.matches("")) {
-            return Err(bad(
-                "vector selector must contain at least one non-empty matcher".to_string(),
-            ));
-        }
+    if sets.iter().any(|set| set.iter().all(|m| m.matches(""))) {
+        return Err(invalid(EMPTY.to_string()));
     }
     Ok(sets)
 }

@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<PromState> {
 }
 
 /// Checks the headers for the protocol version and compression we speak.
-fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
+fn check_headers(headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     let get = |h: header::HeaderName| {
         headers
             .get(h)
@@ -40,7 +40,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
         .next()
     {
         if proto != "prometheus.writerequest" {
-            return Err(http_error(
+            return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported remote write protobuf message {proto}: Lookout accepts remote write 1.0 (prometheus.WriteRequest); set protobuf_message: prometheus.WriteRequest"),
             ));
@@ -48,7 +48,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
     }
     let encoding = get(header::CONTENT_ENCODING);
     if !encoding.is_empty() && encoding != "snappy" {
-        return Err(http_error(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported compression {encoding:?}: remote write bodies must be snappy-compressed"),
         ));
@@ -57,8 +57,8 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Response> {
 }
 
 async fn write(State(state): State<PromState>, req: Request) -> Response {
-    if let Err(resp) = check_headers(req.headers()) {
-        return resp;
+    if let Err((status, text)) = check_headers(req.headers()) {
+        return http_error(status, text);
     }
     let limit = state.limits.max_write_bytes;
     let body = match axum::body::to_bytes(req.into_body(), limit).await {

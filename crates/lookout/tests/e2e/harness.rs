@@ -357,6 +357,19 @@ impl Server {
         Ok(Reply::read(&url, req.send(body)?))
     }
 
+    /// `POST http://<http addr><path>` with the given body and headers.
+    pub fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Reply {
+        let url = format!("http://{}{path}", self.http);
+        let mut req = self.agent.post(&url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .send(body)
+            .unwrap_or_else(|e| panic!("POST {url}: {e}\nserver stderr:\n{}", self.stderr()));
+        Reply::read(&url, resp)
+    }
+
     /// Every service `/api/services` lists, sorted.
     pub fn services(&self) -> Vec<String> {
         let doc = self.get_json("/api/services", 200);

@@ -8,5 +8,6 @@ mod bad_input;
 mod durability;
 mod lifecycle;
 mod ops;
+mod prometheus;
 mod sandbox;
 mod seeds;
