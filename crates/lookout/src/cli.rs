@@ -225,6 +225,44 @@ pub enum LoadgenCommand {
     /// Send realistic traces (several services, nested spans, attributes, some errors) over
     /// OTLP/gRPC at a steady rate.
     Traces(LoadgenTracesArgs),
+    /// Send Prometheus remote_write requests (node-exporter-like series), built before the
+    /// clock starts so any receiver gets the same bytes at the generator's full speed.
+    Metrics(LoadgenMetricsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadgenMetricsArgs {
+    /// remote_write URL.
+    #[arg(long, default_value = "http://127.0.0.1:46686/api/v1/write")]
+    pub endpoint: String,
+
+    /// Distinct series.
+    #[arg(long, default_value_t = 10_000)]
+    pub series: u64,
+
+    /// Samples per series: every round sends one sample of each series.
+    #[arg(long, default_value_t = 10)]
+    pub rounds: u64,
+
+    /// Series (so samples) per request; Prometheus sends up to 2000 by default.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+
+    /// Requests in flight at once (Prometheus's shards).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: u64,
+
+    /// Time between a series' samples, e.g. 15s.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+    pub interval: std::time::Duration,
+
+    /// Timestamp of the first round in Unix milliseconds; default: rounds end at about now.
+    #[arg(long)]
+    pub start_ms: Option<i64>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

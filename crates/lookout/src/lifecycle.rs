@@ -252,13 +252,13 @@ fn settings_differ(args: &ServeArgs, s: &ServerState) -> Vec<String> {
 
 fn print_endpoints(s: &ServerState) {
     let http = endpoint_url(s.http);
-    // The Prometheus and Loki APIs and the UI are listed where they will be served, marked
-    // until their parts land, so nobody points Grafana at a path that answers 404.
+    // The Loki API is listed where it will be served, marked until its part lands, so nobody
+    // points Grafana at a path that answers 404.
     println!("  HTTP API         {http}/");
     println!("  OTLP gRPC        {}", endpoint_url(s.otlp_grpc));
     println!("  OTLP HTTP        {}", endpoint_url(s.otlp_http));
     println!("  Jaeger API       {http}/api/");
-    println!("  Prometheus API   {http}/api/v1/ (not served yet)");
+    println!("  Prometheus API   {http}/api/v1/ (remote_write: {http}/api/v1/write)");
     println!("  Loki API         {http}/loki/api/v1/ (not served yet)");
     println!("  data dir         {}", s.data_dir.display());
     println!("  log              {}", s.log.display());

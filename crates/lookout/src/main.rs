@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod lifecycle;
 mod loadgen;
+mod loadgen_metrics;
 mod metrics;
 mod sandbox_cmd;
 mod serve;
@@ -55,6 +56,12 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Serve(args) => serve::run(args).await,
             cli::Command::Loadgen(cli::LoadgenCommand::Traces(args)) => loadgen::run(args).await,
+            cli::Command::Loadgen(cli::LoadgenCommand::Metrics(args)) => {
+                tokio::task::spawn_blocking(move || loadgen_metrics::run(args))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("load generator task failed: {e}"))
+                    .and_then(|r| r)
+            }
             cli::Command::Up(args) => lifecycle::up(args),
             cli::Command::Down => lifecycle::down(),
             cli::Command::Status(args) => lifecycle::status(args),
