@@ -20,6 +20,7 @@
 mod config;
 mod grpc;
 mod http;
+pub mod metrics_translate;
 mod rpc;
 #[cfg(test)]
 mod tests;
