@@ -83,6 +83,18 @@ const SERVICE_NAME: &str = "service.name";
 const SERVICE_NAMESPACE: &str = "service.namespace";
 const SERVICE_INSTANCE_ID: &str = "service.instance.id";
 
+/// Why a request could not be translated at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// The series the request names would take more memory than the limit (a histogram
+    /// with many buckets repeats every label on each bucket series).
+    #[error("the request translates into more than {limit} bytes of series and samples: send smaller batches (fewer data points or buckets per export)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
+
 /// The result of translating one export request.
 #[derive(Debug, Default)]
 pub struct Translation {
@@ -98,6 +110,12 @@ pub struct Translation {
     pub errors: Vec<String>,
     /// Problems beyond [`Translation::errors`].
     pub more_errors: usize,
+    /// Approximate bytes the samples hold (label sets and the sample tuples).
+    pub bytes: usize,
+    /// The bound on [`Translation::bytes`].
+    limit: usize,
+    /// Set once `bytes` passed `limit`; the translation stops there.
+    over: bool,
 }
 
 impl Translation {
@@ -123,16 +141,39 @@ impl Translation {
         }
     }
 
+    fn push_samples(&mut self, samples: Vec<Sample>) {
+        for s in samples {
+            self.push(s);
+        }
+    }
+
+    fn push(&mut self, sample: Sample) {
+        self.bytes += sample.0.heap_bytes() + std::mem::size_of::<Sample>();
+        if self.bytes > self.limit {
+            self.over = true;
+            return;
+        }
+        self.samples.push(sample);
+    }
+
     fn reject(&mut self, points: u64, msg: String) {
         self.rejected_points += points;
         self.error(msg);
     }
 }
 
-/// Translates a whole request. Never fails: what cannot be translated is counted in
-/// [`Translation::rejected_points`] and explained in [`Translation::errors`].
-pub fn translate(req: &ExportMetricsServiceRequest) -> Translation {
-    let mut t = Translation::default();
+/// Translates a whole request. What cannot be translated is counted in
+/// [`Translation::rejected_points`] and explained in [`Translation::errors`]; the only
+/// failure is a request whose samples would hold more than `limit_bytes` of memory, found
+/// as soon as the translation passes the limit.
+pub fn translate(
+    req: &ExportMetricsServiceRequest,
+    limit_bytes: usize,
+) -> Result<Translation, TranslateError> {
+    let mut t = Translation {
+        limit: limit_bytes,
+        ..Translation::default()
+    };
     for rm in &req.resource_metrics {
         let attrs: &[KeyValue] = rm
             .resource
@@ -144,6 +185,9 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translation {
         let mut latest = 0u64;
         for sm in &rm.scope_metrics {
             for metric in &sm.metrics {
+                if t.over {
+                    return Err(TranslateError::TooLarge { limit: t.limit });
+                }
                 for ts in point_times(metric) {
                     earliest = earliest.min(ts);
                     latest = latest.max(ts);
@@ -154,8 +198,11 @@ pub fn translate(req: &ExportMetricsServiceRequest) -> Translation {
         if earliest != u64::MAX {
             target_info(&mut t, attrs, &resource, earliest, latest);
         }
+        if t.over {
+            return Err(TranslateError::TooLarge { limit: t.limit });
+        }
     }
-    t
+    Ok(t)
 }
 
 /// The `job` and `instance` a resource's series carry.
@@ -395,7 +442,7 @@ impl Point {
 
     fn finish(self, t: &mut Translation) {
         match self.base {
-            Ok(_) => t.samples.extend(self.samples),
+            Ok(_) => t.push_samples(self.samples),
             Err(e) => t.reject(1, e),
         }
     }
@@ -507,12 +554,12 @@ fn target_info(
     }
     let mut last = None;
     while ts < latest {
-        t.samples.push((labels.clone(), ms(ts), 1.0));
+        t.push((labels.clone(), ms(ts), 1.0));
         last = Some(ms(ts));
         ts += TARGET_INFO_INTERVAL_NS;
     }
     if last.is_none_or(|l| l < ms(latest)) {
-        t.samples.push((labels, ms(latest), 1.0));
+        t.push((labels, ms(latest), 1.0));
     }
 }
 

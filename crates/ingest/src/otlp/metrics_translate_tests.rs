@@ -100,6 +100,10 @@ fn rendered(t: &Translation) -> Vec<String> {
     out
 }
 
+fn tr(req: &ExportMetricsServiceRequest) -> Translation {
+    translate(req, usize::MAX).unwrap()
+}
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(pairs.iter().copied()).unwrap()
 }
@@ -318,7 +322,7 @@ fn gauge_with_resource_becomes_job_instance_and_target_info() {
             vec![gauge_point(7.0, vec![s("queue", "orders")])],
         )],
     );
-    let t = translate(&req);
+    let t = translate(&req, usize::MAX).unwrap();
     assert_eq!(t.data_points, 1);
     assert_eq!(t.rejected_points, 0);
     assert!(t.errors.is_empty(), "{:?}", t.errors);
@@ -345,7 +349,7 @@ fn gauge_with_resource_becomes_job_instance_and_target_info() {
 #[test]
 fn target_info_needs_non_identifying_attributes_and_an_identifier() {
     // Only job/instance attributes: target_info adds nothing, so Prometheus skips it.
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("service.name", "api"), s("service.instance.id", "1")],
         vec![gauge("g", "", vec![gauge_point(1.0, vec![])])],
     ));
@@ -354,7 +358,7 @@ fn target_info_needs_non_identifying_attributes_and_an_identifier() {
         [r#"g{instance="1", job="api"} 1700000000123 1"#]
     );
     // Attributes but neither job nor instance: nothing to join on, skipped too.
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("host.name", "x")],
         vec![gauge("g", "", vec![gauge_point(1.0, vec![])])],
     ));
@@ -365,7 +369,7 @@ fn target_info_needs_non_identifying_attributes_and_an_identifier() {
 fn target_info_is_sampled_every_two_and_a_half_minutes_across_the_resource() {
     let mut late = gauge_point(2.0, vec![]);
     late.time_unix_nano = T0 + 400 * 1_000_000_000;
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("service.name", "api"), s("os.type", "linux")],
         vec![gauge("g", "", vec![gauge_point(1.0, vec![]), late])],
     ));
@@ -383,7 +387,7 @@ fn target_info_is_sampled_every_two_and_a_half_minutes_across_the_resource() {
 fn target_info_from_an_unset_timestamp_is_bounded() {
     let mut zero = gauge_point(1.0, vec![]);
     zero.time_unix_nano = 0;
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("service.name", "api"), s("os.type", "linux")],
         vec![gauge("g", "", vec![zero, gauge_point(1.0, vec![])])],
     ));
@@ -404,7 +408,7 @@ fn target_info_from_an_unset_timestamp_is_bounded() {
 fn cumulative_monotonic_sum_is_a_counter_with_total() {
     let mut p = gauge_point(0.0, vec![s("http.method", "GET")]);
     p.value = Some(number_data_point::Value::AsInt(42));
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("service.name", "api")],
         vec![sum("http.requests", true, TEMPORALITY_CUMULATIVE, vec![p])],
     ));
@@ -418,7 +422,7 @@ fn cumulative_monotonic_sum_is_a_counter_with_total() {
 
 #[test]
 fn non_monotonic_sum_is_a_gauge_without_total() {
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![sum(
             "active",
@@ -433,7 +437,7 @@ fn non_monotonic_sum_is_a_gauge_without_total() {
 
 #[test]
 fn delta_and_unspecified_temporality_are_refused_like_prometheus() {
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![
             sum(
@@ -478,7 +482,7 @@ fn histogram(points: Vec<pm::HistogramDataPoint>) -> pm::Metric {
 
 #[test]
 fn histogram_becomes_cumulative_buckets_sum_and_count() {
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("service.name", "api")],
         vec![histogram(vec![histogram_point()])],
     ));
@@ -503,7 +507,7 @@ fn histogram_without_sum_has_no_sum_series_and_le_attribute_is_overridden() {
     let mut p = histogram_point();
     p.sum = None;
     p.attributes.push(s("le", "attr"));
-    let t = translate(&request(vec![], vec![histogram(vec![p])]));
+    let t = tr(&request(vec![], vec![histogram(vec![p])]));
     let r = rendered(&t);
     assert_eq!(r.len(), 4, "{r:?}");
     assert!(r.iter().all(|s| !s.contains("_sum")));
@@ -533,7 +537,7 @@ fn summary_becomes_quantiles_sum_and_count() {
         ],
         ..Default::default()
     };
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![metric(
             "rpc.latency",
@@ -561,7 +565,7 @@ fn no_recorded_value_becomes_staleness_markers_on_every_series() {
     p.flags = 1;
     let mut g = gauge_point(5.0, vec![]);
     g.flags = 1;
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![histogram(vec![p]), gauge("g", "", vec![g])],
     ));
@@ -586,7 +590,7 @@ fn exponential_histograms_are_rejected_with_a_way_out() {
             aggregation_temporality: TEMPORALITY_CUMULATIVE,
         }),
     );
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![eh, gauge("g", "", vec![gauge_point(1.0, vec![])])],
     ));
@@ -605,7 +609,7 @@ fn exponential_histograms_are_rejected_with_a_way_out() {
 fn colliding_label_names_join_values_in_original_name_order() {
     // createAttributes sorts by original key (`-` < `.` < `_` bytewise),
     // then joins values of keys that sanitize alike with ';'.
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![gauge(
             "g",
@@ -621,7 +625,7 @@ fn colliding_label_names_join_values_in_original_name_order() {
 
 #[test]
 fn job_and_instance_from_the_resource_override_attributes() {
-    let t = translate(&request(
+    let t = tr(&request(
         vec![s("service.name", "svc"), s("service.instance.id", "i-1")],
         vec![gauge(
             "g",
@@ -637,7 +641,7 @@ fn job_and_instance_from_the_resource_override_attributes() {
 
 #[test]
 fn scope_is_not_a_label_by_default() {
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![gauge("g", "", vec![gauge_point(1.0, vec![])])],
     ));
@@ -646,7 +650,7 @@ fn scope_is_not_a_label_by_default() {
 
 #[test]
 fn empty_metric_records_metadata_but_no_samples() {
-    let t = translate(&request(vec![], vec![gauge("g", "", vec![])]));
+    let t = tr(&request(vec![], vec![gauge("g", "", vec![])]));
     assert!(t.samples.is_empty());
     assert_eq!(t.rejected_points, 0);
     assert_eq!(t.errors, ["empty data points. g is dropped"]);
@@ -655,7 +659,7 @@ fn empty_metric_records_metadata_but_no_samples() {
 #[test]
 fn a_point_with_an_oversized_label_is_rejected_whole() {
     let big = "x".repeat(model::labels::MAX_LABEL_BYTES + 1);
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![
             histogram(vec![{
@@ -677,7 +681,7 @@ fn a_point_with_an_oversized_label_is_rejected_whole() {
 
 #[test]
 fn metric_without_data_is_reported() {
-    let t = translate(&request(
+    let t = tr(&request(
         vec![],
         vec![pm::Metric {
             name: "nothing".into(),
@@ -693,7 +697,7 @@ fn errors_are_bounded() {
     let metrics = (0..50)
         .map(|i| sum(&format!("d{i}"), true, 1, vec![gauge_point(1.0, vec![])]))
         .collect();
-    let t = translate(&request(vec![], metrics));
+    let t = tr(&request(vec![], metrics));
     assert_eq!(t.rejected_points, 50);
     assert_eq!(t.errors.len(), MAX_ERRORS);
     assert!(t
@@ -708,7 +712,7 @@ fn conformance_metrics_json_translates() {
         .join("../../../shared/conformance/otlp/metrics.json");
     let body = std::fs::read(&path).unwrap();
     let req = model::otlp_json::decode_metrics(&body).unwrap();
-    let t = translate(&req);
+    let t = translate(&req, usize::MAX).unwrap();
     let names: std::collections::BTreeSet<&str> = t
         .samples
         .iter()
@@ -726,4 +730,18 @@ fn conformance_metrics_json_translates() {
         .samples
         .iter()
         .all(|(l, _, _)| l.get("job") == Some("my.service")));
+}
+
+#[test]
+fn a_request_past_the_memory_limit_is_refused_whole() {
+    // 2000 buckets on one point: each bucket series repeats the point's labels.
+    let mut p = histogram_point();
+    p.explicit_bounds = (0..2000).map(f64::from).collect();
+    p.bucket_counts = vec![1; 2001];
+    let req = request(vec![s("service.name", "api")], vec![histogram(vec![p])]);
+    let err = translate(&req, 64 << 10).unwrap_err();
+    assert_eq!(err, TranslateError::TooLarge { limit: 64 << 10 });
+    let t = translate(&req, usize::MAX).unwrap();
+    assert_eq!(t.samples.len(), 2003);
+    assert!(t.bytes > 64 << 10);
 }
