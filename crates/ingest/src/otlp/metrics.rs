@@ -30,7 +30,7 @@ use prost::Message;
 
 use super::grpc::{self, Decoded};
 use super::http::{self as otlp_http, Encoding};
-use super::metrics_translate::{translate, Translation};
+use super::metrics_translate::{points_of, translate, Translation};
 use super::{
     read_body, retry_after_secs, run_decode, slot, ExportError, OtlpState, Protocol, Ran,
     Rejection, Reservation, Signal, SinkError, DECODED_OVERHEAD,
@@ -73,19 +73,11 @@ fn translate_request(
 
 /// Counts the data points of a request, for the self-metrics of refused requests.
 fn count_points(req: &ExportMetricsServiceRequest) -> u64 {
-    use model::otlp::proto::metrics::v1::metric::Data;
     req.resource_metrics
         .iter()
         .flat_map(|rm| rm.scope_metrics.iter())
         .flat_map(|sm| sm.metrics.iter())
-        .map(|m| match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.len(),
-            Some(Data::Sum(s)) => s.data_points.len(),
-            Some(Data::Histogram(h)) => h.data_points.len(),
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-            Some(Data::Summary(s)) => s.data_points.len(),
-            None => 0,
-        } as u64)
+        .map(points_of)
         .sum()
 }
 

@@ -41,6 +41,10 @@
 //!   (Prometheus would refuse the whole request with a 500, which makes exporters retry
 //!   forever).
 //!
+//! One deliberate difference: an attribute named `le` on a histogram point (`quantile` on a
+//! summary point) gives Prometheus a series with that label twice, which its write path then
+//! drops with a warning; here the bucket's (quantile's) own label wins and the series is kept.
+//!
 //! Everything here is pure: no I/O, no clock, so each rule is unit-tested with the output
 //! Prometheus's code gives for the same input. Exemplars are not translated (the tsdb keeps
 //! none yet).
@@ -141,14 +145,8 @@ impl Translation {
         }
     }
 
-    fn push_samples(&mut self, samples: Vec<Sample>) {
-        for s in samples {
-            self.push(s);
-        }
-    }
-
     fn push(&mut self, sample: Sample) {
-        self.bytes += sample.0.heap_bytes() + std::mem::size_of::<Sample>();
+        self.bytes += sample_bytes(&sample.0);
         if self.bytes > self.limit {
             self.over = true;
             return;
@@ -247,7 +245,8 @@ pub enum MetricKind {
     Summary,
 }
 
-fn points_of(metric: &pm::Metric) -> u64 {
+/// The data points of one metric.
+pub(super) fn points_of(metric: &pm::Metric) -> u64 {
     use pm::metric::Data;
     (match &metric.data {
         Some(Data::Gauge(g)) => g.data_points.len(),
@@ -354,14 +353,14 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
                     Some(pm::number_data_point::Value::AsInt(v)) => v as f64,
                     None => 0.0,
                 };
-                let mut point = Point::new(resource, &p.attributes, p.time_unix_nano, p.flags);
+                let mut point = Point::new(t, resource, &p.attributes, p.time_unix_nano, p.flags);
                 point.sample(&family, None, value);
                 point.finish(t);
             }
         }
         Data::Histogram(h) => {
             for p in &h.data_points {
-                let mut point = Point::new(resource, &p.attributes, p.time_unix_nano, p.flags);
+                let mut point = Point::new(t, resource, &p.attributes, p.time_unix_nano, p.flags);
                 if let Some(sum) = p.sum {
                     point.sample(&format!("{family}_sum"), None, sum);
                 }
@@ -382,7 +381,7 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
         }
         Data::Summary(s) => {
             for p in &s.data_points {
-                let mut point = Point::new(resource, &p.attributes, p.time_unix_nano, p.flags);
+                let mut point = Point::new(t, resource, &p.attributes, p.time_unix_nano, p.flags);
                 point.sample(&format!("{family}_sum"), None, p.sum);
                 point.sample(&format!("{family}_count"), None, p.count as f64);
                 for q in &p.quantile_values {
@@ -401,15 +400,22 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
 
 /// The samples of one data point, collected apart so a point whose labels turn out invalid
 /// adds nothing (never half of its series).
+///
+/// The memory bound is checked as each series is built, not when the point is done: one
+/// point with a million buckets must not build a million label sets first.
 struct Point {
     base: Result<BTreeMap<String, String>, String>,
     timestamp: i64,
     stale: bool,
     samples: Vec<Sample>,
+    /// Bytes the samples hold, and how many the translation may still take.
+    bytes: usize,
+    room: usize,
 }
 
 impl Point {
     fn new(
+        t: &Translation,
         resource: &ResourceLabels,
         attrs: &[KeyValue],
         time_unix_nano: u64,
@@ -420,6 +426,8 @@ impl Point {
             timestamp: (time_unix_nano / 1_000_000) as i64,
             stale: flags & FLAG_NO_RECORDED_VALUE != 0,
             samples: Vec::new(),
+            bytes: 0,
+            room: t.limit.saturating_sub(t.bytes),
         }
     }
 
@@ -429,23 +437,38 @@ impl Point {
         let Ok(base) = &self.base else {
             return;
         };
+        if self.bytes > self.room {
+            return;
+        }
         let value = if self.stale {
             f64::from_bits(STALE_NAN_BITS)
         } else {
             value
         };
         match series_labels(base, name, extra) {
-            Ok(labels) => self.samples.push((labels, self.timestamp, value)),
+            Ok(labels) => {
+                self.bytes += sample_bytes(&labels);
+                self.samples.push((labels, self.timestamp, value));
+            }
             Err(e) => self.base = Err(e),
         }
     }
 
     fn finish(self, t: &mut Translation) {
         match self.base {
-            Ok(_) => t.push_samples(self.samples),
+            Ok(_) if self.bytes > self.room => t.over = true,
+            Ok(_) => {
+                t.bytes += self.bytes;
+                t.samples.extend(self.samples);
+            }
             Err(e) => t.reject(1, e),
         }
     }
+}
+
+/// What one sample costs in memory: its label set's heap and the tuple itself.
+fn sample_bytes(labels: &model::labels::Labels) -> usize {
+    labels.heap_bytes() + std::mem::size_of::<Sample>()
 }
 
 /// Builds a validated label set from `base` plus `__name__` and `extra`.

@@ -512,7 +512,8 @@ fn histogram_without_sum_has_no_sum_series_and_le_attribute_is_overridden() {
     assert_eq!(r.len(), 4, "{r:?}");
     assert!(r.iter().all(|s| !s.contains("_sum")));
     assert!(r[0].contains(r#"le="+Inf""#), "{r:?}");
-    // `le` from the attributes stays on _count (Prometheus only overrides it on buckets).
+    // `le` from the attributes stays on _count; on buckets the bucket's own `le` wins (see
+    // the module docs for how this differs from Prometheus, which drops those series).
     assert!(
         r[3].starts_with(r#"http_server_duration_milliseconds_count{le="attr", route="/cart"}"#),
         "{r:?}"
@@ -741,6 +742,9 @@ fn a_request_past_the_memory_limit_is_refused_whole() {
     let req = request(vec![s("service.name", "api")], vec![histogram(vec![p])]);
     let err = translate(&req, 64 << 10).unwrap_err();
     assert_eq!(err, TranslateError::TooLarge { limit: 64 << 10 });
+    // Refused while the point is being built, long before its 2003 series exist.
+    let err = translate(&req, 1).unwrap_err();
+    assert_eq!(err, TranslateError::TooLarge { limit: 1 });
     let t = translate(&req, usize::MAX).unwrap();
     assert_eq!(t.samples.len(), 2003);
     assert!(t.bytes > 64 << 10);
