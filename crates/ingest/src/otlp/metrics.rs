@@ -8,9 +8,10 @@
 //! a whole request for one bad metric: refused data points (delta temporality, exponential
 //! histograms, unusable names or labels) and samples the store refuses (out of order,
 //! duplicate, out of bounds) are reported the way each protocol reports them: OTLP partial
-//! success (`rejected_data_points` and `error_message`) on the OTLP endpoints, a 400 naming
-//! the first refused sample on Prometheus's endpoint (translation problems there are only
-//! logged, as Prometheus logs them).
+//! success (`rejected_data_points` and `error_message`) on the OTLP endpoints. Prometheus's
+//! endpoint keeps Prometheus's contract instead: its samples are appended all or nothing (one
+//! refused sample rolls the request back, answered 400 naming it) and translation problems
+//! are only logged, as Prometheus logs them.
 //!
 //! The store judges samples, not data points, so when it refuses samples the OTLP answer
 //! counts each refused sample as one rejected data point (never more than the points that
@@ -81,6 +82,15 @@ fn count_points(req: &ExportMetricsServiceRequest) -> u64 {
         .sum()
 }
 
+/// How the store is asked to take a request's samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Append {
+    /// Sample by sample: the OTLP endpoints, which report refused points as partial success.
+    Each,
+    /// All or nothing: Prometheus's endpoint, which rolls back a request with a refused sample.
+    AllOrNothing,
+}
+
 /// Writes the translated samples and metadata; `reservation` is released when the write
 /// is done.
 async fn write(
@@ -88,6 +98,7 @@ async fn write(
     sink: Arc<dyn MetricsSink>,
     t: Translation,
     reservation: Reservation,
+    mode: Append,
 ) -> Result<Exported, Rejection> {
     let points = t.data_points;
     let mut exported = Exported {
@@ -105,8 +116,11 @@ async fn write(
         samples, metadata, ..
     } = t;
     let task = tokio::spawn(async move {
-        let result = sink.append(samples).await;
-        if result.is_ok() {
+        let result = match mode {
+            Append::Each => sink.append(samples).await,
+            Append::AllOrNothing => sink.append_all_or_nothing(samples).await,
+        };
+        if result.as_ref().is_ok_and(|o| o.appended > 0) {
             sink.record_metadata(metadata);
         }
         drop(reservation);
@@ -116,7 +130,10 @@ async fn write(
         Ok(Ok(outcome)) => {
             let refused = outcome.rejected() as u64;
             if refused > 0 {
-                exported.rejected += refused.min(reached_store);
+                exported.rejected += match mode {
+                    Append::Each => refused.min(reached_store),
+                    Append::AllOrNothing => reached_store,
+                };
                 let first = outcome
                     .first_error
                     .unwrap_or_else(|| "no reason given".to_string());
@@ -262,7 +279,7 @@ async fn grpc_write(
         Ok((t, reservation))
     })
     .await?;
-    write(state, sink, t, reservation).await
+    write(state, sink, t, reservation, Append::Each).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -339,7 +356,7 @@ pub(super) async fn http_export(State(state): State<OtlpState>, req: Request) ->
     let protocol = encoding.protocol();
     let outcome = async {
         let (t, reservation) = decode_http(&state, encoding, req).await?;
-        write(&state, sink, t, reservation).await
+        write(&state, sink, t, reservation, Append::Each).await
     }
     .await;
     record(&state, protocol, outcome.as_ref());
@@ -432,15 +449,15 @@ pub(super) async fn prometheus_export(State(state): State<OtlpState>, req: Reque
     let protocol = encoding.protocol();
     let outcome = async {
         let (t, reservation) = decode_http(&state, encoding, req).await?;
-        write(&state, sink, t, reservation).await
+        write(&state, sink, t, reservation, Append::AllOrNothing).await
     }
     .await;
     record(&state, protocol, outcome.as_ref());
     match outcome {
         Ok(e) => {
             if let Some(store_error) = e.store_error {
-                // Prometheus answers a refused sample (out of order, duplicate, out of
-                // bounds) with 400 so the sender does not retry.
+                // Prometheus rolls the request back and answers a refused sample (out of
+                // order, duplicate, out of bounds) with 400 so the sender does not retry.
                 return prometheus_error(StatusCode::BAD_REQUEST, &store_error, None);
             }
             if let Some(message) = &e.message {

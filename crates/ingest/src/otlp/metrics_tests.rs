@@ -39,6 +39,8 @@ struct RecordingSink {
     mode: Mutex<Mode>,
     samples: Mutex<Vec<Sample>>,
     metadata: Mutex<Vec<(String, MetricMetadata)>>,
+    /// Whether the last append was all or nothing.
+    all_or_nothing: Mutex<Option<bool>>,
 }
 
 impl MetricsSink for RecordingSink {
@@ -46,6 +48,28 @@ impl MetricsSink for RecordingSink {
         &self,
         samples: Vec<Sample>,
     ) -> crate::otlp::BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        self.store(samples, false)
+    }
+
+    fn append_all_or_nothing(
+        &self,
+        samples: Vec<Sample>,
+    ) -> crate::otlp::BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        self.store(samples, true)
+    }
+
+    fn record_metadata(&self, metadata: Vec<(String, MetricMetadata)>) {
+        self.metadata.lock().unwrap().extend(metadata);
+    }
+}
+
+impl RecordingSink {
+    fn store(
+        &self,
+        samples: Vec<Sample>,
+        all_or_nothing: bool,
+    ) -> crate::otlp::BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        *self.all_or_nothing.lock().unwrap() = Some(all_or_nothing);
         let mode = self.mode.lock().unwrap().clone();
         Box::pin(async move {
             let mut outcome = AppendOutcome::default();
@@ -69,14 +93,13 @@ impl MetricsSink for RecordingSink {
                 }
                 Mode::Invalid => return Err(AppendError::Invalid("too many samples".into())),
             };
+            if all_or_nothing && outcome.rejected() > 0 {
+                return Ok(outcome);
+            }
             outcome.appended = keep.len();
             self.samples.lock().unwrap().extend(keep);
             Ok(outcome)
         })
-    }
-
-    fn record_metadata(&self, metadata: Vec<(String, MetricMetadata)>) {
-        self.metadata.lock().unwrap().extend(metadata);
     }
 }
 
@@ -101,6 +124,7 @@ impl Fixture {
             mode: Mutex::new(mode),
             samples: Mutex::new(Vec::new()),
             metadata: Mutex::new(Vec::new()),
+            all_or_nothing: Mutex::new(None),
         });
         let state = OtlpState::with_registry(config, Arc::new(NoTraces), registry)
             .with_metrics_sink(sink.clone());
@@ -459,6 +483,7 @@ async fn samples_the_store_refuses_are_partial_success_naming_the_first() {
         r#"the store refused 1 of 11 samples, first: out of order sample for series http_requests_total{http_method="GET", instance="i-1", job="checkout"}"#
     );
     assert_eq!(f.stored().len(), 10);
+    assert_eq!(*f.sink.all_or_nothing.lock().unwrap(), Some(false));
 }
 
 #[tokio::test]
@@ -659,6 +684,9 @@ async fn prometheus_endpoint_errors_are_plain_text() {
     assert!(String::from_utf8(body)
         .unwrap()
         .starts_with("out of order sample for series http_requests_total{"),);
+    assert_eq!(*f.sink.all_or_nothing.lock().unwrap(), Some(true));
+    assert!(f.stored().is_empty(), "rolled back like Prometheus");
+    assert!(f.sink.metadata.lock().unwrap().is_empty());
 
     let f = Fixture::new(Mode::Overloaded);
     let (resp, _) = send(
