@@ -53,7 +53,9 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use model::labels::{LabelsBuilder, METRIC_NAME};
+use model::labels::{
+    is_valid_label_name, LabelRef, Labels, MAX_LABELS, MAX_LABEL_BYTES, METRIC_NAME,
+};
 use model::otlp::proto;
 use proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use proto::common::v1::{any_value, AnyValue, KeyValue};
@@ -353,14 +355,28 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
                     Some(pm::number_data_point::Value::AsInt(v)) => v as f64,
                     None => 0.0,
                 };
-                let mut point = Point::new(t, resource, &p.attributes, p.time_unix_nano, p.flags);
+                let mut point = Point::new(
+                    t,
+                    resource,
+                    &family,
+                    &p.attributes,
+                    p.time_unix_nano,
+                    p.flags,
+                );
                 point.sample(&family, None, value);
                 point.finish(t);
             }
         }
         Data::Histogram(h) => {
             for p in &h.data_points {
-                let mut point = Point::new(t, resource, &p.attributes, p.time_unix_nano, p.flags);
+                let mut point = Point::new(
+                    t,
+                    resource,
+                    &family,
+                    &p.attributes,
+                    p.time_unix_nano,
+                    p.flags,
+                );
                 if let Some(sum) = p.sum {
                     point.sample(&format!("{family}_sum"), None, sum);
                 }
@@ -381,7 +397,14 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
         }
         Data::Summary(s) => {
             for p in &s.data_points {
-                let mut point = Point::new(t, resource, &p.attributes, p.time_unix_nano, p.flags);
+                let mut point = Point::new(
+                    t,
+                    resource,
+                    &family,
+                    &p.attributes,
+                    p.time_unix_nano,
+                    p.flags,
+                );
                 point.sample(&format!("{family}_sum"), None, p.sum);
                 point.sample(&format!("{family}_count"), None, p.count as f64);
                 for q in &p.quantile_values {
@@ -401,10 +424,15 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
 /// The samples of one data point, collected apart so a point whose labels turn out invalid
 /// adds nothing (never half of its series).
 ///
+/// The point's labels are validated once, with the family name, and each series is then
+/// built straight from them in two allocations: a histogram point makes one series per
+/// bucket, and validating and copying every label for each was most of the translation's time.
 /// The memory bound is checked as each series is built, not when the point is done: one
 /// point with a million buckets must not build a million label sets first.
 struct Point {
-    base: Result<BTreeMap<String, String>, String>,
+    /// The point's labels (attributes, `job`, `instance`) sorted by name, without empty
+    /// values or `__name__`; or why they are unusable.
+    base: Result<Vec<(String, String)>, String>,
     timestamp: i64,
     stale: bool,
     samples: Vec<Sample>,
@@ -417,12 +445,13 @@ impl Point {
     fn new(
         t: &Translation,
         resource: &ResourceLabels,
+        family: &str,
         attrs: &[KeyValue],
         time_unix_nano: u64,
         flags: u32,
     ) -> Point {
         Point {
-            base: attribute_labels(attrs, &[], resource),
+            base: attribute_labels(attrs, &[], resource).and_then(|m| validated(m, family)),
             timestamp: (time_unix_nano / 1_000_000) as i64,
             stale: flags & FLAG_NO_RECORDED_VALUE != 0,
             samples: Vec::new(),
@@ -467,33 +496,83 @@ impl Point {
 }
 
 /// What one sample costs in memory: its label set's heap and the tuple itself.
-fn sample_bytes(labels: &model::labels::Labels) -> usize {
+fn sample_bytes(labels: &Labels) -> usize {
     labels.heap_bytes() + std::mem::size_of::<Sample>()
 }
 
-/// Builds a validated label set from `base` plus `__name__` and `extra`.
-fn series_labels(
-    base: &BTreeMap<String, String>,
-    name: &str,
-    extra: Option<(&str, &str)>,
-) -> Result<model::labels::Labels, String> {
-    let mut b = LabelsBuilder::new();
-    let push = |b: &mut LabelsBuilder, n: &str, v: &str| {
-        b.push(n, v)
-            .map(|_| ())
-            .map_err(|e| format!("series {name}: {e}"))
+/// Checks a point's labels as a [`model::labels::LabelsBuilder`] would and returns them
+/// sorted, without empty values and without `__name__`. Names need no check: [`label_name`]
+/// and [`metric_name`] only make valid ones, and the map makes them unique; sizes and the
+/// label count are what outside input can still get wrong.
+fn validated(map: BTreeMap<String, String>, family: &str) -> Result<Vec<(String, String)>, String> {
+    let too_long = |n: &str| {
+        format!("series {family}: label {n:?} is longer than {MAX_LABEL_BYTES} bytes; shorten it")
     };
-    for (n, v) in base {
-        if n == METRIC_NAME || extra.is_some_and(|(en, _)| en == n) {
+    if family.len() > MAX_LABEL_BYTES {
+        return Err(too_long(METRIC_NAME));
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (n, v) in map {
+        debug_assert!(is_valid_label_name(&n), "{n}");
+        if n == METRIC_NAME || v.is_empty() {
             continue;
         }
-        push(&mut b, n, v)?;
+        if n.len() > MAX_LABEL_BYTES || v.len() > MAX_LABEL_BYTES {
+            return Err(too_long(&n));
+        }
+        out.push((n, v));
     }
-    push(&mut b, METRIC_NAME, name)?;
-    if let Some((n, v)) = extra {
-        push(&mut b, n, v)?;
+    // `__name__` and a bucket's `le` or a quantile's `quantile` come on top.
+    if out.len() + 2 > MAX_LABELS {
+        return Err(format!(
+            "series {family}: series has more than {MAX_LABELS} labels; drop some with relabeling"
+        ));
     }
-    b.build().map_err(|e| format!("series {name}: {e}"))
+    Ok(out)
+}
+
+/// One series' labels: validated `base` plus `__name__` and `extra`, merged in name order.
+fn series_labels(
+    base: &[(String, String)],
+    name: &str,
+    extra: Option<(&str, &str)>,
+) -> Result<Labels, String> {
+    // Suffixed names and bucket bounds are the only parts not validated with the point.
+    if name.len() > MAX_LABEL_BYTES {
+        return Err(format!(
+            "series {name}: label \"__name__\" is longer than {MAX_LABEL_BYTES} bytes; shorten it"
+        ));
+    }
+    let mut specials = [
+        Some(LabelRef {
+            name: METRIC_NAME,
+            value: name,
+        }),
+        extra.map(|(name, value)| LabelRef { name, value }),
+    ];
+    if let [Some(a), Some(b)] = &specials {
+        if b.name < a.name {
+            specials.swap(0, 1);
+        }
+    }
+    let mut refs: Vec<LabelRef<'_>> = Vec::with_capacity(base.len() + 2);
+    let mut next = 0;
+    for (n, v) in base {
+        if extra.is_some_and(|(en, _)| en == n) {
+            continue;
+        }
+        while let Some(Some(s)) = specials.get(next) {
+            if s.name < n.as_str() {
+                refs.push(*s);
+                next += 1;
+            } else {
+                break;
+            }
+        }
+        refs.push(LabelRef { name: n, value: v });
+    }
+    refs.extend(specials[next..].iter().flatten());
+    Ok(Labels::from_sorted_refs_unchecked(&refs))
 }
 
 /// Prometheus's `createAttributes`: attribute names normalised, values merged with `;` on
@@ -554,10 +633,12 @@ fn target_info(
     if resource.job.is_none() && resource.instance.is_none() {
         return;
     }
-    let base = match attribute_labels(attrs, &identifying, resource) {
+    let base = match attribute_labels(attrs, &identifying, resource)
+        .and_then(|m| validated(m, "target_info"))
+    {
         Ok(base) => base,
         Err(e) => {
-            t.error(format!("target_info: {e}"));
+            t.error(e);
             return;
         }
     };

@@ -749,3 +749,38 @@ fn a_request_past_the_memory_limit_is_refused_whole() {
     assert_eq!(t.samples.len(), 2003);
     assert!(t.bytes > 64 << 10);
 }
+
+#[test]
+fn series_labels_stay_sorted_around_name_and_le() {
+    // `A` and `Z` sort before `__name__` ('_' is 0x5f), `__x` after it, `m` between `le`
+    // and `quantile`: each series must come out sorted exactly as a LabelsBuilder sorts.
+    let attrs = vec![
+        s("Z", "1"),
+        s("A", "2"),
+        s("__x", "3"),
+        s("m", "4"),
+        s("a", "5"),
+    ];
+    let t = tr(&request(
+        vec![],
+        vec![histogram(vec![{
+            let mut p = histogram_point();
+            p.attributes = attrs.clone();
+            p
+        }])],
+    ));
+    for (l, _, _) in &t.samples {
+        let rebuilt = Labels::new(l.iter().map(|p| (p.name, p.value))).unwrap();
+        assert_eq!(l, &rebuilt);
+        assert_eq!(l.stable_hash(), rebuilt.stable_hash());
+    }
+    assert_eq!(
+        t.samples
+            .iter()
+            .find(|s| s.0.get("le") == Some("5"))
+            .unwrap()
+            .0
+            .to_string(),
+        r#"http_server_duration_milliseconds_bucket{A="2", Z="1", __x="3", a="5", le="5", m="4"}"#
+    );
+}
