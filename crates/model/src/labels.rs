@@ -422,6 +422,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn from_sorted_refs_equals_the_built_set() {
+        let built = Labels::new([("job", "api"), ("__name__", "up"), ("A", "x")]).unwrap();
+        let refs: Vec<LabelRef<'_>> = built.iter().collect();
+        let fast = Labels::from_sorted_refs_unchecked(&refs);
+        assert_eq!(fast, built);
+        assert_eq!(fast.stable_hash(), built.stable_hash());
+        assert_eq!(Labels::from_sorted_refs_unchecked(&[]), Labels::empty());
+    }
+
+    #[test]
     fn sorted_and_empty_values_dropped() {
         let l = Labels::new([("job", "api"), ("__name__", "up"), ("empty", "")]).unwrap();
         let names: Vec<_> = l.iter().map(|l| l.name).collect();
