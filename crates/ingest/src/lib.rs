@@ -5,7 +5,8 @@
 //! it never depends on storage code and its tests need no database.
 //!
 //! - [`metrics`]: the sink every metrics receiver writes to, and the metadata registry.
-//! - [`otlp`]: OTLP over gRPC and HTTP (protobuf and JSON), both on each OTLP port.
+//! - [`otlp`]: OTLP over gRPC and HTTP (protobuf and JSON), both on each OTLP port; OTLP
+//!   metrics translated to Prometheus series, also on Prometheus's `/api/v1/otlp/v1/metrics`.
 //! - [`remote_write`]: Prometheus remote_write 1.0 request decoding.
 
 pub mod metrics;
@@ -16,6 +17,6 @@ pub use metrics::{
     AppendError, AppendOutcome, MetadataRegistry, MetricMetadata, MetricType, MetricsSink, Sample,
 };
 pub use otlp::{
-    otlp_router, serve, BoxFuture, ExportError, OtlpConfig, OtlpState, SinkError, SinkFuture,
-    TraceSink,
+    otlp_router, prometheus_otlp_router, serve, BoxFuture, ExportError, OtlpConfig, OtlpState,
+    SinkError, SinkFuture, TraceSink, PROMETHEUS_OTLP_PATH,
 };

@@ -180,6 +180,26 @@ impl Labels {
         b.build()
     }
 
+    /// Like [`Labels::from_sorted_unchecked`] from borrowed pairs, in two allocations
+    /// whatever their number: for receivers that validate a label set once and derive many
+    /// series from it (one per histogram bucket).
+    pub fn from_sorted_refs_unchecked(pairs: &[LabelRef<'_>]) -> Labels {
+        debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
+        let total: usize = pairs.iter().map(|l| l.name.len() + l.value.len()).sum();
+        let mut buf = String::with_capacity(total);
+        let mut ends = Vec::with_capacity(pairs.len() * 2);
+        for l in pairs {
+            buf.push_str(l.name);
+            ends.push(buf.len() as u32);
+            buf.push_str(l.value);
+            ends.push(buf.len() as u32);
+        }
+        Labels {
+            buf: buf.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
     /// Builds from pairs already sorted, unique, valid and without empty values (the tsdb
     /// decoding its own files and WAL records, validated before they were written). Unchecked
     /// input breaks the set's invariants (equality, hashing), never memory safety.
@@ -400,6 +420,16 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_sorted_refs_equals_the_built_set() {
+        let built = Labels::new([("job", "api"), ("__name__", "up"), ("A", "x")]).unwrap();
+        let refs: Vec<LabelRef<'_>> = built.iter().collect();
+        let fast = Labels::from_sorted_refs_unchecked(&refs);
+        assert_eq!(fast, built);
+        assert_eq!(fast.stable_hash(), built.stable_hash());
+        assert_eq!(Labels::from_sorted_refs_unchecked(&[]), Labels::empty());
+    }
 
     #[test]
     fn sorted_and_empty_values_dropped() {

@@ -30,13 +30,13 @@ use super::{
 
 /// A decoded request and the size of its (decompressed) protobuf encoding.
 pub(super) struct Decoded<T> {
-    msg: T,
+    pub(super) msg: T,
     /// The message's protobuf encoding as received (after gRPC decompression).
-    raw: bytes::Bytes,
+    pub(super) raw: bytes::Bytes,
 }
 
 /// A prost codec whose decode failures are INVALID_ARGUMENT.
-struct OtlpCodec<D, E> {
+pub(super) struct OtlpCodec<D, E> {
     /// The request message's name, for error messages.
     name: &'static str,
     _types: PhantomData<fn() -> (D, E)>,
@@ -73,7 +73,7 @@ where
     }
 }
 
-struct OtlpEncoder<E>(PhantomData<fn(E)>);
+pub(super) struct OtlpEncoder<E>(PhantomData<fn(E)>);
 
 impl<E: Message> Encoder for OtlpEncoder<E> {
     type Item = E;
@@ -86,7 +86,7 @@ impl<E: Message> Encoder for OtlpEncoder<E> {
     }
 }
 
-struct OtlpDecoder<D> {
+pub(super) struct OtlpDecoder<D> {
     name: &'static str,
     _type: PhantomData<fn() -> D>,
 }
@@ -112,7 +112,7 @@ impl<D: Message + Default> Decoder for OtlpDecoder<D> {
 
 /// The tonic unary driver with our limits: gzip accepted, messages (also decompressed)
 /// bounded by the body limit.
-fn grpc<D, E>(state: &OtlpState, name: &'static str) -> Grpc<OtlpCodec<D, E>>
+pub(super) fn grpc<D, E>(state: &OtlpState, name: &'static str) -> Grpc<OtlpCodec<D, E>>
 where
     D: Message + Default + Send + 'static,
     E: Message + Send + 'static,
@@ -205,7 +205,7 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
 }
 
 /// Counts a request tonic refused before decoding completed, by the gRPC code it answered.
-fn record_transport_failure(
+pub(super) fn record_transport_failure(
     state: &OtlpState,
     signal: Signal,
     response: &http::Response<tonic::body::Body>,
@@ -230,11 +230,6 @@ fn record_transport_failure(
         .rejected_request(signal, Protocol::Grpc, reason);
 }
 
-/// `MetricsService/Export`: there is no metrics store yet.
-pub(super) async fn metrics(State(state): State<OtlpState>) -> Response {
-    not_stored(&state, Signal::Metrics)
-}
-
 /// `LogsService/Export`: there is no log store yet.
 pub(super) async fn logs(State(state): State<OtlpState>) -> Response {
     not_stored(&state, Signal::Logs)
@@ -242,7 +237,7 @@ pub(super) async fn logs(State(state): State<OtlpState>) -> Response {
 
 /// UNIMPLEMENTED, without reading the request: the answer does not depend on it, and a
 /// gRPC client reads the trailers-only response even while still sending.
-fn not_stored(state: &OtlpState, signal: Signal) -> Response {
+pub(super) fn not_stored(state: &OtlpState, signal: Signal) -> Response {
     let rejection = Rejection::from(ExportError::NotStored(signal));
     state.record(signal, Protocol::Grpc, Err(&rejection));
     rejection.error.to_grpc_status().into_http::<Body>()

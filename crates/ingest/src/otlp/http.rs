@@ -33,14 +33,14 @@ pub(super) enum Encoding {
 }
 
 impl Encoding {
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Encoding::Protobuf => "application/x-protobuf",
             Encoding::Json => "application/json",
         }
     }
 
-    fn protocol(self) -> Protocol {
+    pub(super) fn protocol(self) -> Protocol {
         match self {
             Encoding::Protobuf => Protocol::HttpProtobuf,
             Encoding::Json => Protocol::HttpJson,
@@ -49,7 +49,7 @@ impl Encoding {
 }
 
 /// The encoding `Content-Type` names; parameters such as `charset` are ignored.
-fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ExportError> {
+pub(super) fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ExportError> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Err(ExportError::UnsupportedContentType("(none)".to_string()));
     };
@@ -67,7 +67,7 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ExportError> {
 }
 
 /// Whether the body is gzip-compressed; `identity` (or no header) means it is not.
-fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
+pub(super) fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
     let Some(value) = headers.get(CONTENT_ENCODING) else {
         return Ok(false);
     };
@@ -83,7 +83,7 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
 }
 
 /// Inflates a gzip body in bounded steps, refusing it as soon as it grows past the limit.
-fn gunzip(
+pub(super) fn gunzip(
     state: &OtlpState,
     data: &[u8],
     reservation: &mut Reservation,
@@ -213,11 +213,6 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     }
 }
 
-/// `POST /v1/metrics`: there is no metrics store yet.
-pub(super) async fn metrics(State(state): State<OtlpState>, req: Request) -> Response {
-    not_stored(state, Signal::Metrics, req).await
-}
-
 /// `POST /v1/logs`: there is no log store yet.
 pub(super) async fn logs(State(state): State<OtlpState>, req: Request) -> Response {
     not_stored(state, Signal::Logs, req).await
@@ -226,7 +221,7 @@ pub(super) async fn logs(State(state): State<OtlpState>, req: Request) -> Respon
 /// Answers 501 for a signal without a store. The body is drained (bounded, and dropped
 /// chunk by chunk) first: answering while a client is still uploading makes many HTTP
 /// clients report a broken pipe instead of the status.
-async fn not_stored(state: OtlpState, signal: Signal, req: Request) -> Response {
+pub(super) async fn not_stored(state: OtlpState, signal: Signal, req: Request) -> Response {
     let encoding = request_encoding(req.headers()).unwrap_or(Encoding::Protobuf);
     super::drain_body(req.into_body(), state.config().max_body_bytes).await;
     let rejection = Rejection::from(ExportError::NotStored(signal));
@@ -247,7 +242,7 @@ pub(super) async fn method_not_allowed(req: Request) -> Response {
     response
 }
 
-fn ok_response(encoding: Encoding, body: Vec<u8>) -> Response {
+pub(super) fn ok_response(encoding: Encoding, body: Vec<u8>) -> Response {
     (
         [(
             CONTENT_TYPE,

@@ -13,13 +13,19 @@
 //! exporter. [`serve`] speaks HTTP/1.1 and cleartext HTTP/2 (what gRPC clients use) on the
 //! same socket.
 //!
-//! The stores stay behind [`TraceSink`], so this module never imports storage code and its
-//! tests run against a recording sink. Metrics and logs have no store yet: their endpoints
-//! answer UNIMPLEMENTED / 501 and are shaped so a `MetricsSink`/`LogsSink` slots in later.
+//! The stores stay behind [`TraceSink`] and [`MetricsSink`], so this module never imports
+//! storage code and its tests run against recording sinks. Metrics are translated to
+//! Prometheus series by [`metrics_translate`] (as Prometheus's own OTLP receiver names them)
+//! and answered with OTLP partial success when some data points are refused; the same
+//! translation serves Prometheus's `POST /api/v1/otlp/v1/metrics` ([`prometheus_otlp_router`]).
+//! Without a metrics sink, and always for logs (no store yet), the endpoints answer
+//! UNIMPLEMENTED / 501.
 
 mod config;
 mod grpc;
 mod http;
+mod metrics;
+pub mod metrics_translate;
 mod rpc;
 #[cfg(test)]
 mod tests;
@@ -37,6 +43,8 @@ use model::otlp::OtlpError;
 use model::otlp_json::JsonError;
 use model::Span;
 use selfmon::{Counter, Registry};
+
+use crate::metrics::MetricsSink;
 
 pub use config::{OtlpConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BYTES};
 pub use rpc::{ProtoAny, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE_URL};
@@ -191,6 +199,12 @@ pub enum ExportError {
     /// The request decodes but carries invalid data (a wrong id length, a bad timestamp).
     #[error("{0}")]
     Invalid(#[from] OtlpError),
+    /// The store refused a metrics batch as a whole (a retry would fail the same way).
+    #[error("the metrics store refused the batch: {0}")]
+    Refused(String),
+    /// The metric series a request translates into would not fit in memory.
+    #[error("{0}")]
+    TooManySeries(#[from] metrics_translate::TranslateError),
     /// Lookout or its store is at a limit and expects to recover.
     #[error("{what}: retry after {} s", retry_after_secs(*.retry_after))]
     Overloaded {
@@ -208,7 +222,7 @@ pub enum ExportError {
         retry_after: Duration,
     },
     /// The signal has no store yet.
-    #[error("lookout does not store {} yet: only traces are accepted; stop exporting {} here (set {}=none)", .0.as_str(), .0.as_str(), .0.exporter_env())]
+    #[error("lookout does not store {} yet: stop exporting {} here (set {}=none)", .0.as_str(), .0.as_str(), .0.exporter_env())]
     NotStored(Signal),
     /// OTLP/HTTP endpoints accept only POST.
     #[error("method {0} is not allowed: OTLP/HTTP exports use POST")]
@@ -238,7 +252,8 @@ impl ExportError {
             ExportError::BadGzip(_) => "bad_gzip",
             ExportError::BadProtobuf { .. } => "bad_protobuf",
             ExportError::BadJson(_) => "bad_json",
-            ExportError::Invalid(_) => "invalid",
+            ExportError::Invalid(_) | ExportError::Refused(_) => "invalid",
+            ExportError::TooManySeries(_) => "too_large",
             ExportError::Overloaded { .. } => "overloaded",
             ExportError::Unavailable { .. } => "unavailable",
             ExportError::NotStored(_) => "not_stored",
@@ -255,12 +270,13 @@ impl ExportError {
             ExportError::UnsupportedContentType(_) | ExportError::UnsupportedEncoding(_) => {
                 S::UNSUPPORTED_MEDIA_TYPE
             }
-            ExportError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            ExportError::TooLarge { .. } | ExportError::TooManySeries(_) => S::PAYLOAD_TOO_LARGE,
             ExportError::BodyRead(_)
             | ExportError::BadGzip(_)
             | ExportError::BadProtobuf { .. }
             | ExportError::BadJson(_)
-            | ExportError::Invalid(_) => S::BAD_REQUEST,
+            | ExportError::Invalid(_)
+            | ExportError::Refused(_) => S::BAD_REQUEST,
             ExportError::Overloaded { .. } => S::TOO_MANY_REQUESTS,
             ExportError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
             ExportError::NotStored(_) => S::NOT_IMPLEMENTED,
@@ -282,8 +298,9 @@ impl ExportError {
             | ExportError::BadGzip(_)
             | ExportError::BadProtobuf { .. }
             | ExportError::BadJson(_)
-            | ExportError::Invalid(_) => C::InvalidArgument,
-            ExportError::TooLarge { .. } => C::ResourceExhausted,
+            | ExportError::Invalid(_)
+            | ExportError::Refused(_) => C::InvalidArgument,
+            ExportError::TooLarge { .. } | ExportError::TooManySeries(_) => C::ResourceExhausted,
             ExportError::Overloaded { .. } | ExportError::Unavailable { .. } => C::Unavailable,
             ExportError::NotStored(_) | ExportError::MethodNotAllowed(_) => C::Unimplemented,
             ExportError::NotFound(_) => C::NotFound,
@@ -409,6 +426,7 @@ const SIGNALS: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
 const PROTOCOLS: [Protocol; 3] = [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson];
 
 /// Self-metric handles, resolved once so the hot path pays one atomic add.
+#[derive(Clone)]
 struct Counters {
     registry: &'static Registry,
     received: Vec<Counter>,
@@ -465,6 +483,8 @@ impl Counters {
 struct Inner {
     config: OtlpConfig,
     traces: Arc<dyn TraceSink>,
+    /// Where metric samples go; `None` answers metrics exports with UNIMPLEMENTED / 501.
+    metrics: Option<Arc<dyn MetricsSink>>,
     budget: Budget,
     counters: Counters,
 }
@@ -505,8 +525,25 @@ impl OtlpState {
             inner: Arc::new(Inner {
                 config,
                 traces,
+                metrics: None,
                 budget,
                 counters: Counters::new(registry),
+            }),
+        }
+    }
+
+    /// This state with metrics exports (OTLP gRPC and HTTP, and Prometheus's
+    /// `/api/v1/otlp/v1/metrics`) translated and written to `sink`. The returned state shares
+    /// the in-flight budget and self-metrics of `self`.
+    pub fn with_metrics_sink(self, sink: Arc<dyn MetricsSink>) -> OtlpState {
+        let inner = &self.inner;
+        OtlpState {
+            inner: Arc::new(Inner {
+                config: inner.config.clone(),
+                traces: inner.traces.clone(),
+                metrics: Some(sink),
+                budget: inner.budget.clone(),
+                counters: inner.counters.clone(),
             }),
         }
     }
@@ -689,18 +726,37 @@ pub fn otlp_router(state: OtlpState) -> Router {
         )
         .route(
             "/v1/metrics",
-            post(http::metrics).fallback(http::method_not_allowed),
+            post(metrics::http_export).fallback(http::method_not_allowed),
         )
         .route(
             "/v1/logs",
             post(http::logs).fallback(http::method_not_allowed),
         )
         .route(GRPC_TRACES_PATH, post(grpc::traces))
-        .route(GRPC_METRICS_PATH, post(grpc::metrics))
+        .route(GRPC_METRICS_PATH, post(metrics::grpc_export))
         .route(GRPC_LOGS_PATH, post(grpc::logs))
         .fallback(fallback)
         .with_state(state)
 }
+
+/// The router for Prometheus's own OTLP endpoint, `POST /api/v1/otlp/v1/metrics`, to merge
+/// into the Prometheus HTTP API router. It takes what OTLP/HTTP takes (protobuf or JSON,
+/// optionally gzip) under the same limits and answers as Prometheus does: 200 with an empty
+/// body when the batch was stored (translation problems are logged, not answered), 400 with a
+/// plain-text message for undecodable bodies and samples the store refused (out of order,
+/// duplicate, out of bounds), 413 for oversized requests and 429/503 with `Retry-After` when
+/// the store pushes back. Without a metrics sink it answers 501.
+pub fn prometheus_otlp_router(state: OtlpState) -> Router {
+    Router::new()
+        .route(
+            PROMETHEUS_OTLP_PATH,
+            post(metrics::prometheus_export).fallback(metrics::prometheus_method_not_allowed),
+        )
+        .with_state(state)
+}
+
+/// Prometheus's OTLP metrics path.
+pub const PROMETHEUS_OTLP_PATH: &str = "/api/v1/otlp/v1/metrics";
 
 /// Unknown paths: a gRPC UNIMPLEMENTED for gRPC clients (so they report "unknown method"
 /// rather than a transport error), otherwise 404 with an OTLP Status body.
