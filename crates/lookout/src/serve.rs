@@ -185,9 +185,16 @@ pub async fn run_until(
     };
 
     let head_full = Arc::new(tokio::sync::Notify::new());
-    let otlp_router = crate::wiring::otlp_router(&settings, store.clone(), head_full.clone());
+    let otlp_state = crate::wiring::otlp_state(
+        &settings,
+        store.clone(),
+        head_full.clone(),
+        metrics.sink.clone(),
+    );
+    let otlp_router = ingest::otlp_router(otlp_state.clone());
     let api_router = crate::wiring::api_router(store.clone(), ready.clone())
-        .merge(crate::metrics::api_router(&settings, &metrics));
+        .merge(crate::metrics::api_router(&settings, &metrics))
+        .merge(ingest::prometheus_otlp_router(otlp_state));
     let addrs = (
         http.local_addr()?,
         grpc.local_addr()?,

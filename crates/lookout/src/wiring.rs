@@ -139,21 +139,21 @@ fn store_error(e: traces::TraceError) -> ingest::SinkError {
     ingest::SinkError::Unavailable(e.to_string())
 }
 
-/// The OTLP router (gRPC and HTTP on one listener) writing into the store.
-pub fn otlp_router(
+/// The OTLP receivers' shared state: spans into the trace store, metric points into
+/// `metrics`. One state serves both OTLP ports and Prometheus's OTLP path, so they share
+/// one memory budget.
+pub fn otlp_state(
     settings: &Settings,
     store: Arc<TraceStore>,
     head_full: Arc<Notify>,
-) -> axum::Router {
+    metrics: Arc<dyn ingest::MetricsSink>,
+) -> ingest::OtlpState {
     let cfg = ingest::OtlpConfig {
         max_body_bytes: settings.config.otlp.max_body_size.0 as usize,
         max_inflight_bytes: settings.config.otlp.max_inflight_size.0 as usize,
         ..Default::default()
     };
-    ingest::otlp_router(ingest::OtlpState::new(
-        cfg,
-        Arc::new(StoreSink { store, head_full }),
-    ))
+    ingest::OtlpState::new(cfg, Arc::new(StoreSink { store, head_full })).with_metrics_sink(metrics)
 }
 
 /// The HTTP API router (Jaeger APIs, health, `/metrics`).

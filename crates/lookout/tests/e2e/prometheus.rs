@@ -393,3 +393,50 @@ fn remote_write_refuses_bad_input_whole_and_keeps_what_it_acknowledged() {
         fed.text()
     );
 }
+
+#[test]
+fn otlp_metrics_from_the_python_sdk_are_stored_under_prometheus_names() {
+    let dir = DataDir::new();
+    let lookout = dir.start();
+    // The ingest crate's script records one of every instrument and exports it once.
+    let script = "../../../ingest/tests/python/export_metrics.py";
+    for (protocol, endpoint) in [
+        ("grpc", format!("http://{}", lookout.otlp_grpc)),
+        (
+            "http-protobuf",
+            format!("http://{}/v1/metrics", lookout.otlp_http),
+        ),
+    ] {
+        let out = super::harness::python_command(script)
+            .args(["--protocol", protocol, "--endpoint", &endpoint])
+            .output()
+            .expect("run export_metrics.py");
+        assert!(
+            out.status.success(),
+            "export over {protocol} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let series = |sel: &str| {
+        lookout.get_json(&format!("/api/v1/series?match[]={}", encode(sel)), 200)["data"].clone()
+    };
+    assert_eq!(
+        series("requests_total"),
+        json(
+            r#"[{"__name__":"requests_total","http_route":"/cart","instance":"instance-1","job":"demo/shop-api"}]"#
+        )
+    );
+    let buckets = series("http_server_duration_milliseconds_bucket");
+    assert!(
+        buckets.as_array().is_some_and(|b| b.len() > 10),
+        "{buckets}"
+    );
+    assert_eq!(
+        series("target_info")[0]["deployment_environment"],
+        "test",
+        "target_info carries the other resource attributes"
+    );
+    let md = lookout.get_json("/api/v1/metadata?metric=requests_total", 200);
+    assert_eq!(md["data"]["requests_total"][0]["type"], "counter", "{md}");
+}
