@@ -549,14 +549,20 @@ pub fn describe(list: &[Listed]) -> String {
 }
 
 /// The self-metrics `status` shows, summed over their labels.
-const STATUS_METRICS: &[(&str, &str)] = &[
-    ("received_items", "lookout_otlp_received_items_total"),
-    ("rejected_items", "lookout_otlp_rejected_items_total"),
-    ("head_items", "lookout_store_head_items"),
-    ("block_items", "lookout_store_block_items"),
-    ("blocks", "lookout_store_blocks"),
-    ("store_bytes", "lookout_store_size_bytes"),
-    ("wal_bytes", "lookout_wal_size_bytes"),
+/// What `lookout status` reports from the self-metrics: key, metric, and the label the
+/// samples summed must carry (empty: all of them).
+const STATUS_METRICS: &[(&str, &str, &str)] = &[
+    ("received_items", "lookout_otlp_received_items_total", ""),
+    ("rejected_items", "lookout_otlp_rejected_items_total", ""),
+    ("head_spans", "lookout_store_head_items", "signal=\"traces\""),
+    ("block_spans", "lookout_store_block_items", "signal=\"traces\""),
+    ("trace_blocks", "lookout_store_blocks", "signal=\"traces\""),
+    ("trace_bytes", "lookout_store_size_bytes", "signal=\"traces\""),
+    ("head_series", "lookout_store_head_items", "signal=\"metrics\""),
+    ("samples_appended", "lookout_tsdb_head_samples_appended_total", ""),
+    ("metric_blocks", "lookout_store_blocks", "signal=\"metrics\""),
+    ("metric_bytes", "lookout_store_size_bytes", "signal=\"metrics\""),
+    ("wal_bytes", "lookout_wal_size_bytes", ""),
 ];
 
 /// `lookout status`.
@@ -581,8 +587,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         .map(|(_, b)| b)
         .unwrap_or_default();
     let mut metrics = serde_json::Map::new();
-    for (key, name) in STATUS_METRICS {
-        if let Some(v) = metric_sum(&metrics_text, name) {
+    for (key, name, label) in STATUS_METRICS {
+        if let Some(v) = metric_sum(&metrics_text, name, label) {
             // Counts and sizes are whole numbers; print them as such.
             let v = if v.fract() == 0.0 && v.abs() < 9e15 {
                 serde_json::json!(v as i64)
@@ -653,8 +659,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Sums every sample of `name` in Prometheus text; `None` if there is none.
-fn metric_sum(text: &str, name: &str) -> Option<f64> {
+/// Sums every sample of `name` in Prometheus text whose labels include `label` (`k="v"`, or
+/// empty for all); `None` if there is none.
+fn metric_sum(text: &str, name: &str, label: &str) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some(rest) = line.strip_prefix(name) else {
@@ -662,6 +669,15 @@ fn metric_sum(text: &str, name: &str) -> Option<f64> {
         };
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
             continue;
+        }
+        if !label.is_empty() {
+            let labels = rest
+                .strip_prefix('{')
+                .and_then(|r| r.split_once('}'))
+                .map_or("", |(l, _)| l);
+            if !labels.split(',').any(|l| l == label) {
+                continue;
+            }
         }
         if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
             *found.get_or_insert(0.0) += v;
@@ -697,8 +713,10 @@ mod tests {
     #[test]
     fn metric_sums() {
         let text = "# HELP x\nlookout_store_blocks 2\nlookout_store_blocks_total 9\nlookout_store_head_items{s=\"a\"} 3\nlookout_store_head_items{s=\"b\"} 4\n";
-        assert_eq!(metric_sum(text, "lookout_store_blocks"), Some(2.0));
-        assert_eq!(metric_sum(text, "lookout_store_head_items"), Some(7.0));
-        assert_eq!(metric_sum(text, "nope"), None);
+        assert_eq!(metric_sum(text, "lookout_store_blocks", ""), Some(2.0));
+        assert_eq!(metric_sum(text, "lookout_store_head_items", ""), Some(7.0));
+        assert_eq!(metric_sum(text, "lookout_store_head_items", "s=\"b\""), Some(4.0));
+        assert_eq!(metric_sum(text, "lookout_store_blocks", "s=\"b\""), None);
+        assert_eq!(metric_sum(text, "nope", ""), None);
     }
 }
