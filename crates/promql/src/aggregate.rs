@@ -13,7 +13,7 @@ use tsdb::{Label, Labels, METRIC_NAME};
 
 use crate::error::{exec, Error};
 use crate::eval::{by_step, labels_from, to_pairs, Acc, Ev, Range, Result, Val};
-use crate::functions::{kahan_inc, quantile};
+use crate::functions::{kahan_inc, position, quantile};
 use crate::json::format_float;
 
 #[derive(Default, Clone)]
@@ -115,8 +115,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
             tok::T_QUANTILE => {
                 if !(0.0..=1.0).contains(&param) {
                     ev.annos.warn(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {}",
-                        go_g(param)
+                        "PromQL warning: quantile value should be between 0 and 1, got {} ({})",
+                        go_g(param),
+                        a.param.as_ref().map(|p| position(ev, p)).unwrap_or_default()
                     ));
                 }
             }
@@ -126,9 +127,10 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
         if op == tok::T_LIMIT_RATIO && !(-1.0..=1.0).contains(&ratio) {
             let capped = ratio.clamp(-1.0, 1.0);
             ev.annos.warn(format!(
-                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {} ({})",
                 go_g(ratio),
-                go_g(capped)
+                go_g(capped),
+                a.param.as_ref().map(|p| position(ev, p)).unwrap_or_default()
             ));
             ratio = capped;
         }

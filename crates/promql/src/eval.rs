@@ -103,6 +103,8 @@ pub(crate) struct Ev<'a> {
     pub cancel: Option<&'a AtomicBool>,
     pub query_start: i64,
     pub query_end: i64,
+    /// The query's step (0 for an instant query), for `step()`.
+    pub query_step: i64,
     pub subquery_step: i64,
     pub annos: Annos,
     pub query: &'a str,

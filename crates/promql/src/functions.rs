@@ -15,6 +15,24 @@ use crate::eval::{
     by_step, duration_ms, labels_from, offset_ms, to_pairs, Acc, Ev, Range, Result, Val, S,
 };
 
+/// Go's `math.Max`: NaN wins.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN wins.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
 /// Kahan-Neumaier summation step (Prometheus's `kahanSumInc`).
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
@@ -67,7 +85,7 @@ fn unwrap_paren(e: &Expr) -> &Expr {
 
 /// `line:col` of the first selector in `e`, found in the query text (the parser keeps no
 /// positions), for the suffix Prometheus puts on annotations.
-fn position(ev: &Ev<'_>, e: &Expr) -> String {
+pub(crate) fn position(ev: &Ev<'_>, e: &Expr) -> String {
     fn first_name(e: &Expr) -> Option<String> {
         match e {
             Expr::VectorSelector(vs) => vs.name.clone().or(Some("{".into())),
@@ -123,6 +141,11 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
         "time" => Ok(Val::Scalar(
             (0..r.steps()).map(|i| r.ts(i) as f64 / 1000.0).collect(),
         )),
+        "step" => Ok(Val::Scalar(vec![ev.query_step as f64 / 1000.0; r.steps()])),
+        "range" => Ok(Val::Scalar(vec![
+            (ev.query_end - ev.query_start) as f64 / 1000.0;
+            r.steps()
+        ])),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; r.steps()])),
         "vector" => {
             let s = ev.scalar_arg(args[0], r)?;
@@ -224,11 +247,11 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                     if hi < lo {
                         None
                     } else {
-                        Some(lo.max(hi.min(v)))
+                        Some(go_max(lo, go_min(hi, v)))
                     }
                 }
-                "clamp_min" => Some(a[step].max(v)),
-                _ => Some(a[step].min(v)),
+                "clamp_min" => Some(go_max(a[step], v)),
+                _ => Some(go_min(a[step], v)),
             })
         }
         "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
@@ -336,6 +359,10 @@ fn absent_labels(e: &Expr) -> Labels {
     let mut dup: Vec<String> = Vec::new();
     for m in ms {
         if m.name == METRIC_NAME {
+            continue;
+        }
+        if ms.iter().filter(|o| o.name == m.name).count() > 1 {
+            dup.push(m.name.clone());
             continue;
         }
         if matches!(m.op, promql_parser::label::MatchOp::Equal) {
@@ -538,6 +565,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                     scratch.extend(w.iter().map(|p| p.1));
                     Some(quantile(p(0), &mut scratch))
                 }
+                "mad_over_time" if w.iter().any(|p| p.1.is_nan()) => Some(f64::NAN),
                 "mad_over_time" => {
                     scratch.clear();
                     scratch.extend(w.iter().map(|p| p.1));
@@ -784,14 +812,28 @@ fn valid_label_name(s: &str) -> bool {
     !s.is_empty() && !s.contains('\u{FFFD}')
 }
 
-fn check_unique(v: &[S]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
+/// Merges series that now share a label set; a shared step is Prometheus's duplicate error.
+fn check_unique(v: Vec<S>) -> Result<Vec<S>> {
+    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut out: Vec<S> = Vec::with_capacity(v.len());
     for s in v {
-        if !seen.insert(&s.metric) {
-            return Err(exec("vector cannot contain metrics with the same labelset"));
+        match index.get(&s.metric) {
+            Some(&i) => {
+                let t = &mut out[i];
+                if s.pts.iter().any(|p| t.pts.binary_search_by_key(&p.0, |q| q.0).is_ok()) {
+                    return Err(exec("vector cannot contain metrics with the same labelset"));
+                }
+                t.pts.extend(s.pts);
+                t.pts.sort_by_key(|p| p.0);
+                t.drop_name &= s.drop_name;
+            }
+            None => {
+                index.insert(s.metric.clone(), out.len());
+                out.push(s);
+            }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn label_replace(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
@@ -830,8 +872,7 @@ fn label_replace(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
             }
         }
     }
-    check_unique(&v)?;
-    Ok(Val::Vector(v))
+    Ok(Val::Vector(check_unique(v)?))
 }
 
 fn label_join(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
@@ -870,8 +911,7 @@ fn label_join(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
             s.drop_name = false;
         }
     }
-    check_unique(&v)?;
-    Ok(Val::Vector(v))
+    Ok(Val::Vector(check_unique(v)?))
 }
 
 /// Natural order of label values (digit runs compare as numbers).
@@ -1152,37 +1192,46 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
     }
     prepare_buckets(b);
     let total = b[b.len() - 1].1;
-    if b.len() < 2 || total == 0.0 || lower.is_nan() || upper.is_nan() {
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;
     }
     if lower >= upper {
         return 0.0;
     }
-    let rank = |x: f64| -> f64 {
-        let mut prev_ub = f64::NEG_INFINITY;
-        let mut prev_c = 0.0;
-        for &(ub, c) in b.iter() {
-            if x <= ub {
-                if ub == f64::INFINITY {
-                    // Inside the +Inf bucket: no interpolation.
-                    return if x == f64::INFINITY { c } else { prev_c };
-                }
-                if prev_ub == f64::NEG_INFINITY {
-                    // The first bucket: interpolate from 0 when it is positive.
-                    if ub <= 0.0 || x <= 0.0 {
-                        return if x == ub { c } else { 0.0 };
-                    }
-                    return c * (x / ub);
-                }
-                let frac = (x - prev_ub) / (ub - prev_ub);
-                return prev_c + (c - prev_c) * frac;
+    // Each bucket contributes the part of its count that overlaps [lower, upper],
+    // interpolated linearly; a bucket of infinite width contributes only when it lies
+    // wholly inside. The first bucket starts at 0 when its upper bound is positive.
+    let mut sum = 0.0;
+    let mut prev_ub = f64::NEG_INFINITY;
+    let mut prev_c = 0.0;
+    for (i, &(ub, c)) in b.iter().enumerate() {
+        let lb = if i == 0 {
+            if ub > 0.0 {
+                0.0
+            } else {
+                f64::NEG_INFINITY
             }
-            prev_ub = ub;
-            prev_c = c;
+        } else {
+            prev_ub
+        };
+        let count = c - prev_c;
+        prev_ub = ub;
+        prev_c = c;
+        if count == 0.0 {
+            continue;
         }
-        total
-    };
-    (rank(upper) - rank(lower)) / total
+        if lower <= lb && upper >= ub {
+            sum += count;
+            continue;
+        }
+        let lo = lower.max(lb);
+        let hi = upper.min(ub);
+        if hi <= lo || lb.is_infinite() || ub.is_infinite() {
+            continue;
+        }
+        sum += count * (hi - lo) / (ub - lb);
+    }
+    sum / total
 }
 
 fn histogram_fraction(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {

@@ -190,6 +190,7 @@ impl Engine {
             cancel,
             query_start: start,
             query_end: end,
+            query_step: if instant { 0 } else { step },
             subquery_step: eval::duration_ms(&self.opts.default_subquery_step).max(1),
             annos: Annos::default(),
             query,
