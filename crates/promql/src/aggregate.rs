@@ -47,17 +47,55 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
             _ => fparam = ev.scalar_arg(p, r)?,
         }
     }
-    let inner = ev.vector_arg(&a.expr, r)?;
-    let (by, names): (bool, Vec<String>) = match &a.modifier {
+    let mut inner = ev.vector_arg(&a.expr, r)?;
+    let (by, mut names): (bool, Vec<String>) = match &a.modifier {
         Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
         Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
         None => (true, Vec::new()),
     };
-    if op == tok::T_COUNT_VALUES && !valid_label_name(&sparam) {
-        return Err(exec(format!(
-            "invalid label name {}",
-            go_quote_raw(&sparam)
-        )));
+    let mut op = op;
+    if op == tok::T_COUNT_VALUES {
+        if !valid_label_name(&sparam) {
+            return Err(exec(format!(
+                "invalid label name {}",
+                go_quote_raw(&sparam)
+            )));
+        }
+        // As Prometheus does: every sample gets `label=value`, then `count` groups by the
+        // grouping labels plus that label. Samples whose new labels coincide stay separate.
+        let mut out: Vec<crate::eval::S> = Vec::new();
+        for s in &inner {
+            let mut by_value: Vec<(String, usize)> = Vec::new();
+            for &(t, v) in &s.pts {
+                let key = format_float(v);
+                let idx = match by_value.iter().find(|e| e.0 == key) {
+                    Some(e) => e.1,
+                    None => {
+                        let mut pairs = to_pairs(&s.metric);
+                        pairs.retain(|p| p.name != sparam);
+                        pairs.push(Label {
+                            name: sparam.clone(),
+                            value: key.clone(),
+                        });
+                        out.push(crate::eval::S {
+                            metric: labels_from(pairs),
+                            drop_name: s.drop_name,
+                            pts: Vec::new(),
+                        });
+                        by_value.push((key, out.len() - 1));
+                        out.len() - 1
+                    }
+                };
+                out[idx].pts.push((t, v));
+            }
+        }
+        inner = out;
+        if by {
+            names.push(sparam.clone());
+        } else {
+            names.retain(|n| *n != sparam);
+        }
+        op = tok::T_COUNT;
     }
     // Group of every input series, computed once.
     let mut group_of = Vec::with_capacity(inner.len());
@@ -151,6 +189,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 match op {
                     tok::T_STDDEV | tok::T_STDVAR => {
                         g.value = 0.0;
+                        if !f.is_finite() {
+                            g.values.push(f);
+                        }
                     }
                     tok::T_QUANTILE => g.values.push(f),
                     tok::T_TOPK | tok::T_BOTTOMK => g.heap.push((i, f)),
@@ -207,6 +248,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 tok::T_COUNT => g.count += 1.0,
                 tok::T_GROUP => {}
                 tok::T_STDDEV | tok::T_STDVAR => {
+                    if !f.is_finite() {
+                        g.values.push(f);
+                    }
                     g.count += 1.0;
                     let delta = f - (g.mean + g.kahan);
                     let (m, c) = kahan_inc(delta / g.count, g.mean, g.kahan);
@@ -260,6 +304,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 tok::T_MAX | tok::T_MIN => g.value,
                 tok::T_COUNT => g.count,
                 tok::T_GROUP => 1.0,
+                tok::T_STDVAR | tok::T_STDDEV if g.values.iter().any(|v| !v.is_finite()) => {
+                    f64::NAN
+                }
                 tok::T_STDVAR => g.value / g.count,
                 tok::T_STDDEV => (g.value / g.count).sqrt(),
                 tok::T_QUANTILE => {

@@ -597,7 +597,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
             ev.add_samples(pts.len())?;
             out.push(S {
                 metric: s.metric,
-                drop_name: !keep_name,
+                drop_name: !keep_name || s.drop_name,
                 pts,
             });
         }
