@@ -133,7 +133,7 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 if param.is_nan() {
                     return Err(exec("Parameter value is NaN"));
                 }
-                if param >= 9.223_372_036_854_775e18 || param < -9.223_372_036_854_775e18 {
+                if !(-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&param) {
                     return Err(exec(format!(
                         "Scalar value {} overflows int64",
                         go_g(param)
@@ -145,19 +145,18 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 }
                 k = (kk as usize).min(samples.len());
             }
-            tok::T_LIMIT_RATIO => {
-                if param.is_nan() {
-                    return Err(exec("Ratio value is NaN"));
-                }
+            tok::T_LIMIT_RATIO if param.is_nan() => {
+                return Err(exec("Ratio value is NaN"));
             }
-            tok::T_QUANTILE => {
-                if !(0.0..=1.0).contains(&param) {
-                    ev.annos.warn(format!(
-                        "PromQL warning: quantile value should be between 0 and 1, got {} ({})",
-                        go_g(param),
-                        a.param.as_ref().map(|p| position(ev, p)).unwrap_or_default()
-                    ));
-                }
+            tok::T_QUANTILE if !(0.0..=1.0).contains(&param) => {
+                ev.annos.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {} ({})",
+                    go_g(param),
+                    a.param
+                        .as_ref()
+                        .map(|p| position(ev, p))
+                        .unwrap_or_default()
+                ));
             }
             _ => {}
         }

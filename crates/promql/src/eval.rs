@@ -33,6 +33,9 @@ use crate::error::{exec, Error};
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
+/// Selected series: labels and decoded samples.
+pub(crate) type Selected = Vec<(Labels, Vec<(i64, f64)>)>;
+
 /// One series inside the evaluator.
 #[derive(Debug, Clone)]
 pub(crate) struct S {
@@ -244,7 +247,7 @@ fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
         to_pairs(l)
             .into_iter()
             .filter(|p| {
-                let listed = names.iter().any(|n| *n == p.name);
+                let listed = names.contains(&p.name);
                 if on {
                     listed
                 } else {
@@ -467,14 +470,9 @@ impl<'a> Ev<'a> {
     }
 
     /// Selects and decodes the samples of `vs` in `[mint, maxt]`, sorted by labels.
-    pub fn select(
-        &mut self,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>> {
+    pub fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Selected> {
         let sets = Self::matchers(vs)?;
-        let mut out: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
+        let mut out: Selected = Vec::new();
         for ms in &sets {
             for s in self.querier.select(ms, mint, maxt)? {
                 self.check()?;

@@ -143,7 +143,8 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
         )),
         "step" => Ok(Val::Scalar(vec![ev.query_step as f64 / 1000.0; r.steps()])),
         "range" => Ok(Val::Scalar(vec![
-            (ev.query_end - ev.query_start) as f64 / 1000.0;
+            (ev.query_end - ev.query_start) as f64
+                / 1000.0;
             r.steps()
         ])),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; r.steps()])),
@@ -430,8 +431,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
         }
     };
     if name == "double_exponential_smoothing" || name == "holt_winters" {
-        for step in 0..r.steps() {
-            let (sf, tf) = (params[0][step], params[1][step]);
+        for (&sf, &tf) in params[0].iter().zip(params[1].iter()) {
             if sf <= 0.0 || sf >= 1.0 {
                 return Err(exec(format!(
                     "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
@@ -820,7 +820,10 @@ fn check_unique(v: Vec<S>) -> Result<Vec<S>> {
         match index.get(&s.metric) {
             Some(&i) => {
                 let t = &mut out[i];
-                if s.pts.iter().any(|p| t.pts.binary_search_by_key(&p.0, |q| q.0).is_ok()) {
+                if s.pts
+                    .iter()
+                    .any(|p| t.pts.binary_search_by_key(&p.0, |q| q.0).is_ok())
+                {
                     return Err(exec("vector cannot contain metrics with the same labelset"));
                 }
                 t.pts.extend(s.pts);

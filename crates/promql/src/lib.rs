@@ -155,14 +155,16 @@ impl Engine {
         let expr = parse(query)?;
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
-            t => return Err(Error::BadData(format!(
+            t => {
+                return Err(Error::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 match t {
                     ValueType::Matrix => "range vector",
                     ValueType::String => "string",
                     _ => "unknown",
                 }
-            ))),
+            )))
+            }
         }
         self.run(
             querier, query, &expr, start_ms, end_ms, step_ms, cancel, false,
