@@ -147,6 +147,16 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                 / 1000.0;
             r.steps()
         ])),
+        "start" => Ok(Val::Scalar(vec![ev.query_start as f64 / 1000.0; r.steps()])),
+        "end" => Ok(Val::Scalar(vec![ev.query_end as f64 / 1000.0; r.steps()])),
+        "min_of" | "max_of" => {
+            let a = ev.scalar_arg(args[0], r)?;
+            let b = ev.scalar_arg(args[1], r)?;
+            let f = if name == "min_of" { go_min } else { go_max };
+            Ok(Val::Scalar(
+                a.iter().zip(b.iter()).map(|(x, y)| f(*x, *y)).collect(),
+            ))
+        }
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; r.steps()])),
         "vector" => {
             let s = ev.scalar_arg(args[0], r)?;
@@ -217,6 +227,7 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
         }
         "histogram_quantile" => histogram_quantile(ev, &args, r),
         "histogram_fraction" => histogram_fraction(ev, &args, r),
+        "histogram_quantiles" => histogram_quantiles(ev, &args, r),
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
             // Native histograms only: float samples are ignored, as Prometheus does.
@@ -1039,7 +1050,7 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-fn group_buckets(ev: &mut Ev<'_>, v: &[S], samples: &[(usize, f64)]) -> Vec<Buckets> {
+fn group_buckets(ev: &mut Ev<'_>, v: &[S], samples: &[(usize, f64)], input: &Expr) -> Vec<Buckets> {
     let mut out: Vec<Buckets> = Vec::new();
     let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
     for &(i, f) in samples {
@@ -1047,9 +1058,10 @@ fn group_buckets(ev: &mut Ev<'_>, v: &[S], samples: &[(usize, f64)]) -> Vec<Buck
         let le = m.get("le").unwrap_or("");
         let Some(ub) = parse_le(le) else {
             ev.annos.warn(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{}\"",
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{}\" for metric name \"{}\" ({})",
                 le,
-                m.get(METRIC_NAME).unwrap_or("")
+                m.get(METRIC_NAME).unwrap_or(""),
+                position(ev, input)
             ));
             continue;
         };
@@ -1161,27 +1173,84 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
 fn histogram_quantile(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
     let q = ev.scalar_arg(args[0], r)?;
     let v = ev.vector_arg(args[1], r)?;
-    let steps = by_step(&v, r);
+    quantiles(ev, &v, &[(q, args[0])], None, args[1], r)
+}
+
+/// `histogram_quantiles(v, "label", q1, q2, ...)`: one series per quantile, labelled.
+fn histogram_quantiles(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
+    let v = ev.vector_arg(args[0], r)?;
+    let label = string_arg(ev, args[1], r)?;
+    if !valid_label_name(&label) {
+        return Err(exec(format!(
+            "invalid label name {}",
+            crate::eval::go_quote(&label)
+        )));
+    }
+    let mut qs = Vec::new();
+    for a in &args[2..] {
+        qs.push((ev.scalar_arg(a, r)?, *a));
+    }
+    quantiles(ev, &v, &qs, Some(&label), args[0], r)
+}
+
+/// A quantile as `histogram_quantiles` writes it in the label: Go's shortest form with
+/// at least one decimal.
+fn quantile_label(q: f64) -> String {
+    let s = crate::json::format_float(q);
+    if s.contains('.') || !q.is_finite() {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+fn quantiles(
+    ev: &mut Ev<'_>,
+    v: &[S],
+    qs: &[(Vec<f64>, &Expr)],
+    label: Option<&str>,
+    input: &Expr,
+    r: Range,
+) -> Result<Val> {
+    let steps = by_step(v, r);
     let mut acc = Acc::new();
     for (step, samples) in steps.iter().enumerate() {
-        let qv = q[step];
-        if !samples.is_empty() && !(0.0..=1.0).contains(&qv) {
-            ev.annos.warn(format!(
-                "PromQL warning: quantile value should be between 0 and 1, got {} ({})",
-                go_g(qv),
-                position(ev, args[0])
-            ));
-        }
-        for mut g in group_buckets(ev, &v, samples) {
-            let (res, forced) = bucket_quantile(qv, &mut g.buckets);
-            if forced {
-                ev.annos.info(format!(
-                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {} ({})",
-                    crate::eval::go_quote(g.metric.get(METRIC_NAME).unwrap_or("")),
-                    position(ev, args[1])
+        for (q, qe) in qs {
+            let qv = q[step];
+            if !(0.0..=1.0).contains(&qv) {
+                ev.annos.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {} ({})",
+                    go_g(qv),
+                    position(ev, qe)
                 ));
             }
-            acc.push(g.metric, g.drop_name, r.ts(step), res)?;
+        }
+        for g in group_buckets(ev, v, samples, input) {
+            for (q, _) in qs {
+                let qv = q[step];
+                let mut buckets = g.buckets.clone();
+                let (res, forced) = bucket_quantile(qv, &mut buckets);
+                if forced {
+                    ev.annos.info(format!(
+                        "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {} ({})",
+                        crate::eval::go_quote(g.metric.get(METRIC_NAME).unwrap_or("")),
+                        position(ev, input)
+                    ));
+                }
+                let metric = match label {
+                    None => g.metric.clone(),
+                    Some(l) => {
+                        let mut pairs = to_pairs(&g.metric);
+                        pairs.retain(|p| p.name != l);
+                        pairs.push(Label {
+                            name: l.to_string(),
+                            value: quantile_label(qv),
+                        });
+                        labels_from(pairs)
+                    }
+                };
+                acc.push(metric, g.drop_name, r.ts(step), res)?;
+            }
         }
     }
     Ok(Val::Vector(acc.out))
@@ -1227,6 +1296,13 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut Vec<(f64, f64)>) -> f64 {
             sum += count;
             continue;
         }
+        // An infinite bucket counts whole when the range reaches its infinite end.
+        if (ub == f64::INFINITY && upper == f64::INFINITY && lower < ub)
+            || (lb == f64::NEG_INFINITY && lower == f64::NEG_INFINITY && upper > lb)
+        {
+            sum += count;
+            continue;
+        }
         let lo = lower.max(lb);
         let hi = upper.min(ub);
         if hi <= lo || lb.is_infinite() || ub.is_infinite() {
@@ -1244,7 +1320,7 @@ fn histogram_fraction(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> 
     let steps = by_step(&v, r);
     let mut acc = Acc::new();
     for (step, samples) in steps.iter().enumerate() {
-        for mut g in group_buckets(ev, &v, samples) {
+        for mut g in group_buckets(ev, &v, samples, args[2]) {
             let res = bucket_fraction(lo[step], hi[step], &mut g.buckets);
             acc.push(g.metric, g.drop_name, r.ts(step), res)?;
         }

@@ -83,12 +83,7 @@ fn parse_number(s: &str) -> Option<f64> {
         "NaN" | "nan" => Some(f64::NAN),
         "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        _ => {
-            if let Some(h) = s.strip_prefix("0x") {
-                return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
-            }
-            s.parse::<f64>().ok()
-        }
+        _ => s.parse::<f64>().ok(),
     }
 }
 
@@ -109,15 +104,6 @@ fn expand_points(s: &str) -> Result<Vec<Point>, String> {
             let end = rest.find("}}").ok_or("unterminated histogram literal")?;
             let lit = &rest[..end + 2];
             rest = rest[end + 2..].trim_start();
-            let times = rest
-                .strip_prefix('x')
-                .map(|r| {
-                    let n: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-                    rest = r[n.len()..].trim_start();
-                    n.parse::<usize>().unwrap_or(0) + 1
-                })
-                .unwrap_or(1);
-            let _ = lit;
             // "+" increments (`{{...}}+{{...}}x3`) are skipped with their operand.
             if let Some(r) = rest.strip_prefix('+') {
                 if r.starts_with("{{") {
@@ -126,6 +112,13 @@ fn expand_points(s: &str) -> Result<Vec<Point>, String> {
                     }
                 }
             }
+            let mut times = 1;
+            if let Some(r) = rest.strip_prefix('x') {
+                let n: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
+                rest = r[n.len()..].trim_start();
+                times = n.parse::<usize>().unwrap_or(0).min(1_000_000) + 1;
+            }
+            let _ = lit;
             out.extend(std::iter::repeat_n(Point::Omitted, times));
             continue;
         }
