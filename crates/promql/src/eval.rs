@@ -782,6 +782,9 @@ fn vector_vector(
         (&lhs, &rhs, &lsig, &rsig, &ls, &rs)
     };
     let drop = !is_comparison(op) || return_bool;
+    let (many_fill, one_fill) = m
+        .map(|m| (m.fill_values.lhs, m.fill_values.rhs))
+        .unwrap_or((None, None));
     let mut result_cache: HashMap<(usize, usize), Labels> = HashMap::new();
     for step in 0..r.steps() {
         let ts = r.ts(step);
@@ -840,6 +843,53 @@ fn vector_vector(
                 continue;
             }
             acc.push(metric, drop || many[i].drop_name, ts, val)?;
+        }
+        // fill / fill_left / fill_right: an unmatched sample meets the fill value. The sides
+        // are named after the swap for group_right, as Prometheus names them.
+        if let Some(fill) = one_fill {
+            for &(i, v) in &msteps[step] {
+                if right.contains_key(msig[i].as_str()) {
+                    continue;
+                }
+                let metric = result_metric(
+                    &many[i].metric,
+                    &Labels::empty(),
+                    one_to_one,
+                    on,
+                    &names,
+                    &include,
+                );
+                let (l, rr) = if one_to_many { (fill, v) } else { (v, fill) };
+                let (mut val, keep) = elem_binop(op, l, rr)?;
+                if return_bool {
+                    val = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+                acc.push(metric, drop || many[i].drop_name, ts, val)?;
+            }
+        }
+        if let Some(fill) = many_fill {
+            let present: std::collections::HashSet<&str> = msteps[step]
+                .iter()
+                .map(|&(i, _)| msig[i].as_str())
+                .collect();
+            for &(j, ov) in &osteps[step] {
+                if present.contains(osig[j].as_str()) {
+                    continue;
+                }
+                let synthetic = match_labels(&one[j].metric, on, &names);
+                let metric =
+                    result_metric(&synthetic, &one[j].metric, one_to_one, on, &names, &include);
+                let (l, rr) = if one_to_many { (ov, fill) } else { (fill, ov) };
+                let (mut val, keep) = elem_binop(op, l, rr)?;
+                if return_bool {
+                    val = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+                acc.push(metric, drop, ts, val)?;
+            }
         }
     }
     Ok(acc.out)
