@@ -6,8 +6,9 @@
 //! `fill` modifiers). What it lacks, and how we cover it:
 //! - no source positions in the AST: annotations need `(line:col)` suffixes, so
 //!   [`functions`] finds the annotated selector's text in the query instead;
-//! - no duration expressions (`[5m+1m]`, `offset step()`), no `anchored`/`smoothed`
-//!   modifiers: those queries fail with `bad_data` (counted in the conformance floor).
+//! - no duration expressions (`[5m+1m]`, `offset step()`): [`durations`] computes them and
+//!   hands the parser plain millisecond literals;
+//! - no `anchored`/`smoothed` range modifiers: those queries fail with `bad_data`.
 //!
 //! Evaluation is ours, because it is the product: [`eval`] walks the expression with
 //! Prometheus's step-wise semantics (lookback delta, staleness markers, left-open range
@@ -18,6 +19,7 @@
 //! Native histograms are not evaluated (the tsdb stores floats only).
 
 pub mod aggregate;
+pub mod durations;
 mod error;
 pub mod eval;
 pub mod functions;
@@ -86,6 +88,15 @@ pub fn parse(query: &str) -> Result<Expr, Error> {
     promql_parser::parser::parse(query).map_err(Error::BadData)
 }
 
+/// Parses a query for evaluation with the given step and range (both 0 for an instant
+/// query), first computing Prometheus 3 duration expressions the parser does not know.
+pub fn parse_for(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Error> {
+    if query.len() > MAX_QUERY_BYTES {
+        return parse(query);
+    }
+    parse(&durations::rewrite(query, step_ms, range_ms))
+}
+
 /// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.
 fn depth_exceeds(q: &str, max: usize) -> bool {
     let mut d = 0usize;
@@ -123,7 +134,7 @@ impl Engine {
         time_ms: i64,
         cancel: Option<&AtomicBool>,
     ) -> Result<QueryResult, Error> {
-        let expr = parse(query)?;
+        let expr = parse_for(query, 0, 0)?;
         self.run(querier, query, &expr, time_ms, time_ms, 1, cancel, true)
     }
 
@@ -152,7 +163,7 @@ impl Engine {
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));
         }
-        let expr = parse(query)?;
+        let expr = parse_for(query, step_ms, end_ms - start_ms)?;
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             t => {
