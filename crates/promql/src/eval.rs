@@ -129,8 +129,16 @@ const AT_UNSAFE: &[&str] = &[
     "timestamp",
 ];
 
+/// Largest magnitude any time or duration takes inside the evaluator (about 142,000 years):
+/// clamping to it keeps every sum of a few times and durations far from i64 overflow.
+pub(crate) const TIME_LIMIT: i64 = 1 << 52;
+
 pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
+    d.as_millis().min(TIME_LIMIT as u128) as i64
+}
+
+pub(crate) fn clamp_time(t: i64) -> i64 {
+    t.clamp(-TIME_LIMIT, TIME_LIMIT)
 }
 
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -141,7 +149,7 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
-fn system_time_ms(t: &SystemTime) -> i64 {
+pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => duration_ms(&d),
         Err(e) => -duration_ms(&e.duration()),

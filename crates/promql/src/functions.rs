@@ -648,10 +648,7 @@ fn at_of(ev: &Ev<'_>, at: &Option<promql_parser::parser::AtModifier>) -> Option<
         None => None,
         Some(AtModifier::Start) => Some(ev.query_start),
         Some(AtModifier::End) => Some(ev.query_end),
-        Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => duration_ms(&d),
-            Err(e) => -duration_ms(&e.duration()),
-        }),
+        Some(AtModifier::At(t)) => Some(crate::eval::system_time_ms(t)),
     }
 }
 

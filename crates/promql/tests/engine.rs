@@ -151,3 +151,54 @@ fn rate_on_a_non_counter_name_gives_prometheus_info() {
         ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"g\" (1:6)"]
     );
 }
+
+#[test]
+fn hostile_queries_answer_with_errors_not_panics() {
+    let q = VecQuerier::new(vec![series(
+        &[("__name__", "m"), ("j", "a")],
+        &[(0, 1.0), (60_000, 2.0)],
+    )]);
+    let e = Engine::new(EngineOptions {
+        max_samples: 100_000,
+        ..EngineOptions::default()
+    });
+    let deep = format!("{}m{}", "(".repeat(5000), ")".repeat(5000));
+    let nested_ok = format!("{}m{}", "abs(".repeat(127), ")".repeat(127));
+    let nested_sum = format!("{}m{}", "sum(-".repeat(127), ")".repeat(127));
+    let queries = [
+        deep.as_str(),
+        nested_ok.as_str(),
+        nested_sum.as_str(),
+        "m offset 300000000y",
+        "m offset -300000000y",
+        "m @ 1e18",
+        "m @ -1e18",
+        "rate(m[300000000y])",
+        "max_over_time(m[100y:1ms])",
+        "sum_over_time(m[1d:1ms])",
+        "m[1000y:1ms] @ 0",
+        "count_values(\"x\", m)",
+        "label_replace(m, \"x\", \"$1\", \"j\", \"(\")",
+        "histogram_quantile(NaN, m)",
+        "day_of_week(vector(1e300))",
+        "topk(1e300, m)",
+        "quantile_over_time(2, m[5m])",
+        "round(m, 0)",
+        "m / on(j) group_left m",
+        "sort_by_label(m, \"j\", \"\")",
+    ];
+    for query in queries {
+        for r in [
+            e.instant_query(&q, query, 60_000, None).map(|_| ()),
+            e.range_query(&q, query, 0, 600_000, 15_000, None)
+                .map(|_| ()),
+        ] {
+            if let Err(err) = r {
+                assert!(
+                    ["bad_data", "execution"].contains(&err.error_type()),
+                    "{query}: {err:?}"
+                );
+            }
+        }
+    }
+}
