@@ -182,14 +182,17 @@ pub(crate) fn to_pairs(l: &Labels) -> Vec<Label> {
         .collect()
 }
 
+/// The labels without the metric name and its type and unit metadata labels (`__type__`,
+/// `__unit__`), which Prometheus drops together with the name.
 pub(crate) fn drop_name(l: &Labels) -> Labels {
-    if l.get(METRIC_NAME).is_none() {
+    let reserved = |n: &str| n == METRIC_NAME || n == "__type__" || n == "__unit__";
+    if !l.iter().any(|p| reserved(p.name)) {
         return l.clone();
     }
     Labels::from_sorted_unchecked(
         to_pairs(l)
             .into_iter()
-            .filter(|p| p.name != METRIC_NAME)
+            .filter(|p| !reserved(&p.name))
             .collect(),
     )
 }
