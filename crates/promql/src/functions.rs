@@ -295,7 +295,7 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
             }
             map_vector(ev, args[0], r, |v, _| Some(f(v)))
         }
-        "info" => Ok(Val::Vector(ev.vector_arg(args[0], r)?)),
+        "info" => crate::info::info(ev, &args, r),
         _ => {
             let f: fn(f64) -> f64 = match name {
                 "abs" => f64::abs,

@@ -8,6 +8,9 @@
 //!   [`functions`] finds the annotated selector's text in the query instead;
 //! - no duration expressions (`[5m+1m]`, `offset step()`): [`durations`] computes them and
 //!   hands the parser plain millisecond literals;
+//! - it refuses `info(v, {data=~".*"})` (a selector whose matchers all match the empty
+//!   string, which Prometheus allows as `info()`'s second argument): `info` adds a marker
+//!   matcher before parsing and drops it when evaluating;
 //! - no `anchored`/`smoothed` range modifiers: those queries fail with `bad_data`.
 //!
 //! Evaluation is ours, because it is the product: [`eval`] walks the expression with
@@ -23,6 +26,7 @@ pub mod durations;
 mod error;
 pub mod eval;
 pub mod functions;
+mod info;
 pub mod json;
 pub mod promqltest;
 mod value;
@@ -100,7 +104,9 @@ pub fn parse_for(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Error
     if query.len() > MAX_QUERY_BYTES {
         return parse(query);
     }
-    parse(&durations::rewrite(query, step_ms, range_ms))
+    parse(&info::rewrite(&durations::rewrite(
+        query, step_ms, range_ms,
+    )))
 }
 
 /// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.
