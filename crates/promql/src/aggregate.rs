@@ -55,7 +55,7 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     };
     let mut op = op;
     if op == tok::T_COUNT_VALUES {
-        if !valid_label_name(&sparam) {
+        if !ev.valid_label_name(&sparam) {
             return Err(exec(format!(
                 "invalid label name {}",
                 go_quote_raw(&sparam)
@@ -426,18 +426,15 @@ fn heap_fix0(h: &mut [(usize, f64)], less: fn(f64, f64) -> bool) {
     }
 }
 
-/// Prometheus 3 accepts any non-empty UTF-8 label name.
-fn valid_label_name(s: &str) -> bool {
-    !s.is_empty() && !s.contains('\u{FFFD}')
-}
-
 fn go_quote_raw(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\u{FFFD}' => out.push_str("\\xc5"),
+            c if ('\u{80}'..='\u{ff}').contains(&c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }

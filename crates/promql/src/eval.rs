@@ -111,6 +111,8 @@ pub(crate) struct Ev<'a> {
     pub subquery_step: i64,
     pub annos: Annos,
     pub query: &'a str,
+    /// String literals of the query that are not UTF-8 in Go (see `literals`).
+    pub non_utf8: Vec<String>,
 }
 
 /// Functions whose result depends on the evaluation time itself, so an `@` below them does
@@ -329,6 +331,11 @@ impl<'a> Ev<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Prometheus 3's label-name rule: any non-empty valid UTF-8.
+    pub fn valid_label_name(&self, s: &str) -> bool {
+        !s.is_empty() && !self.non_utf8.iter().any(|n| n == s)
     }
 
     pub fn add_samples(&mut self, n: usize) -> Result<()> {

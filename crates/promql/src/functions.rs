@@ -816,10 +816,6 @@ fn string_arg(ev: &mut Ev<'_>, e: &Expr, r: Range) -> Result<String> {
     }
 }
 
-fn valid_label_name(s: &str) -> bool {
-    !s.is_empty() && !s.contains('\u{FFFD}')
-}
-
 /// Merges series that now share a label set; a shared step is Prometheus's duplicate error.
 fn check_unique(v: Vec<S>) -> Result<Vec<S>> {
     let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
@@ -860,7 +856,7 @@ fn label_replace(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
                 "invalid regular expression in label_replace(): {e}"
             ))
         })?;
-    if !valid_label_name(&dst) {
+    if !ev.valid_label_name(&dst) {
         return Err(exec(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -892,14 +888,14 @@ fn label_join(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
     let mut srcs = Vec::new();
     for a in &args[3..] {
         let s = string_arg(ev, a, r)?;
-        if !valid_label_name(&s) {
+        if !ev.valid_label_name(&s) {
             return Err(exec(format!(
                 "invalid source label name in label_join(): {s}"
             )));
         }
         srcs.push(s);
     }
-    if !valid_label_name(&dst) {
+    if !ev.valid_label_name(&dst) {
         return Err(exec(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
@@ -1177,7 +1173,7 @@ fn histogram_quantile(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> 
 fn histogram_quantiles(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
     let v = ev.vector_arg(args[0], r)?;
     let label = string_arg(ev, args[1], r)?;
-    if !valid_label_name(&label) {
+    if !ev.valid_label_name(&label) {
         return Err(exec(format!(
             "invalid label name {}",
             crate::eval::go_quote(&label)

@@ -28,6 +28,7 @@ pub mod eval;
 pub mod functions;
 mod info;
 pub mod json;
+mod literals;
 pub mod promqltest;
 mod value;
 
@@ -221,6 +222,7 @@ impl Engine {
             subquery_step: eval::duration_ms(&self.opts.default_subquery_step).max(1),
             annos: Annos::default(),
             query,
+            non_utf8: literals::non_utf8_literals(query),
         };
         let r = Range { start, end, step };
         let val = ev.eval(expr, r)?;
