@@ -99,7 +99,11 @@ pub(crate) fn position(ev: &Ev<'_>, e: &Expr) -> String {
             _ => None,
         }
     }
-    let idx = first_name(e).and_then(|n| ev.query.find(&n)).unwrap_or(0);
+    let text = match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Some(e.to_string()),
+        _ => first_name(e),
+    };
+    let idx = text.and_then(|n| ev.query.find(&n)).unwrap_or(0);
     let before = &ev.query[..idx];
     let line = before.matches('\n').count() + 1;
     let col = idx - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
