@@ -51,6 +51,25 @@ pub enum Command {
     Sandboxes(SandboxesArgs),
     /// Print a shell completion script, e.g. `lookout completions bash > /etc/bash_completion.d/lookout`.
     Completions(CompletionsArgs),
+    /// Run test files (Prometheus's PromQL test scripts).
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+/// `lookout test` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TestCommand {
+    /// Run PromQL test scripts (Prometheus's promqltest format) against Lookout's engine;
+    /// prints each failing case with file:line and ends with `N passed, M failed`.
+    Promql(TestPromqlArgs),
+}
+
+/// `lookout test promql` arguments.
+#[derive(Debug, Args)]
+pub struct TestPromqlArgs {
+    /// Test script files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// `lookout completions` arguments.

@@ -13,6 +13,7 @@ mod loadgen_metrics;
 mod metrics;
 mod sandbox_cmd;
 mod serve;
+mod test_cmd;
 mod wiring;
 
 use std::process::ExitCode;
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
             cli::Command::ComposeOverride(args) => sandbox_cmd::compose_override(args),
             cli::Command::Sandboxes(args) => sandbox_cmd::sandboxes(args),
             cli::Command::Completions(args) => cli::print_completions(args.shell),
+            cli::Command::Test(cli::TestCommand::Promql(args)) => test_cmd::promql(args),
         }
     });
     match result {

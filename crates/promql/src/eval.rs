@@ -1,0 +1,976 @@
+//! The evaluator: walks the parsed expression the way Prometheus's engine does.
+//!
+//! Every node of an expression is evaluated over a whole step range at once (an instant
+//! query is a range of one step), giving for an instant-vector node a list of series whose
+//! points sit on the step timestamps, for a scalar node one value per step. Operators,
+//! aggregations and functions then work step by step over those series, like Prometheus's
+//! `rangeEval`; range functions slide a left-open window `(t - range, t]` over each selected
+//! series with two cursors, so a range query never selects or decodes the same data twice.
+//!
+//! Invariants kept here:
+//! - `S::pts` are sorted by time and, for instant-vector values, hold at most one point per
+//!   step timestamp.
+//! - A step-invariant subtree (everything under an `@`) is evaluated once at the first step
+//!   and its result repeated, as Prometheus's `StepInvariantExpr` does.
+//! - `__name__` removal is delayed to the end of the query (Prometheus 3's
+//!   `EnableDelayedNameRemoval`): nodes set `drop_name` and [`Ev::finish`] drops it.
+//! - Every sample loaded or produced is counted against the max-samples limit, and the
+//!   deadline and cancel flag are checked at every node and every selected series.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::token::{self as tok, TokenId};
+use promql_parser::parser::{
+    AtModifier, BinaryExpr, Expr, LabelModifier, Offset, SubqueryExpr, VectorMatchCardinality,
+    VectorSelector,
+};
+use tsdb::{Label, Labels, MatchOp, Matcher, Querier, METRIC_NAME};
+
+use crate::error::{exec, Error};
+
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+/// Selected series: labels and decoded samples.
+pub(crate) type Selected = Vec<(Labels, Vec<(i64, f64)>)>;
+
+/// One series inside the evaluator.
+#[derive(Debug, Clone)]
+pub(crate) struct S {
+    pub metric: Labels,
+    pub drop_name: bool,
+    pub pts: Vec<(i64, f64)>,
+}
+
+/// An evaluated node.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    /// Instant vector: points on step timestamps.
+    Vector(Vec<S>),
+    /// Range vector: raw samples (a top-level range selector or subquery).
+    Matrix(Vec<S>),
+    /// One value per step.
+    Scalar(Vec<f64>),
+    Str(String),
+}
+
+/// The steps a node is evaluated at: `start, start + step, ..., <= end`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Range {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Range {
+    pub fn steps(&self) -> usize {
+        ((self.end - self.start) / self.step + 1) as usize
+    }
+    pub fn ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+    pub fn index(&self, t: i64) -> usize {
+        ((t - self.start) / self.step) as usize
+    }
+}
+
+/// Collected annotations, deduplicated, in first-seen order.
+#[derive(Debug, Default)]
+pub(crate) struct Annos {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+impl Annos {
+    pub fn warn(&mut self, m: String) {
+        if !self.warnings.contains(&m) {
+            self.warnings.push(m);
+        }
+    }
+    pub fn info(&mut self, m: String) {
+        if !self.infos.contains(&m) {
+            self.infos.push(m);
+        }
+    }
+}
+
+/// Per-query evaluation state.
+pub(crate) struct Ev<'a> {
+    pub querier: &'a dyn Querier,
+    pub lookback: i64,
+    pub max_samples: usize,
+    pub samples: usize,
+    pub deadline: Option<Instant>,
+    pub cancel: Option<&'a AtomicBool>,
+    pub query_start: i64,
+    pub query_end: i64,
+    /// The query's step (0 for an instant query), for `step()`.
+    pub query_step: i64,
+    pub subquery_step: i64,
+    pub annos: Annos,
+    pub query: &'a str,
+    /// String literals of the query that are not UTF-8 in Go (see `literals`).
+    pub non_utf8: Vec<String>,
+}
+
+/// Functions whose result depends on the evaluation time itself, so an `@` below them does
+/// not make them step invariant (Prometheus's `AtModifierUnsafeFunctions`).
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+];
+
+/// Largest magnitude any time or duration takes inside the evaluator (about 142,000 years):
+/// clamping to it keeps every sum of a few times and durations far from i64 overflow.
+pub(crate) const TIME_LIMIT: i64 = 1 << 52;
+
+pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
+    d.as_millis().min(TIME_LIMIT as u128) as i64
+}
+
+pub(crate) fn clamp_time(t: i64) -> i64 {
+    t.clamp(-TIME_LIMIT, TIME_LIMIT)
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+pub(crate) fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
+    }
+}
+
+/// Labels from pairs in any order; later duplicates win, empty values are dropped.
+pub(crate) fn labels_from(mut pairs: Vec<Label>) -> Labels {
+    pairs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out: Vec<Label> = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        if let Some(last) = out.last_mut() {
+            if last.name == p.name {
+                *last = p;
+                continue;
+            }
+        }
+        out.push(p);
+    }
+    out.retain(|l| !l.value.is_empty());
+    Labels::from_sorted_unchecked(out)
+}
+
+pub(crate) fn to_pairs(l: &Labels) -> Vec<Label> {
+    l.iter()
+        .map(|p| Label {
+            name: p.name.to_string(),
+            value: p.value.to_string(),
+        })
+        .collect()
+}
+
+/// The labels without the metric name and its type and unit metadata labels (`__type__`,
+/// `__unit__`), which Prometheus drops together with the name.
+pub(crate) fn drop_name(l: &Labels) -> Labels {
+    let reserved = |n: &str| n == METRIC_NAME || n == "__type__" || n == "__unit__";
+    if !l.iter().any(|p| reserved(p.name)) {
+        return l.clone();
+    }
+    Labels::from_sorted_unchecked(
+        to_pairs(l)
+            .into_iter()
+            .filter(|p| !reserved(&p.name))
+            .collect(),
+    )
+}
+
+/// Go's `labels.Labels.String()`: `{a="b", c="d"}`.
+pub(crate) fn labels_string(l: &Labels) -> String {
+    let mut s = String::from("{");
+    for (i, p) in l.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(p.name);
+        s.push('=');
+        s.push_str(&go_quote(p.value));
+    }
+    s.push('}');
+    s
+}
+
+/// Go's `strconv.Quote` for the characters label values hold in practice.
+pub(crate) fn go_quote(v: &str) -> String {
+    let mut s = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            '\r' => s.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                s.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// A key identifying the values of `names` (or of all but `names` and `__name__`).
+pub(crate) fn signature(l: &Labels, on: bool, names: &[String]) -> String {
+    let mut k = String::new();
+    for p in l.iter() {
+        let listed = names.iter().any(|n| n == p.name);
+        let take = if on {
+            listed
+        } else {
+            !listed && p.name != METRIC_NAME
+        };
+        if take {
+            k.push_str(p.name);
+            k.push('\u{ff}');
+            k.push_str(p.value);
+            k.push('\u{ff}');
+        }
+    }
+    k
+}
+
+/// The labels a match group shows in error messages.
+fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
+    Labels::from_sorted_unchecked(
+        to_pairs(l)
+            .into_iter()
+            .filter(|p| {
+                let listed = names.contains(&p.name);
+                if on {
+                    listed
+                } else {
+                    !listed && p.name != METRIC_NAME
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Accumulates per-step output samples into series keyed by labels.
+pub(crate) struct Acc {
+    map: HashMap<Labels, usize>,
+    pub out: Vec<S>,
+}
+
+impl Acc {
+    pub fn new() -> Acc {
+        Acc {
+            map: HashMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, metric: Labels, drop_name: bool, t: i64, v: f64) -> Result<()> {
+        if let Some(&i) = self.map.get(&metric) {
+            let s = &mut self.out[i];
+            if s.pts.last().is_some_and(|p| p.0 == t) {
+                return Err(exec("vector cannot contain metrics with the same labelset"));
+            }
+            s.drop_name |= drop_name;
+            s.pts.push((t, v));
+        } else {
+            self.map.insert(metric.clone(), self.out.len());
+            self.out.push(S {
+                metric,
+                drop_name,
+                pts: vec![(t, v)],
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A view of one step of an instant vector: indexes into the series list plus the value.
+pub(crate) fn by_step(series: &[S], r: Range) -> Vec<Vec<(usize, f64)>> {
+    let mut steps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); r.steps()];
+    for (i, s) in series.iter().enumerate() {
+        for &(t, v) in &s.pts {
+            if t >= r.start && t <= r.end {
+                steps[r.index(t)].push((i, v));
+            }
+        }
+    }
+    steps
+}
+
+impl<'a> Ev<'a> {
+    pub fn check(&self) -> Result<()> {
+        if let Some(c) = self.cancel {
+            if c.load(Ordering::Relaxed) {
+                return Err(Error::Canceled);
+            }
+        }
+        if let Some(d) = self.deadline {
+            if Instant::now() >= d {
+                return Err(Error::Timeout);
+            }
+        }
+        Ok(())
+    }
+
+    /// Prometheus 3's label-name rule: any non-empty valid UTF-8.
+    pub fn valid_label_name(&self, s: &str) -> bool {
+        !s.is_empty() && !self.non_utf8.iter().any(|n| n == s)
+    }
+
+    pub fn add_samples(&mut self, n: usize) -> Result<()> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > self.max_samples {
+            return Err(Error::TooManySamples);
+        }
+        Ok(())
+    }
+
+    pub fn release_samples(&mut self, n: usize) {
+        self.samples = self.samples.saturating_sub(n);
+    }
+
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    pub fn step_invariant(e: &Expr) -> bool {
+        match e {
+            Expr::VectorSelector(vs) => vs.at.is_some(),
+            Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+            Expr::Subquery(sq) => sq.at.is_some(),
+            Expr::Aggregate(a) => Self::step_invariant(&a.expr),
+            Expr::Binary(b) => Self::step_invariant(&b.lhs) && Self::step_invariant(&b.rhs),
+            Expr::Call(c) => {
+                !AT_UNSAFE.contains(&c.func.name)
+                    && c.args.args.iter().all(|a| Self::step_invariant(a))
+            }
+            Expr::Paren(p) => Self::step_invariant(&p.expr),
+            Expr::Unary(u) => Self::step_invariant(&u.expr),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+            Expr::Extension(_) => false,
+        }
+    }
+
+    pub fn eval(&mut self, e: &Expr, r: Range) -> Result<Val> {
+        self.check()?;
+        if r.start != r.end
+            && !matches!(e, Expr::NumberLiteral(_) | Expr::StringLiteral(_))
+            && Self::step_invariant(e)
+        {
+            let once = Range {
+                start: r.start,
+                end: r.start,
+                step: r.step,
+            };
+            let v = self.eval_node(e, once)?;
+            let n = r.steps();
+            return Ok(match v {
+                Val::Scalar(s) => Val::Scalar(vec![s.first().copied().unwrap_or(f64::NAN); n]),
+                Val::Vector(series) => {
+                    self.add_samples(series.len() * n)?;
+                    Val::Vector(
+                        series
+                            .into_iter()
+                            .filter_map(|s| {
+                                let v = s.pts.first()?.1;
+                                Some(S {
+                                    metric: s.metric,
+                                    drop_name: s.drop_name,
+                                    pts: (0..n).map(|i| (r.ts(i), v)).collect(),
+                                })
+                            })
+                            .collect(),
+                    )
+                }
+                other => other,
+            });
+        }
+        self.eval_node(e, r)
+    }
+
+    fn eval_node(&mut self, e: &Expr, r: Range) -> Result<Val> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; r.steps()])),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, r),
+            Expr::Unary(u) => match self.eval(&u.expr, r)? {
+                Val::Scalar(mut s) => {
+                    s.iter_mut().for_each(|v| *v = -*v);
+                    Ok(Val::Scalar(s))
+                }
+                Val::Vector(mut series) => {
+                    for s in &mut series {
+                        s.drop_name = true;
+                        s.pts.iter_mut().for_each(|p| p.1 = -p.1);
+                    }
+                    Ok(Val::Vector(series))
+                }
+                _ => Err(Error::BadData(
+                    "unary expression only allowed on expressions of type scalar or instant vector"
+                        .into(),
+                )),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, r, false)?)),
+            Expr::MatrixSelector(ms) => {
+                let t = self.at_ms(&ms.vs.at).unwrap_or(r.start) - offset_ms(&ms.vs.offset);
+                let range = duration_ms(&ms.range);
+                let sel = self.select(&ms.vs, t - range + 1, t)?;
+                Ok(Val::Matrix(
+                    sel.into_iter()
+                        .map(|(metric, pts)| S {
+                            metric,
+                            drop_name: false,
+                            pts,
+                        })
+                        .collect(),
+                ))
+            }
+            Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, r)?)),
+            Expr::Call(c) => crate::functions::call(self, c, r),
+            Expr::Aggregate(a) => crate::aggregate::aggregate(self, a, r),
+            Expr::Binary(b) => self.binary(b, r),
+            Expr::Extension(_) => Err(Error::BadData("unsupported expression".into())),
+        }
+    }
+
+    /// The matchers of a selector as the tsdb takes them (one list per `or` alternative).
+    pub fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+        let conv = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>> {
+            let mut out = Vec::with_capacity(ms.len() + 1);
+            if let Some(n) = &vs.name {
+                out.push(Matcher::equal(METRIC_NAME, n.clone()));
+            }
+            for m in ms {
+                let op = match m.op {
+                    PMatchOp::Equal => MatchOp::Equal,
+                    PMatchOp::NotEqual => MatchOp::NotEqual,
+                    PMatchOp::Re(_) => MatchOp::Regex,
+                    PMatchOp::NotRe(_) => MatchOp::NotRegex,
+                };
+                out.push(
+                    Matcher::new(op, m.name.clone(), m.value.clone())
+                        .map_err(|e| Error::BadData(e.to_string()))?,
+                );
+            }
+            Ok(out)
+        };
+        if vs.matchers.or_matchers.is_empty() {
+            Ok(vec![conv(&vs.matchers.matchers)?])
+        } else {
+            vs.matchers.or_matchers.iter().map(|ms| conv(ms)).collect()
+        }
+    }
+
+    /// Selects and decodes the samples of `vs` in `[mint, maxt]`, sorted by labels.
+    pub fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Selected> {
+        let sets = Self::matchers(vs)?;
+        let mut out: Selected = Vec::new();
+        for ms in &sets {
+            for s in self.querier.select(ms, mint, maxt)? {
+                self.check()?;
+                let pts: Vec<(i64, f64)> = s.samples().collect();
+                self.add_samples(pts.len())?;
+                out.push((s.labels, pts));
+            }
+        }
+        if sets.len() > 1 {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.dedup_by(|a, b| a.0 == b.0);
+        }
+        Ok(out)
+    }
+
+    /// An instant vector selector at every step, with the lookback window `(t - delta, t]`
+    /// and staleness markers ending a series. With `sample_ts` the value is the sample's own
+    /// timestamp in seconds (for `timestamp()`).
+    pub fn vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        r: Range,
+        sample_ts: bool,
+    ) -> Result<Vec<S>> {
+        let off = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (lo, hi) = match at {
+            Some(t) => (t - off, t - off),
+            None => (r.start - off, r.end - off),
+        };
+        let sel = self.select(vs, lo - self.lookback + 1, hi)?;
+        let mut out = Vec::with_capacity(sel.len());
+        for (metric, raw) in sel {
+            let mut pts = Vec::new();
+            let mut i = 0usize;
+            for step in 0..r.steps() {
+                let ts = r.ts(step);
+                let reft = at.unwrap_or(ts) - off;
+                while i < raw.len() && raw[i].0 <= reft {
+                    i += 1;
+                }
+                if i == 0 {
+                    continue;
+                }
+                let (t, v) = raw[i - 1];
+                if t <= reft - self.lookback || tsdb::is_stale_nan(v) {
+                    continue;
+                }
+                pts.push((ts, if sample_ts { t as f64 / 1000.0 } else { v }));
+            }
+            self.release_samples(raw.len());
+            if !pts.is_empty() {
+                self.add_samples(pts.len())?;
+                out.push(S {
+                    metric,
+                    drop_name: false,
+                    pts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a subquery's inner expression over its own aligned steps.
+    pub fn subquery(&mut self, sq: &SubqueryExpr, r: Range) -> Result<Vec<S>> {
+        let off = offset_ms(&sq.offset);
+        let range = duration_ms(&sq.range);
+        let step = match &sq.step {
+            Some(s) if duration_ms(s) > 0 => duration_ms(s),
+            _ => self.subquery_step,
+        };
+        let (os, oe) = match self.at_ms(&sq.at) {
+            Some(t) => (t, t),
+            None => (r.start, r.end),
+        };
+        let end = oe - off;
+        let lo = os - off - range;
+        let mut start = step * (lo / step);
+        if start <= lo {
+            start += step;
+        }
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let inner = Range { start, end, step };
+        if inner.steps() > self.max_samples {
+            return Err(Error::TooManySamples);
+        }
+        match self.eval(&sq.expr, inner)? {
+            Val::Vector(v) => Ok(v),
+            Val::Scalar(s) => Ok(vec![S {
+                metric: Labels::empty(),
+                drop_name: false,
+                pts: s
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (inner.ts(i), v))
+                    .collect(),
+            }]),
+            _ => Err(Error::BadData(
+                "subquery is only allowed on instant vector".into(),
+            )),
+        }
+    }
+
+    /// Turns a node into a per-step scalar (for function and aggregation parameters).
+    pub fn scalar_arg(&mut self, e: &Expr, r: Range) -> Result<Vec<f64>> {
+        match self.eval(e, r)? {
+            Val::Scalar(s) => Ok(s),
+            _ => Err(Error::BadData("expected a scalar argument".into())),
+        }
+    }
+
+    pub fn vector_arg(&mut self, e: &Expr, r: Range) -> Result<Vec<S>> {
+        match self.eval(e, r)? {
+            Val::Vector(v) => Ok(v),
+            _ => Err(Error::BadData("expected an instant vector argument".into())),
+        }
+    }
+
+    fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Val> {
+        let op = b.op.id();
+        let return_bool = b.return_bool();
+        let lhs = self.eval(&b.lhs, r)?;
+        let rhs = self.eval(&b.rhs, r)?;
+        match (lhs, rhs) {
+            (Val::Scalar(l), Val::Scalar(r2)) => {
+                let mut out = Vec::with_capacity(l.len());
+                for (a, c) in l.iter().zip(r2.iter()) {
+                    let (v, keep) = elem_binop(op, *a, *c)?;
+                    out.push(if is_comparison(op) {
+                        if keep {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    } else {
+                        v
+                    });
+                }
+                Ok(Val::Scalar(out))
+            }
+            (Val::Vector(v), Val::Scalar(s)) => Ok(Val::Vector(vector_scalar(
+                op,
+                v,
+                &s,
+                false,
+                return_bool,
+                r,
+            )?)),
+            (Val::Scalar(s), Val::Vector(v)) => {
+                Ok(Val::Vector(vector_scalar(op, v, &s, true, return_bool, r)?))
+            }
+            (Val::Vector(l), Val::Vector(rv)) => {
+                self.check()?;
+                Ok(Val::Vector(vector_vector(b, op, return_bool, l, rv, r)?))
+            }
+            _ => Err(Error::BadData(
+                "binary expression must contain only scalar and instant vector types".into(),
+            )),
+        }
+    }
+}
+
+pub(crate) fn is_comparison(op: TokenId) -> bool {
+    matches!(
+        op,
+        tok::T_EQLC | tok::T_NEQ | tok::T_GTR | tok::T_LSS | tok::T_GTE | tok::T_LTE
+    )
+}
+
+fn is_set(op: TokenId) -> bool {
+    matches!(op, tok::T_LAND | tok::T_LOR | tok::T_LUNLESS)
+}
+
+/// `lhs op rhs` for floats: the value and, for comparisons, whether the pair is kept.
+pub(crate) fn elem_binop(op: TokenId, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        tok::T_ADD => (l + r, true),
+        tok::T_SUB => (l - r, true),
+        tok::T_MUL => (l * r, true),
+        tok::T_DIV => (l / r, true),
+        tok::T_POW => (l.powf(r), true),
+        tok::T_MOD => (l % r, true),
+        tok::T_ATAN2 => (l.atan2(r), true),
+        tok::T_EQLC => (l, l == r),
+        tok::T_NEQ => (l, l != r),
+        tok::T_GTR => (l, l > r),
+        tok::T_LSS => (l, l < r),
+        tok::T_GTE => (l, l >= r),
+        tok::T_LTE => (l, l <= r),
+        _ => return Err(exec("operator not allowed for float operations")),
+    })
+}
+
+fn vector_scalar(
+    op: TokenId,
+    mut v: Vec<S>,
+    s: &[f64],
+    swap: bool,
+    return_bool: bool,
+    r: Range,
+) -> Result<Vec<S>> {
+    let cmp = is_comparison(op);
+    for series in &mut v {
+        let mut keep_pts = Vec::with_capacity(series.pts.len());
+        for &(t, x) in &series.pts {
+            let sv = s[r.index(t)];
+            let (l, rr) = if swap { (sv, x) } else { (x, sv) };
+            let (mut val, mut keep) = elem_binop(op, l, rr)?;
+            if cmp && swap {
+                val = rr;
+            }
+            if return_bool {
+                val = if keep { 1.0 } else { 0.0 };
+                keep = true;
+            }
+            if keep {
+                keep_pts.push((t, val));
+            }
+        }
+        series.pts = keep_pts;
+        if !cmp || return_bool {
+            series.drop_name = true;
+        }
+    }
+    v.retain(|s| !s.pts.is_empty());
+    Ok(v)
+}
+
+fn vector_vector(
+    b: &BinaryExpr,
+    op: TokenId,
+    return_bool: bool,
+    lhs: Vec<S>,
+    rhs: Vec<S>,
+    r: Range,
+) -> Result<Vec<S>> {
+    let m = b.modifier.as_ref();
+    let (on, names): (bool, Vec<String>) = match m.and_then(|m| m.matching.as_ref()) {
+        Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+        Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+        None => (false, Vec::new()),
+    };
+    let card = m
+        .map(|m| m.card.clone())
+        .unwrap_or(VectorMatchCardinality::OneToOne);
+    let ls = by_step(&lhs, r);
+    let rs = by_step(&rhs, r);
+    let lsig: Vec<String> = lhs
+        .iter()
+        .map(|s| signature(&s.metric, on, &names))
+        .collect();
+    let rsig: Vec<String> = rhs
+        .iter()
+        .map(|s| signature(&s.metric, on, &names))
+        .collect();
+    let mut acc = Acc::new();
+    if is_set(op) {
+        for step in 0..r.steps() {
+            let ts = r.ts(step);
+            match op {
+                tok::T_LAND => {
+                    let set: std::collections::HashSet<&str> =
+                        rs[step].iter().map(|&(i, _)| rsig[i].as_str()).collect();
+                    for &(i, v) in &ls[step] {
+                        if set.contains(lsig[i].as_str()) {
+                            acc.push(lhs[i].metric.clone(), lhs[i].drop_name, ts, v)?;
+                        }
+                    }
+                }
+                tok::T_LOR => {
+                    let set: std::collections::HashSet<&str> =
+                        ls[step].iter().map(|&(i, _)| lsig[i].as_str()).collect();
+                    for &(i, v) in &ls[step] {
+                        acc.push(lhs[i].metric.clone(), lhs[i].drop_name, ts, v)?;
+                    }
+                    for &(i, v) in &rs[step] {
+                        if !set.contains(rsig[i].as_str()) {
+                            acc.push(rhs[i].metric.clone(), rhs[i].drop_name, ts, v)?;
+                        }
+                    }
+                }
+                _ => {
+                    let set: std::collections::HashSet<&str> =
+                        rs[step].iter().map(|&(i, _)| rsig[i].as_str()).collect();
+                    for &(i, v) in &ls[step] {
+                        if !set.contains(lsig[i].as_str()) {
+                            acc.push(lhs[i].metric.clone(), lhs[i].drop_name, ts, v)?;
+                        }
+                    }
+                }
+            }
+        }
+        return Ok(acc.out);
+    }
+    let (include, one_to_many) = match &card {
+        VectorMatchCardinality::ManyToOne(l) => (l.labels.clone(), false),
+        VectorMatchCardinality::OneToMany(l) => (l.labels.clone(), true),
+        _ => (Vec::new(), false),
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    // For one-to-many the sides swap so the "one" side is always `one`.
+    let (many, one, msig, osig, msteps, osteps) = if one_to_many {
+        (&rhs, &lhs, &rsig, &lsig, &rs, &ls)
+    } else {
+        (&lhs, &rhs, &lsig, &rsig, &ls, &rs)
+    };
+    let drop = !is_comparison(op) || return_bool;
+    let (many_fill, one_fill) = m
+        .map(|m| (m.fill_values.lhs, m.fill_values.rhs))
+        .unwrap_or((None, None));
+    let mut result_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    for step in 0..r.steps() {
+        let ts = r.ts(step);
+        let mut right: HashMap<&str, (usize, f64)> = HashMap::new();
+        for &(i, v) in &osteps[step] {
+            if let Some(&(j, _)) = right.get(osig[i].as_str()) {
+                let side = if one_to_many { "left" } else { "right" };
+                return Err(exec(format!(
+                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    labels_string(&match_labels(&one[i].metric, on, &names)),
+                    labels_string(&one[j].metric),
+                    labels_string(&one[i].metric),
+                )));
+            }
+            right.insert(osig[i].as_str(), (i, v));
+        }
+        let mut matched: HashMap<&str, Vec<Labels>> = HashMap::new();
+        for &(i, v) in &msteps[step] {
+            let Some(&(j, ov)) = right.get(msig[i].as_str()) else {
+                continue;
+            };
+            let metric = match result_cache.get(&(i, j)) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = result_metric(
+                        &many[i].metric,
+                        &one[j].metric,
+                        one_to_one,
+                        on,
+                        &names,
+                        &include,
+                    );
+                    result_cache.insert((i, j), m.clone());
+                    m
+                }
+            };
+            if one_to_one {
+                if matched.contains_key(msig[i].as_str()) {
+                    return Err(exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"));
+                }
+                matched.insert(msig[i].as_str(), Vec::new());
+            } else {
+                let e = matched.entry(msig[i].as_str()).or_default();
+                if e.contains(&metric) {
+                    return Err(exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    ));
+                }
+                e.push(metric.clone());
+            }
+            let (l, rr) = if one_to_many { (ov, v) } else { (v, ov) };
+            let (mut val, keep) = elem_binop(op, l, rr)?;
+            if return_bool {
+                val = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            acc.push(metric, drop || many[i].drop_name, ts, val)?;
+        }
+        // fill / fill_left / fill_right: an unmatched sample meets the fill value. The sides
+        // are named after the swap for group_right, as Prometheus names them.
+        if let Some(fill) = one_fill {
+            for &(i, v) in &msteps[step] {
+                if right.contains_key(msig[i].as_str()) {
+                    continue;
+                }
+                let metric = result_metric(
+                    &many[i].metric,
+                    &Labels::empty(),
+                    one_to_one,
+                    on,
+                    &names,
+                    &include,
+                );
+                let (l, rr) = if one_to_many { (fill, v) } else { (v, fill) };
+                let (mut val, keep) = elem_binop(op, l, rr)?;
+                if return_bool {
+                    val = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+                acc.push(metric, drop || many[i].drop_name, ts, val)?;
+            }
+        }
+        if let Some(fill) = many_fill {
+            let present: std::collections::HashSet<&str> = msteps[step]
+                .iter()
+                .map(|&(i, _)| msig[i].as_str())
+                .collect();
+            for &(j, ov) in &osteps[step] {
+                if present.contains(osig[j].as_str()) {
+                    continue;
+                }
+                let synthetic = match_labels(&one[j].metric, on, &names);
+                let metric =
+                    result_metric(&synthetic, &one[j].metric, one_to_one, on, &names, &include);
+                let (l, rr) = if one_to_many { (ov, fill) } else { (fill, ov) };
+                let (mut val, keep) = elem_binop(op, l, rr)?;
+                if return_bool {
+                    val = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
+                }
+                acc.push(metric, drop, ts, val)?;
+            }
+        }
+    }
+    Ok(acc.out)
+}
+
+fn result_metric(
+    lhs: &Labels,
+    rhs: &Labels,
+    one_to_one: bool,
+    on: bool,
+    names: &[String],
+    include: &[String],
+) -> Labels {
+    let mut pairs = to_pairs(lhs);
+    if one_to_one {
+        if on {
+            pairs.retain(|p| names.contains(&p.name));
+        } else {
+            pairs.retain(|p| !names.contains(&p.name));
+        }
+    }
+    for n in include {
+        pairs.retain(|p| p.name != *n);
+        if let Some(v) = rhs.get(n) {
+            pairs.push(Label {
+                name: n.clone(),
+                value: v.to_string(),
+            });
+        }
+    }
+    labels_from(pairs)
+}
+
+/// Drops names marked for dropping and checks the result has unique label sets; series of a
+/// range result that end up with the same labels are merged when their points do not collide.
+pub(crate) fn finish(series: Vec<S>) -> Result<Vec<S>> {
+    let mut map: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<S> = Vec::with_capacity(series.len());
+    for mut s in series {
+        if s.drop_name {
+            s.metric = drop_name(&s.metric);
+            s.drop_name = false;
+        }
+        if let Some(&i) = map.get(&s.metric) {
+            let t = &mut out[i];
+            let mut merged = Vec::with_capacity(t.pts.len() + s.pts.len());
+            let (mut a, mut b) = (0, 0);
+            while a < t.pts.len() || b < s.pts.len() {
+                if b >= s.pts.len() || (a < t.pts.len() && t.pts[a].0 < s.pts[b].0) {
+                    merged.push(t.pts[a]);
+                    a += 1;
+                } else if a >= t.pts.len() || s.pts[b].0 < t.pts[a].0 {
+                    merged.push(s.pts[b]);
+                    b += 1;
+                } else {
+                    return Err(exec("vector cannot contain metrics with the same labelset"));
+                }
+            }
+            t.pts = merged;
+        } else {
+            map.insert(s.metric.clone(), out.len());
+            out.push(s);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,254 @@
+//! Prometheus's exact JSON for query results.
+//!
+//! Byte compatibility matters (clients and our API tests compare bytes), so this writes the
+//! JSON by hand the way Prometheus's `jsonutil` does instead of going through serde: floats
+//! as Go's `strconv.FormatFloat(v, 'f', -1, 64)` in strings with `NaN`/`+Inf`/`-Inf`, times as
+//! seconds with the millisecond fraction always written with three digits when non-zero, and
+//! strings escaped as Go's `encoding/json` escapes them (including `<`, `>` and `&`).
+
+use std::fmt::Write;
+
+use tsdb::Labels;
+
+use crate::value::{QueryResult, Value};
+
+/// The `data` object of a query answer: `{"resultType":...,"result":...}`.
+pub fn data(v: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_data(&mut out, v);
+    out
+}
+
+/// The whole success envelope: `{"status":"success","data":...}` plus `warnings` and `infos`
+/// when there are any.
+pub fn success(r: &QueryResult) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":");
+    write_data(&mut out, &r.value);
+    for (key, list) in [("warnings", &r.warnings), ("infos", &r.infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(out, ",\"{key}\":[");
+        for (i, w) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(&mut out, w);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// The error envelope: `{"status":"error","errorType":...,"error":...}`.
+pub fn error(e: &crate::Error) -> String {
+    let mut out = String::from("{\"status\":\"error\",\"errorType\":");
+    write_str(&mut out, e.error_type());
+    out.push_str(",\"error\":");
+    write_str(&mut out, &e.to_string());
+    out.push('}');
+    out
+}
+
+fn write_data(out: &mut String, v: &Value) {
+    out.push_str("{\"resultType\":\"");
+    out.push_str(v.type_name());
+    out.push_str("\",\"result\":");
+    match v {
+        Value::Scalar { t, v } => write_point(out, *t, *v),
+        Value::String { t, v } => {
+            out.push('[');
+            write_time(out, *t);
+            out.push(',');
+            write_str(out, v);
+            out.push(']');
+        }
+        Value::Vector(samples) => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                write_labels(out, &s.metric);
+                out.push_str(",\"value\":");
+                write_point(out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push('[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                write_labels(out, &s.metric);
+                out.push_str(",\"values\":[");
+                for (j, (t, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write_point(out, *t, *v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+}
+
+fn write_labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    for (i, p) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, p.name);
+        out.push(':');
+        write_str(out, p.value);
+    }
+    out.push('}');
+}
+
+fn write_point(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    write_time(out, t);
+    out.push_str(",\"");
+    out.push_str(&format_float(v));
+    out.push_str("\"]");
+}
+
+/// Seconds with the millisecond fraction, as Prometheus's `MarshalTimestamp` writes them.
+pub fn write_time(out: &mut String, t: i64) {
+    let (neg, t) = if t < 0 {
+        (true, t.unsigned_abs())
+    } else {
+        (false, t as u64)
+    };
+    if neg {
+        out.push('-');
+    }
+    let _ = write!(out, "{}", t / 1000);
+    let frac = t % 1000;
+    if frac != 0 {
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
+/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with Prometheus's spellings of the
+/// special values.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        // Rust's Display is the shortest representation that round-trips, never in
+        // exponent form: the same digits Go's 'f' with precision -1 prints.
+        format!("{v}")
+    }
+}
+
+/// A JSON string as Go's encoding/json writes it.
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Sample, Series};
+
+    fn labels(p: &[(&str, &str)]) -> Labels {
+        Labels::new(p.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn vector_bytes() {
+        let v = Value::Vector(vec![Sample {
+            metric: labels(&[("__name__", "up"), ("job", "a<b")]),
+            t: 1_700_000_000_123,
+            v: 1.5,
+        }]);
+        assert_eq!(
+            data(&v),
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\u003cb"},"value":[1700000000.123,"1.5"]}]}"#
+        );
+    }
+
+    #[test]
+    fn matrix_scalar_string_bytes() {
+        let m = Value::Matrix(vec![Series {
+            metric: Labels::empty(),
+            points: vec![
+                (1000, f64::NAN),
+                (1500, f64::INFINITY),
+                (2010, -0.0),
+                (-1, 1e21),
+            ],
+        }]);
+        assert_eq!(
+            data(&m),
+            r#"{"resultType":"matrix","result":[{"metric":{},"values":[[1,"NaN"],[1.500,"+Inf"],[2.010,"-0"],[-0.001,"1000000000000000000000"]]}]}"#
+        );
+        assert_eq!(
+            data(&Value::Scalar {
+                t: 0,
+                v: f64::NEG_INFINITY
+            }),
+            r#"{"resultType":"scalar","result":[0,"-Inf"]}"#
+        );
+        assert_eq!(
+            data(&Value::String {
+                t: 5,
+                v: "a\"\n".into()
+            }),
+            r#"{"resultType":"string","result":[0.005,"a\"\n"]}"#
+        );
+        assert_eq!(format_float(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_float(1e-7), "0.0000001");
+    }
+
+    #[test]
+    fn envelopes() {
+        let r = QueryResult {
+            value: Value::Vector(vec![]),
+            warnings: vec!["PromQL warning: x".into()],
+            infos: vec![],
+        };
+        assert_eq!(
+            success(&r),
+            r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["PromQL warning: x"]}"#
+        );
+        assert_eq!(
+            error(&crate::Error::Timeout),
+            r#"{"status":"error","errorType":"timeout","error":"query timed out in query execution"}"#
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! PromQL evaluation for Lookout: the answers Prometheus 3 gives, over a [`tsdb::Querier`].
+//!
+//! Parsing is the `promql-parser` crate (GreptimeDB's): its grammar covers Prometheus 3's
+//! syntax used by dashboards and the conformance suite (`@` with `start()`/`end()`, negative
+//! offsets, `limitk`/`limit_ratio`, UTF-8 quoted names `{"metric.name"}`, `info()`, the
+//! `fill` modifiers). What it lacks, and how we cover it:
+//! - no source positions in the AST: annotations need `(line:col)` suffixes, so
+//!   [`functions`] finds the annotated selector's text in the query instead;
+//! - no duration expressions (`[5m+1m]`, `offset step()`): [`durations`] computes them and
+//!   hands the parser plain millisecond literals;
+//! - it refuses `info(v, {data=~".*"})` (a selector whose matchers all match the empty
+//!   string, which Prometheus allows as `info()`'s second argument): `info` adds a marker
+//!   matcher before parsing and drops it when evaluating;
+//! - no `anchored`/`smoothed` range modifiers: those queries fail with `bad_data`.
+//!
+//! Evaluation is ours, because it is the product: [`eval`] walks the expression with
+//! Prometheus's step-wise semantics (lookback delta, staleness markers, left-open range
+//! windows, `@`/offset, subquery step alignment, delayed `__name__` removal), [`aggregate`]
+//! and [`functions`] reproduce Prometheus's numerics. [`json`] renders results in
+//! Prometheus's exact bytes, and [`promqltest`] runs Prometheus's test scripts.
+//!
+//! Native histograms are not evaluated (the tsdb stores floats only).
+
+pub mod aggregate;
+pub mod durations;
+mod error;
+pub mod eval;
+pub mod functions;
+mod info;
+pub mod json;
+mod literals;
+pub mod promqltest;
+mod value;
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::Expr;
+use tsdb::Querier;
+
+pub use error::Error;
+pub use value::{QueryResult, Sample, Series, Value};
+
+use eval::{finish, Annos, Ev, Range, Val};
+
+/// Engine settings (Prometheus's defaults).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (`--query.lookback-delta`).
+    pub lookback_delta: Duration,
+    /// Most samples a query may hold in memory at once (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Longest a query may run (`--query.timeout`).
+    pub timeout: Duration,
+    /// Step of subqueries written without one (`[30m:]`): the rule evaluation interval.
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The longest query text accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Deepest bracket nesting accepted: the evaluator recurses once per level and must stay
+/// well inside a 2 MiB thread stack (measured: 200 levels fit in a debug build).
+pub const MAX_NESTING: usize = 128;
+
+/// Most steps a range query may have (Prometheus's API limit).
+pub const MAX_RANGE_STEPS: i64 = 11_000;
+
+/// Evaluates PromQL queries.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+/// Parses a query, with Prometheus's `bad_data` error on failure.
+pub fn parse(query: &str) -> Result<Expr, Error> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(Error::BadData(format!(
+            "query is longer than {MAX_QUERY_BYTES} bytes"
+        )));
+    }
+    if depth_exceeds(query, MAX_NESTING) {
+        return Err(Error::BadData(format!(
+            "query is nested more than {MAX_NESTING} levels deep; simplify it"
+        )));
+    }
+    promql_parser::parser::parse(query).map_err(Error::BadData)
+}
+
+/// Parses a query for evaluation with the given step and range (both 0 for an instant
+/// query), first computing Prometheus 3 duration expressions the parser does not know.
+pub fn parse_for(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Error> {
+    if query.len() > MAX_QUERY_BYTES {
+        return parse(query);
+    }
+    parse(&info::rewrite(&durations::rewrite(
+        query, step_ms, range_ms,
+    )))
+}
+
+/// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.
+fn depth_exceeds(q: &str, max: usize) -> bool {
+    let mut d = 0usize;
+    for c in q.bytes() {
+        match c {
+            b'(' | b'[' | b'{' => {
+                d += 1;
+                if d > max {
+                    return true;
+                }
+            }
+            b')' | b']' | b'}' => d = d.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+impl Engine {
+    /// An engine with `opts`.
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// An instant query at `time_ms`. `cancel` aborts the query when set.
+    pub fn instant_query(
+        &self,
+        querier: &dyn Querier,
+        query: &str,
+        time_ms: i64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<QueryResult, Error> {
+        let expr = parse_for(query, 0, 0)?;
+        self.run(querier, query, &expr, time_ms, time_ms, 1, cancel, true)
+    }
+
+    /// A range query over `[start_ms, end_ms]` every `step_ms`.
+    pub fn range_query(
+        &self,
+        querier: &dyn Querier,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<QueryResult, Error> {
+        if step_ms <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(Error::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if (end_ms - start_ms) / step_ms > MAX_RANGE_STEPS {
+            return Err(Error::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+            ));
+        }
+        let expr = parse_for(query, step_ms, end_ms - start_ms)?;
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            t => {
+                return Err(Error::BadData(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                match t {
+                    ValueType::Matrix => "range vector",
+                    ValueType::String => "string",
+                    _ => "unknown",
+                }
+            )))
+            }
+        }
+        self.run(
+            querier, query, &expr, start_ms, end_ms, step_ms, cancel, false,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        querier: &dyn Querier,
+        query: &str,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        cancel: Option<&AtomicBool>,
+        instant: bool,
+    ) -> Result<QueryResult, Error> {
+        let (start, end) = (eval::clamp_time(start), eval::clamp_time(end));
+        let step = step.clamp(1, eval::TIME_LIMIT);
+        let mut ev = Ev {
+            querier,
+            lookback: eval::duration_ms(&self.opts.lookback_delta).max(1),
+            max_samples: self.opts.max_samples,
+            samples: 0,
+            deadline: Instant::now().checked_add(self.opts.timeout),
+            cancel,
+            query_start: start,
+            query_end: end,
+            query_step: if instant { 0 } else { step },
+            subquery_step: eval::duration_ms(&self.opts.default_subquery_step).max(1),
+            annos: Annos::default(),
+            query,
+            non_utf8: literals::non_utf8_literals(query),
+        };
+        let r = Range { start, end, step };
+        let val = ev.eval(expr, r)?;
+        let value = match val {
+            Val::Scalar(s) => {
+                if instant {
+                    Value::Scalar {
+                        t: start,
+                        v: s.first().copied().unwrap_or(f64::NAN),
+                    }
+                } else {
+                    Value::Matrix(vec![Series {
+                        metric: tsdb::Labels::empty(),
+                        points: s
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (r.ts(i), v))
+                            .collect(),
+                    }])
+                }
+            }
+            Val::Str(s) => Value::String { t: start, v: s },
+            Val::Vector(v) => {
+                let v = finish(v)?;
+                if instant {
+                    Value::Vector(
+                        v.into_iter()
+                            .filter_map(|s| {
+                                let p = s.pts.first()?;
+                                Some(Sample {
+                                    metric: s.metric,
+                                    t: start,
+                                    v: p.1,
+                                })
+                            })
+                            .collect(),
+                    )
+                } else {
+                    let mut m: Vec<Series> = v
+                        .into_iter()
+                        .map(|s| Series {
+                            metric: s.metric,
+                            points: s.pts,
+                        })
+                        .collect();
+                    m.sort_by(|a, b| a.metric.cmp(&b.metric));
+                    Value::Matrix(m)
+                }
+            }
+            Val::Matrix(m) => {
+                let m = finish(m)?;
+                let mut m: Vec<Series> = m
+                    .into_iter()
+                    .map(|s| Series {
+                        metric: s.metric,
+                        points: s.pts,
+                    })
+                    .collect();
+                m.sort_by(|a, b| a.metric.cmp(&b.metric));
+                Value::Matrix(m)
+            }
+        };
+        Ok(QueryResult {
+            value,
+            warnings: ev.annos.warnings,
+            infos: ev.annos.infos,
+        })
+    }
+}

@@ -1,0 +1,787 @@
+//! Runner for Prometheus's PromQL test scripts (`promqltest`, format described in the
+//! conformance directory's FORMAT.md): `load`, `clear` and `eval` commands with `expect`
+//! lines, series expansion (`1+2x3`, `_`, `stale`), instant and range queries.
+//!
+//! Each `eval` is one case; a failing case is reported with `file:line` and what differed.
+//! Values compare as Prometheus's runner compares them (relative epsilon 1e-6, NaN equal to
+//! NaN). Native histogram samples (`{{...}}`) are skipped at load, since the engine does not
+//! evaluate native histograms yet; cases that need them fail and are counted as such.
+
+use std::collections::BTreeMap;
+
+use tsdb::{Label, Labels, VecQuerier};
+
+use crate::eval::{go_quote, labels_from};
+use crate::json::format_float;
+use crate::{Engine, EngineOptions, QueryResult, Value};
+
+/// The outcome of one script.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Failing cases as `file:line: query: what differed`.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// Number of failing cases.
+    pub fn failed(&self) -> usize {
+        self.failures.len()
+    }
+}
+
+/// Parses a Prometheus duration (`1h30m`, `10s53ms`, `0`) or plain seconds into ms.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(v) = s.parse::<f64>() {
+        if v.is_finite() {
+            return Some((v * 1000.0).round() as i64);
+        }
+        return None;
+    }
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: i64 = 0;
+    while i < b.len() {
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if st == i {
+            return None;
+        }
+        let n: i64 = s[st..i].parse().ok()?;
+        let us = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let mult = match &s[us..i] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(mult)?)?;
+    }
+    Some(if neg { -total } else { total })
+}
+
+fn parse_number(s: &str) -> Option<f64> {
+    match s {
+        "NaN" | "nan" => Some(f64::NAN),
+        "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
+/// One expanded point: a value, a stale marker, or an omitted sample.
+#[derive(Debug, Clone, Copy)]
+enum Point {
+    Value(f64),
+    Omitted,
+}
+
+/// Expands `1 2+3x4 _ _x2 stale NaN` into points.
+fn expand_points(s: &str) -> Result<Vec<Point>, String> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        // Native histogram literals are skipped as omitted points.
+        if rest.starts_with("{{") {
+            let end = rest.find("}}").ok_or("unterminated histogram literal")?;
+            let lit = &rest[..end + 2];
+            rest = rest[end + 2..].trim_start();
+            // "+" increments (`{{...}}+{{...}}x3`) are skipped with their operand.
+            if let Some(r) = rest.strip_prefix('+') {
+                if r.starts_with("{{") {
+                    if let Some(e) = r.find("}}") {
+                        rest = r[e + 2..].trim_start();
+                    }
+                }
+            }
+            let mut times = 1;
+            if let Some(r) = rest.strip_prefix('x') {
+                let n: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
+                rest = r[n.len()..].trim_start();
+                times = n.parse::<usize>().unwrap_or(0).min(1_000_000) + 1;
+            }
+            let _ = lit;
+            out.extend(std::iter::repeat_n(Point::Omitted, times));
+            continue;
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let tok = &rest[..end];
+        rest = rest[end..].trim_start();
+        if tok == "_" {
+            out.push(Point::Omitted);
+            continue;
+        }
+        if tok == "stale" {
+            out.push(Point::Value(tsdb::stale_nan()));
+            continue;
+        }
+        if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| format!("bad repetition {tok:?}"))?;
+            out.extend(std::iter::repeat_n(Point::Omitted, n));
+            continue;
+        }
+        if let Some(v) = parse_number(tok) {
+            out.push(Point::Value(v));
+            continue;
+        }
+        let xi = tok.rfind('x').ok_or_else(|| format!("bad value {tok:?}"))?;
+        let n: usize = tok[xi + 1..]
+            .parse()
+            .map_err(|_| format!("bad repetition {tok:?}"))?;
+        let head = &tok[..xi];
+        let b = head.as_bytes();
+        let mut split = None;
+        for i in 1..b.len() {
+            if (b[i] == b'+' || b[i] == b'-') && !matches!(b[i - 1], b'e' | b'E') {
+                split = Some(i);
+                break;
+            }
+        }
+        let (a, inc) = match split {
+            Some(i) => {
+                let a = parse_number(&head[..i]).ok_or_else(|| format!("bad value {tok:?}"))?;
+                let mut d =
+                    parse_number(&head[i + 1..]).ok_or_else(|| format!("bad value {tok:?}"))?;
+                if b[i] == b'-' {
+                    d = -d;
+                }
+                (a, d)
+            }
+            None => (
+                if head == "stale" {
+                    tsdb::stale_nan()
+                } else {
+                    parse_number(head).ok_or_else(|| format!("bad value {tok:?}"))?
+                },
+                0.0,
+            ),
+        };
+        if n > 1_000_000 {
+            return Err(format!("repetition too large in {tok:?}"));
+        }
+        let mut v = a;
+        for _ in 0..=n {
+            out.push(Point::Value(v));
+            v += inc;
+        }
+    }
+    Ok(out)
+}
+
+fn parse_quoted(s: &str) -> Result<(String, &str), String> {
+    let q = s.chars().next().ok_or("expected a string")?;
+    if q == '`' {
+        let end = s[1..].find('`').ok_or("unterminated string")?;
+        return Ok((s[1..1 + end].to_string(), &s[end + 2..]));
+    }
+    let mut out = String::new();
+    let mut it = s.char_indices().skip(1);
+    while let Some((i, c)) = it.next() {
+        if c == q {
+            return Ok((out, &s[i + 1..]));
+        }
+        if c == '\\' {
+            let (_, e) = it.next().ok_or("unterminated escape")?;
+            match e {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                '\'' => out.push('\''),
+                'x' => {
+                    let h: String = (0..2).filter_map(|_| it.next().map(|x| x.1)).collect();
+                    let v = u8::from_str_radix(&h, 16).map_err(|_| "bad \\x escape")?;
+                    if v < 0x80 {
+                        out.push(v as char);
+                    } else {
+                        out.push('\u{FFFD}');
+                    }
+                }
+                o => {
+                    out.push('\\');
+                    out.push(o);
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Err("unterminated string".into())
+}
+
+/// Parses `name{a="b", "c.d"="e"}` at the start of `s`; returns the labels and the rest.
+pub fn parse_series_desc(s: &str) -> Result<(Labels, &str), String> {
+    let s = s.trim_start();
+    let mut pairs: Vec<Label> = Vec::new();
+    let name_end = s
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(s.len());
+    if name_end > 0 {
+        pairs.push(Label {
+            name: "__name__".into(),
+            value: s[..name_end].to_string(),
+        });
+    }
+    let mut rest = &s[name_end..];
+    if let Some(r) = rest.strip_prefix('{') {
+        rest = r.trim_start();
+        loop {
+            if let Some(r) = rest.strip_prefix('}') {
+                rest = r;
+                break;
+            }
+            let (name, r) = if rest.starts_with('"') || rest.starts_with('\'') {
+                let (n, r) = parse_quoted(rest)?;
+                (n, r)
+            } else {
+                let e = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '.'))
+                    .unwrap_or(rest.len());
+                (rest[..e].to_string(), &rest[e..])
+            };
+            let r = r.trim_start();
+            if let Some(r2) = r.strip_prefix('=') {
+                let (v, r3) = parse_quoted(r2.trim_start())?;
+                pairs.push(Label { name, value: v });
+                rest = r3.trim_start();
+            } else {
+                // A quoted metric name inside the braces.
+                pairs.push(Label {
+                    name: "__name__".into(),
+                    value: name,
+                });
+                rest = r;
+            }
+            rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix(',') {
+                rest = r.trim_start();
+            }
+        }
+    }
+    Ok((labels_from(pairs), rest))
+}
+
+#[derive(Debug, Default)]
+struct Expect {
+    fail: Option<Option<Matcher>>,
+    ordered: bool,
+    warn: Vec<Option<Matcher>>,
+    info: Vec<Option<Matcher>>,
+    no_warn: bool,
+    no_info: bool,
+    string: Option<String>,
+    range_vector: Option<(i64, i64, i64)>,
+    scalar: Option<f64>,
+    series: Vec<(Labels, Vec<Point>)>,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    Msg(String),
+    Regex(regex::Regex),
+}
+
+impl Matcher {
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Matcher::Msg(m) => m == s,
+            Matcher::Regex(r) => r.is_match(s),
+        }
+    }
+}
+
+fn parse_matcher(rest: &str) -> Result<Option<Matcher>, String> {
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    if let Some(m) = rest.strip_prefix("msg:") {
+        let m = m.trim();
+        let m = m
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(m);
+        return Ok(Some(Matcher::Msg(m.to_string())));
+    }
+    if let Some(m) = rest.strip_prefix("regex:") {
+        let m = m.trim();
+        let m = m
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(m);
+        return regex::Regex::new(m)
+            .map(|r| Some(Matcher::Regex(r)))
+            .map_err(|e| e.to_string());
+    }
+    Err(format!("bad expect line {rest:?}"))
+}
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let eps = 1e-6;
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < eps * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < eps
+}
+
+fn show(l: &Labels) -> String {
+    let mut s = l.get("__name__").unwrap_or("").to_string();
+    s.push('{');
+    let mut first = true;
+    for p in l.iter() {
+        if p.name == "__name__" {
+            continue;
+        }
+        if !first {
+            s.push_str(", ");
+        }
+        first = false;
+        s.push_str(p.name);
+        s.push('=');
+        s.push_str(&go_quote(p.value));
+    }
+    s.push('}');
+    s
+}
+
+/// Runs one script's text; `file` names it in failure messages.
+pub fn run_script(file: &str, text: &str) -> Report {
+    let engine = Engine::new(EngineOptions::default());
+    let mut report = Report::default();
+    let mut data: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut querier: Option<VecQuerier> = None;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    let body_end = |start: usize| -> usize {
+        let mut j = start;
+        while j < lines.len() {
+            let t = lines[j].trim();
+            if t.is_empty() {
+                break;
+            }
+            if !lines[j].starts_with(char::is_whitespace)
+                && (t.starts_with("eval") || t.starts_with("load") || t == "clear")
+            {
+                break;
+            }
+            j += 1;
+        }
+        j
+    };
+    while i < lines.len() {
+        let raw = lines[i];
+        let line = raw.trim();
+        let lineno = i + 1;
+        i += 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line == "clear" {
+            data.clear();
+            querier = None;
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix("load_with_nhcb ")
+            .or_else(|| line.strip_prefix("load "))
+        {
+            let end = body_end(i);
+            let interval = parse_duration(rest.trim()).unwrap_or(60_000);
+            for (k, l) in lines[i..end].iter().enumerate() {
+                let t = l.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                match parse_series_desc(t).and_then(|(ls, r)| Ok((ls, expand_points(r)?))) {
+                    Ok((ls, pts)) => {
+                        let e = data.entry(ls).or_default();
+                        for (n, p) in pts.into_iter().enumerate() {
+                            if let Point::Value(v) = p {
+                                e.insert(n as i64 * interval, v);
+                            }
+                        }
+                    }
+                    Err(err) => report
+                        .failures
+                        .push(format!("{file}:{}: bad load line: {err}", i + k + 1)),
+                }
+            }
+            querier = None;
+            i = end;
+            continue;
+        }
+        if line.starts_with("eval") {
+            let end = body_end(i);
+            let body = &lines[i..end];
+            i = end;
+            let q = querier.get_or_insert_with(|| {
+                VecQuerier::new(
+                    data.iter()
+                        .map(|(l, s)| {
+                            tsdb::Series::from_samples(
+                                l.clone(),
+                                s.iter().map(|(t, v)| (*t, *v)).collect(),
+                            )
+                        })
+                        .collect(),
+                )
+            });
+            match run_eval(&engine, q, line, body) {
+                Ok(()) => report.passed += 1,
+                Err(e) => report
+                    .failures
+                    .push(format!("{file}:{lineno}: {line}\n    {e}")),
+            }
+            continue;
+        }
+        report
+            .failures
+            .push(format!("{file}:{lineno}: unknown command {line:?}"));
+    }
+    report
+}
+
+fn run_eval(engine: &Engine, q: &VecQuerier, line: &str, body: &[&str]) -> Result<(), String> {
+    let mut ex = Expect::default();
+    let (cmd, rest) = line.split_once(' ').ok_or("incomplete eval command")?;
+    match cmd {
+        "eval" => {}
+        "eval_fail" => ex.fail = Some(None),
+        "eval_ordered" => ex.ordered = true,
+        "eval_warn" => ex.warn.push(None),
+        "eval_info" => ex.info.push(None),
+        _ => return Err(format!("unknown command {cmd}")),
+    }
+    enum Kind {
+        Instant(i64),
+        Range(i64, i64, i64),
+    }
+    let (kind, query) = if let Some(r) = rest.strip_prefix("instant at ") {
+        let (t, q) = r.split_once(' ').ok_or("missing query")?;
+        (Kind::Instant(parse_duration(t).ok_or("bad time")?), q)
+    } else if let Some(r) = rest.strip_prefix("range from ") {
+        let parts: Vec<&str> = r.splitn(6, ' ').collect();
+        if parts.len() < 6 || parts[1] != "to" || parts[3] != "step" {
+            return Err("bad range eval".into());
+        }
+        (
+            Kind::Range(
+                parse_duration(parts[0]).ok_or("bad start")?,
+                parse_duration(parts[2]).ok_or("bad end")?,
+                parse_duration(parts[4]).ok_or("bad step")?,
+            ),
+            parts[5],
+        )
+    } else {
+        return Err("bad eval command".into());
+    };
+    for l in body {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(e) = t.strip_prefix("expect ") {
+            let e = e.trim();
+            let (kind_word, rest) = e.split_once(' ').unwrap_or((e, ""));
+            match kind_word {
+                "fail" => ex.fail = Some(parse_matcher(rest)?),
+                "ordered" => ex.ordered = true,
+                "warn" => ex.warn.push(parse_matcher(rest)?),
+                "info" => ex.info.push(parse_matcher(rest)?),
+                "no_warn" => ex.no_warn = true,
+                "no_info" => ex.no_info = true,
+                "string" => {
+                    let (s, _) = parse_quoted(rest.trim())?;
+                    ex.string = Some(s);
+                }
+                "range" => {
+                    let r = rest
+                        .trim()
+                        .strip_prefix("vector from ")
+                        .ok_or("bad expect range vector")?;
+                    let p: Vec<&str> = r.split_whitespace().collect();
+                    if p.len() != 5 {
+                        return Err("bad expect range vector".into());
+                    }
+                    ex.range_vector = Some((
+                        parse_duration(p[0]).ok_or("bad time")?,
+                        parse_duration(p[2]).ok_or("bad time")?,
+                        parse_duration(p[4]).ok_or("bad time")?,
+                    ));
+                }
+                _ => return Err(format!("unknown expectation {t:?}")),
+            }
+            continue;
+        }
+        if let Some(v) = parse_number(t) {
+            ex.scalar = Some(v);
+            continue;
+        }
+        let (ls, r) = parse_series_desc(t)?;
+        ex.series.push((ls, expand_points(r)?));
+    }
+    let res = match kind {
+        Kind::Instant(t) => engine.instant_query(q, query, t, None),
+        Kind::Range(s, e, st) => engine.range_query(q, query, s, e, st, None),
+    };
+    let res = match (res, &ex.fail) {
+        (Err(e), Some(m)) => {
+            if let Some(m) = m {
+                if !m.matches(&e.to_string()) {
+                    return Err(format!("expected error {m:?}, got {e:?}"));
+                }
+            }
+            return Ok(());
+        }
+        (Err(e), None) => return Err(format!("unexpected error: {e}")),
+        (Ok(_), Some(_)) => return Err("expected the query to fail, it succeeded".into()),
+        (Ok(r), None) => r,
+    };
+    check_annotations("warn", &res.warnings, &ex.warn, ex.no_warn)?;
+    check_annotations("info", &res.infos, &ex.info, ex.no_info)?;
+    let grid = match kind {
+        Kind::Range(s, _, st) => Some((s, st)),
+        Kind::Instant(_) => ex.range_vector.map(|(s, _, st)| (s, st)),
+    };
+    compare(&res, &ex, &grid)
+}
+
+fn check_annotations(
+    what: &str,
+    got: &[String],
+    expected: &[Option<Matcher>],
+    none: bool,
+) -> Result<(), String> {
+    if none && !got.is_empty() {
+        return Err(format!("expected no {what} annotations, got {got:?}"));
+    }
+    if expected.is_empty() {
+        return Ok(());
+    }
+    for e in expected {
+        let ok = match e {
+            None => !got.is_empty(),
+            Some(m) => got.iter().any(|g| m.matches(g)),
+        };
+        if !ok {
+            return Err(format!("expected {what} annotation {e:?}, got {got:?}"));
+        }
+    }
+    for g in got {
+        if !expected
+            .iter()
+            .any(|e| e.as_ref().map(|m| m.matches(g)).unwrap_or(true))
+        {
+            return Err(format!("unexpected {what} annotation {g:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn compare(res: &QueryResult, ex: &Expect, grid: &Option<(i64, i64)>) -> Result<(), String> {
+    match &res.value {
+        Value::String { v, .. } => match &ex.string {
+            Some(s) if s == v => Ok(()),
+            _ => Err(format!("expected {:?}, got string {v:?}", ex.string)),
+        },
+        Value::Scalar { v, .. } => match ex.scalar {
+            Some(e) if almost_equal(e, *v) => Ok(()),
+            e => Err(format!("expected scalar {e:?}, got {}", format_float(*v))),
+        },
+        Value::Vector(samples) => {
+            if ex.scalar.is_some() {
+                return Err("expected a scalar, got a vector".into());
+            }
+            if samples.len() != ex.series.len() {
+                return Err(format!(
+                    "expected {} samples, got {}: {}",
+                    ex.series.len(),
+                    samples.len(),
+                    samples
+                        .iter()
+                        .map(|s| format!("{} {}", show(&s.metric), format_float(s.v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            for (k, (l, pts)) in ex.series.iter().enumerate() {
+                let want = match pts.first() {
+                    Some(Point::Value(v)) => *v,
+                    _ => return Err(format!("expected sample for {} has no value", show(l))),
+                };
+                let pos = samples.iter().position(|s| s.metric == *l);
+                let Some(pos) = pos else {
+                    return Err(format!(
+                        "expected series {} not in result: {}",
+                        show(l),
+                        samples
+                            .iter()
+                            .map(|s| format!("{} {}", show(&s.metric), format_float(s.v)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                };
+                if ex.ordered && pos != k {
+                    return Err(format!("expected {} at position {k}, got {pos}", show(l)));
+                }
+                if !almost_equal(want, samples[pos].v) {
+                    return Err(format!(
+                        "{}: expected {}, got {}",
+                        show(l),
+                        format_float(want),
+                        format_float(samples[pos].v)
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Value::Matrix(series) => match grid {
+            Some((start, step)) => compare_matrix(series, &ex.series, *start, *step),
+            None if series.is_empty() && ex.series.is_empty() => Ok(()),
+            None => Err("a range vector result needs an `expect range vector` line".into()),
+        },
+    }
+}
+
+/// Compares a matrix result against expected series whose points start at `start` and are
+/// `step` apart.
+fn compare_matrix(
+    got: &[crate::Series],
+    want: &[(Labels, Vec<Point>)],
+    start: i64,
+    step: i64,
+) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!(
+            "expected {} series, got {}: {}",
+            want.len(),
+            got.len(),
+            got.iter()
+                .map(|s| show(&s.metric))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (l, pts) in want {
+        let Some(g) = got.iter().find(|s| s.metric == *l) else {
+            return Err(format!(
+                "expected series {} not in result: {}",
+                show(l),
+                got.iter()
+                    .map(|s| show(&s.metric))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let exp: Vec<(i64, f64)> = pts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Point::Value(v) => Some((start + i as i64 * step, *v)),
+                Point::Omitted => None,
+            })
+            .collect();
+        let fmt = |v: &[(i64, f64)]| {
+            v.iter()
+                .map(|(t, x)| format!("{}@{}", format_float(*x), *t as f64 / 1000.0))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if exp.len() != g.points.len()
+            || exp
+                .iter()
+                .zip(g.points.iter())
+                .any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
+        {
+            return Err(format!(
+                "{}: expected [{}], got [{}]",
+                show(l),
+                fmt(&exp),
+                fmt(&g.points)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a script file; errors reading it are one failure.
+pub fn run_file(path: &std::path::Path) -> Report {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => run_script(&name, &text),
+        Err(e) => Report {
+            passed: 0,
+            failures: vec![format!("{name}: cannot read: {e}")],
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_series_values() {
+        let p = expand_points("1+2x3 _ -1-1x1 _x2 stale 5x1").unwrap();
+        let vals: Vec<String> = p
+            .iter()
+            .map(|p| match p {
+                Point::Value(v) if tsdb::is_stale_nan(*v) => "stale".into(),
+                Point::Value(v) => format_float(*v),
+                Point::Omitted => "_".into(),
+            })
+            .collect();
+        assert_eq!(
+            vals,
+            ["1", "3", "5", "7", "_", "-1", "-2", "_", "_", "stale", "5", "5"]
+        );
+    }
+
+    #[test]
+    fn parses_series_descriptions() {
+        let (l, rest) = parse_series_desc(r#"m{a="x y", "b.c"="}"} 1 2"#).unwrap();
+        assert_eq!(l.get("__name__"), Some("m"));
+        assert_eq!(l.get("a"), Some("x y"));
+        assert_eq!(l.get("b.c"), Some("}"));
+        assert_eq!(rest.trim(), "1 2");
+        assert_eq!(parse_duration("10s53ms"), Some(10_053));
+        assert_eq!(parse_duration("0"), Some(0));
+    }
+
+    #[test]
+    fn a_wrong_expectation_fails() {
+        let script =
+            "load 1m\n  m 1 2 3\n\neval instant at 2m m\n  m 4\n\neval instant at 2m m\n  m 3\n";
+        let r = run_script("t", script);
+        assert_eq!(r.passed, 1);
+        assert_eq!(r.failed(), 1);
+        assert!(r.failures[0].starts_with("t:4:"), "{}", r.failures[0]);
+    }
+}
