@@ -1,4 +1,5 @@
-//! Prometheus's HTTP API over Lookout's tsdb: the `/api/v1/` envelope and error shapes, the
+//! Prometheus's HTTP API over Lookout's tsdb: the `/api/v1/` envelope and error shapes,
+//! PromQL queries (`query`, `query_range`, `format_query`, evaluated by the `promql` crate), the
 //! metadata endpoints (`series`, `labels`, `label/{name}/values`, `metadata`, `status/*`),
 //! `/federate`, and the remote_write receiver (`POST /api/v1/write`).
 //!
@@ -23,6 +24,7 @@ use serde_json::value::RawValue;
 
 use crate::gocompat;
 
+mod query;
 mod series;
 #[cfg(test)]
 mod tests;
@@ -48,6 +50,7 @@ pub struct PromState {
     pub(crate) metadata: Arc<MetadataRegistry>,
     pub(crate) build: Arc<PromBuildInfo>,
     pub(crate) limits: PromLimits,
+    pub(crate) engine: Arc<promql::Engine>,
 }
 
 /// Bounds on what one request may ask for.
@@ -89,7 +92,15 @@ impl PromState {
             metadata,
             build: Arc::new(build),
             limits,
+            engine: Arc::new(promql::Engine::default()),
         }
+    }
+
+    /// Evaluates queries with `opts` (lookback, timeout, max samples) instead of
+    /// Prometheus's defaults.
+    pub fn with_engine(mut self, opts: promql::EngineOptions) -> PromState {
+        self.engine = Arc::new(promql::Engine::new(opts));
+        self
     }
 
     /// Runs `f` against the database on the blocking pool (selects decode and copy).
@@ -114,6 +125,7 @@ impl PromState {
 /// The routes of Prometheus's API that this module serves.
 pub fn router(state: PromState) -> Router {
     Router::new()
+        .merge(query::routes())
         .merge(series::routes())
         .merge(write::routes())
         .with_state(state)
