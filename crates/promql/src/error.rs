@@ -29,6 +29,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The HTTP status Prometheus's API answers with for this error (`bad_data` 400,
+    /// `execution` 422, `timeout` 503, `canceled` 499).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::BadData(_) => 400,
+            Error::Execution(_) | Error::TooManySamples | Error::Storage(_) => 422,
+            Error::Timeout => 503,
+            Error::Canceled => 499,
+        }
+    }
+
     /// Prometheus's API `errorType` for this error.
     pub fn error_type(&self) -> &'static str {
         match self {

@@ -99,6 +99,11 @@ pub fn parse(query: &str) -> Result<Expr, Error> {
     promql_parser::parser::parse(query).map_err(Error::BadData)
 }
 
+/// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Prettify` lays it out.
+pub fn format_query(query: &str) -> Result<String, Error> {
+    Ok(parse(query)?.prettify())
+}
+
 /// Parses a query for evaluation with the given step and range (both 0 for an instant
 /// query), first computing Prometheus 3 duration expressions the parser does not know.
 pub fn parse_for(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Error> {
