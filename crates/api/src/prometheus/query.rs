@@ -227,8 +227,8 @@ async fn range(State(state): State<PromState>, params: PromParams) -> Response {
 
 async fn format(params: PromParams) -> PromResult {
     let q = params.get("query");
-    match promql::parse(q) {
-        Ok(expr) => Success::new(&expr.prettify()),
+    match promql::format_query(q) {
+        Ok(s) => Success::new(&s),
         Err(e) => Err(invalid("query", e.to_string())),
     }
 }
