@@ -554,14 +554,42 @@ pub fn describe(list: &[Listed]) -> String {
 const STATUS_METRICS: &[(&str, &str, &str)] = &[
     ("received_items", "lookout_otlp_received_items_total", ""),
     ("rejected_items", "lookout_otlp_rejected_items_total", ""),
-    ("head_spans", "lookout_store_head_items", "signal=\"traces\""),
-    ("block_spans", "lookout_store_block_items", "signal=\"traces\""),
+    (
+        "head_spans",
+        "lookout_store_head_items",
+        "signal=\"traces\"",
+    ),
+    (
+        "block_spans",
+        "lookout_store_block_items",
+        "signal=\"traces\"",
+    ),
     ("trace_blocks", "lookout_store_blocks", "signal=\"traces\""),
-    ("trace_bytes", "lookout_store_size_bytes", "signal=\"traces\""),
-    ("head_series", "lookout_store_head_items", "signal=\"metrics\""),
-    ("samples_appended", "lookout_tsdb_head_samples_appended_total", ""),
-    ("metric_blocks", "lookout_store_blocks", "signal=\"metrics\""),
-    ("metric_bytes", "lookout_store_size_bytes", "signal=\"metrics\""),
+    (
+        "trace_bytes",
+        "lookout_store_size_bytes",
+        "signal=\"traces\"",
+    ),
+    (
+        "head_series",
+        "lookout_store_head_items",
+        "signal=\"metrics\"",
+    ),
+    (
+        "samples_appended",
+        "lookout_tsdb_head_samples_appended_total",
+        "",
+    ),
+    (
+        "metric_blocks",
+        "lookout_store_blocks",
+        "signal=\"metrics\"",
+    ),
+    (
+        "metric_bytes",
+        "lookout_store_size_bytes",
+        "signal=\"metrics\"",
+    ),
     ("wal_bytes", "lookout_wal_size_bytes", ""),
 ];
 
@@ -715,7 +743,10 @@ mod tests {
         let text = "# HELP x\nlookout_store_blocks 2\nlookout_store_blocks_total 9\nlookout_store_head_items{s=\"a\"} 3\nlookout_store_head_items{s=\"b\"} 4\n";
         assert_eq!(metric_sum(text, "lookout_store_blocks", ""), Some(2.0));
         assert_eq!(metric_sum(text, "lookout_store_head_items", ""), Some(7.0));
-        assert_eq!(metric_sum(text, "lookout_store_head_items", "s=\"b\""), Some(4.0));
+        assert_eq!(
+            metric_sum(text, "lookout_store_head_items", "s=\"b\""),
+            Some(4.0)
+        );
         assert_eq!(metric_sum(text, "lookout_store_blocks", "s=\"b\""), None);
         assert_eq!(metric_sum(text, "nope", ""), None);
     }

@@ -144,7 +144,11 @@ fn answer(result: Result<promql::QueryResult, promql::Error>) -> Response {
 /// client goes away.
 async fn evaluate<F>(state: &PromState, limit: Duration, f: F) -> Response
 where
-    F: FnOnce(&promql::Engine, &tsdb::Tsdb, &AtomicBool) -> Result<promql::QueryResult, promql::Error>
+    F: FnOnce(
+            &promql::Engine,
+            &tsdb::Tsdb,
+            &AtomicBool,
+        ) -> Result<promql::QueryResult, promql::Error>
         + Send
         + 'static,
 {
@@ -186,11 +190,21 @@ async fn instant(State(state): State<PromState>, params: PromParams) -> Response
 async fn range(State(state): State<PromState>, params: PromParams) -> Response {
     let prepared = (|| {
         let start = match params.get("start") {
-            "" => return Err(invalid("start", "cannot parse \"\" to a valid timestamp".into())),
+            "" => {
+                return Err(invalid(
+                    "start",
+                    "cannot parse \"\" to a valid timestamp".into(),
+                ))
+            }
             _ => params.time_ms("start", 0)?,
         };
         let end = match params.get("end") {
-            "" => return Err(invalid("end", "cannot parse \"\" to a valid timestamp".into())),
+            "" => {
+                return Err(invalid(
+                    "end",
+                    "cannot parse \"\" to a valid timestamp".into(),
+                ))
+            }
             _ => params.time_ms("end", 0)?,
         };
         if end < start {
