@@ -660,6 +660,51 @@ fn promql_answers_as_prometheus_on_the_same_remote_written_data() {
             compared += 1;
         }
     }
+    // Bad queries: the same error type and status as Prometheus (the wording of parse
+    // errors comes from another parser and may differ).
+    for path in [
+        "/api/v1/query?query=sum(",
+        "/api/v1/query?query=rate(node_load1)",
+        "/api/v1/query?query=node_load1%5B5m%5D%20%2B%201",
+        "/api/v1/query?query=foo%7B",
+        "/api/v1/query?query=",
+        "/api/v1/query?query=up&time=abc",
+        "/api/v1/query_range?query=up&start=0&end=1000000000&step=1",
+        "/api/v1/query_range?query=up&start=10&end=5&step=1",
+        "/api/v1/query_range?query=up&start=0&end=10&step=0",
+        "/api/v1/query_range?query=up&start=0&end=10&step=x",
+        "/api/v1/query_range?query=node_load1%5B5m%5D&start=0&end=10&step=1",
+    ] {
+        let (status, theirs) = prom.get(path);
+        let ours = lookout.get(path);
+        let (theirs, doc) = (json(&theirs), json(&ours.text()));
+        assert_eq!(doc["status"], "error", "{path}: {doc}");
+        assert_eq!(
+            (ours.status, &doc["errorType"]),
+            (status, &theirs["errorType"]),
+            "{path}: ours {doc} theirs {theirs}"
+        );
+    }
+    // Runaway work is refused or cut off, and the server stays up.
+    for q in [
+        "count_values(\"v\", node_load1 * 1e9 + time())",
+        "max_over_time(rate(node_cpu_seconds_total[5m])[30d:1s])",
+        "sum(node_load1 offset 100000d)",
+        "node_load1 @ 99999999999999",
+    ] {
+        let path = format!("/api/v1/query?query={}&time={}", encode(q), t(end));
+        let reply = lookout.get(&path);
+        assert!(
+            reply.status == 200
+                || reply.status == 422
+                || reply.status == 400
+                || reply.status == 503,
+            "{q}: {} {}",
+            reply.status,
+            reply.text()
+        );
+    }
+    assert_eq!(lookout.get("/-/healthy").status, 200);
     assert!(
         failures.is_empty(),
         "{} of {compared} answers differ from Prometheus's:\n{}",
