@@ -139,6 +139,7 @@ def main():
     ap.add_argument("--settle", type=float, default=75.0,
                     help="seconds to wait for compaction before measuring disk")
     ap.add_argument("--peers", default="lookout,vm,prometheus")
+    ap.add_argument("--phases", default="ingest,disk", help="which of ingest,disk to run")
     args = ap.parse_args()
     if not os.path.exists(args.binary):
         raise SystemExit(f"{args.binary} is missing: run `cargo build --release` first")
@@ -152,7 +153,8 @@ def main():
     try:
         # Ingest and memory: many series, few samples each, ending about now.
         start = now - args.rounds * 15_000
-        for name in peers:
+        phases = args.phases.split(",")
+        for name in peers if "ingest" in phases else []:
             peer = Peer(name, args.binary, os.path.join(work, "ingest")).start()
             time.sleep(1)
             idle = peer.rss_kib()
@@ -178,7 +180,7 @@ def main():
         rounds = int(args.disk_hours * 3600 / interval_s)
         start = now - rounds * interval_s * 1000
         samples = rounds * args.disk_series
-        for name in peers:
+        for name in peers if "disk" in phases else []:
             peer = Peer(name, args.binary, os.path.join(work, "disk")).start()
             rep = loadgen(args.binary, peer.write_url, args.disk_series, rounds, f"{interval_s}s",
                           start, args.concurrency)
@@ -186,7 +188,7 @@ def main():
             peer.flush()
             time.sleep(2)
             size = du(peer.data)
-            results[name]["disk_bytes_per_sample"] = size / samples
+            results.setdefault(name, {})["disk_bytes_per_sample"] = size / samples
             results[name]["disk_samples"] = samples
             results[name]["disk_failed"] = rep["samples_failed"]
             print(f"{name:>10}: {size / samples:.2f} bytes/sample on disk "
@@ -197,11 +199,16 @@ def main():
     if "lookout" in results:
         lk = results["lookout"]
         for other in ("vm", "prometheus"):
-            if other in results:
-                o = results[other]
-                print(f"lookout vs {other}: ingest x{lk['ingest_samples_per_s'] / o['ingest_samples_per_s']:.2f}, "
-                      f"memory/series x{lk['rss_bytes_per_series'] / max(o['rss_bytes_per_series'], 1):.2f}, "
-                      f"disk/sample x{lk['disk_bytes_per_sample'] / o['disk_bytes_per_sample']:.2f}")
+            if other not in results:
+                continue
+            o = results[other]
+            ratios = []
+            for key, label in (("ingest_samples_per_s", "ingest"),
+                               ("rss_bytes_per_series", "memory/series"),
+                               ("disk_bytes_per_sample", "disk/sample")):
+                if key in lk and key in o and o[key]:
+                    ratios.append(f"{label} x{lk[key] / o[key]:.2f}")
+            print(f"lookout vs {other}: " + ", ".join(ratios))
     print(json.dumps(results))
 
 
