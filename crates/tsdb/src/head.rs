@@ -192,7 +192,10 @@ pub struct MemSeries {
 
 #[derive(Debug, Default)]
 struct HeadIndex {
-    by_hash: HashMap<u64, Vec<SeriesRef>>,
+    /// The series of each label-set hash. One ref per hash in the map itself (12 bytes an
+    /// entry, no allocation); the rare further series sharing a hash go to `collisions`.
+    by_hash: HashMap<u64, SeriesRef>,
+    collisions: HashMap<u64, Vec<SeriesRef>>,
     /// By ref; `None` once a series was truncated away (refs are never reused).
     series: Vec<Option<Arc<MemSeries>>>,
     live: usize,
@@ -201,11 +204,42 @@ struct HeadIndex {
 
 impl HeadIndex {
     fn find(&self, labels: &Labels, hash: u64) -> Option<&Arc<MemSeries>> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
-            .filter_map(|&r| self.series[r as usize].as_ref())
+        let first = *self.by_hash.get(&hash)?;
+        std::iter::once(first)
+            .chain(self.collisions.get(&hash).into_iter().flatten().copied())
+            .filter_map(|r| self.series[r as usize].as_ref())
             .find(|s| s.labels == *labels)
+    }
+
+    fn insert_hash(&mut self, hash: u64, r: SeriesRef) {
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(r);
+            }
+        }
+    }
+
+    fn remove_hash(&mut self, hash: u64, r: SeriesRef) {
+        let list = self.collisions.get_mut(&hash);
+        if self.by_hash.get(&hash) == Some(&r) {
+            // Promote a colliding series, if any, into the map.
+            match list.and_then(|l| l.pop()) {
+                Some(next) => {
+                    self.by_hash.insert(hash, next);
+                }
+                None => {
+                    self.by_hash.remove(&hash);
+                }
+            }
+        } else if let Some(l) = list {
+            l.retain(|&x| x != r);
+        }
+        if self.collisions.get(&hash).is_some_and(Vec::is_empty) {
+            self.collisions.remove(&hash);
+        }
     }
 }
 
@@ -283,7 +317,7 @@ impl Head {
         });
         idx.series.push(Some(s.clone()));
         idx.live += 1;
-        idx.by_hash.entry(hash).or_default().push(r);
+        idx.insert_hash(hash, r);
         idx.postings.add(r, labels);
         s
     }
@@ -564,13 +598,7 @@ impl Head {
         }
         for &r in &dead {
             if let Some(s) = idx.series[r as usize].take() {
-                let h = s.labels.stable_hash();
-                if let Some(list) = idx.by_hash.get_mut(&h) {
-                    list.retain(|&x| x != r);
-                    if list.is_empty() {
-                        idx.by_hash.remove(&h);
-                    }
-                }
+                idx.remove_hash(s.labels.stable_hash(), r);
             }
         }
         idx.live -= dead.len();
@@ -596,6 +624,33 @@ pub fn decode_all(chunks: &[ClosedChunk]) -> Vec<(i64, f64)> {
 mod tests {
     use super::*;
     use crate::MatchOp;
+
+    #[test]
+    fn series_sharing_a_hash_are_all_found_and_removed() {
+        let mut idx = HeadIndex::default();
+        let sets: Vec<Labels> = (0..3)
+            .map(|i| Labels::new([("__name__", "m"), ("i", &i.to_string())]).unwrap())
+            .collect();
+        for (r, l) in sets.iter().enumerate() {
+            idx.series.push(Some(Arc::new(MemSeries {
+                labels: l.clone(),
+                wal_id: r as u64,
+                logged: AtomicBool::new(true),
+                data: Mutex::new(SeriesData::new()),
+            })));
+            // Pretend all three collide on hash 7.
+            idx.insert_hash(7, r as SeriesRef);
+        }
+        for l in &sets {
+            assert_eq!(idx.find(l, 7).map(|s| &s.labels), Some(l));
+        }
+        idx.remove_hash(7, 0);
+        assert!(idx.find(&sets[0], 7).is_none());
+        assert!(idx.find(&sets[1], 7).is_some() && idx.find(&sets[2], 7).is_some());
+        idx.remove_hash(7, 2);
+        idx.remove_hash(7, 1);
+        assert!(idx.by_hash.is_empty() && idx.collisions.is_empty());
+    }
 
     fn head(window: i64) -> Head {
         Head::new(HeadOptions {
