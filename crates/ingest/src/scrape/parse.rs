@@ -96,6 +96,8 @@ pub struct Parser<'a> {
     name: Span,
     /// Name and value spans of the current sample's labels, in order.
     labels: Vec<(Span, Span)>,
+    /// The type of the latest `# TYPE` line, for `le`/`quantile` normalisation.
+    mtype: MetricType,
 }
 
 fn is_name_start(c: u8) -> bool {
@@ -131,6 +133,39 @@ pub fn parse_float(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Formats a float as Prometheus's `FormatOpenMetricsFloat`: Go's shortest `%g` (exponent
+/// form below 1e-4 and from 1e6 on, at least two exponent digits), with `.0` appended when
+/// the result has neither `.` nor `e`.
+pub fn format_om_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return "0.0".into();
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let s = if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
+    };
+    if s.contains(['.', 'e']) {
+        s
+    } else {
+        s + ".0"
+    }
+}
+
 fn unescape(raw: &str, help: bool) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
@@ -164,6 +199,7 @@ impl<'a> Parser<'a> {
             done: false,
             name: Span::default(),
             labels: Vec::new(),
+            mtype: MetricType::Unknown,
         }
     }
 
@@ -470,6 +506,7 @@ impl<'a> Parser<'a> {
                         })
                     }
                 };
+                self.mtype = kind;
                 Ok(Entry::Type { name, kind })
             }
         }
@@ -681,7 +718,18 @@ impl<'a> Parser<'a> {
         out.clear();
         out.push((model::labels::METRIC_NAME.to_string(), get(self.name)));
         for (n, v) in &self.labels {
-            out.push((get(*n), get(*v)));
+            let name = get(*n);
+            let mut value = get(*v);
+            // Prometheus 3.x writes bucket bounds and quantiles in one canonical form, so
+            // `le="1"` and `le="1.0"` are the same series (2.x kept them as exposed).
+            if (self.mtype == MetricType::Histogram && name == "le")
+                || (self.mtype == MetricType::Summary && name == "quantile")
+            {
+                if let Ok(f) = parse_float(&value) {
+                    value = format_om_float(f);
+                }
+            }
+            out.push((name, value));
         }
     }
 
@@ -757,7 +805,7 @@ neg -1.5e3 -3\n\
         assert_eq!(meta[1], "type go_gc_duration_seconds summary");
         assert_eq!(
             s[0].labels,
-            l(&[("__name__", "go_gc_duration_seconds"), ("quantile", "0")])
+            l(&[("__name__", "go_gc_duration_seconds"), ("quantile", "0.0")])
         );
         assert_eq!(s[1].value, 7.424100000000001e-05);
         assert_eq!(s[2].ts, Some(1520879607789));
@@ -916,6 +964,31 @@ h_bucket{le=\"+Inf\"} 3 # {} 1\n\
                 .unwrap_or_else(|| panic!("{body:?} parsed"));
             assert!(e.to_string().contains(want), "{body:?}: {e}");
         }
+    }
+
+    #[test]
+    fn om_float_format_matches_go() {
+        for (f, want) in [
+            (1.0, "1.0"),
+            (0.0, "0.0"),
+            (-1.0, "-1.0"),
+            (0.5, "0.5"),
+            (100000.0, "100000.0"),
+            (1e6, "1e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (2.5e-7, "2.5e-07"),
+            (123456789.0, "1.23456789e+08"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(format_om_float(f), want, "{f}");
+        }
+        let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+inf\"} 1\n# TYPE s summary\ns{quantile=\"0.50\"} 1\n# TYPE g gauge\ng{le=\"1\"} 1\n";
+        let (s, _) = all(body, Format::Text).unwrap();
+        assert_eq!(s[0].labels[1].1, "1.0");
+        assert_eq!(s[1].labels[1].1, "+Inf");
+        assert_eq!(s[2].labels[1].1, "0.5");
+        assert_eq!(s[3].labels[1].1, "1");
     }
 
     #[test]

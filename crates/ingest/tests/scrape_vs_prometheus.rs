@@ -1,0 +1,344 @@
+//! Lookout's scrape manager and Debian's real Prometheus scrape the same `prometheus_client`
+//! target from the same `prometheus.yml`; the sets of series (label sets) they store must be
+//! identical, relabeling cases included (replace, labelmap, labeldrop, labelkeep, keep, drop,
+//! keepequal, dropequal, hashmod, lowercase, uppercase, honor_labels, a target dropped by
+//! relabeling, a target that is down).
+//!
+//! Prometheus 2.x and 3.x differences that matter here, and what Lookout does (3.x):
+//! - 3.x rewrites `le` and `quantile` values to one canonical float form (`le="1"` becomes
+//!   `le="1.0"`); 2.x stores them as exposed. prometheus_client already writes the canonical
+//!   form, so the two agree on this target; the parser's unit tests pin the rewrite.
+//! - 2.x appends a default port to addresses without one; 3.x does not. Targets here have ports.
+//! - `_created` series from OpenMetrics are stored by both (3.x skips them only with its
+//!   created-timestamp feature flag), so they are part of the compared set.
+//!
+//! Skips with a message when `/usr/bin/prometheus` is missing (CI installs it through
+//! scripts/system-deps.sh).
+
+mod scrape_common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingest::scrape::{ScrapeConfig, ScrapeManager};
+use scrape_common::*;
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+fn config(target: &str, down: &str) -> String {
+    format!(
+        r#"
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  external_labels:
+    cluster: compare
+scrape_configs:
+  - job_name: app
+    static_configs:
+      - targets: ['{target}']
+        labels:
+          env: dev
+          team: Platform
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: addr_copy
+      - source_labels: [__address__]
+        regex: '([^:]+):(\d+)'
+        target_label: port
+        replacement: 'p${{2}}'
+      - regex: 'env'
+        replacement: 'environment'
+        action: labelmap
+      - regex: 'env'
+        action: labeldrop
+      - source_labels: [__address__]
+        modulus: 8
+        target_label: shard
+        action: hashmod
+      - source_labels: [team]
+        target_label: team_lower
+        action: lowercase
+      - source_labels: [environment]
+        target_label: env_upper
+        action: Uppercase
+      - source_labels: [__scheme__, __metrics_path__]
+        separator: '|'
+        target_label: endpoint
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'app_noise_.*'
+        action: drop
+      - source_labels: [__name__]
+        regex: 'app_.*'
+        action: keep
+      # dropequal compares with the empty string where labels are missing, so series
+      # without expected_code get a placeholder first, removed again afterwards.
+      - source_labels: [expected_code]
+        regex: ''
+        target_label: expected_code
+        replacement: none
+      - source_labels: [code]
+        target_label: expected_code
+        action: dropequal
+      - source_labels: [expected_code]
+        regex: none
+        target_label: expected_code
+        replacement: ''
+      - source_labels: [method]
+        regex: '(.+)'
+        target_label: verb
+        replacement: 'm_$1'
+      - source_labels: [method]
+        target_label: method_lower
+        action: lowercase
+      - regex: 'revision'
+        action: labeldrop
+      - source_labels: [__name__, route]
+        separator: '@'
+        regex: 'app_latency_seconds_bucket@(.*)'
+        target_label: bucket_route
+        replacement: '$1'
+  - job_name: app_honor
+    honor_labels: true
+    honor_timestamps: false
+    params:
+      module: [unused]
+    static_configs:
+      - targets: ['{target}']
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'app_(clash|status|requests_total|state)'
+        action: keep
+      - source_labels: [code]
+        target_label: expected_code
+        action: keepequal
+      - regex: '(__name__|job|instance|app_state|code|expected_code)'
+        action: labelkeep
+  - job_name: dropped
+    static_configs:
+      - targets: ['{target}']
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: 'nothing-matches'
+        action: keep
+  - job_name: down
+    scrape_timeout: 500ms
+    static_configs:
+      - targets: ['{down}']
+"#
+    )
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let body = ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+}
+
+fn prometheus_series(base: &str, start: u64) -> BTreeSet<LabelMap> {
+    let v = get_json(&format!(
+        "{base}/api/v1/series?match[]=%7B__name__%3D~%22.%2B%22%7D&start={start}"
+    ));
+    v["data"]
+        .as_array()
+        .expect("series data")
+        .iter()
+        .map(|s| serde_json::from_value(s.clone()).expect("label map"))
+        .collect()
+}
+
+fn show(set: &BTreeSet<&LabelMap>) -> String {
+    set.iter()
+        .map(|m| format!("  {m:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_series_as_prometheus() {
+    if !Path::new(PROMETHEUS).is_file() {
+        eprintln!(
+            "skipping: {PROMETHEUS} is missing; install Debian's prometheus (scripts/system-deps.sh does)"
+        );
+        return;
+    }
+    let (_target, target) = start_python_target();
+    let down = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, config(&target, &down)).unwrap();
+
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let port = free_port();
+    let _prom = KillOnDrop(
+        Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+
+    let config = ScrapeConfig::load_prometheus_file(&cfg_path).expect("our config load");
+    let sink = Arc::new(RecordingSink::default());
+    let manager = ScrapeManager::start(config, sink.clone());
+
+    // Wait for Prometheus to be ready and both sides to have scraped every job a few times.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "prometheus did not become ready");
+        if ureq::get(&format!("{base}/-/ready")).call().is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    loop {
+        let up = get_json(&format!(
+            "{base}/api/v1/query?query=count_over_time(up%5B1m%5D)"
+        ));
+        let counts: Vec<f64> = up["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+            .collect();
+        if counts.len() == 3 && counts.iter().all(|c| *c >= 3.0) {
+            break;
+        }
+        assert!(
+            ready_at.elapsed() < Duration::from_secs(30),
+            "prometheus scraped too little: {up}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let theirs = prometheus_series(&base, start);
+    let ours = sink.series();
+    let only_theirs: BTreeSet<_> = theirs.difference(&ours).collect();
+    let only_ours: BTreeSet<_> = ours.difference(&theirs).collect();
+    assert!(
+        only_theirs.is_empty() && only_ours.is_empty(),
+        "series differ\nonly in Prometheus:\n{}\nonly in Lookout:\n{}",
+        show(&only_theirs),
+        show(&only_ours)
+    );
+    // The comparison means something: every case left its mark.
+    let has = |pairs: &[(&str, &str)]| {
+        ours.iter().any(|m| {
+            pairs
+                .iter()
+                .all(|(k, v)| m.get(*k).map(String::as_str) == Some(*v))
+        })
+    };
+    assert!(has(&[
+        ("__name__", "app_clash"),
+        ("exported_job", "exposed-job"),
+        ("job", "app")
+    ]));
+    assert!(has(&[
+        ("__name__", "app_clash"),
+        ("job", "exposed-job"),
+        ("instance", "exposed-instance")
+    ]));
+    assert!(has(&[
+        ("__name__", "app_requests_total"),
+        ("verb", "m_GET"),
+        ("method_lower", "get")
+    ]));
+    assert!(has(&[
+        ("environment", "dev"),
+        ("env_upper", "DEV"),
+        ("team_lower", "platform")
+    ]));
+    assert!(has(&[("endpoint", "http|/metrics")]));
+    assert!(has(&[("__name__", "up"), ("job", "down")]));
+    assert!(has(&[
+        ("__name__", "app_status"),
+        ("code", "500"),
+        ("job", "app")
+    ]));
+    assert!(!has(&[
+        ("__name__", "app_status"),
+        ("code", "200"),
+        ("job", "app")
+    ]));
+    assert!(has(&[
+        ("__name__", "app_status"),
+        ("code", "200"),
+        ("job", "app_honor")
+    ]));
+    assert!(!has(&[
+        ("__name__", "app_requests_total"),
+        ("job", "app_honor")
+    ]));
+    assert!(!ours
+        .iter()
+        .any(|m| m.get("job").map(String::as_str) == Some("dropped")));
+    assert!(!ours
+        .iter()
+        .any(|m| m.contains_key("env") || m.contains_key("revision")));
+    assert!(has(&[("__name__", "app_requests_created"), ("job", "app")]));
+    assert!(has(&[
+        ("__name__", "app_latency_seconds_bucket"),
+        ("le", "1.0"),
+        ("bucket_route", "/api")
+    ]));
+    assert!(ours.len() > 40, "{}", ours.len());
+
+    // Metadata: the same type, help and unit per family as Prometheus reports.
+    let meta = get_json(&format!("{base}/api/v1/metadata"));
+    let mut checked = 0;
+    for (family, entries) in meta["data"].as_object().unwrap() {
+        if !family.starts_with("app_") {
+            continue;
+        }
+        let theirs = &entries[0];
+        let ours = sink.metadata.list(Some(family));
+        assert_eq!(ours.len(), 1, "no metadata for {family}");
+        let m = &ours[0].1[0];
+        assert_eq!(
+            m.metric_type.as_str(),
+            theirs["type"].as_str().unwrap(),
+            "{family}"
+        );
+        assert_eq!(m.help, theirs["help"].as_str().unwrap(), "{family}");
+        assert_eq!(m.unit, theirs["unit"].as_str().unwrap(), "{family}");
+        checked += 1;
+    }
+    assert!(checked >= 8, "{meta}");
+
+    // The targets view agrees on health.
+    let targets = manager.targets().await;
+    let health = |job: &str| {
+        targets
+            .active
+            .iter()
+            .find(|t| t.scrape_pool == job)
+            .map(|t| t.health.as_str())
+    };
+    assert_eq!(health("app"), Some("up"));
+    assert_eq!(health("down"), Some("down"));
+    assert_eq!(targets.dropped.len(), 1);
+    manager.shutdown().await;
+}
