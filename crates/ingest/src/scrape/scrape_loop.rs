@@ -119,6 +119,23 @@ struct Appended {
     metadata: BTreeMap<String, MetricMetadata>,
 }
 
+/// A failed scrape: the error and what was counted before it.
+struct ScrapeFailure {
+    error: String,
+    total: usize,
+    added: usize,
+}
+
+impl Appended {
+    fn fail(&self, error: String) -> ScrapeFailure {
+        ScrapeFailure {
+            error,
+            total: self.total,
+            added: self.added,
+        }
+    }
+}
+
 /// One target's loop.
 pub struct ScrapeLoop {
     pub(crate) target: Arc<Target>,
@@ -267,7 +284,7 @@ impl ScrapeLoop {
         body: &[u8],
         content_type: &str,
         ts: i64,
-    ) -> Result<Appended, (String, usize)> {
+    ) -> Result<Appended, ScrapeFailure> {
         self.iter += 1;
         let iter = self.iter;
         let format = Format::from_content_type(content_type);
@@ -286,7 +303,7 @@ impl ScrapeLoop {
             let entry = match parser.next() {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
-                Err(e) => return Err((e.to_string(), out.total)),
+                Err(e) => return Err(out.fail(e.to_string())),
             };
             match entry {
                 Entry::Help { name, help } => {
@@ -321,10 +338,7 @@ impl ScrapeLoop {
                         None => {
                             parser.labels(&mut scratch);
                             let labels = self.build_series(&mut scratch, &job).map_err(|e| {
-                                (
-                                    format!("line {}: {e}", parser.line().saturating_sub(1)),
-                                    out.total,
-                                )
+                                out.fail(format!("line {}: {e}", parser.line().saturating_sub(1)))
                             })?;
                             if labels.is_some() {
                                 out.series_added += 1;
@@ -355,13 +369,11 @@ impl ScrapeLoop {
             }
         }
         if job.sample_limit > 0 && out.added > job.sample_limit {
-            return Err((
-                format!(
-                    "sample limit exceeded ({} samples after metric relabeling, sample_limit is {})",
-                    out.added, job.sample_limit
-                ),
-                out.total,
-            ));
+            let msg = format!(
+                "sample limit exceeded ({} samples after metric relabeling, sample_limit is {})",
+                out.added, job.sample_limit
+            );
+            return Err(out.fail(msg));
         }
         self.cache.retain(|_, e| e.iter == iter);
         Ok(out)
@@ -439,15 +451,20 @@ impl ScrapeLoop {
         .await;
         let duration = start.elapsed();
         let result = match fetched {
-            Err(_) => Err((
-                format!(
+            Err(_) => Err(ScrapeFailure {
+                error: format!(
                     "Get {:?}: context deadline exceeded (no answer within the scrape timeout of {})",
                     self.target.url,
                     super::config::format_duration(self.target.timeout)
                 ),
-                0,
-            )),
-            Ok(Err(e)) => Err((e, 0)),
+                total: 0,
+                added: 0,
+            }),
+            Ok(Err(error)) => Err(ScrapeFailure {
+                error,
+                total: 0,
+                added: 0,
+            }),
             Ok(Ok(f)) => self.append_body(&f.body, &f.content_type, ts),
         };
         let (mut samples, error, total, added, series_added) = match result {
@@ -468,14 +485,15 @@ impl ScrapeLoop {
                 }
                 (samples, None, a.total, a.added, a.series_added)
             }
-            Err((e, total)) => {
+            Err(f) => {
+                // Nothing of a failed scrape is stored; its series end here.
                 let samples: Vec<Sample> = self
                     .state
                     .prev
                     .drain()
                     .map(|l| (l, ts, stale_nan()))
                     .collect();
-                (samples, Some(e), total, 0, 0)
+                (samples, Some(f.error), f.total, f.added, 0)
             }
         };
         let up = if error.is_none() { 1.0 } else { 0.0 };
