@@ -318,3 +318,69 @@ async fn file_discovery_follows_the_file() {
     assert_eq!(m.targets().await.active.len(), 1);
     m.shutdown().await;
 }
+
+#[tokio::test]
+async fn changed_job_hands_its_series_to_the_new_loop() {
+    let target = ScriptedTarget::start(Answer::Body("text/plain", "a 1\nb 2\n".into())).await;
+    let addr = target.addr.to_string();
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(one_job(&addr, ""), sink.clone());
+    wait_health(&m, "up").await;
+    // Same target, different job settings: the loop restarts without ending any series...
+    m.apply(one_job(&addr, "    sample_limit: 100\n")).await;
+    let t = wait_health(&m, "up").await;
+    assert!(t.last_error.is_empty());
+    assert!(!sink.samples_of(&[]).iter().any(|s| is_stale(s.2)));
+    // ...and still knows b, so b's disappearance after the reload is marked.
+    target.set(Answer::Body("text/plain", "a 1\n".into()));
+    eventually(Duration::from_secs(5), "a staleness marker for b", || {
+        sink.samples_of(&[("__name__", "b")])
+            .iter()
+            .any(|s| is_stale(s.2))
+            .then_some(())
+    })
+    .await;
+    // A reload that changes the target's labels replaces the target: its old series end.
+    m.apply(one_job(&addr, "        labels: {env: new}\n"))
+        .await;
+    eventually(
+        Duration::from_secs(5),
+        "a staleness marker for the old a",
+        || {
+            sink.samples_of(&[("__name__", "a")])
+                .iter()
+                .any(|s| is_stale(s.2) && !s.0.contains_key("env"))
+                .then_some(())
+        },
+    )
+    .await;
+    let t = wait_health(&m, "up").await;
+    assert_eq!(t.labels["env"], "new");
+    m.shutdown().await;
+}
+
+#[tokio::test]
+async fn label_limits_and_timestamps() {
+    failing(
+        Answer::Body("text/plain", "m{a=\"1\",b=\"2\",c=\"3\"} 1\n".into()),
+        "    label_limit: 3\n",
+        "label_limit exceeded (metric: m, number of labels: 6, limit: 3)",
+    )
+    .await;
+    failing(
+        Answer::Body("text/plain", "m{a=\"0123456789\"} 1\n".into()),
+        "    label_value_length_limit: 5\n",
+        "label_value_length_limit exceeded",
+    )
+    .await;
+    // honor_timestamps: false replaces exposed timestamps with the scrape's.
+    let target = ScriptedTarget::start(Answer::Body("text/plain", "m 1 1000\n".into())).await;
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(
+        one_job(&target.addr.to_string(), "    honor_timestamps: false\n"),
+        sink.clone(),
+    );
+    wait_health(&m, "up").await;
+    m.shutdown().await;
+    assert!(sink.samples_of(&[("__name__", "m")])[0].1 > 1_000_000_000_000);
+}

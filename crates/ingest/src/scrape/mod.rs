@@ -27,6 +27,7 @@ pub use config::{
     self_scrape_job, ConfigError, GlobalConfig, JobConfig, ScrapeConfig, TomlScrapeConfig,
     TomlScrapeJob, SELF_SCRAPE_JOB,
 };
+pub use http::HttpClient;
 pub use manager::{ActiveTarget, DroppedTarget, Health, ScrapeManager, TargetsSnapshot};
 
 /// The staleness marker: a NaN with this bit pattern marks a series as gone (the same

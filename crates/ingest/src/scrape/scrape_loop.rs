@@ -14,9 +14,14 @@
 //! in which case the exposed value wins. `metric_relabel_configs` run afterwards.
 //!
 //! The cache maps a series' exposition text to its final label set (or to "dropped by
-//! relabeling"), so a steady target costs a hash lookup per line; entries not seen in the
-//! latest scrape are evicted after it, which also keeps `scrape_series_added` exact.
-//! Series with explicit timestamps (when honored) get no staleness markers, as in Prometheus.
+//! relabeling"), so a steady target costs a hash lookup per line (a keyed hash: a target
+//! cannot make its own cache degenerate); entries not seen in a successful scrape are
+//! evicted after it, which keeps `scrape_series_added` exact. Staleness is tracked on the
+//! same entries, so a steady scrape clones each label set once, into its sample (measured
+//! with `examples/scrape_throughput.rs`: 100k series, ~1.3 µs per sample steady, release).
+//! Series with explicit timestamps (when honored) get no staleness markers, as in
+//! Prometheus. Two different texts for one label set (`a{x="1"}` and `a{x="1",}`) are
+//! tracked apart; Prometheus tracks by label set, which only differs for such bodies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -87,6 +92,7 @@ pub enum Stop {
 /// not come back.
 #[derive(Debug, Default)]
 pub struct LoopState {
+    /// The series of the last successful scrape (those tracked for staleness).
     pub(crate) prev: HashSet<Labels>,
     /// The synthetic series of the target, staled with the rest when it goes away.
     pub(crate) report: Vec<Labels>,
@@ -103,16 +109,23 @@ impl LoopState {
     }
 }
 
+/// What the loop knows about one series text. Staleness is tracked here rather than in
+/// per-scrape sets of label sets, so a steady scrape clones each label set once (into its
+/// sample) and hashes only the series text.
 struct CacheEntry {
     /// None: dropped by `metric_relabel_configs`.
     labels: Option<Labels>,
-    iter: u64,
+    /// The last scrape (iteration) that exposed it.
+    seen: u64,
+    /// Exposed without an honored timestamp in the scrape being processed.
+    cur_tracked: bool,
+    /// Part of the last successful scrape's series that get staleness markers.
+    prev_tracked: bool,
 }
 
 /// The result of turning one body into samples.
 struct Appended {
     samples: Vec<Sample>,
-    seen: HashSet<Labels>,
     total: usize,
     added: usize,
     series_added: usize,
@@ -144,7 +157,7 @@ pub struct ScrapeLoop {
     client: HttpClient,
     pub(crate) health: Arc<Mutex<TargetHealth>>,
     state: LoopState,
-    cache: HashMap<Box<[u8]>, CacheEntry>,
+    cache: HashMap<Box<[u8]>, CacheEntry, ahash::RandomState>,
     iter: u64,
     last_metadata: BTreeMap<String, MetricMetadata>,
     /// `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
@@ -224,7 +237,7 @@ impl ScrapeLoop {
             client,
             health: Arc::new(Mutex::new(TargetHealth::default())),
             state,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             iter: 0,
             last_metadata: BTreeMap::new(),
             report,
@@ -266,13 +279,27 @@ impl ScrapeLoop {
         if why == Stop::Removed {
             self.end_of_run_staleness().await;
         }
-        self.state
+        self.take_state()
+    }
+
+    /// The series of the last successful scrape, for a successor loop or staleness.
+    fn take_state(&mut self) -> LoopState {
+        let mut state = std::mem::take(&mut self.state);
+        for e in self.cache.values_mut() {
+            if e.prev_tracked {
+                if let Some(l) = e.labels.take() {
+                    state.prev.insert(l);
+                }
+            }
+        }
+        self.cache.clear();
+        state
     }
 
     /// Marks every series of the last scrape and the synthetic series stale.
     async fn end_of_run_staleness(&mut self) {
         let ts = now_ms(SystemTime::now());
-        let samples = std::mem::take(&mut self.state).stale_samples(ts);
+        let samples = self.take_state().stale_samples(ts);
         if let Err(e) = self.sink.append(samples).await {
             tracing::warn!(target = %self.target.url, error = %e, "writing staleness markers for a removed target failed");
         }
@@ -290,8 +317,7 @@ impl ScrapeLoop {
         let format = Format::from_content_type(content_type);
         let mut parser = Parser::new(body, format);
         let mut out = Appended {
-            samples: Vec::with_capacity(self.state.prev.len() + 16),
-            seen: HashSet::with_capacity(self.state.prev.len() + 16),
+            samples: Vec::with_capacity(self.cache.len() + 16),
             total: 0,
             added: 0,
             series_added: 0,
@@ -330,9 +356,11 @@ impl ScrapeLoop {
                     timestamp,
                 } => {
                     out.total += 1;
+                    let tracked = timestamp.is_none() || !job.honor_timestamps;
                     let labels = match self.cache.get_mut(series) {
                         Some(e) => {
-                            e.iter = iter;
+                            e.seen = iter;
+                            e.cur_tracked = tracked;
                             e.labels.clone()
                         }
                         None => {
@@ -347,7 +375,9 @@ impl ScrapeLoop {
                                 series.into(),
                                 CacheEntry {
                                     labels: labels.clone(),
-                                    iter,
+                                    seen: iter,
+                                    cur_tracked: tracked,
+                                    prev_tracked: false,
                                 },
                             );
                             labels
@@ -359,10 +389,7 @@ impl ScrapeLoop {
                     out.added += 1;
                     let t = match timestamp {
                         Some(t) if job.honor_timestamps => t,
-                        _ => {
-                            out.seen.insert(labels.clone());
-                            ts
-                        }
+                        _ => ts,
                     };
                     out.samples.push((labels, t, value));
                 }
@@ -375,8 +402,55 @@ impl ScrapeLoop {
             );
             return Err(out.fail(msg));
         }
-        self.cache.retain(|_, e| e.iter == iter);
         Ok(out)
+    }
+
+    /// After a successful scrape: staleness markers for the previous scrape's series that
+    /// this one did not expose, which also leave the cache.
+    fn commit_success(&mut self, ts: i64, samples: &mut Vec<Sample>) {
+        let cur = self.iter;
+        self.cache.retain(|_, e| {
+            if e.seen == cur {
+                e.prev_tracked = e.cur_tracked;
+                return true;
+            }
+            if e.prev_tracked {
+                if let Some(l) = e.labels.take() {
+                    samples.push((l, ts, stale_nan()));
+                }
+            }
+            false
+        });
+        // A predecessor's series (reload) count once, at the first scrape.
+        if !self.state.prev.is_empty() {
+            let live: HashSet<&Labels> = self
+                .cache
+                .values()
+                .filter(|e| e.prev_tracked)
+                .filter_map(|e| e.labels.as_ref())
+                .collect();
+            let gone: Vec<Labels> = self
+                .state
+                .prev
+                .iter()
+                .filter(|l| !live.contains(l))
+                .cloned()
+                .collect();
+            self.state.prev.clear();
+            samples.extend(gone.into_iter().map(|l| (l, ts, stale_nan())));
+        }
+    }
+
+    /// After a failed scrape: every series of the last successful scrape ends.
+    fn commit_failure(&mut self, ts: i64, samples: &mut Vec<Sample>) {
+        for e in self.cache.values_mut() {
+            if std::mem::take(&mut e.prev_tracked) {
+                if let Some(l) = &e.labels {
+                    samples.push((l.clone(), ts, stale_nan()));
+                }
+            }
+        }
+        samples.extend(self.state.prev.drain().map(|l| (l, ts, stale_nan())));
     }
 
     /// Builds one series' final labels; None when metric relabeling drops it.
@@ -470,10 +544,7 @@ impl ScrapeLoop {
         let (mut samples, error, total, added, series_added) = match result {
             Ok(a) => {
                 let mut samples = a.samples;
-                for gone in self.state.prev.difference(&a.seen) {
-                    samples.push((gone.clone(), ts, stale_nan()));
-                }
-                self.state.prev = a.seen;
+                self.commit_success(ts, &mut samples);
                 if a.metadata != self.last_metadata {
                     self.sink.record_metadata(
                         a.metadata
@@ -487,12 +558,8 @@ impl ScrapeLoop {
             }
             Err(f) => {
                 // Nothing of a failed scrape is stored; its series end here.
-                let samples: Vec<Sample> = self
-                    .state
-                    .prev
-                    .drain()
-                    .map(|l| (l, ts, stale_nan()))
-                    .collect();
+                let mut samples = Vec::new();
+                self.commit_failure(ts, &mut samples);
                 (samples, Some(f.error), f.total, f.added, 0)
             }
         };
