@@ -320,18 +320,6 @@ impl<'a> Parser<'a> {
         Ok(span)
     }
 
-    fn end_of_line(&mut self, what: &str, line_start: usize) -> Result<(), ParseError> {
-        self.skip_ws();
-        match self.peek() {
-            Some(b'\n') => {
-                self.pos += 1;
-                self.line += 1;
-                Ok(())
-            }
-            _ => Err(self.expected(what, line_start)),
-        }
-    }
-
     /// The next entry; `None` at the end of a well-formed body.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
@@ -363,7 +351,19 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 Some(c) if is_name_start(c) || c == b'{' => {
-                    return self.sample(line_start).map(Some)
+                    if self.pos != line_start {
+                        // Prometheus's text parser takes the blanks as part of the name.
+                        let end = self.pos
+                            + self.b[self.pos..]
+                                .iter()
+                                .take_while(|c| is_name_char(**c))
+                                .count();
+                        return Err(self.err(format!(
+                            "invalid metric name {:?}: a sample line must not start with blanks",
+                            String::from_utf8_lossy(&self.b[line_start..end])
+                        )));
+                    }
+                    return self.sample(line_start).map(Some);
                 }
                 Some(_) => return Err(self.expected("expected a valid start token", line_start)),
             }
@@ -429,11 +429,11 @@ impl<'a> Parser<'a> {
                     }
                     self.pos += 1;
                 }
-                if self.peek().is_none() {
-                    return Err(self.expected("linebreak expected after comment", line_start));
+                // The last line may end without a newline, as Prometheus's lexer allows.
+                if self.peek().is_some() {
+                    self.pos += 1;
+                    self.line += 1;
                 }
-                self.pos += 1;
-                self.line += 1;
                 Ok(None)
             }
         }
@@ -456,15 +456,16 @@ impl<'a> Parser<'a> {
                 }
                 &self.b[start..self.pos]
             }
-            Some(b'\n') if which == "HELP" || which == "UNIT" => &[][..],
+            Some(b'\n') | None if which == "HELP" && self.format == Format::Text => &[][..],
             _ => {
                 return Err(self.expected(&format!("expected text in {which}"), line_start));
             }
         };
-        if self.peek() != Some(b'\n') {
-            return Err(self.expected("linebreak expected after metadata", line_start));
+        match self.peek() {
+            Some(b'\n') => self.pos += 1,
+            None if self.format == Format::Text => {}
+            _ => return Err(self.expected("linebreak expected after metadata", line_start)),
         }
-        self.pos += 1;
         self.line += 1;
         let text = std::str::from_utf8(text).map_err(|_| ParseError {
             line: self.line - 1,
@@ -531,8 +532,8 @@ impl<'a> Parser<'a> {
             if !first && self.format == Format::OpenMetrics {
                 self.pos += 1; // ','
                 if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(());
+                    // OpenMetrics has no trailing comma.
+                    return Err(self.expected("expected label name", line_start));
                 }
             }
             first = false;
@@ -612,7 +613,12 @@ impl<'a> Parser<'a> {
             )));
         }
         let series_end = self.pos;
-        self.sep("expected value after metric", line_start)?;
+        if self.format == Format::Text && self.b[series_end - 1] == b'}' {
+            // The text format needs no blank between `}` and the value.
+            self.skip_ws();
+        } else {
+            self.sep("expected value after metric", line_start)?;
+        }
         let v = self.token();
         if v.is_empty() {
             return Err(self.expected("expected value after metric", line_start));
@@ -627,23 +633,37 @@ impl<'a> Parser<'a> {
         let mut timestamp = None;
         match self.format {
             Format::Text => {
+                // The last line may end without a newline (Prometheus's lexer ends the
+                // line at the end of data).
                 self.skip_ws();
                 match self.peek() {
-                    Some(b'\n') => {}
-                    None => {
-                        return Err(self.expected("expected timestamp or new record", line_start))
-                    }
-                    Some(_) => {
-                        let t = std::str::from_utf8(self.token()).unwrap_or("\u{fffd}");
+                    Some(b'\n') | None => {}
+                    Some(c) if c.is_ascii_digit() => {
+                        let start = self.pos;
+                        let t = self.read_while(|c| c.is_ascii_digit());
                         timestamp = Some(t.parse::<i64>().map_err(|_| {
                             self.err(format!(
-                                "strconv.ParseInt: parsing {t:?}: invalid syntax while parsing: {:?}",
-                                String::from_utf8_lossy(&self.b[line_start..self.pos])
+                                "strconv.ParseInt: parsing {t:?}: value out of range while parsing: {:?}",
+                                String::from_utf8_lossy(&self.b[line_start..start + t.len()])
                             ))
                         })?);
                     }
+                    Some(_) => {
+                        // Timestamps are digits only: no sign, no fraction.
+                        return Err(self.expected("expected timestamp or new record", line_start));
+                    }
                 }
-                self.end_of_line("expected next entry after timestamp", line_start)?;
+                self.skip_ws();
+                match self.peek() {
+                    Some(b'\n') => {
+                        self.pos += 1;
+                        self.line += 1;
+                    }
+                    None => {}
+                    Some(_) => {
+                        return Err(self.expected("expected next entry after timestamp", line_start))
+                    }
+                }
             }
             Format::OpenMetrics => {
                 if self.peek() == Some(b' ') && self.b.get(self.pos + 1) != Some(&b'#') {
@@ -661,6 +681,13 @@ impl<'a> Parser<'a> {
                     timestamp = Some((secs * 1000.0) as i64);
                 }
                 if self.peek() == Some(b' ') {
+                    let name = &self.b[self.name.start..self.name.end];
+                    if !name.ends_with(b"_total") && !name.ends_with(b"_bucket") {
+                        return Err(self.err(format!(
+                            "metric name {} does not support exemplars",
+                            String::from_utf8_lossy(name)
+                        )));
+                    }
                     self.exemplar(line_start)?;
                 }
                 match self.peek() {
@@ -795,7 +822,7 @@ go_gc_duration_seconds{quantile=\"0.25\",} 7.424100000000001e-05\n\
 # HELP nohelp \n\
 esc{a=\"x\\\"y\\\\z\\nw\", b = \"\\t\"} +Inf\n\
 nan NaN\n\
-neg -1.5e3 -3\n\
+neg -1.5e3 3\n\
 {\"quoted.name\",b=\"c\"} 1\n";
         let (s, meta) = all(body, Format::Text).unwrap();
         assert_eq!(
@@ -815,10 +842,22 @@ neg -1.5e3 -3\n\
         );
         assert_eq!(s[3].value, f64::INFINITY);
         assert_eq!(s[4].value.to_bits(), NORMAL_NAN_BITS);
-        assert_eq!((s[5].value, s[5].ts), (-1500.0, Some(-3)));
+        assert_eq!((s[5].value, s[5].ts), (-1500.0, Some(3)));
         assert_eq!(s[6].labels, l(&[("__name__", "quoted.name"), ("b", "c")]));
         assert_eq!(s.len(), 7);
         assert!(all("", Format::Text).unwrap().0.is_empty());
+        // Prometheus's lexer ends the last line at the end of data.
+        for body in [
+            "a 1",
+            "a 1 2",
+            "# TYPE a gauge",
+            "a 1\n# comment",
+            "# HELP a",
+        ] {
+            assert!(all(body, Format::Text).is_ok(), "{body:?}");
+        }
+        let (s, _) = all("a{b=\"c\"}1\n", Format::Text).unwrap();
+        assert_eq!(s[0].value, 1.0);
     }
 
     /// Each syntax error kind of the text format, with Prometheus's message.
@@ -829,10 +868,13 @@ neg -1.5e3 -3\n\
                 "a 1\nb",
                 "line 2: expected value after metric, got end of data while parsing: \"b\"",
             ),
+            ("a 1 -5\n", "expected timestamp or new record, got \"-\""),
+            ("a 1 +5\n", "expected timestamp or new record, got \"+\""),
             (
-                "a 1",
-                "line 1: expected timestamp or new record, got end of data",
+                "  a 1\n",
+                "invalid metric name \"  a\": a sample line must not start with blanks",
             ),
+            ("a 1 99999999999999999999\n", "value out of range"),
             (
                 "a\n",
                 "line 1: expected value after metric, got \"\\n\" while parsing: \"a\\n\"",
@@ -849,11 +891,11 @@ neg -1.5e3 -3\n\
             ),
             ("a 0x1p3\n", "unsupported character in float"),
             ("a 1_000\n", "unsupported character in float"),
+            ("a 1 abc\n", "expected timestamp or new record, got \"a\""),
             (
-                "a 1 abc\n",
-                "strconv.ParseInt: parsing \"abc\": invalid syntax",
+                "a 1 1.5\n",
+                "expected next entry after timestamp, got \".\"",
             ),
-            ("a 1 1.5\n", "strconv.ParseInt: parsing \"1.5\""),
             (
                 "a 1 2 3\n",
                 "expected next entry after timestamp, got \"3\"",
@@ -867,7 +909,6 @@ neg -1.5e3 -3\n\
             ("# HELP a \u{fffd}\n", ""),
             ("=1\n", "expected a valid start token, got \"=\""),
             ("{b=\"c\"} 1\n", "metric name not set while parsing"),
-            ("# comment", "linebreak expected after comment"),
         ];
         for (body, want) in cases {
             match all(body, Format::Text) {
@@ -899,7 +940,7 @@ foo_seconds_created{a=\"b\"} 1520430000.123\n\
 s{s=\"a\"} 1\n\
 s{s=\"b\"} 0\n\
 # TYPE i info\n\
-i_info{v=\"1\",} 1\n\
+i_info{v=\"1\"} 1\n\
 # TYPE h histogram\n\
 h_bucket{le=\"+Inf\"} 3 # {} 1\n\
 # EOF\n";
@@ -948,14 +989,20 @@ h_bucket{le=\"+Inf\"} 3 # {} 1\n\
             ),
             ("a 1 NaN\n# EOF\n", "invalid timestamp NaN"),
             (
-                "a 1 # {x=\"y\"}\n# EOF\n",
+                "a_total 1 # {x=\"y\"}\n# EOF\n",
                 "expected value after exemplar labels",
             ),
             (
-                "a 1 #{x=\"y\"} 1\n# EOF\n",
+                "a_total 1 #{x=\"y\"} 1\n# EOF\n",
                 "expected timestamp or # symbol",
             ),
-            ("a 1 # x\n# EOF\n", "expected timestamp or # symbol"),
+            ("a_total 1 # x\n# EOF\n", "expected timestamp or # symbol"),
+            (
+                "a 1 # {x=\"y\"} 1\n# EOF\n",
+                "metric name a does not support exemplars",
+            ),
+            ("a{b=\"c\",} 1\n# EOF\n", "expected label name, got \"}\""),
+            ("# HELP a\n# EOF\n", "expected text in HELP"),
             ("a{b=\"\nc\"} 1\n# EOF\n", "newline inside a quoted string"),
         ];
         for (body, want) in cases {

@@ -53,6 +53,18 @@ impl RecordingSink {
             .collect()
     }
 
+    /// Series with a sample at or after `min_ts` (ms): what a store that refuses samples
+    /// far older than its head (Prometheus's "out of bounds") keeps.
+    pub fn series_since(&self, min_ts: i64) -> BTreeSet<LabelMap> {
+        self.appends
+            .lock()
+            .iter()
+            .flatten()
+            .filter(|(_, t, _)| *t >= min_ts)
+            .map(|(l, _, _)| to_map(l))
+            .collect()
+    }
+
     /// All samples of series whose labels include `with`.
     pub fn samples_of(&self, with: &[(&str, &str)]) -> Vec<(LabelMap, i64, f64)> {
         self.appends
