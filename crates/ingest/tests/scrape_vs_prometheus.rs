@@ -547,3 +547,95 @@ async fn same_verdicts_on_edge_case_bodies() {
     );
     manager.shutdown().await;
 }
+
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// Configurations (one job each unless the case says otherwise) that `promtool check config`
+/// and Lookout must both accept or both refuse. Only fields Prometheus 2.42 knows.
+fn config_cases() -> Vec<(&'static str, String)> {
+    let job = |body: &str| format!("scrape_configs:\n  - job_name: j\n{body}");
+    vec![
+        ("minimal", job("    static_configs:\n      - targets: ['h:1']\n")),
+        ("intervals", format!("global:\n  scrape_interval: 15s\n{}", job("    scrape_interval: 5s\n"))),
+        ("timeout over interval", job("    scrape_interval: 5s\n    scrape_timeout: 6s\n")),
+        ("global timeout over interval", "global:\n  scrape_interval: 5s\n  scrape_timeout: 6s\n".into()),
+        ("duplicate job", "scrape_configs:\n  - job_name: a\n  - job_name: a\n".into()),
+        ("unknown field", job("    scrape_intervall: 5s\n")),
+        ("bad duration", job("    scrape_interval: 5x\n")),
+        ("empty job name", "scrape_configs:\n  - job_name: ''\n".into()),
+        ("https scheme", job("    scheme: https\n")),
+        ("ftp scheme", job("    scheme: ftp\n")),
+        ("bad label name", job("    static_configs:\n      - targets: ['h:1']\n        labels: {'bad-name': x}\n")),
+        ("target with scheme", job("    static_configs:\n      - targets: ['http://h:1/x']\n")),
+        ("params and limits", job("    params: {a: [b]}\n    sample_limit: 10\n    label_limit: 5\n    body_size_limit: 10MB\n")),
+        ("bad body size", job("    body_size_limit: 10 parsecs\n")),
+        ("file sd", job("    file_sd_configs:\n      - files: ['t/*.json', 'x.yml']\n        refresh_interval: 1m\n")),
+        ("file sd bad ext", job("    file_sd_configs:\n      - files: ['t.txt']\n")),
+        ("basic auth file", job("    basic_auth: {username: u, password_file: pw.txt}\n")),
+        ("basic auth both", job("    basic_auth: {username: u, password: p, password_file: pw.txt}\n")),
+        ("bearer both", job("    bearer_token: t\n    bearer_token_file: pw.txt\n")),
+        ("authorization", job("    authorization: {credentials: c}\n")),
+        ("authorization basic", job("    authorization: {type: Basic, credentials: c}\n")),
+        ("basic and bearer", job("    basic_auth: {username: u}\n    bearer_token: t\n")),
+        // Debian builds Prometheus without kubernetes_sd_configs; upstream accepts it, and
+        // the config unit tests cover Lookout accepting it with a warning.
+        ("dns sd", job("    dns_sd_configs:\n      - names: ['x.example']\n")),
+        ("external labels", "global:\n  external_labels: {cluster: a}\n".into()),
+        ("bad external label", "global:\n  external_labels: {'bad-name': a}\n".into()),
+        ("all actions", job(
+            "    relabel_configs:\n      - {source_labels: [a], target_label: b}\n      - {source_labels: [a], regex: x, action: keep}\n      - {source_labels: [a], regex: x, action: drop}\n      - {source_labels: [a], target_label: b, action: keepequal}\n      - {source_labels: [a], target_label: b, action: dropequal}\n      - {source_labels: [a], target_label: b, modulus: 3, action: hashmod}\n      - {regex: '__meta_(.+)', action: labelmap}\n      - {regex: x, action: labeldrop}\n      - {regex: x, action: labelkeep}\n      - {source_labels: [a], target_label: b, action: lowercase}\n      - {source_labels: [a], target_label: b, action: uppercase}\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n",
+        )),
+        ("templated target", job("    relabel_configs:\n      - {source_labels: [a], regex: '(.*)', target_label: 'x_${1}'}\n")),
+        ("hashmod without modulus", job("    relabel_configs:\n      - {source_labels: [a], target_label: b, action: hashmod}\n")),
+        ("replace without target", job("    relabel_configs:\n      - {source_labels: [a]}\n")),
+        ("bad regex", job("    relabel_configs:\n      - {source_labels: [a], regex: '(', target_label: b}\n")),
+        ("unknown action", job("    relabel_configs:\n      - {source_labels: [a], action: explode}\n")),
+        ("labeldrop with source", job("    relabel_configs:\n      - {source_labels: [a], regex: x, action: labeldrop}\n")),
+        ("lowercase with replacement", job("    relabel_configs:\n      - {source_labels: [a], target_label: b, replacement: x, action: lowercase}\n")),
+        ("keepequal with regex", job("    relabel_configs:\n      - {source_labels: [a], target_label: b, regex: x, action: keepequal}\n")),
+        ("labelmap bad replacement", job("    relabel_configs:\n      - {regex: '(.*)', replacement: '-', action: labelmap}\n")),
+        ("invalid target label", job("    relabel_configs:\n      - {source_labels: [a], target_label: '1a'}\n")),
+        ("uppercase action name", job("    relabel_configs:\n      - {source_labels: [a], regex: x, action: Keep}\n")),
+        ("unknown relabel field", job("    relabel_configs:\n      - {source_label: [a], target_label: b}\n")),
+        ("unknown top-level", "scrape_config:\n  - job_name: j\n".into()),
+        ("alerting accepted", "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['h:9093']\n".into()),
+        ("tls config accepted", job("    tls_config:\n      insecure_skip_verify: true\n")),
+    ]
+}
+
+#[test]
+fn config_verdicts_match_promtool() {
+    if !Path::new(PROMTOOL).is_file() {
+        eprintln!("skipping: {PROMTOOL} is missing; install Debian's prometheus (scripts/system-deps.sh does)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw.txt"), "secret").unwrap();
+    let mut mismatches = Vec::new();
+    for (name, yaml) in config_cases() {
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, &yaml).unwrap();
+        let out = Command::new(PROMTOOL)
+            .args(["check", "config", "--syntax-only"])
+            .arg(&path)
+            .output()
+            .expect("run promtool");
+        let theirs = out.status.success();
+        let ours = ScrapeConfig::load_prometheus_file(&path);
+        if theirs != ours.is_ok() {
+            mismatches.push(format!(
+                "{name}: promtool {} ({}), Lookout {:?}",
+                if theirs { "accepts" } else { "refuses" },
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .replace('\n', " "),
+                ours.map(|_| "accepts").map_err(|e| e.to_string())
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "verdicts differ:\n{}",
+        mismatches.join("\n")
+    );
+}

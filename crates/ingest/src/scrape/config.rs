@@ -766,14 +766,10 @@ impl RawJob {
             job.metrics_path = p;
         }
         if let Some(s) = self.scheme {
-            if s != "http" && s != "https" {
-                return Err(format!(
-                    "job {name:?}: scheme {s:?} is not supported; use http or https"
-                ));
-            }
-            if s == "https" {
+            // Prometheus accepts any scheme here and fails at scrape time; so do we.
+            if s != "http" {
                 warnings.push(format!(
-                    "job {name:?}: https targets are not supported yet and will report an error; scrape them over http"
+                    "job {name:?}: scheme {s:?} is not supported (only http is, for now); its targets will report an error"
                 ));
             }
             job.scheme = s;
@@ -1065,10 +1061,6 @@ mod tests {
             (
                 "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://h:1/x']\n",
                 "is not a valid hostname",
-            ),
-            (
-                "scrape_configs:\n  - job_name: a\n    scheme: ftp\n",
-                "scheme \"ftp\" is not supported",
             ),
             (
                 "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p, password_file: f}\n",

@@ -97,6 +97,11 @@ impl HttpClient {
                 "Get {url:?}: https targets are not supported yet; scrape the target over http"
             ));
         }
+        if !url.starts_with("http://") {
+            return Err(format!(
+                "Get {url:?}: unsupported protocol scheme; use http"
+            ));
+        }
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("invalid scrape URL {url:?}: {e}"))?;

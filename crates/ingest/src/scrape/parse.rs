@@ -78,6 +78,9 @@ pub enum Entry<'a> {
 /// Prometheus's canonical NaN (`value.NormalNaN`): distinct from the staleness marker.
 pub const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
 
+/// Longest error message kept (the rest of a quoted line is cut).
+const MAX_ERROR_BYTES: usize = 512;
+
 /// Byte ranges of the current sample's name and label pairs in the body.
 #[derive(Clone, Copy, Debug, Default)]
 struct Span {
@@ -203,7 +206,16 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn err(&self, message: String) -> ParseError {
+    fn err(&self, mut message: String) -> ParseError {
+        // A hostile body can make a line as long as the body; the error quotes it, bounded.
+        if message.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
         ParseError {
             line: self.line,
             message,
@@ -1049,6 +1061,18 @@ h_bucket{le=\"+Inf\"} 3 # {} 1\n\
             Format::Text
         );
         assert_eq!(Format::from_content_type(""), Format::Text);
+    }
+
+    #[test]
+    fn errors_on_huge_lines_stay_short() {
+        let body = format!("a {}\n", "9".repeat(1 << 20) + "x");
+        let e = all(&body, Format::Text).unwrap_err();
+        assert!(
+            e.message.len() <= MAX_ERROR_BYTES + 3,
+            "{}",
+            e.message.len()
+        );
+        assert!(e.message.starts_with("strconv.ParseFloat"), "{e}");
     }
 
     /// Hostile bodies never panic: every prefix of a valid body and random bytes parse to a
