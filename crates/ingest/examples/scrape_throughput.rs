@@ -23,6 +23,12 @@ impl MetricsSink for Counting {
         self.0.fetch_add(samples.len(), Ordering::Relaxed);
         Box::pin(async { Ok(AppendOutcome::default()) })
     }
+    fn append_all_or_nothing(
+        &self,
+        samples: Vec<Sample>,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        self.append(samples)
+    }
     fn record_metadata(&self, _: Vec<(String, ingest::MetricMetadata)>) {}
 }
 

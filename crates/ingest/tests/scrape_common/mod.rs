@@ -35,6 +35,13 @@ impl MetricsSink for RecordingSink {
         })
     }
 
+    fn append_all_or_nothing(
+        &self,
+        samples: Vec<Sample>,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        self.append(samples)
+    }
+
     fn record_metadata(&self, metadata: Vec<(String, ingest::MetricMetadata)>) {
         self.metadata.record(metadata);
     }
