@@ -452,12 +452,12 @@ async fn sync(
         let _ = l.stop.send(Some(Stop::Removed));
     }
     // Targets a reload removed: their series end now.
-    if !leftover.is_empty() {
-        let ts = now_ms(SystemTime::now());
-        let samples: Vec<_> = leftover
-            .into_iter()
-            .flat_map(|s| s.stale_samples(ts))
-            .collect();
+    let ts = now_ms(SystemTime::now());
+    let samples: Vec<_> = leftover
+        .into_iter()
+        .flat_map(|s| s.stale_samples(ts))
+        .collect();
+    if !samples.is_empty() {
         if let Err(e) = deps.sink.append(samples).await {
             tracing::warn!(job = %job.job_name, error = %e, "writing staleness markers for targets removed by a reload failed");
         }

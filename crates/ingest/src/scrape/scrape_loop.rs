@@ -228,8 +228,12 @@ impl ScrapeLoop {
             let _ = b.push(METRIC_NAME, name);
             b.build().unwrap_or_default()
         });
+        // A predecessor that scraped leaves its synthetic series to end; a loop that has
+        // not scraped yet has none (no staleness markers for series never written).
         let mut state = state;
-        state.report = report.to_vec();
+        if !state.report.is_empty() {
+            state.report = report.to_vec();
+        }
         ScrapeLoop {
             target,
             job,
@@ -264,10 +268,11 @@ impl ScrapeLoop {
             }
             tokio::select! {
                 _ = ticker.tick() => {
-                    tokio::select! {
-                        _ = self.scrape_once() => {}
-                        _ = stop.changed() => {}
-                    }
+                    // A stop cancels the request, never a started append.
+                    let cancel = async {
+                        let _ = stop.changed().await;
+                    };
+                    self.scrape_until(cancel).await;
                 }
                 r = stop.changed() => {
                     if r.is_err() {
@@ -300,6 +305,9 @@ impl ScrapeLoop {
     async fn end_of_run_staleness(&mut self) {
         let ts = now_ms(SystemTime::now());
         let samples = self.take_state().stale_samples(ts);
+        if samples.is_empty() {
+            return;
+        }
         if let Err(e) = self.sink.append(samples).await {
             tracing::warn!(target = %self.target.url, error = %e, "writing staleness markers for a removed target failed");
         }
@@ -509,10 +517,17 @@ impl ScrapeLoop {
 
     /// One scrape, start to finish.
     pub async fn scrape_once(&mut self) {
+        self.scrape_until(std::future::pending()).await;
+    }
+
+    /// One scrape, unless `cancel` resolves while the request is in flight (then nothing is
+    /// written). Once the body is in, the append always runs to completion: the sink's
+    /// future is never dropped halfway.
+    async fn scrape_until(&mut self, cancel: impl std::future::Future<Output = ()>) {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let ts = now_ms(started_at);
-        let fetched = tokio::time::timeout(
+        let fetch = tokio::time::timeout(
             self.target.timeout,
             self.client.fetch(
                 &self.target.url,
@@ -521,8 +536,11 @@ impl ScrapeLoop {
                 self.job.body_size_limit,
                 self.job.enable_compression,
             ),
-        )
-        .await;
+        );
+        let fetched = tokio::select! {
+            r = fetch => r,
+            _ = cancel => return,
+        };
         let duration = start.elapsed();
         let result = match fetched {
             Err(_) => Err(ScrapeFailure {
@@ -575,6 +593,9 @@ impl ScrapeLoop {
             samples.push((l.clone(), ts, v));
         }
         let mut error = error;
+        if self.state.report.is_empty() {
+            self.state.report = self.report.to_vec();
+        }
         match self.sink.append(samples).await {
             Ok(outcome) if outcome.rejected() > 0 => {
                 tracing::debug!(
