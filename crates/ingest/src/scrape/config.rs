@@ -225,6 +225,22 @@ impl ScrapeConfig {
             .map_err(|m| ConfigError::Invalid(format!("{name}: {m}")))
     }
 
+    /// Adds `other`'s jobs (and warnings) after this configuration's; a job name both
+    /// define is an error, as two jobs of one name are in one file.
+    pub fn extend(&mut self, other: ScrapeConfig) -> Result<(), ConfigError> {
+        for job in other.jobs {
+            if self.has_job(&job.job_name) {
+                return Err(ConfigError::Invalid(format!(
+                    "found multiple scrape configs with job name {:?} (in prometheus.yml and [scrape]); rename one",
+                    job.job_name
+                )));
+            }
+            self.jobs.push(job);
+        }
+        self.warnings.extend(other.warnings);
+        Ok(())
+    }
+
     /// Whether a job named `name` exists.
     pub fn has_job(&self, name: &str) -> bool {
         self.jobs.iter().any(|j| j.job_name == name)
@@ -937,6 +953,11 @@ pub struct TomlScrapeJob {
 }
 
 impl TomlScrapeConfig {
+    /// Whether Lookout scrapes its own `/metrics` (`self_scrape`, default true).
+    pub fn self_scrape_enabled(&self) -> bool {
+        self.self_scrape.unwrap_or(true)
+    }
+
     /// Whether the section asks for nothing.
     pub fn is_empty(&self) -> bool {
         self == &TomlScrapeConfig::default()
@@ -1218,6 +1239,15 @@ scrape_configs:
         );
         assert!(
             toml::from_str::<TomlScrapeConfig>("[[jobs]]\nname = \"a\"\ntarget = []\n").is_err()
+        );
+        assert!(t.self_scrape_enabled());
+        let mut both = parse("scrape_configs:\n  - job_name: y\n").unwrap();
+        both.extend(c.clone()).unwrap();
+        assert_eq!(both.jobs.len(), 2);
+        let err = both.extend(c).unwrap_err().to_string();
+        assert!(
+            err.contains("multiple scrape configs with job name \"app\""),
+            "{err}"
         );
         let mut c = ScrapeConfig::empty();
         c.ensure_self_scrape("127.0.0.1:46686");

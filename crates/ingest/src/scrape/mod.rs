@@ -8,6 +8,19 @@
 //! - [`scrape_loop`]: one loop per target: HTTP, parsing, labels, staleness, `up` & co.
 //! - [`manager`]: the [`ScrapeManager`] that runs the loops, reloads and reports targets.
 //!
+//! How the binary uses it:
+//!
+//! ```ignore
+//! let mut cfg = ScrapeConfig::load_prometheus_file(path)?; // or toml_section.to_config()?
+//! cfg.extend(toml_section.to_config()?)?;                  // both, if both are given
+//! cfg.ensure_self_scrape("127.0.0.1:46686");               // unless [scrape] self_scrape = false
+//! for w in &cfg.warnings { tracing::warn!("{w}") }
+//! let manager = ScrapeManager::start(cfg, sink);           // inside the tokio runtime
+//! manager.apply(reloaded_cfg).await;                       // SIGHUP, POST /-/reload
+//! let snapshot = manager.targets().await;                  // GET /api/v1/targets
+//! manager.shutdown().await;
+//! ```
+//!
 //! Behaviour follows Prometheus 3.x wherever the scraped data can be observed (series
 //! names and labels, synthetic series, staleness markers, `lastError` texts); differences
 //! from Prometheus 2.x are named where they happen.
