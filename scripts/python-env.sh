@@ -38,6 +38,6 @@ echo "python-env: installing $req"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$req"
 # Import what the tests import, so a broken install fails here with a clear message instead
 # of inside a test.
-"$venv/bin/python" -c 'import grpc, requests, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.grpc.trace_exporter, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.proto.collector.trace.v1.trace_service_pb2'
+"$venv/bin/python" -c 'import grpc, requests, prometheus_client, opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.grpc.trace_exporter, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.proto.collector.trace.v1.trace_service_pb2'
 echo "$want" >"$stamp"
 echo "python-env: ready"

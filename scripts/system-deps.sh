@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests use, when they are missing:
 #   docker-compose: validates generated Compose overrides (`docker-compose config` needs no
 #   Docker engine).
-#   prometheus: the real Prometheus the metrics tests compare Lookout's answers with.
+#   prometheus: the real Prometheus the metrics and scrape tests compare Lookout with.
 # Runs apt-get directly as root, through sudo otherwise.
 set -euo pipefail
 

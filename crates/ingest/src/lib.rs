@@ -8,10 +8,12 @@
 //! - [`otlp`]: OTLP over gRPC and HTTP (protobuf and JSON), both on each OTLP port; OTLP
 //!   metrics translated to Prometheus series, also on Prometheus's `/api/v1/otlp/v1/metrics`.
 //! - [`remote_write`]: Prometheus remote_write 1.0 request decoding.
+//! - [`scrape`]: the Prometheus scrape manager (`prometheus.yml`, exposition parsers, loops).
 
 pub mod metrics;
 pub mod otlp;
 pub mod remote_write;
+pub mod scrape;
 
 pub use metrics::{
     AppendError, AppendOutcome, MetadataRegistry, MetricMetadata, MetricType, MetricsSink, Sample,

@@ -23,6 +23,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub wal: WalSection,
     pub sandbox: SandboxSection,
+    /// `[scrape]`: Prometheus scrape jobs for people without a prometheus.yml.
+    pub scrape: ingest::scrape::TomlScrapeConfig,
 }
 
 /// `[sandbox]`: how sandboxes are told where Lookout is.
@@ -322,6 +324,15 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrape_section() {
+        let c = parse("[scrape]\ninterval = \"5s\"\n[[scrape.jobs]]\nname = \"app\"\ntargets = [\"localhost:8080\"]\n").unwrap();
+        let s = c.scrape.to_config().unwrap();
+        assert_eq!(s.jobs[0].job_name, "app");
+        assert_eq!(s.jobs[0].scrape_interval, Duration::from_secs(5));
+        assert!(parse("[scrape]\nintervall = \"5s\"\n").is_err());
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

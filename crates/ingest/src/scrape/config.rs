@@ -1,0 +1,1258 @@
+//! Scrape configuration: Prometheus's own `prometheus.yml`, as it is, and the `[scrape]`
+//! section of `lookout.toml` for people without one.
+//!
+//! Both end as one [`ScrapeConfig`]: defaults filled in, durations parsed, relabel rules
+//! compiled, relative paths resolved against the file's directory, and validated the way
+//! Prometheus validates (`scrape timeout greater than scrape interval`, duplicate job
+//! names, …). Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
+//! not act on (`rule_files`, `alerting`, `remote_write`, the service discoveries other than
+//! `static_configs` and `file_sd_configs`, TLS settings, …) load with a warning naming them,
+//! so the same file serves both; fields Prometheus itself would reject are errors naming
+//! file, line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use super::relabel::RelabelConfig;
+
+/// Why a scrape configuration was refused: one sentence naming the place and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// YAML syntax or a field of the wrong shape, with file:line:column when known.
+    #[error("{path}{location}: {message}")]
+    Yaml {
+        path: String,
+        location: String,
+        message: String,
+    },
+    /// A value Prometheus would also refuse.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Prometheus's default `scrape_interval`.
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+/// Prometheus's default `scrape_timeout`.
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Body size bound used when the configuration sets none: Prometheus has no default bound,
+/// but a hostile or broken target must not make Lookout read without end.
+pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 256 << 20;
+
+/// The whole scrape configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapeConfig {
+    /// Defaults and settings for all jobs.
+    pub global: GlobalConfig,
+    /// One entry per `scrape_configs` job, in file order.
+    pub jobs: Vec<JobConfig>,
+    /// Things the file asks for that Lookout does not act on, one sentence each; the caller
+    /// logs them.
+    pub warnings: Vec<String>,
+}
+
+/// The `global` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalConfig {
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    /// Not added to scraped series (Prometheus adds them only to data leaving it: remote
+    /// write, federation, alerts); they seed the scrape offsets.
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            scrape_interval: DEFAULT_SCRAPE_INTERVAL,
+            scrape_timeout: DEFAULT_SCRAPE_TIMEOUT,
+            external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// One group of targets sharing labels: a `static_configs` entry or one group of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    /// `host:port` addresses.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Labels every target of the group gets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A `file_sd_configs` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileSdConfig {
+    /// File patterns (a `*` glob in the last path element), absolute.
+    pub files: Vec<PathBuf>,
+    /// How often the files are re-read even when nothing seems changed.
+    pub refresh_interval: Duration,
+}
+
+/// A secret given inline or by file (read at each scrape, as Prometheus does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+/// How requests to a job's targets authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// `basic_auth`.
+    Basic {
+        username: String,
+        password: Option<Secret>,
+    },
+    /// `authorization` (or the older `bearer_token`/`bearer_token_file`): `<type> <credentials>`.
+    Authorization { kind: String, credentials: Secret },
+}
+
+/// One scrape job, defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobConfig {
+    pub job_name: String,
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    /// URL query parameters.
+    pub params: BTreeMap<String, Vec<String>>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub static_configs: Vec<TargetGroup>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    pub auth: Option<Auth>,
+    /// Bytes of (uncompressed) body read at most; past it the scrape fails.
+    pub body_size_limit: u64,
+    /// Samples (after metric relabeling) per scrape; 0 is no limit.
+    pub sample_limit: usize,
+    /// Labels per series; 0 is no limit.
+    pub label_limit: usize,
+    pub label_name_length_limit: usize,
+    pub label_value_length_limit: usize,
+    /// Ask for gzip.
+    pub enable_compression: bool,
+}
+
+impl JobConfig {
+    /// A job with Prometheus's defaults and no targets.
+    pub fn new(job_name: &str, global: &GlobalConfig) -> JobConfig {
+        JobConfig {
+            job_name: job_name.to_string(),
+            scrape_interval: global.scrape_interval,
+            scrape_timeout: global.scrape_timeout.min(global.scrape_interval),
+            metrics_path: "/metrics".into(),
+            scheme: "http".into(),
+            params: BTreeMap::new(),
+            honor_labels: false,
+            honor_timestamps: true,
+            static_configs: Vec::new(),
+            file_sd_configs: Vec::new(),
+            relabel_configs: Vec::new(),
+            metric_relabel_configs: Vec::new(),
+            auth: None,
+            body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            enable_compression: true,
+        }
+    }
+}
+
+/// The job name of Lookout's self-scrape.
+pub const SELF_SCRAPE_JOB: &str = "lookout";
+
+impl ScrapeConfig {
+    /// A configuration with no jobs.
+    pub fn empty() -> ScrapeConfig {
+        ScrapeConfig {
+            global: GlobalConfig::default(),
+            jobs: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Reads and validates a `prometheus.yml`.
+    pub fn load_prometheus_file(path: &Path) -> Result<ScrapeConfig, ConfigError> {
+        const MAX_CONFIG_BYTES: u64 = 64 << 20;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "{} is larger than {MAX_CONFIG_BYTES} bytes; is it the right file?",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        ScrapeConfig::parse_prometheus_yaml(&text, &path.display().to_string(), dir)
+    }
+
+    /// Parses `prometheus.yml` text; `name` names it in errors, `dir` anchors relative paths.
+    pub fn parse_prometheus_yaml(
+        text: &str,
+        name: &str,
+        dir: &Path,
+    ) -> Result<ScrapeConfig, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| yaml_error(name, &e))?
+        };
+        raw.into_config(dir)
+            .map_err(|m| ConfigError::Invalid(format!("{name}: {m}")))
+    }
+
+    /// Adds `other`'s jobs (and warnings) after this configuration's; a job name both
+    /// define is an error, as two jobs of one name are in one file.
+    pub fn extend(&mut self, other: ScrapeConfig) -> Result<(), ConfigError> {
+        for job in other.jobs {
+            if self.has_job(&job.job_name) {
+                return Err(ConfigError::Invalid(format!(
+                    "found multiple scrape configs with job name {:?} (in prometheus.yml and [scrape]); rename one",
+                    job.job_name
+                )));
+            }
+            self.jobs.push(job);
+        }
+        self.warnings.extend(other.warnings);
+        Ok(())
+    }
+
+    /// Whether a job named `name` exists.
+    pub fn has_job(&self, name: &str) -> bool {
+        self.jobs.iter().any(|j| j.job_name == name)
+    }
+
+    /// Adds Lookout's self-scrape job (`job="lookout"`, `http://<addr>/metrics`) unless the
+    /// configuration already has a job of that name.
+    pub fn ensure_self_scrape(&mut self, addr: &str) {
+        if !self.has_job(SELF_SCRAPE_JOB) {
+            self.jobs.push(self_scrape_job(addr, &self.global));
+        }
+    }
+}
+
+/// The default job that scrapes Lookout's own `/metrics` at `addr` (`host:port`).
+pub fn self_scrape_job(addr: &str, global: &GlobalConfig) -> JobConfig {
+    let mut job = JobConfig::new(SELF_SCRAPE_JOB, global);
+    job.static_configs.push(TargetGroup {
+        targets: vec![addr.to_string()],
+        labels: BTreeMap::new(),
+    });
+    job
+}
+
+fn yaml_error(name: &str, e: &serde_yaml::Error) -> ConfigError {
+    let location = e
+        .location()
+        .map(|l| format!(":{}:{}", l.line(), l.column()))
+        .unwrap_or_default();
+    let mut message = e.to_string();
+    // serde_yaml appends " at line X column Y"; the location is already in front.
+    if let Some(i) = message.find(" at line ") {
+        message.truncate(i);
+    }
+    ConfigError::Yaml {
+        path: name.to_string(),
+        location,
+        message,
+    }
+}
+
+/// Parses a Prometheus duration: `1y2w3d4h5m6s7ms` (each unit optional, in that order) or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("not a valid duration string: {s:?}");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration string".into());
+    }
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 24 * 3600 * 1000),
+        ("w", 7 * 24 * 3600 * 1000),
+        ("d", 24 * 3600 * 1000),
+        ("h", 3600 * 1000),
+        ("m", 60 * 1000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut next_unit = 0;
+    let mut total: u64 = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return Err(bad());
+        }
+        let n: u64 = s[start..i].parse().map_err(|_| bad())?;
+        let ustart = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit = &s[ustart..i];
+        let pos = UNITS[next_unit..]
+            .iter()
+            .position(|(u, _)| *u == unit)
+            .ok_or_else(bad)?;
+        let (_, ms) = UNITS[next_unit + pos];
+        next_unit += pos + 1;
+        total = n
+            .checked_mul(ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration {s:?} is out of range"))?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Formats a duration as Prometheus does (`1m30s`, `15s`, `0s`).
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("y", 365 * 24 * 3600 * 1000u64),
+        ("w", 7 * 24 * 3600 * 1000),
+        ("d", 24 * 3600 * 1000),
+        ("h", 3600 * 1000),
+        ("m", 60 * 1000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
+/// Parses a byte size as Prometheus's `body_size_limit` (`0`, `1024`, `10KB`, `100MiB`, base 2).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not a valid size: {s:?}; write it like 100MB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        "TB" | "TiB" => 1 << 40,
+        _ => return Err(format!("not a valid size: {s:?}; write it like 100MB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is out of range"))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        N(u64),
+        S(String),
+    }
+    match S::deserialize(d)? {
+        S::N(n) => Ok(Some(n)),
+        S::S(s) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Top level of `prometheus.yml`. Sections Lookout does not act on are accepted and named
+/// in a warning; anything else is an error, as in Prometheus.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: Option<RawGlobal>,
+    #[serde(default)]
+    scrape_configs: Option<Vec<RawJob>>,
+    #[serde(default)]
+    rule_files: Option<IgnoredAny>,
+    #[serde(default)]
+    scrape_config_files: Option<IgnoredAny>,
+    #[serde(default)]
+    alerting: Option<IgnoredAny>,
+    #[serde(default)]
+    remote_write: Option<IgnoredAny>,
+    #[serde(default)]
+    remote_read: Option<IgnoredAny>,
+    #[serde(default)]
+    storage: Option<IgnoredAny>,
+    #[serde(default)]
+    tracing: Option<IgnoredAny>,
+    #[serde(default)]
+    otlp: Option<IgnoredAny>,
+    #[serde(default)]
+    runtime: Option<IgnoredAny>,
+}
+
+/// The `global` section; the settings after `target_limit` are accepted so Prometheus's
+/// files load, and not acted on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RawGlobal {
+    #[serde(default, deserialize_with = "de_duration")]
+    scrape_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    scrape_timeout: Option<Duration>,
+    #[serde(default)]
+    external_labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "de_size")]
+    body_size_limit: Option<u64>,
+    #[serde(default)]
+    sample_limit: Option<usize>,
+    #[serde(default)]
+    label_limit: Option<usize>,
+    #[serde(default)]
+    label_name_length_limit: Option<usize>,
+    #[serde(default)]
+    label_value_length_limit: Option<usize>,
+    #[serde(default)]
+    target_limit: Option<IgnoredAny>,
+    #[serde(default)]
+    evaluation_interval: Option<IgnoredAny>,
+    #[serde(default)]
+    rule_query_offset: Option<IgnoredAny>,
+    #[serde(default)]
+    query_log_file: Option<IgnoredAny>,
+    #[serde(default)]
+    scrape_failure_log_file: Option<IgnoredAny>,
+    #[serde(default)]
+    scrape_protocols: Option<IgnoredAny>,
+    #[serde(default)]
+    keep_dropped_targets: Option<IgnoredAny>,
+    #[serde(default)]
+    metric_name_validation_scheme: Option<IgnoredAny>,
+    #[serde(default)]
+    metric_name_escaping_scheme: Option<IgnoredAny>,
+    #[serde(default)]
+    always_scrape_classic_histograms: Option<IgnoredAny>,
+    #[serde(default)]
+    convert_classic_histograms_to_nhcb: Option<IgnoredAny>,
+    #[serde(default)]
+    extra_scrape_metrics: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    username_file: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    password_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthorization {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    credentials: Option<String>,
+    #[serde(default)]
+    credentials_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileSd {
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    refresh_interval: Option<Duration>,
+}
+
+/// Declares the raw job struct with the fields Lookout acts on plus the ones it accepts and
+/// ignores (each listed once, so the warning can name them).
+macro_rules! raw_job {
+    ($($ignored:ident),* $(,)?) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawJob {
+            #[serde(default)]
+            job_name: String,
+            #[serde(default, deserialize_with = "de_duration")]
+            scrape_interval: Option<Duration>,
+            #[serde(default, deserialize_with = "de_duration")]
+            scrape_timeout: Option<Duration>,
+            #[serde(default)]
+            metrics_path: Option<String>,
+            #[serde(default)]
+            scheme: Option<String>,
+            #[serde(default)]
+            params: Option<BTreeMap<String, Vec<String>>>,
+            #[serde(default)]
+            honor_labels: Option<bool>,
+            #[serde(default)]
+            honor_timestamps: Option<bool>,
+            #[serde(default)]
+            static_configs: Option<Vec<TargetGroup>>,
+            #[serde(default)]
+            file_sd_configs: Option<Vec<RawFileSd>>,
+            #[serde(default)]
+            relabel_configs: Option<Vec<RelabelConfig>>,
+            #[serde(default)]
+            metric_relabel_configs: Option<Vec<RelabelConfig>>,
+            #[serde(default)]
+            basic_auth: Option<RawBasicAuth>,
+            #[serde(default)]
+            authorization: Option<RawAuthorization>,
+            #[serde(default)]
+            bearer_token: Option<String>,
+            #[serde(default)]
+            bearer_token_file: Option<String>,
+            #[serde(default, deserialize_with = "de_size")]
+            body_size_limit: Option<u64>,
+            #[serde(default)]
+            sample_limit: Option<usize>,
+            #[serde(default)]
+            label_limit: Option<usize>,
+            #[serde(default)]
+            label_name_length_limit: Option<usize>,
+            #[serde(default)]
+            label_value_length_limit: Option<usize>,
+            #[serde(default)]
+            enable_compression: Option<bool>,
+            $(
+                #[serde(default)]
+                $ignored: Option<IgnoredAny>,
+            )*
+        }
+
+        impl RawJob {
+            /// Names of the accepted-but-ignored fields this job sets.
+            fn ignored_fields(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(
+                    if self.$ignored.is_some() {
+                        v.push(stringify!($ignored));
+                    }
+                )*
+                v
+            }
+        }
+    };
+}
+
+raw_job!(
+    target_limit,
+    track_timestamps_staleness,
+    scrape_protocols,
+    fallback_scrape_protocol,
+    scrape_failure_log_file,
+    scrape_classic_histograms,
+    always_scrape_classic_histograms,
+    convert_classic_histograms_to_nhcb,
+    native_histogram_bucket_limit,
+    native_histogram_min_bucket_factor,
+    keep_dropped_targets,
+    metric_name_validation_scheme,
+    metric_name_escaping_scheme,
+    oauth2,
+    tls_config,
+    proxy_url,
+    no_proxy,
+    proxy_from_environment,
+    proxy_connect_header,
+    follow_redirects,
+    enable_http2,
+    http_headers,
+    azure_sd_configs,
+    consul_sd_configs,
+    digitalocean_sd_configs,
+    docker_sd_configs,
+    dockerswarm_sd_configs,
+    dns_sd_configs,
+    ec2_sd_configs,
+    eureka_sd_configs,
+    gce_sd_configs,
+    hetzner_sd_configs,
+    http_sd_configs,
+    ionos_sd_configs,
+    kubernetes_sd_configs,
+    kuma_sd_configs,
+    lightsail_sd_configs,
+    linode_sd_configs,
+    marathon_sd_configs,
+    nerve_sd_configs,
+    nomad_sd_configs,
+    openstack_sd_configs,
+    ovhcloud_sd_configs,
+    puppetdb_sd_configs,
+    scaleway_sd_configs,
+    serverset_sd_configs,
+    triton_sd_configs,
+    uyuni_sd_configs,
+    vultr_sd_configs,
+    stackit_sd_configs,
+);
+
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+/// Checks a `static_configs` target as Prometheus's `CheckTargetAddress` does.
+pub(crate) fn check_target_address(addr: &str) -> Result<(), String> {
+    if addr.is_empty() || addr.contains('/') {
+        return Err(format!(
+            "{addr:?} is not a valid hostname; give targets as host:port without scheme or path"
+        ));
+    }
+    Ok(())
+}
+
+fn check_group(g: &TargetGroup, job: &str) -> Result<(), String> {
+    for t in &g.targets {
+        check_target_address(t).map_err(|e| format!("job {job:?}: {e}"))?;
+    }
+    for name in g.labels.keys() {
+        if !model::labels::is_valid_label_name(name) {
+            return Err(format!("job {job:?}: {name:?} is not a valid label name"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `file_sd_configs` file pattern as Prometheus's `patFileSDName` does.
+fn check_file_pattern(p: &str) -> Result<(), String> {
+    let ok_ext = [".json", ".yml", ".yaml", ".JSON", ".YML", ".YAML"]
+        .iter()
+        .any(|e| p.ends_with(e));
+    let stars_ok = match p.find('*') {
+        None => true,
+        Some(i) => !p[i..].contains('/') && p[..i].find('*').is_none(),
+    };
+    if !ok_ext || !stars_ok || p.matches('*').count() > 1 {
+        return Err(format!(
+            "path name {p:?} is not valid for file discovery; use a .json, .yml or .yaml file, with at most one * in the file name"
+        ));
+    }
+    Ok(())
+}
+
+impl RawConfig {
+    fn into_config(self, dir: &Path) -> Result<ScrapeConfig, String> {
+        let mut warnings = Vec::new();
+        for (name, set) in [
+            ("rule_files", self.rule_files.is_some()),
+            ("scrape_config_files", self.scrape_config_files.is_some()),
+            ("alerting", self.alerting.is_some()),
+            ("remote_write", self.remote_write.is_some()),
+            ("remote_read", self.remote_read.is_some()),
+            ("storage", self.storage.is_some()),
+            ("tracing", self.tracing.is_some()),
+            ("otlp", self.otlp.is_some()),
+            ("runtime", self.runtime.is_some()),
+        ] {
+            if set {
+                warnings.push(format!(
+                    "the scrape manager ignores the top-level section {name:?} of the Prometheus configuration"
+                ));
+            }
+        }
+        let g = self.global.unwrap_or_default();
+        let interval = g.scrape_interval.unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+        let timeout = match g.scrape_timeout {
+            Some(t) => t,
+            None => DEFAULT_SCRAPE_TIMEOUT.min(interval),
+        };
+        if timeout > interval {
+            return Err("global scrape timeout greater than scrape interval".into());
+        }
+        if interval.is_zero() {
+            return Err("global scrape interval cannot be 0".into());
+        }
+        let external_labels = g.external_labels.clone().unwrap_or_default();
+        for name in external_labels.keys() {
+            if !model::labels::is_valid_label_name(name) {
+                return Err(format!(
+                    "{name:?} is not a valid label name in external_labels"
+                ));
+            }
+        }
+        let global = GlobalConfig {
+            scrape_interval: interval,
+            scrape_timeout: timeout,
+            external_labels,
+        };
+        let mut jobs: Vec<JobConfig> = Vec::new();
+        for raw in self.scrape_configs.unwrap_or_default() {
+            let job = raw.into_job(&global, &g, dir, &mut warnings)?;
+            if jobs.iter().any(|j| j.job_name == job.job_name) {
+                return Err(format!(
+                    "found multiple scrape configs with job name {:?}",
+                    job.job_name
+                ));
+            }
+            jobs.push(job);
+        }
+        Ok(ScrapeConfig {
+            global,
+            jobs,
+            warnings,
+        })
+    }
+}
+
+impl RawJob {
+    fn into_job(
+        self,
+        global: &GlobalConfig,
+        g: &RawGlobal,
+        dir: &Path,
+        warnings: &mut Vec<String>,
+    ) -> Result<JobConfig, String> {
+        let name = self.job_name.clone();
+        if name.is_empty() {
+            return Err("job_name is empty".into());
+        }
+        for f in self.ignored_fields() {
+            warnings.push(format!("job {name:?}: the scrape manager ignores {f:?}"));
+        }
+        let mut job = JobConfig::new(&name, global);
+        job.scrape_interval = self.scrape_interval.unwrap_or(global.scrape_interval);
+        if job.scrape_interval.is_zero() {
+            return Err(format!("scrape interval cannot be 0 for job {name:?}"));
+        }
+        job.scrape_timeout = match self.scrape_timeout {
+            Some(t) => t,
+            None if global.scrape_timeout > job.scrape_interval => job.scrape_interval,
+            None => global.scrape_timeout,
+        };
+        if job.scrape_timeout > job.scrape_interval {
+            return Err(format!(
+                "scrape timeout greater than scrape interval for scrape config with job name {name:?}"
+            ));
+        }
+        if let Some(p) = self.metrics_path {
+            if !p.starts_with('/') {
+                return Err(format!(
+                    "job {name:?}: metrics_path {p:?} must start with /"
+                ));
+            }
+            job.metrics_path = p;
+        }
+        if let Some(s) = self.scheme {
+            // Prometheus accepts any scheme here and fails at scrape time; so do we.
+            if s != "http" {
+                warnings.push(format!(
+                    "job {name:?}: scheme {s:?} is not supported (only http is, for now); its targets will report an error"
+                ));
+            }
+            job.scheme = s;
+        }
+        job.params = self.params.unwrap_or_default();
+        job.honor_labels = self.honor_labels.unwrap_or(false);
+        job.honor_timestamps = self.honor_timestamps.unwrap_or(true);
+        job.static_configs = self.static_configs.unwrap_or_default();
+        for group in &job.static_configs {
+            check_group(group, &name)?;
+        }
+        for sd in self.file_sd_configs.unwrap_or_default() {
+            if sd.files.is_empty() {
+                return Err(format!("job {name:?}: file_sd_configs entry has no files"));
+            }
+            for f in &sd.files {
+                check_file_pattern(f).map_err(|e| format!("job {name:?}: {e}"))?;
+            }
+            job.file_sd_configs.push(FileSdConfig {
+                files: sd.files.iter().map(|f| resolve(dir, f)).collect(),
+                refresh_interval: sd.refresh_interval.unwrap_or(Duration::from_secs(300)),
+            });
+        }
+        job.relabel_configs = self.relabel_configs.unwrap_or_default();
+        job.metric_relabel_configs = self.metric_relabel_configs.unwrap_or_default();
+
+        let bearer_set = self.bearer_token.is_some() || self.bearer_token_file.is_some();
+        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
+            return Err(format!(
+                "job {name:?}: at most one of bearer_token & bearer_token_file must be configured"
+            ));
+        }
+        if self.authorization.is_some() && bearer_set {
+            return Err(format!(
+                "job {name:?}: authorization is not compatible with bearer_token & bearer_token_file"
+            ));
+        }
+        if self.basic_auth.is_some() && (bearer_set || self.authorization.is_some()) {
+            return Err(format!(
+                "job {name:?}: at most one of basic_auth, bearer_token & bearer_token_file must be configured"
+            ));
+        }
+        if let Some(b) = self.basic_auth {
+            if b.username_file.is_some() {
+                return Err(format!(
+                    "job {name:?}: basic_auth username_file is not supported; put the username inline"
+                ));
+            }
+            if b.password.is_some() && b.password_file.is_some() {
+                return Err(format!(
+                    "job {name:?}: at most one of basic_auth password & password_file must be configured"
+                ));
+            }
+            let password = match (b.password, b.password_file) {
+                (Some(p), _) => Some(Secret::Inline(p)),
+                (_, Some(f)) => Some(Secret::File(resolve(dir, &f))),
+                _ => None,
+            };
+            job.auth = Some(Auth::Basic {
+                username: b.username,
+                password,
+            });
+        }
+        if let Some(a) = self.authorization {
+            let kind = a.kind.unwrap_or_else(|| "Bearer".into());
+            if kind.eq_ignore_ascii_case("basic") {
+                return Err(format!(
+                    "job {name:?}: authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
+                ));
+            }
+            if a.credentials.is_some() && a.credentials_file.is_some() {
+                return Err(format!(
+                    "job {name:?}: at most one of authorization credentials & credentials_file must be configured"
+                ));
+            }
+            let credentials = match (a.credentials, a.credentials_file) {
+                (Some(c), _) => Secret::Inline(c),
+                (_, Some(f)) => Secret::File(resolve(dir, &f)),
+                _ => Secret::Inline(String::new()),
+            };
+            job.auth = Some(Auth::Authorization { kind, credentials });
+        }
+        if let Some(t) = self.bearer_token {
+            job.auth = Some(Auth::Authorization {
+                kind: "Bearer".into(),
+                credentials: Secret::Inline(t),
+            });
+        }
+        if let Some(f) = self.bearer_token_file {
+            job.auth = Some(Auth::Authorization {
+                kind: "Bearer".into(),
+                credentials: Secret::File(resolve(dir, &f)),
+            });
+        }
+        job.body_size_limit = match self.body_size_limit.or(g.body_size_limit) {
+            Some(0) | None => DEFAULT_BODY_SIZE_LIMIT,
+            Some(n) => n,
+        };
+        job.sample_limit = self.sample_limit.or(g.sample_limit).unwrap_or(0);
+        job.label_limit = self.label_limit.or(g.label_limit).unwrap_or(0);
+        job.label_name_length_limit = self
+            .label_name_length_limit
+            .or(g.label_name_length_limit)
+            .unwrap_or(0);
+        job.label_value_length_limit = self
+            .label_value_length_limit
+            .or(g.label_value_length_limit)
+            .unwrap_or(0);
+        job.enable_compression = self.enable_compression.unwrap_or(true);
+        Ok(job)
+    }
+}
+
+/// The `[scrape]` section of `lookout.toml`:
+///
+/// ```toml
+/// [scrape]
+/// interval = "15s"
+/// [[scrape.jobs]]
+/// name = "app"
+/// targets = ["localhost:8080"]
+/// labels = { env = "dev" }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TomlScrapeConfig {
+    /// Default scrape interval (Prometheus duration, e.g. `15s`); Prometheus's `1m` if unset.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Default scrape timeout; `10s` (or the interval, if shorter) if unset.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Whether Lookout scrapes its own `/metrics` as job `lookout` (default true).
+    #[serde(default)]
+    pub self_scrape: Option<bool>,
+    /// The jobs.
+    #[serde(default)]
+    pub jobs: Vec<TomlScrapeJob>,
+}
+
+/// One `[[scrape.jobs]]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TomlScrapeJob {
+    /// The `job` label.
+    pub name: String,
+    /// `host:port` addresses.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub metrics_path: Option<String>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// Labels added to every target of the job.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub honor_labels: Option<bool>,
+    #[serde(default)]
+    pub sample_limit: Option<usize>,
+}
+
+impl TomlScrapeConfig {
+    /// Whether Lookout scrapes its own `/metrics` (`self_scrape`, default true).
+    pub fn self_scrape_enabled(&self) -> bool {
+        self.self_scrape.unwrap_or(true)
+    }
+
+    /// Whether the section asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &TomlScrapeConfig::default()
+    }
+
+    /// The same configuration a `prometheus.yml` with these jobs would give.
+    pub fn to_config(&self) -> Result<ScrapeConfig, ConfigError> {
+        let dur = |what: &str, s: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+            s.as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| ConfigError::Invalid(format!("[scrape] {what}: {e}")))
+        };
+        let raw = RawConfig {
+            global: Some(RawGlobal {
+                scrape_interval: dur("interval", &self.interval)?,
+                scrape_timeout: dur("timeout", &self.timeout)?,
+                ..RawGlobal::default()
+            }),
+            scrape_configs: Some(
+                self.jobs
+                    .iter()
+                    .map(|j| {
+                        let what = format!("job {:?}", j.name);
+                        Ok(RawJob {
+                            job_name: j.name.clone(),
+                            scrape_interval: dur(&what, &j.interval)?,
+                            scrape_timeout: dur(&what, &j.timeout)?,
+                            metrics_path: j.metrics_path.clone(),
+                            scheme: j.scheme.clone(),
+                            honor_labels: j.honor_labels,
+                            sample_limit: j.sample_limit,
+                            static_configs: Some(vec![TargetGroup {
+                                targets: j.targets.clone(),
+                                labels: j.labels.clone(),
+                            }]),
+                            ..RawJob::default()
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ConfigError>>()?,
+            ),
+            ..RawConfig::default()
+        };
+        raw.into_config(Path::new("."))
+            .map_err(|m| ConfigError::Invalid(format!("[scrape]: {m}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ScrapeConfig, ConfigError> {
+        ScrapeConfig::parse_prometheus_yaml(yaml, "prometheus.yml", Path::new("/etc/prometheus"))
+    }
+
+    #[test]
+    fn durations() {
+        for (s, ms) in [
+            ("0", 0),
+            ("15s", 15_000),
+            ("1m30s", 90_000),
+            ("1h", 3_600_000),
+            ("1d", 86_400_000),
+            ("1w", 604_800_000),
+            ("1y", 31_536_000_000),
+            ("500ms", 500),
+            ("1m500ms", 60_500),
+        ] {
+            assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
+        }
+        for s in ["", "1", "s", "1x", "1s1m", "1.5s", "-1s", "1s1s"] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(15)), "15s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(parse_size("100MB").unwrap(), 100 << 20);
+        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_prometheus() {
+        let c = parse(
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['h:1']\n",
+        )
+        .unwrap();
+        let j = &c.jobs[0];
+        assert_eq!(j.scrape_interval, Duration::from_secs(60));
+        assert_eq!(j.scrape_timeout, Duration::from_secs(10));
+        assert_eq!(j.metrics_path, "/metrics");
+        assert_eq!(j.scheme, "http");
+        assert!(j.honor_timestamps && !j.honor_labels);
+        // A job interval shorter than the global timeout caps the timeout.
+        let c = parse("global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n").unwrap();
+        assert_eq!(c.jobs[0].scrape_timeout, Duration::from_secs(5));
+        assert_eq!(c.jobs[0].scrape_interval, Duration::from_secs(5));
+        // A global interval shorter than the default timeout caps the global timeout.
+        let c = parse("global:\n  scrape_interval: 2s\n").unwrap();
+        assert_eq!(c.global.scrape_timeout, Duration::from_secs(2));
+        assert!(parse("").unwrap().jobs.is_empty());
+    }
+
+    #[test]
+    fn validation_like_prometheus() {
+        let cases = [
+            (
+                "global:\n  scrape_interval: 5s\n  scrape_timeout: 10s\n",
+                "global scrape timeout greater than scrape interval",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n",
+                "scrape timeout greater than scrape interval for scrape config with job name \"a\"",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n  - job_name: a\n",
+                "found multiple scrape configs with job name \"a\"",
+            ),
+            ("scrape_configs:\n  - scrape_interval: 5s\n", "job_name is empty"),
+            (
+                "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://h:1/x']\n",
+                "is not a valid hostname",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p, password_file: f}\n",
+                "at most one of basic_auth password & password_file",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    bearer_token: t\n    basic_auth: {username: u}\n",
+                "at most one of basic_auth, bearer_token",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    authorization: {type: Basic}\n",
+                "use \"basic_auth\" instead",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    file_sd_configs:\n      - files: ['x.txt']\n",
+                "is not valid for file discovery",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['h:1']\n        labels: {'bad-name': x}\n",
+                "\"bad-name\" is not a valid label name",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = parse(yaml).unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+            assert!(err.starts_with("prometheus.yml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn yaml_errors_name_file_and_line() {
+        let err = parse("global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("prometheus.yml:5:"), "{err}");
+        assert!(err.contains("unknown field `scrape_intervall`"), "{err}");
+        let err = parse("global:\n  scrape_interval: fast\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("prometheus.yml:2:"), "{err}");
+        assert!(
+            err.contains("not a valid duration string: \"fast\""),
+            "{err}"
+        );
+        let err = parse("scrape_configs: [\n").unwrap_err().to_string();
+        assert!(err.starts_with("prometheus.yml:"), "{err}");
+        let err = parse("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prometheus.yml:4:"), "{err}");
+        assert!(err.contains("requires non-zero modulus"), "{err}");
+    }
+
+    #[test]
+    fn accepted_but_ignored_fields_warn() {
+        let c = parse(
+            "rule_files: ['r.yml']\nalerting:\n  alertmanagers: []\nglobal:\n  evaluation_interval: 1m\nscrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    tls_config:\n      insecure_skip_verify: true\n",
+        )
+        .unwrap();
+        let w = c.warnings.join("\n");
+        assert!(w.contains("\"rule_files\""), "{w}");
+        assert!(w.contains("\"alerting\""), "{w}");
+        assert!(
+            w.contains("job \"k\": the scrape manager ignores \"kubernetes_sd_configs\""),
+            "{w}"
+        );
+        assert!(w.contains("\"tls_config\""), "{w}");
+    }
+
+    #[test]
+    fn full_job_parses() {
+        let c = parse(
+            r#"
+global:
+  scrape_interval: 15s
+  external_labels: {cluster: dev}
+  sample_limit: 100
+scrape_configs:
+  - job_name: app
+    scrape_interval: 10s
+    scrape_timeout: 2s
+    metrics_path: /m
+    scheme: http
+    params: {module: [a, b]}
+    honor_labels: true
+    honor_timestamps: false
+    static_configs:
+      - targets: ['localhost:1', 'localhost:2']
+        labels: {env: dev}
+    file_sd_configs:
+      - files: ['targets/*.json']
+        refresh_interval: 30s
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: addr
+    metric_relabel_configs:
+      - regex: 'go_.*'
+        source_labels: [__name__]
+        action: drop
+    basic_auth:
+      username: u
+      password_file: secret.txt
+    body_size_limit: 10MB
+    label_limit: 30
+"#,
+        )
+        .unwrap();
+        let j = &c.jobs[0];
+        assert_eq!(c.global.external_labels["cluster"], "dev");
+        assert_eq!(j.scrape_timeout, Duration::from_secs(2));
+        assert_eq!(j.metrics_path, "/m");
+        assert_eq!(j.params["module"], vec!["a", "b"]);
+        assert!(j.honor_labels && !j.honor_timestamps);
+        assert_eq!(j.static_configs[0].targets.len(), 2);
+        assert_eq!(
+            j.file_sd_configs[0].files[0],
+            PathBuf::from("/etc/prometheus/targets/*.json")
+        );
+        assert_eq!(
+            j.file_sd_configs[0].refresh_interval,
+            Duration::from_secs(30)
+        );
+        assert_eq!(j.relabel_configs.len(), 1);
+        assert_eq!(j.metric_relabel_configs.len(), 1);
+        assert_eq!(
+            j.auth,
+            Some(Auth::Basic {
+                username: "u".into(),
+                password: Some(Secret::File("/etc/prometheus/secret.txt".into()))
+            })
+        );
+        assert_eq!(j.body_size_limit, 10 << 20);
+        assert_eq!(j.sample_limit, 100);
+        assert_eq!(j.label_limit, 30);
+    }
+
+    #[test]
+    fn toml_section_converts() {
+        let t: TomlScrapeConfig = toml::from_str(
+            "interval = \"5s\"\n[[jobs]]\nname = \"app\"\ntargets = [\"localhost:9\"]\nlabels = { env = \"dev\" }\n",
+        )
+        .unwrap();
+        let c = t.to_config().unwrap();
+        assert_eq!(c.global.scrape_interval, Duration::from_secs(5));
+        assert_eq!(c.global.scrape_timeout, Duration::from_secs(5));
+        assert_eq!(c.jobs[0].job_name, "app");
+        assert_eq!(c.jobs[0].static_configs[0].labels["env"], "dev");
+        let t: TomlScrapeConfig =
+            toml::from_str("[[jobs]]\nname = \"a\"\ninterval = \"1s\"\ntimeout = \"2s\"\n")
+                .unwrap();
+        let err = t.to_config().unwrap_err().to_string();
+        assert!(
+            err.contains("scrape timeout greater than scrape interval"),
+            "{err}"
+        );
+        assert!(
+            toml::from_str::<TomlScrapeConfig>("[[jobs]]\nname = \"a\"\ntarget = []\n").is_err()
+        );
+        assert!(t.self_scrape_enabled());
+        let mut both = parse("scrape_configs:\n  - job_name: y\n").unwrap();
+        both.extend(c.clone()).unwrap();
+        assert_eq!(both.jobs.len(), 2);
+        let err = both.extend(c).unwrap_err().to_string();
+        assert!(
+            err.contains("multiple scrape configs with job name \"app\""),
+            "{err}"
+        );
+        let mut c = ScrapeConfig::empty();
+        c.ensure_self_scrape("127.0.0.1:46686");
+        c.ensure_self_scrape("127.0.0.1:46686");
+        assert_eq!(c.jobs.len(), 1);
+        assert_eq!(c.jobs[0].static_configs[0].targets, vec!["127.0.0.1:46686"]);
+    }
+}

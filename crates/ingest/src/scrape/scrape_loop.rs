@@ -1,0 +1,682 @@
+//! One scrape loop per target: fetch, parse, label, append, report.
+//!
+//! Each scrape is one `append` to the sink: the samples, the staleness markers of series
+//! that vanished since the previous scrape, and the five synthetic series (`up`,
+//! `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_samples_post_metric_relabeling`, `scrape_series_added`). A scrape that fails
+//! anywhere (HTTP, timeout, a syntax error, `sample_limit`, an invalid label set) stores none
+//! of its samples: only staleness markers for all the previous scrape's series, and the
+//! synthetic series with `up` 0, as Prometheus does. The failure becomes the target's
+//! `lastError`.
+//!
+//! Labels follow Prometheus's `mutateSampleLabels`: target labels are added to every series;
+//! on a clash the exposed label is kept as `exported_<name>` unless `honor_labels` is set,
+//! in which case the exposed value wins. `metric_relabel_configs` run afterwards.
+//!
+//! The cache maps a series' exposition text to its final label set (or to "dropped by
+//! relabeling"), so a steady target costs a hash lookup per line (a keyed hash: a target
+//! cannot make its own cache degenerate); entries not seen in a successful scrape are
+//! evicted after it, which keeps `scrape_series_added` exact. Staleness is tracked on the
+//! same entries, so a steady scrape clones each label set once, into its sample (measured
+//! with `examples/scrape_throughput.rs`: 100k series, ~1.3 µs per sample steady, release).
+//! Series with explicit timestamps (when honored) get no staleness markers, as in
+//! Prometheus. Two different texts for one label set (`a{x="1"}` and `a{x="1",}`) are
+//! tracked apart; Prometheus tracks by label set, which only differs for such bodies.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use model::labels::{Labels, LabelsBuilder, METRIC_NAME};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::config::JobConfig;
+use super::http::HttpClient;
+use super::parse::{Entry, Format, Parser};
+use super::relabel::{process, LabelSet};
+use super::stale_nan;
+use super::target::Target;
+use crate::metrics::{MetricMetadata, MetricType, MetricsSink, Sample};
+
+/// A target's health as `/api/v1/targets` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    /// `up`, `down` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// What the last scrape of a target did.
+#[derive(Clone, Debug)]
+pub struct TargetHealth {
+    pub health: Health,
+    /// Empty when the last scrape succeeded.
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+}
+
+impl Default for TargetHealth {
+    fn default() -> Self {
+        TargetHealth {
+            health: Health::Unknown,
+            last_error: String::new(),
+            last_scrape: None,
+            last_duration: Duration::ZERO,
+        }
+    }
+}
+
+/// Why a loop stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The target is gone: mark its series stale.
+    Removed,
+    /// The loop is being replaced (reload) or Lookout stops: no staleness markers.
+    Quiet,
+}
+
+/// What a loop hands to its successor after a reload: the series to mark stale if they do
+/// not come back.
+#[derive(Debug, Default)]
+pub struct LoopState {
+    /// The series of the last successful scrape (those tracked for staleness).
+    pub(crate) prev: HashSet<Labels>,
+    /// The synthetic series of the target, staled with the rest when it goes away.
+    pub(crate) report: Vec<Labels>,
+}
+
+impl LoopState {
+    /// Staleness markers at `ts` for every series this state knows.
+    pub(crate) fn stale_samples(self, ts: i64) -> Vec<Sample> {
+        self.prev
+            .into_iter()
+            .chain(self.report)
+            .map(|l| (l, ts, stale_nan()))
+            .collect()
+    }
+}
+
+/// What the loop knows about one series text. Staleness is tracked here rather than in
+/// per-scrape sets of label sets, so a steady scrape clones each label set once (into its
+/// sample) and hashes only the series text.
+struct CacheEntry {
+    /// None: dropped by `metric_relabel_configs`.
+    labels: Option<Labels>,
+    /// The last scrape (iteration) that exposed it.
+    seen: u64,
+    /// Exposed without an honored timestamp in the scrape being processed.
+    cur_tracked: bool,
+    /// Part of the last successful scrape's series that get staleness markers.
+    prev_tracked: bool,
+}
+
+/// The result of turning one body into samples.
+struct Appended {
+    samples: Vec<Sample>,
+    total: usize,
+    added: usize,
+    series_added: usize,
+    metadata: BTreeMap<String, MetricMetadata>,
+}
+
+/// A failed scrape: the error and what was counted before it.
+struct ScrapeFailure {
+    error: String,
+    total: usize,
+    added: usize,
+}
+
+impl Appended {
+    fn fail(&self, error: String) -> ScrapeFailure {
+        ScrapeFailure {
+            error,
+            total: self.total,
+            added: self.added,
+        }
+    }
+}
+
+/// One target's loop.
+pub struct ScrapeLoop {
+    pub(crate) target: Arc<Target>,
+    job: Arc<JobConfig>,
+    sink: Arc<dyn MetricsSink>,
+    client: HttpClient,
+    pub(crate) health: Arc<Mutex<TargetHealth>>,
+    state: LoopState,
+    cache: HashMap<Box<[u8]>, CacheEntry, ahash::RandomState>,
+    iter: u64,
+    last_metadata: BTreeMap<String, MetricMetadata>,
+    /// `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+    /// `scrape_samples_post_metric_relabeling`, `scrape_series_added`.
+    report: [Labels; 5],
+}
+
+const REPORT_NAMES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+pub(crate) fn now_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Adds the target labels to an exposed series (Prometheus's `mutateSampleLabels`).
+pub fn mutate_labels(exposed: &mut LabelSet, target: &Labels, honor_labels: bool) {
+    if honor_labels {
+        for l in target {
+            if !exposed.has(l.name) {
+                exposed.set(l.name.to_string(), l.value.to_string());
+            }
+        }
+        return;
+    }
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    for l in target {
+        let existing = exposed.get(l.name);
+        if !existing.is_empty() {
+            conflicts.push((l.name.to_string(), existing.to_string()));
+        }
+        exposed.set(l.name.to_string(), l.value.to_string());
+    }
+    conflicts.sort_by_key(|(n, _)| n.len());
+    for (name, value) in conflicts {
+        let mut new = name;
+        loop {
+            new = format!("exported_{new}");
+            if exposed.get(&new).is_empty() {
+                exposed.set(new, value);
+                break;
+            }
+        }
+    }
+}
+
+impl ScrapeLoop {
+    /// A loop for `target` of `job`, continuing `state` (from a reloaded predecessor).
+    pub fn new(
+        target: Arc<Target>,
+        job: Arc<JobConfig>,
+        sink: Arc<dyn MetricsSink>,
+        client: HttpClient,
+        state: LoopState,
+    ) -> ScrapeLoop {
+        let report = REPORT_NAMES.map(|name| {
+            let mut b = LabelsBuilder::new();
+            for l in &target.labels {
+                // Target labels were validated when the target was built.
+                let _ = b.push(l.name, l.value);
+            }
+            let _ = b.push(METRIC_NAME, name);
+            b.build().unwrap_or_default()
+        });
+        // A predecessor that scraped leaves its synthetic series to end; a loop that has
+        // not scraped yet has none (no staleness markers for series never written).
+        let mut state = state;
+        if !state.report.is_empty() {
+            state.report = report.to_vec();
+        }
+        ScrapeLoop {
+            target,
+            job,
+            sink,
+            client,
+            health: Arc::new(Mutex::new(TargetHealth::default())),
+            state,
+            cache: HashMap::default(),
+            iter: 0,
+            last_metadata: BTreeMap::new(),
+            report,
+        }
+    }
+
+    /// The shared health cell, read by the manager for `/api/v1/targets`.
+    pub fn health(&self) -> Arc<Mutex<TargetHealth>> {
+        self.health.clone()
+    }
+
+    /// Runs until `stop` says so: first scrape after `offset`, then every interval.
+    pub async fn run(
+        mut self,
+        offset: Duration,
+        mut stop: watch::Receiver<Option<Stop>>,
+    ) -> LoopState {
+        let start = tokio::time::Instant::now() + offset;
+        let mut ticker = tokio::time::interval_at(start, self.target.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let why = loop {
+            if let Some(why) = *stop.borrow() {
+                break why;
+            }
+            tokio::select! {
+                _ = ticker.tick() => {
+                    // A stop cancels the request, never a started append.
+                    let cancel = async {
+                        let _ = stop.changed().await;
+                    };
+                    self.scrape_until(cancel).await;
+                }
+                r = stop.changed() => {
+                    if r.is_err() {
+                        break Stop::Quiet;
+                    }
+                }
+            }
+        };
+        if why == Stop::Removed {
+            self.end_of_run_staleness().await;
+        }
+        self.take_state()
+    }
+
+    /// The series of the last successful scrape, for a successor loop or staleness.
+    fn take_state(&mut self) -> LoopState {
+        let mut state = std::mem::take(&mut self.state);
+        for e in self.cache.values_mut() {
+            if e.prev_tracked {
+                if let Some(l) = e.labels.take() {
+                    state.prev.insert(l);
+                }
+            }
+        }
+        self.cache.clear();
+        state
+    }
+
+    /// Marks every series of the last scrape and the synthetic series stale.
+    async fn end_of_run_staleness(&mut self) {
+        let ts = now_ms(SystemTime::now());
+        let samples = self.take_state().stale_samples(ts);
+        if samples.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sink.append(samples).await {
+            tracing::warn!(target = %self.target.url, error = %e, "writing staleness markers for a removed target failed");
+        }
+    }
+
+    /// Turns a body into samples, or the scrape's error with the samples counted so far.
+    fn append_body(
+        &mut self,
+        body: &[u8],
+        content_type: &str,
+        ts: i64,
+    ) -> Result<Appended, ScrapeFailure> {
+        self.iter += 1;
+        let iter = self.iter;
+        let format = Format::from_content_type(content_type);
+        let mut parser = Parser::new(body, format);
+        let mut out = Appended {
+            samples: Vec::with_capacity(self.cache.len() + 16),
+            total: 0,
+            added: 0,
+            series_added: 0,
+            metadata: BTreeMap::new(),
+        };
+        let mut scratch = Vec::new();
+        let job = self.job.clone();
+        loop {
+            let entry = match parser.next() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => return Err(out.fail(e.to_string())),
+            };
+            match entry {
+                Entry::Help { name, help } => {
+                    out.metadata
+                        .entry(name.to_string())
+                        .or_insert_with(empty_meta)
+                        .help = help;
+                }
+                Entry::Type { name, kind } => {
+                    out.metadata
+                        .entry(name.to_string())
+                        .or_insert_with(empty_meta)
+                        .metric_type = kind;
+                }
+                Entry::Unit { name, unit } => {
+                    out.metadata
+                        .entry(name.to_string())
+                        .or_insert_with(empty_meta)
+                        .unit = unit.to_string();
+                }
+                Entry::Sample {
+                    series,
+                    value,
+                    timestamp,
+                } => {
+                    out.total += 1;
+                    let tracked = timestamp.is_none() || !job.honor_timestamps;
+                    let labels = match self.cache.get_mut(series) {
+                        Some(e) => {
+                            e.seen = iter;
+                            e.cur_tracked = tracked;
+                            e.labels.clone()
+                        }
+                        None => {
+                            parser.labels(&mut scratch);
+                            let labels = self.build_series(&mut scratch, &job).map_err(|e| {
+                                out.fail(format!("line {}: {e}", parser.line().saturating_sub(1)))
+                            })?;
+                            if labels.is_some() {
+                                out.series_added += 1;
+                            }
+                            self.cache.insert(
+                                series.into(),
+                                CacheEntry {
+                                    labels: labels.clone(),
+                                    seen: iter,
+                                    cur_tracked: tracked,
+                                    prev_tracked: false,
+                                },
+                            );
+                            labels
+                        }
+                    };
+                    let Some(labels) = labels else {
+                        continue;
+                    };
+                    out.added += 1;
+                    let t = match timestamp {
+                        Some(t) if job.honor_timestamps => t,
+                        _ => ts,
+                    };
+                    out.samples.push((labels, t, value));
+                }
+            }
+        }
+        if job.sample_limit > 0 && out.added > job.sample_limit {
+            let msg = format!(
+                "sample limit exceeded ({} samples after metric relabeling, sample_limit is {})",
+                out.added, job.sample_limit
+            );
+            return Err(out.fail(msg));
+        }
+        Ok(out)
+    }
+
+    /// After a successful scrape: staleness markers for the previous scrape's series that
+    /// this one did not expose, which also leave the cache.
+    fn commit_success(&mut self, ts: i64, samples: &mut Vec<Sample>) {
+        let cur = self.iter;
+        self.cache.retain(|_, e| {
+            if e.seen == cur {
+                e.prev_tracked = e.cur_tracked;
+                return true;
+            }
+            if e.prev_tracked {
+                if let Some(l) = e.labels.take() {
+                    samples.push((l, ts, stale_nan()));
+                }
+            }
+            false
+        });
+        // A predecessor's series (reload) count once, at the first scrape.
+        if !self.state.prev.is_empty() {
+            let live: HashSet<&Labels> = self
+                .cache
+                .values()
+                .filter(|e| e.prev_tracked)
+                .filter_map(|e| e.labels.as_ref())
+                .collect();
+            let gone: Vec<Labels> = self
+                .state
+                .prev
+                .iter()
+                .filter(|l| !live.contains(l))
+                .cloned()
+                .collect();
+            self.state.prev.clear();
+            samples.extend(gone.into_iter().map(|l| (l, ts, stale_nan())));
+        }
+    }
+
+    /// After a failed scrape: every series of the last successful scrape ends.
+    fn commit_failure(&mut self, ts: i64, samples: &mut Vec<Sample>) {
+        for e in self.cache.values_mut() {
+            if std::mem::take(&mut e.prev_tracked) {
+                if let Some(l) = &e.labels {
+                    samples.push((l.clone(), ts, stale_nan()));
+                }
+            }
+        }
+        samples.extend(self.state.prev.drain().map(|l| (l, ts, stale_nan())));
+    }
+
+    /// Builds one series' final labels; None when metric relabeling drops it.
+    fn build_series(
+        &self,
+        exposed: &mut Vec<(String, String)>,
+        job: &JobConfig,
+    ) -> Result<Option<Labels>, String> {
+        let mut names: Vec<&str> = exposed.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "label name {:?} is not unique: invalid sample",
+                w[0]
+            ));
+        }
+        let mut set = LabelSet::from_pairs(exposed.drain(..));
+        mutate_labels(&mut set, &self.target.labels, job.honor_labels);
+        if !process(&mut set, &job.metric_relabel_configs) || set.is_empty() {
+            return Ok(None);
+        }
+        if !set.has(METRIC_NAME) {
+            return Err("missing metric name (__name__ label)".into());
+        }
+        if job.label_limit > 0 && set.len() > job.label_limit {
+            return Err(format!(
+                "label_limit exceeded (metric: {:.50}, number of labels: {}, limit: {})",
+                set.get(METRIC_NAME),
+                set.len(),
+                job.label_limit
+            ));
+        }
+        for (n, v) in set.iter() {
+            if job.label_name_length_limit > 0 && n.len() > job.label_name_length_limit {
+                return Err(format!(
+                    "label_name_length_limit exceeded (metric: {:.50}, label name: {:.50}, length: {}, limit: {})",
+                    set.get(METRIC_NAME), n, n.len(), job.label_name_length_limit
+                ));
+            }
+            if job.label_value_length_limit > 0 && v.len() > job.label_value_length_limit {
+                return Err(format!(
+                    "label_value_length_limit exceeded (metric: {:.50}, label name: {:.50}, value: {:.50}, length: {}, limit: {})",
+                    set.get(METRIC_NAME), n, v, v.len(), job.label_value_length_limit
+                ));
+            }
+        }
+        let mut b = LabelsBuilder::new();
+        for (n, v) in set.iter() {
+            b.push(n, v)
+                .map_err(|e| format!("invalid metric name or label names: {e}"))?;
+        }
+        b.build()
+            .map(Some)
+            .map_err(|e| format!("invalid metric name or label names: {e}"))
+    }
+
+    /// One scrape, start to finish.
+    pub async fn scrape_once(&mut self) {
+        self.scrape_until(std::future::pending()).await;
+    }
+
+    /// One scrape, unless `cancel` resolves while the request is in flight (then nothing is
+    /// written). Once the body is in, the append always runs to completion: the sink's
+    /// future is never dropped halfway.
+    async fn scrape_until(&mut self, cancel: impl std::future::Future<Output = ()>) {
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let ts = now_ms(started_at);
+        let fetch = tokio::time::timeout(
+            self.target.timeout,
+            self.client.fetch(
+                &self.target.url,
+                self.target.timeout,
+                self.job.auth.as_ref(),
+                self.job.body_size_limit,
+                self.job.enable_compression,
+            ),
+        );
+        let fetched = tokio::select! {
+            r = fetch => r,
+            _ = cancel => return,
+        };
+        let duration = start.elapsed();
+        let result = match fetched {
+            Err(_) => Err(ScrapeFailure {
+                error: format!(
+                    "Get {:?}: context deadline exceeded (no answer within the scrape timeout of {})",
+                    self.target.url,
+                    super::config::format_duration(self.target.timeout)
+                ),
+                total: 0,
+                added: 0,
+            }),
+            Ok(Err(error)) => Err(ScrapeFailure {
+                error,
+                total: 0,
+                added: 0,
+            }),
+            Ok(Ok(f)) => self.append_body(&f.body, &f.content_type, ts),
+        };
+        let (mut samples, error, total, added, series_added) = match result {
+            Ok(a) => {
+                let mut samples = a.samples;
+                self.commit_success(ts, &mut samples);
+                if a.metadata != self.last_metadata {
+                    self.sink.record_metadata(
+                        a.metadata
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    );
+                    self.last_metadata = a.metadata;
+                }
+                (samples, None, a.total, a.added, a.series_added)
+            }
+            Err(f) => {
+                // Nothing of a failed scrape is stored; its series end here.
+                let mut samples = Vec::new();
+                self.commit_failure(ts, &mut samples);
+                (samples, Some(f.error), f.total, f.added, 0)
+            }
+        };
+        let up = if error.is_none() { 1.0 } else { 0.0 };
+        let values = [
+            up,
+            duration.as_secs_f64(),
+            total as f64,
+            added as f64,
+            series_added as f64,
+        ];
+        for (l, v) in self.report.iter().zip(values) {
+            samples.push((l.clone(), ts, v));
+        }
+        let mut error = error;
+        if self.state.report.is_empty() {
+            self.state.report = self.report.to_vec();
+        }
+        match self.sink.append(samples).await {
+            Ok(outcome) if outcome.rejected() > 0 => {
+                tracing::debug!(
+                    target = %self.target.url,
+                    rejected = outcome.rejected(),
+                    first = outcome.first_error.as_deref().unwrap_or(""),
+                    "the store rejected some scraped samples"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if error.is_none() {
+                    error = Some(format!("storing the scraped samples failed: {e}"));
+                }
+            }
+        }
+        let mut h = self.health.lock();
+        h.last_scrape = Some(started_at);
+        h.last_duration = duration;
+        match error {
+            None => {
+                h.health = Health::Up;
+                h.last_error.clear();
+            }
+            Some(e) => {
+                h.health = Health::Down;
+                h.last_error = e;
+            }
+        }
+    }
+}
+
+fn empty_meta() -> MetricMetadata {
+    MetricMetadata {
+        metric_type: MetricType::Unknown,
+        help: String::new(),
+        unit: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &str)]) -> LabelSet {
+        LabelSet::from_pairs(pairs.iter().map(|(a, b)| (*a, *b)))
+    }
+
+    #[test]
+    fn target_labels_and_conflicts() {
+        let target = Labels::new([("job", "j"), ("instance", "i:1")]).unwrap();
+        let mut s = set(&[
+            ("__name__", "m"),
+            ("job", "exposed"),
+            ("exported_job", "taken"),
+            ("a", "1"),
+        ]);
+        mutate_labels(&mut s, &target, false);
+        assert_eq!(
+            s,
+            set(&[
+                ("__name__", "m"),
+                ("a", "1"),
+                ("exported_exported_job", "exposed"),
+                ("exported_job", "taken"),
+                ("instance", "i:1"),
+                ("job", "j"),
+            ])
+        );
+        let mut s = set(&[("__name__", "m"), ("job", "exposed")]);
+        mutate_labels(&mut s, &target, true);
+        assert_eq!(
+            s,
+            set(&[("__name__", "m"), ("instance", "i:1"), ("job", "exposed")])
+        );
+        // An empty exposed value is no conflict.
+        let mut s = set(&[("__name__", "m"), ("job", "")]);
+        mutate_labels(&mut s, &target, false);
+        assert_eq!(
+            s,
+            set(&[("__name__", "m"), ("instance", "i:1"), ("job", "j")])
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Shared by the scrape integration tests: a recording sink, the Python `prometheus_client`
+//! target, a tiny HTTP server whose answers a test scripts, and polling helpers.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingest::metrics::{AppendError, AppendOutcome, MetadataRegistry, MetricsSink, Sample};
+use ingest::BoxFuture;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A sink that keeps every append, in order.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub appends: Mutex<Vec<Vec<Sample>>>,
+    pub metadata: MetadataRegistry,
+}
+
+impl MetricsSink for RecordingSink {
+    fn append(&self, samples: Vec<Sample>) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        let n = samples.len();
+        self.appends.lock().push(samples);
+        Box::pin(async move {
+            Ok(AppendOutcome {
+                appended: n,
+                ..AppendOutcome::default()
+            })
+        })
+    }
+
+    fn append_all_or_nothing(
+        &self,
+        samples: Vec<Sample>,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        self.append(samples)
+    }
+
+    fn record_metadata(&self, metadata: Vec<(String, ingest::MetricMetadata)>) {
+        self.metadata.record(metadata);
+    }
+}
+
+pub type LabelMap = BTreeMap<String, String>;
+
+impl RecordingSink {
+    /// Every series appended so far, as name → value maps.
+    pub fn series(&self) -> BTreeSet<LabelMap> {
+        self.appends
+            .lock()
+            .iter()
+            .flatten()
+            .map(|(l, _, _)| to_map(l))
+            .collect()
+    }
+
+    /// Series with a sample at or after `min_ts` (ms): what a store that refuses samples
+    /// far older than its head (Prometheus's "out of bounds") keeps.
+    pub fn series_since(&self, min_ts: i64) -> BTreeSet<LabelMap> {
+        self.appends
+            .lock()
+            .iter()
+            .flatten()
+            .filter(|(_, t, _)| *t >= min_ts)
+            .map(|(l, _, _)| to_map(l))
+            .collect()
+    }
+
+    /// All samples of series whose labels include `with`.
+    pub fn samples_of(&self, with: &[(&str, &str)]) -> Vec<(LabelMap, i64, f64)> {
+        self.appends
+            .lock()
+            .iter()
+            .flatten()
+            .filter(|(l, _, _)| with.iter().all(|(k, v)| l.get(k) == Some(*v)))
+            .map(|(l, t, v)| (to_map(l), *t, *v))
+            .collect()
+    }
+}
+
+pub fn to_map(l: &model::labels::Labels) -> LabelMap {
+    l.iter()
+        .map(|x| (x.name.to_string(), x.value.to_string()))
+        .collect()
+}
+
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == ingest::scrape::STALE_NAN_BITS
+}
+
+/// A child process killed when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The test venv's Python: `$LOOKOUT_TEST_PYTHON`, else `<repo>/.venv/bin/python`. Missing
+/// is a failure with instructions, not a skip (as in the end-to-end harness).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LOOKOUT_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    assert!(
+        venv.is_file(),
+        "the scrape tests need prometheus_client: run `bash scripts/python-env.sh` \
+         (or set LOOKOUT_TEST_PYTHON to a python with scripts/requirements-test.txt installed)"
+    );
+    venv
+}
+
+/// Starts `tests/python/prom_target.py`; returns the process and its `host:port`.
+pub fn start_python_target() -> (KillOnDrop, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/prom_target.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the prometheus_client target");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the target's port");
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("target printed {line:?}"));
+    (KillOnDrop(child), format!("127.0.0.1:{port}"))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How a scripted target answers.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// 200 with this content type and body.
+    Body(&'static str, String),
+    /// 200, gzip-compressed body.
+    Gzip(&'static str, String),
+    /// This status, empty body.
+    Status(u16),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+/// A target whose answer the test changes at will; records the request heads it got.
+pub struct ScriptedTarget {
+    pub addr: SocketAddr,
+    pub answer: Arc<Mutex<Answer>>,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedTarget {
+    pub async fn start(answer: Answer) -> ScriptedTarget {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new(answer));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (a, r) = (answer.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (a, r) = (a.clone(), r.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match sock.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        r.lock().push(String::from_utf8_lossy(&head).into_owned());
+                        let answer = a.lock().clone();
+                        let (status, ct, body, gz) = match answer {
+                            Answer::Hang => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                return;
+                            }
+                            Answer::Status(s) => (s, "text/plain", Vec::new(), false),
+                            Answer::Body(ct, b) => (200, ct, b.into_bytes(), false),
+                            Answer::Gzip(ct, b) => {
+                                use std::io::Write;
+                                let mut e = flate2::write::GzEncoder::new(
+                                    Vec::new(),
+                                    flate2::Compression::fast(),
+                                );
+                                e.write_all(b.as_bytes()).unwrap();
+                                (200, ct, e.finish().unwrap(), true)
+                            }
+                        };
+                        let mut resp = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n",
+                            body.len()
+                        );
+                        if gz {
+                            resp.push_str("Content-Encoding: gzip\r\n");
+                        }
+                        resp.push_str("\r\n");
+                        if sock.write_all(resp.as_bytes()).await.is_err()
+                            || sock.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedTarget {
+            addr,
+            answer,
+            requests,
+        }
+    }
+
+    pub fn set(&self, a: Answer) {
+        *self.answer.lock() = a;
+    }
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,386 @@
+//! The scrape manager against scripted targets: failures that must give a precise
+//! `lastError` and store nothing but the synthetic series (a target that hangs, broken
+//! exposition text, too many samples, an error status, an oversized body), staleness
+//! markers when series or targets disappear, gzip and the request headers, reload that keeps
+//! unchanged loops running, and file discovery picking up edits.
+
+mod scrape_common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ingest::scrape::{ScrapeConfig, ScrapeManager, TargetsSnapshot};
+use scrape_common::*;
+
+const SYNTHETIC: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+fn config(yaml: &str) -> ScrapeConfig {
+    ScrapeConfig::parse_prometheus_yaml(yaml, "test.yml", Path::new("/")).expect("config")
+}
+
+fn one_job(addr: &str, extra: &str) -> ScrapeConfig {
+    config(&format!(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: t\n    static_configs:\n      - targets: ['{addr}']\n{extra}"
+    ))
+}
+
+/// Waits until the job's target has been scraped and its health is `health`; returns it.
+async fn wait_health(m: &ScrapeManager, health: &str) -> ingest::scrape::ActiveTarget {
+    for _ in 0..100 {
+        let t: TargetsSnapshot = m.targets().await;
+        if let Some(a) = t.active.first() {
+            if a.health.as_str() == health && a.last_scrape.is_some() {
+                return a.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "target never became {health}: {:?}",
+        m.targets().await.active
+    );
+}
+
+/// Asserts that only the synthetic series (and staleness markers) were stored, and `up` is 0.
+fn only_synthetic(sink: &RecordingSink) {
+    for (labels, _, v) in sink.samples_of(&[]) {
+        let name = labels["__name__"].as_str();
+        assert!(
+            SYNTHETIC.contains(&name) || is_stale(v),
+            "stored {labels:?} = {v} from a failed scrape"
+        );
+        if name == "up" {
+            assert_eq!(v, 0.0);
+        }
+    }
+}
+
+async fn failing(answer: Answer, extra: &str, want: &str) {
+    let target = ScriptedTarget::start(answer).await;
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(one_job(&target.addr.to_string(), extra), sink.clone());
+    let t = wait_health(&m, "down").await;
+    assert!(
+        t.last_error.contains(want),
+        "lastError {:?} lacks {want:?}",
+        t.last_error
+    );
+    m.shutdown().await;
+    only_synthetic(&sink);
+    assert!(!sink.samples_of(&[("__name__", "up")]).is_empty());
+}
+
+#[tokio::test]
+async fn hanging_target_times_out() {
+    failing(Answer::Hang, "", "context deadline exceeded").await;
+}
+
+#[tokio::test]
+async fn broken_text_is_a_precise_error() {
+    let body = "ok_metric 1\nbroken{a=\"b\" 1\nafter 2\n".to_string();
+    failing(
+        Answer::Body("text/plain; version=0.0.4", body),
+        "",
+        "line 2: expected label name, got \"1\" while parsing: \"broken{a=\\\"b\\\" 1\"",
+    )
+    .await;
+    failing(
+        Answer::Body(
+            "application/openmetrics-text; version=1.0.0",
+            "a 1\n".into(),
+        ),
+        "",
+        "data does not end with # EOF",
+    )
+    .await;
+    failing(
+        Answer::Body("text/plain", "dup{a=\"1\",a=\"2\"} 1\n".into()),
+        "",
+        "label name \"a\" is not unique",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sample_limit_fails_the_scrape() {
+    let body: String = (0..20).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect();
+    failing(
+        Answer::Body("text/plain", body),
+        "    sample_limit: 10\n",
+        "sample limit exceeded",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn error_status_and_body_limit() {
+    failing(
+        Answer::Status(500),
+        "",
+        "server returned HTTP status 500 Internal Server Error",
+    )
+    .await;
+    failing(
+        Answer::Body("text/plain", "x 1\n".repeat(1000)),
+        "    body_size_limit: 1KB\n",
+        "body size limit exceeded",
+    )
+    .await;
+    failing(
+        Answer::Gzip("text/plain", "x 1\n".repeat(1000)),
+        "    body_size_limit: 1KB\n",
+        "body size limit exceeded",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_target_is_down() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(one_job(&addr, ""), sink.clone());
+    let t = wait_health(&m, "down").await;
+    assert!(
+        t.last_error
+            .starts_with(&format!("Get \"http://{addr}/metrics\"")),
+        "{}",
+        t.last_error
+    );
+    m.shutdown().await;
+    only_synthetic(&sink);
+}
+
+#[tokio::test]
+async fn series_and_targets_going_away_get_staleness_markers() {
+    let target = ScriptedTarget::start(Answer::Gzip(
+        "text/plain; version=0.0.4",
+        "# TYPE a gauge\n# HELP a An a.\na 1\nb 2\nexplicit 3 1000\n".into(),
+    ))
+    .await;
+    let addr = target.addr.to_string();
+    let sink = Arc::new(RecordingSink::default());
+    let cfg = one_job(
+        &addr,
+        "    basic_auth:\n      username: user\n      password: pw\n",
+    );
+    let m = ScrapeManager::start(cfg.clone(), sink.clone());
+    let t = wait_health(&m, "up").await;
+    assert_eq!(t.scrape_url, format!("http://{addr}/metrics"));
+    assert_eq!(t.labels["job"], "t");
+    assert_eq!(t.labels["instance"], addr);
+    assert_eq!(t.discovered_labels["__address__"], addr);
+    assert_eq!(t.scrape_interval, "200ms");
+    assert!(t.last_scrape_rfc3339().ends_with('Z'));
+
+    // Headers as Prometheus sends them.
+    let head = target.requests.lock()[0].to_lowercase();
+    assert!(head.contains("accept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"), "{head}");
+    assert!(head.contains("accept-encoding: gzip"), "{head}");
+    assert!(
+        head.contains("x-prometheus-scrape-timeout-seconds: 0.15"),
+        "{head}"
+    );
+    assert!(head.contains("authorization: basic dxnlcjpwdw=="), "{head}");
+
+    // Samples carry the target labels; the explicit timestamp is honored.
+    let a = sink.samples_of(&[("__name__", "a")]);
+    assert_eq!(a[0].0["job"], "t");
+    assert_eq!(sink.samples_of(&[("__name__", "explicit")])[0].1, 1000);
+    let meta = sink.metadata.list(Some("a"));
+    assert_eq!(meta[0].1[0].help, "An a.");
+    let added = sink.samples_of(&[("__name__", "scrape_series_added")]);
+    assert_eq!(added[0].2, 3.0);
+
+    // b disappears: one staleness marker for b, none for a or explicit.
+    target.set(Answer::Body("text/plain", "a 1\nexplicit 3 1000\n".into()));
+    eventually(Duration::from_secs(5), "a staleness marker for b", || {
+        sink.samples_of(&[("__name__", "b")])
+            .iter()
+            .any(|s| is_stale(s.2))
+            .then_some(())
+    })
+    .await;
+    assert!(!sink
+        .samples_of(&[("__name__", "a")])
+        .iter()
+        .any(|s| is_stale(s.2)));
+
+    // Each scrape is one append holding samples and synthetic series together.
+    for batch in sink.appends.lock().iter() {
+        let ups = batch
+            .iter()
+            .filter(|(l, _, _)| l.metric_name() == Some("up"))
+            .count();
+        assert_eq!(ups, 1);
+    }
+
+    // Reload with the same config: the loop keeps running (health stays up, no staleness).
+    let before = sink.appends.lock().len();
+    m.apply(cfg).await;
+    assert_eq!(m.targets().await.active[0].health.as_str(), "up");
+    eventually(Duration::from_secs(5), "more scrapes", || {
+        (sink.appends.lock().len() > before + 1).then_some(())
+    })
+    .await;
+    assert!(!sink
+        .samples_of(&[("__name__", "a")])
+        .iter()
+        .any(|s| is_stale(s.2)));
+
+    // Reload without the job: the target's series and its synthetic series end.
+    m.apply(config("scrape_configs: []\n")).await;
+    assert!(m.targets().await.active.is_empty());
+    eventually(
+        Duration::from_secs(5),
+        "staleness markers for a and up",
+        || {
+            let a = sink
+                .samples_of(&[("__name__", "a")])
+                .iter()
+                .any(|s| is_stale(s.2));
+            let up = sink
+                .samples_of(&[("__name__", "up")])
+                .iter()
+                .any(|s| is_stale(s.2));
+            (a && up).then_some(())
+        },
+    )
+    .await;
+    m.shutdown().await;
+}
+
+#[tokio::test]
+async fn failed_scrape_marks_previous_series_stale() {
+    let target = ScriptedTarget::start(Answer::Body("text/plain", "a 1\n".into())).await;
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(one_job(&target.addr.to_string(), ""), sink.clone());
+    wait_health(&m, "up").await;
+    target.set(Answer::Body("text/plain", "a 1\nbad\n".into()));
+    let t = wait_health(&m, "down").await;
+    assert!(
+        t.last_error
+            .starts_with("line 2: expected value after metric"),
+        "{}",
+        t.last_error
+    );
+    m.shutdown().await;
+    let a = sink.samples_of(&[("__name__", "a")]);
+    assert!(is_stale(a.last().unwrap().2), "{a:?}");
+}
+
+#[tokio::test]
+async fn file_discovery_follows_the_file() {
+    let t1 = ScriptedTarget::start(Answer::Body("text/plain", "one 1\n".into())).await;
+    let t2 = ScriptedTarget::start(Answer::Body("text/plain", "two 2\n".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.json");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[{{"targets": ["{}"], "labels": {{"env": "a"}}}}]"#,
+            t1.addr
+        ),
+    )
+    .unwrap();
+    let yaml = "global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: files\n    file_sd_configs:\n      - files: ['*.json']\n        refresh_interval: 200ms\n    relabel_configs:\n      - source_labels: [__meta_filepath]\n        regex: '.*/(.*)'\n        target_label: file\n";
+    let cfg = ScrapeConfig::parse_prometheus_yaml(yaml, "p.yml", dir.path()).unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(cfg, sink.clone());
+    let t = wait_health(&m, "up").await;
+    assert_eq!(t.labels["env"], "a");
+    assert_eq!(t.labels["file"], "targets.json");
+
+    std::fs::write(&file, format!(r#"[{{"targets": ["{}"]}}]"#, t2.addr)).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the second target's samples",
+        || (!sink.samples_of(&[("__name__", "two")]).is_empty()).then_some(()),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "staleness for the first target",
+        || {
+            sink.samples_of(&[("__name__", "one")])
+                .iter()
+                .any(|s| is_stale(s.2))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(m.targets().await.active.len(), 1);
+    m.shutdown().await;
+}
+
+#[tokio::test]
+async fn changed_job_hands_its_series_to_the_new_loop() {
+    let target = ScriptedTarget::start(Answer::Body("text/plain", "a 1\nb 2\n".into())).await;
+    let addr = target.addr.to_string();
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(one_job(&addr, ""), sink.clone());
+    wait_health(&m, "up").await;
+    // Same target, different job settings: the loop restarts without ending any series...
+    m.apply(one_job(&addr, "    sample_limit: 100\n")).await;
+    let t = wait_health(&m, "up").await;
+    assert!(t.last_error.is_empty());
+    assert!(!sink.samples_of(&[]).iter().any(|s| is_stale(s.2)));
+    // ...and still knows b, so b's disappearance after the reload is marked.
+    target.set(Answer::Body("text/plain", "a 1\n".into()));
+    eventually(Duration::from_secs(5), "a staleness marker for b", || {
+        sink.samples_of(&[("__name__", "b")])
+            .iter()
+            .any(|s| is_stale(s.2))
+            .then_some(())
+    })
+    .await;
+    // A reload that changes the target's labels replaces the target: its old series end.
+    m.apply(one_job(&addr, "        labels: {env: new}\n"))
+        .await;
+    eventually(
+        Duration::from_secs(5),
+        "a staleness marker for the old a",
+        || {
+            sink.samples_of(&[("__name__", "a")])
+                .iter()
+                .any(|s| is_stale(s.2) && !s.0.contains_key("env"))
+                .then_some(())
+        },
+    )
+    .await;
+    let t = wait_health(&m, "up").await;
+    assert_eq!(t.labels["env"], "new");
+    m.shutdown().await;
+}
+
+#[tokio::test]
+async fn label_limits_and_timestamps() {
+    failing(
+        Answer::Body("text/plain", "m{a=\"1\",b=\"2\",c=\"3\"} 1\n".into()),
+        "    label_limit: 3\n",
+        "label_limit exceeded (metric: m, number of labels: 6, limit: 3)",
+    )
+    .await;
+    failing(
+        Answer::Body("text/plain", "m{a=\"0123456789\"} 1\n".into()),
+        "    label_value_length_limit: 5\n",
+        "label_value_length_limit exceeded",
+    )
+    .await;
+    // honor_timestamps: false replaces exposed timestamps with the scrape's.
+    let target = ScriptedTarget::start(Answer::Body("text/plain", "m 1 1000\n".into())).await;
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(
+        one_job(&target.addr.to_string(), "    honor_timestamps: false\n"),
+        sink.clone(),
+    );
+    wait_health(&m, "up").await;
+    m.shutdown().await;
+    assert!(sink.samples_of(&[("__name__", "m")])[0].1 > 1_000_000_000_000);
+}
