@@ -237,6 +237,11 @@ pub struct ServeArgs {
     /// Address of the OTLP/HTTP receiver (also accepts OTLP/gRPC). Default: 127.0.0.1:4318.
     #[arg(long, env = "LOOKOUT_OTLP_HTTP_ADDR", value_name = "ADDR")]
     pub otlp_http_addr: Option<SocketAddr>,
+
+    /// A Prometheus configuration file whose scrape_configs Lookout runs as they are
+    /// (re-read on SIGHUP and POST /-/reload).
+    #[arg(long, env = "LOOKOUT_PROMETHEUS_CONFIG", value_name = "FILE")]
+    pub prometheus_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

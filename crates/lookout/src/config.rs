@@ -129,6 +129,9 @@ pub struct MetricsSection {
     pub out_of_order_window: HumanDuration,
     /// Largest remote_write request body, compressed or not.
     pub max_write_size: ByteSize,
+    /// A `prometheus.yml` whose scrape configs Lookout runs (relative paths are relative to
+    /// this file's directory); `--prometheus-config` overrides it.
+    pub prometheus_config: Option<PathBuf>,
 }
 
 impl Default for MetricsSection {
@@ -138,6 +141,7 @@ impl Default for MetricsSection {
             max_size: None,
             out_of_order_window: HumanDuration(Duration::ZERO),
             max_write_size: ByteSize(ingest::remote_write::DEFAULT_MAX_REQUEST_BYTES as u64),
+            prometheus_config: None,
         }
     }
 }

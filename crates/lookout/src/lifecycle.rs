@@ -626,6 +626,15 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             metrics.insert((*key).to_string(), v);
         }
     }
+    // Scrape targets by health, from the same answer Prometheus's API gives.
+    let mut targets = std::collections::BTreeMap::<String, u64>::new();
+    if let Ok((200, body)) = http_get(state.http, "/api/v1/targets?state=active") {
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        for t in doc["data"]["activeTargets"].as_array().into_iter().flatten() {
+            let health = t["health"].as_str().unwrap_or("unknown").to_string();
+            *targets.entry(health).or_default() += 1;
+        }
+    }
     let receivers = [
         ("otlp_grpc", state.otlp_grpc),
         ("otlp_http", state.otlp_http),
@@ -645,6 +654,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
                 "name": n, "endpoint": endpoint_url(*a), "up": up,
             })).collect::<Vec<_>>(),
             "store": metrics,
+            "scrape_targets": targets,
             "data_dir": state.data_dir,
             "log": state.log,
             "sandboxes": sandboxes,
@@ -668,6 +678,14 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         for (key, v) in &metrics {
             println!("  {key:<16} {v}");
         }
+        let count = |h: &str| targets.get(h).copied().unwrap_or(0);
+        println!(
+            "  {:<16} {} up, {} down, {} not scraped yet",
+            "scrape targets",
+            count("up"),
+            count("down"),
+            count("unknown")
+        );
         println!("  {:<16} {}", "data dir", state.data_dir.display());
         println!("  {:<16} {}", "log", state.log.display());
         if sandboxes.is_empty() {

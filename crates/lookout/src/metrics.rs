@@ -1,10 +1,12 @@
 //! How the metrics parts are connected: the tsdb opened from config, the receivers
-//! (remote_write, and the scrape manager and OTLP metrics as they land) writing into it
-//! through ingest's `MetricsSink`, the Prometheus API reading it, its maintenance (block
-//! cuts, compaction, retention) and its self-metrics.
+//! (remote_write, OTLP metrics and the scrape manager) writing into it through ingest's
+//! `MetricsSink`, the Prometheus API reading it, scrape configuration reloads (SIGHUP and
+//! `POST /-/reload`), the tsdb's maintenance (block cuts, compaction, retention) and its
+//! self-metrics.
 //!
 //! The trace side of the same wiring lives in `wiring.rs`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,8 +51,135 @@ pub async fn open(settings: &Settings) -> anyhow::Result<Metrics> {
     Ok(Metrics { db, metadata, sink })
 }
 
-/// The Prometheus API router (`/api/v1/...`, `/federate`).
-pub fn api_router(settings: &Settings, m: &Metrics) -> axum::Router {
+/// Where the scrape configuration comes from, kept to re-read it on reload.
+pub struct ScrapeFiles {
+    /// `--prometheus-config` / `[metrics] prometheus_config`.
+    prometheus: Option<PathBuf>,
+    /// The lookout.toml holding the `[scrape]` section, if any.
+    lookout: Option<PathBuf>,
+    /// Lookout's own HTTP address, for the self-scrape job.
+    self_addr: String,
+}
+
+impl ScrapeFiles {
+    pub fn new(settings: &Settings, http: std::net::SocketAddr) -> ScrapeFiles {
+        ScrapeFiles {
+            prometheus: settings.prometheus_config.clone(),
+            lookout: settings.config_file.clone(),
+            self_addr: crate::lifecycle::endpoint_url(http)
+                .trim_start_matches("http://")
+                .to_string(),
+        }
+    }
+
+    /// The configuration from `prometheus.yml` (if any) and `[scrape]`, plus the
+    /// self-scrape job unless `[scrape] self_scrape = false`.
+    fn build(
+        &self,
+        toml: &ingest::scrape::TomlScrapeConfig,
+    ) -> Result<ingest::scrape::ScrapeConfig, String> {
+        let from_toml = toml.to_config().map_err(|e| match &self.lookout {
+            Some(f) => format!("{}: [scrape]: {e}", f.display()),
+            None => format!("[scrape]: {e}"),
+        })?;
+        let mut cfg = match &self.prometheus {
+            Some(p) => {
+                let mut cfg = ingest::scrape::ScrapeConfig::load_prometheus_file(p)
+                    .map_err(|e| e.to_string())?;
+                cfg.extend(from_toml).map_err(|e| e.to_string())?;
+                cfg
+            }
+            None => from_toml,
+        };
+        if toml.self_scrape_enabled() {
+            cfg.ensure_self_scrape(&self.self_addr);
+        }
+        for w in &cfg.warnings {
+            tracing::warn!("scrape configuration: {w}");
+        }
+        Ok(cfg)
+    }
+
+    /// Re-reads both files.
+    fn reread(&self) -> Result<ingest::scrape::ScrapeConfig, String> {
+        let config = crate::config::load(self.lookout.as_deref()).map_err(|e| format!("{e:#}"))?;
+        self.build(&config.scrape)
+    }
+}
+
+/// The running scrape manager and how to reload it.
+pub struct Scraping {
+    pub manager: Arc<ingest::scrape::ScrapeManager>,
+    files: ScrapeFiles,
+}
+
+/// Starts scraping by the configured files. A configuration error stops start-up, as in
+/// Prometheus (a broken file at reload only keeps the old configuration).
+pub fn start_scraping(
+    settings: &Settings,
+    http: std::net::SocketAddr,
+    sink: Arc<dyn MetricsSink>,
+) -> anyhow::Result<Arc<Scraping>> {
+    let files = ScrapeFiles::new(settings, http);
+    let cfg = files
+        .build(&settings.config.scrape)
+        .map_err(|e| anyhow::anyhow!("invalid scrape configuration: {e}"))?;
+    tracing::info!(jobs = cfg.jobs.len(), "scraping");
+    let manager = Arc::new(ingest::scrape::ScrapeManager::start(cfg, sink));
+    Ok(Arc::new(Scraping { manager, files }))
+}
+
+impl Scraping {
+    /// Re-reads the configuration and applies it; on error the old one stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        match self.files.reread() {
+            Ok(cfg) => {
+                self.manager.apply(cfg).await;
+                tracing::info!("scrape configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scrape configuration reload failed; keeping the running one");
+                Err(e)
+            }
+        }
+    }
+}
+
+struct ReloadScrape(Arc<Scraping>);
+
+impl api::prometheus::Reload for ReloadScrape {
+    fn reload(&self) -> ingest::BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.0.reload())
+    }
+}
+
+/// Reloads the scrape configuration on every SIGHUP until `stop` flips.
+pub fn spawn_sighup_reload(
+    scraping: Arc<Scraping>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload instead");
+            return;
+        };
+        let stopped = async move {
+            let _ = stop.wait_for(|v| *v).await;
+        };
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = scraping.reload().await; }
+                _ = &mut stopped => return,
+            }
+        }
+    })
+}
+
+/// The Prometheus API router (`/api/v1/...`, `/federate`, `/-/reload`).
+pub fn api_router(settings: &Settings, m: &Metrics, scraping: &Arc<Scraping>) -> axum::Router {
     let build = api::prometheus::PromBuildInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         revision: option_env!("LOOKOUT_GIT_REVISION")
@@ -65,13 +194,20 @@ pub fn api_router(settings: &Settings, m: &Metrics) -> axum::Router {
         max_write_bytes: settings.config.metrics.max_write_size.0 as usize,
         ..Default::default()
     };
-    api::prometheus::router(api::prometheus::PromState::new(
-        m.db.clone(),
-        m.sink.clone(),
-        m.metadata.clone(),
-        build,
-        limits,
-    ))
+    let scrape = api::prometheus::ScrapeApi {
+        manager: scraping.manager.clone(),
+        reload: Arc::new(ReloadScrape(scraping.clone())),
+    };
+    api::prometheus::router(
+        api::prometheus::PromState::new(
+            m.db.clone(),
+            m.sink.clone(),
+            m.metadata.clone(),
+            build,
+            limits,
+        )
+        .with_scrape(scrape),
+    )
 }
 
 /// Runs tsdb maintenance every minute until `stop` flips.

@@ -24,6 +24,8 @@ pub struct Settings {
     pub config: Config,
     pub config_file: Option<PathBuf>,
     pub data_dir: PathBuf,
+    /// The `prometheus.yml` to scrape by, from the flag or `[metrics] prometheus_config`.
+    pub prometheus_config: Option<PathBuf>,
 }
 
 impl Settings {
@@ -43,10 +45,20 @@ impl Settings {
             (Some(d), _) | (None, Some(d)) => d.clone(),
             (None, None) => config::default_data_dir()?,
         };
+        // A path in the config file is relative to that file, as Prometheus's own are.
+        let prometheus_config = args.prometheus_config.clone().or_else(|| {
+            let p = config.metrics.prometheus_config.clone()?;
+            let base = config_file.as_deref().and_then(std::path::Path::parent);
+            Some(match base {
+                Some(dir) if p.is_relative() => dir.join(p),
+                _ => p,
+            })
+        });
         Ok(Settings {
             config,
             config_file,
             data_dir,
+            prometheus_config,
         })
     }
 }
@@ -192,9 +204,12 @@ pub async fn run_until(
         metrics.sink.clone(),
     );
     let otlp_router = ingest::otlp_router(otlp_state.clone());
+    let scraping =
+        crate::metrics::start_scraping(&settings, http.local_addr()?, metrics.sink.clone())?;
     let api_router = crate::wiring::api_router(store.clone(), ready.clone())
-        .merge(crate::metrics::api_router(&settings, &metrics))
+        .merge(crate::metrics::api_router(&settings, &metrics, &scraping))
         .merge(ingest::prometheus_otlp_router(otlp_state));
+    let sighup = crate::metrics::spawn_sighup_reload(scraping.clone(), stop_rx.clone());
     let addrs = (
         http.local_addr()?,
         grpc.local_addr()?,
@@ -255,6 +270,8 @@ pub async fn run_until(
         while servers.join_next().await.is_some() {}
     })
     .await;
+    scraping.manager.shutdown().await;
+    let _ = sighup.await;
     let _ = maintenance.await;
     let _ = metrics_maintenance.await;
     crate::wiring::close_trace_store(store).await?;

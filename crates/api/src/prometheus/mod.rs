@@ -1,6 +1,7 @@
 //! Prometheus's HTTP API over Lookout's tsdb: the `/api/v1/` envelope and error shapes,
 //! PromQL queries (`query`, `query_range`, `format_query`, evaluated by the `promql` crate), the
 //! metadata endpoints (`series`, `labels`, `label/{name}/values`, `metadata`, `status/*`),
+//! the scrape manager's `/api/v1/targets` and `/-/reload`,
 //! `/federate`, and the remote_write receiver (`POST /api/v1/write`).
 //!
 //! Answers follow Prometheus's `web/api/v1` exactly: `{"status":"success","data":…}` with
@@ -26,6 +27,7 @@ use crate::gocompat;
 
 mod query;
 mod series;
+mod targets;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -51,7 +53,10 @@ pub struct PromState {
     pub(crate) build: Arc<PromBuildInfo>,
     pub(crate) limits: PromLimits,
     pub(crate) engine: Arc<promql::Engine>,
+    pub(crate) scrape: Option<ScrapeApi>,
 }
+
+pub use targets::{Reload, ScrapeApi};
 
 /// Bounds on what one request may ask for.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +98,14 @@ impl PromState {
             build: Arc::new(build),
             limits,
             engine: Arc::new(promql::Engine::default()),
+            scrape: None,
         }
+    }
+
+    /// Serves `/api/v1/targets` and `/-/reload` from a scrape manager.
+    pub fn with_scrape(mut self, scrape: ScrapeApi) -> PromState {
+        self.scrape = Some(scrape);
+        self
     }
 
     /// Evaluates queries with `opts` (lookback, timeout, max samples) instead of
@@ -127,6 +139,7 @@ pub fn router(state: PromState) -> Router {
     Router::new()
         .merge(query::routes())
         .merge(series::routes())
+        .merge(targets::routes())
         .merge(write::routes())
         .with_state(state)
 }

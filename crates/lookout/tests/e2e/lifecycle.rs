@@ -247,8 +247,17 @@ fn lifecycle_status_up_twice_status_json_down() {
     assert_eq!(receivers.len(), 2);
     assert!(receivers.iter().all(|r| r["up"] == true), "{status}");
     assert!(status["store"]["wal_bytes"].is_number(), "{status}");
+    // Lookout scrapes itself: one target, up or not scraped yet.
+    let targets = &status["scrape_targets"];
+    let total: u64 = ["up", "down", "unknown"]
+        .iter()
+        .filter_map(|h| targets[h].as_u64())
+        .sum();
+    assert_eq!(total, 1, "{status}");
+    assert!(targets["down"].is_null(), "{status}");
     let table = home.run(&["status"]).expect(0);
     assert!(table.stdout().contains("ready"), "{}", table.stdout());
+    assert!(table.stdout().contains("scrape targets"), "{}", table.stdout());
 
     let out = home.run(&["down"]).expect(0);
     assert!(out.stdout().contains("stopped"), "{}", out.stdout());

@@ -713,3 +713,109 @@ fn promql_answers_as_prometheus_on_the_same_remote_written_data() {
     );
     assert!(compared > 140, "only {compared} answers compared");
 }
+
+#[test]
+fn scrapes_itself_reports_targets_and_reloads_its_configuration() {
+    let dir = DataDir::with_config(
+        "[scrape]\ninterval = \"1s\"\n[metrics]\nprometheus_config = \"prometheus.yml\"\n",
+    );
+    let prom_yml = dir.root().join("prometheus.yml");
+    let write_yml = |job: &str| {
+        std::fs::write(
+            &prom_yml,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:1']\n"
+            ),
+        )
+        .expect("write prometheus.yml")
+    };
+    write_yml("nothing_there");
+    let lookout = dir.start();
+    let active = |lookout: &super::harness::Server| {
+        let doc = lookout.get_json("/api/v1/targets", 200);
+        doc["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let targets = active(&lookout);
+        let health = |pool: &str| {
+            targets
+                .iter()
+                .find(|t| t["scrapePool"] == pool)
+                .map(|t| t["health"].as_str().unwrap_or("").to_string())
+        };
+        if health("lookout").as_deref() == Some("up")
+            && health("nothing_there").as_deref() == Some("down")
+        {
+            let down = targets
+                .iter()
+                .find(|t| t["scrapePool"] == "nothing_there")
+                .unwrap();
+            assert!(
+                down["lastError"].as_str().is_some_and(|e| !e.is_empty()),
+                "{down}"
+            );
+            assert_eq!(down["labels"]["instance"], "127.0.0.1:1");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets never became up/down: {targets:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    // Its own metrics are queryable, with the synthetic series beside them.
+    let q = |expr: &str| {
+        lookout.get_json(&format!("/api/v1/query?query={}", encode(expr)), 200)["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(q("up{job=\"lookout\"}")[0]["value"][1], "1");
+    assert_eq!(q("up{job=\"nothing_there\"}")[0]["value"][1], "0");
+    assert!(!q("lookout_build_info{job=\"lookout\"}").is_empty());
+    assert!(!q("scrape_duration_seconds{job=\"lookout\"}").is_empty());
+
+    // POST /-/reload applies a changed file; a broken one is refused and changes nothing.
+    write_yml("renamed");
+    let r = lookout.post("/-/reload", b"", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pools = |lookout: &super::harness::Server| {
+        let mut p: Vec<String> = active(lookout)
+            .iter()
+            .map(|t| t["scrapePool"].as_str().unwrap_or("").to_string())
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(pools(&lookout), ["lookout", "renamed"]);
+    std::fs::write(&prom_yml, "scrape_configs: [oops").unwrap();
+    let r = lookout.post("/-/reload", b"", &[]);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().starts_with("failed to reload config: "),
+        "{}",
+        r.text()
+    );
+    assert_eq!(pools(&lookout), ["lookout", "renamed"]);
+    assert_eq!(lookout.get("/-/reload").status, 405);
+    // SIGHUP does the same as POST /-/reload.
+    write_yml("after_hup");
+    let status = Command::new("kill")
+        .args(["-HUP", &lookout.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pools(&lookout) != ["after_hup", "lookout"] {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload: {:?}",
+            pools(&lookout)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,146 @@
+//! `/api/v1/targets` (the scrape manager's view of its targets) and `/-/reload` (re-read the
+//! scrape configuration), as Prometheus answers them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use ingest::scrape::ScrapeManager;
+use ingest::BoxFuture;
+use serde::Serialize;
+
+use super::{PromError, PromParams, PromResult, PromState, Success};
+use crate::gocompat::http_error;
+
+/// Re-reads the scrape configuration and applies it; the binary implements it (it knows
+/// where the files are). `Err` is one sentence saying what is wrong with the new files; the
+/// running configuration then stays as it was.
+pub trait Reload: Send + Sync + 'static {
+    fn reload(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What the scrape endpoints need: the manager and how to reload it.
+#[derive(Clone)]
+pub struct ScrapeApi {
+    pub manager: Arc<ScrapeManager>,
+    pub reload: Arc<dyn Reload>,
+}
+
+pub(super) fn routes() -> Router<PromState> {
+    Router::new().route("/api/v1/targets", get(targets)).route(
+        "/-/reload",
+        get(reload_wrong_method).post(reload).put(reload),
+    )
+}
+
+async fn targets(State(state): State<PromState>, params: PromParams) -> PromResult {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Active<'a> {
+        discovered_labels: &'a BTreeMap<String, String>,
+        labels: &'a BTreeMap<String, String>,
+        scrape_pool: &'a str,
+        scrape_url: &'a str,
+        global_url: &'a str,
+        last_error: &'a str,
+        last_scrape: String,
+        last_scrape_duration: f64,
+        health: &'static str,
+        scrape_interval: &'a str,
+        scrape_timeout: &'a str,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Dropped<'a> {
+        discovered_labels: &'a BTreeMap<String, String>,
+        scrape_pool: &'a str,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data<'a> {
+        active_targets: Vec<Active<'a>>,
+        dropped_targets: Vec<Dropped<'a>>,
+        dropped_target_counts: BTreeMap<&'a str, usize>,
+    }
+    let snapshot = match &state.scrape {
+        Some(s) => s.manager.targets().await,
+        None => Default::default(),
+    };
+    let (show_active, show_dropped) = match params.get("state").to_ascii_lowercase().as_str() {
+        "active" => (true, false),
+        "dropped" => (false, true),
+        "" | "any" => (true, true),
+        // Prometheus answers an unknown state with empty lists.
+        _ => (false, false),
+    };
+    let pool = params.get("scrapePool");
+    let in_pool = |p: &str| pool.is_empty() || p == pool;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &snapshot.dropped {
+        *counts.entry(d.scrape_pool.as_str()).or_default() += 1;
+    }
+    for a in &snapshot.active {
+        counts.entry(a.scrape_pool.as_str()).or_default();
+    }
+    let last_scrapes: Vec<String> = snapshot
+        .active
+        .iter()
+        .map(|a| a.last_scrape_rfc3339())
+        .collect();
+    let data = Data {
+        active_targets: snapshot
+            .active
+            .iter()
+            .zip(&last_scrapes)
+            .filter(|(a, _)| show_active && in_pool(&a.scrape_pool))
+            .map(|(a, last)| Active {
+                discovered_labels: &a.discovered_labels,
+                labels: &a.labels,
+                scrape_pool: &a.scrape_pool,
+                scrape_url: &a.scrape_url,
+                global_url: &a.global_url,
+                last_error: &a.last_error,
+                last_scrape: last.clone(),
+                last_scrape_duration: a.last_scrape_duration,
+                health: a.health.as_str(),
+                scrape_interval: &a.scrape_interval,
+                scrape_timeout: &a.scrape_timeout,
+            })
+            .collect(),
+        dropped_targets: snapshot
+            .dropped
+            .iter()
+            .filter(|d| show_dropped && in_pool(&d.scrape_pool))
+            .map(|d| Dropped {
+                discovered_labels: &d.discovered_labels,
+                scrape_pool: &d.scrape_pool,
+            })
+            .collect(),
+        dropped_target_counts: counts,
+    };
+    Success::new(&data)
+}
+
+async fn reload(State(state): State<PromState>) -> Response {
+    let Some(scrape) = state.scrape.clone() else {
+        return PromError::internal("this server has no scrape manager to reload").into_response();
+    };
+    match scrape.reload.reload().await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => http_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}"),
+        ),
+    }
+}
+
+async fn reload_wrong_method() -> Response {
+    http_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Only POST or PUT requests allowed".to_string(),
+    )
+}
