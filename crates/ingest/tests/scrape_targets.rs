@@ -496,7 +496,7 @@ async fn https_targets_verify_certificates() {
         Duration::from_secs(10),
         "every https target scraped",
         || {
-            let t = futures_lite_block(&m);
+            let t = targets_now(&m);
             (t.active.len() == 5 && t.active.iter().all(|a| a.last_scrape.is_some())).then_some(t)
         },
     )
@@ -544,6 +544,6 @@ async fn https_targets_verify_certificates() {
 }
 
 /// `ScrapeManager::targets` from a sync polling closure.
-fn futures_lite_block(m: &ScrapeManager) -> TargetsSnapshot {
+fn targets_now(m: &ScrapeManager) -> TargetsSnapshot {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(m.targets()))
 }
