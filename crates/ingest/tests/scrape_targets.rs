@@ -384,3 +384,166 @@ async fn label_limits_and_timestamps() {
     m.shutdown().await;
     assert!(sink.samples_of(&[("__name__", "m")])[0].1 > 1_000_000_000_000);
 }
+
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"tls_metric 1\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_verify_certificates() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f);
+    let (ca_cert, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+    std::fs::write(p("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    // A CA and a leaf it signs (rustls, like browsers, refuses a CA certificate used as the
+    // server's own).
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: Vec<Vec<std::ffi::OsString>> = vec![
+        ["req", "-x509"]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain(
+                ["-days", "1", "-subj", "/CN=lookout-test-ca", "-keyout"]
+                    .iter()
+                    .map(Into::into),
+            )
+            .chain([p("ca.key").into(), "-out".into(), ca_cert.clone().into()])
+            .collect(),
+        ["req"]
+            .iter()
+            .chain(&ec)
+            .map(Into::into)
+            .chain(["-subj", "/CN=localhost", "-keyout"].iter().map(Into::into))
+            .chain([key.clone().into(), "-out".into(), p("leaf.csr").into()])
+            .collect(),
+        ["x509", "-req", "-days", "1", "-in"]
+            .iter()
+            .map(Into::into)
+            .chain([
+                p("leaf.csr").into(),
+                "-CA".into(),
+                ca_cert.clone().into(),
+                "-CAkey".into(),
+                p("ca.key").into(),
+                "-CAcreateserial".into(),
+                "-extfile".into(),
+                p("ext.cnf").into(),
+                "-out".into(),
+                cert.clone().into(),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let made = std::process::Command::new("openssl").args(&args).output();
+        if !made.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!("skipping: openssl cannot make test certificates: {made:?}");
+            return;
+        }
+    }
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", HTTPS_SERVER])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 https server");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = KillOnDrop(server);
+    let addr = format!("127.0.0.1:{}", line.trim());
+    let job = |name: &str, tls: &str| {
+        format!("  - job_name: {name}\n    scheme: https\n{tls}    static_configs:\n      - targets: ['{addr}']\n")
+    };
+    let ca = format!("    tls_config:\n      ca_file: {}\n", ca_cert.display());
+    let yaml =
+        format!(
+        "global:\n  scrape_interval: 300ms\n  scrape_timeout: 250ms\nscrape_configs:\n{}{}{}{}{}",
+        job("trusted", &ca),
+        job("untrusted", ""),
+        job("insecure", "    tls_config:\n      insecure_skip_verify: true\n"),
+        job("wrong_name", &format!("{ca}      server_name: wrong.example\n")),
+        job("missing_ca", "    tls_config:\n      ca_file: /nonexistent/ca.pem\n"),
+    );
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(config(&yaml), sink.clone());
+    let targets = eventually(
+        Duration::from_secs(10),
+        "every https target scraped",
+        || {
+            let t = targets_now(&m);
+            (t.active.len() == 5 && t.active.iter().all(|a| a.last_scrape.is_some())).then_some(t)
+        },
+    )
+    .await;
+    let get = |job: &str| {
+        targets
+            .active
+            .iter()
+            .find(|t| t.scrape_pool == job)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        get("trusted").health.as_str(),
+        "up",
+        "{}",
+        get("trusted").last_error
+    );
+    assert_eq!(get("trusted").scrape_url, format!("https://{addr}/metrics"));
+    assert_eq!(
+        get("insecure").health.as_str(),
+        "up",
+        "{}",
+        get("insecure").last_error
+    );
+    let e = get("untrusted").last_error;
+    assert!(
+        e.contains("certificate") || e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    let e = get("wrong_name").last_error;
+    assert!(
+        e.contains("NotValidForName") || e.contains("not valid for"),
+        "{e}"
+    );
+    let e = get("missing_ca").last_error;
+    assert!(
+        e.contains("unable to read the CA file /nonexistent/ca.pem"),
+        "{e}"
+    );
+    assert!(!sink
+        .samples_of(&[("__name__", "tls_metric"), ("job", "trusted")])
+        .is_empty());
+    m.shutdown().await;
+}
+
+/// `ScrapeManager::targets` from a sync polling closure.
+fn targets_now(m: &ScrapeManager) -> TargetsSnapshot {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(m.targets()))
+}

@@ -108,6 +108,79 @@ pub enum Secret {
     File(PathBuf),
 }
 
+/// `tls_config`: how `https` targets are verified and how Lookout identifies itself.
+/// Without a CA the system's trust store is used; with one, only it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM CA certificates, inline (`ca`) or by file (`ca_file`).
+    pub ca: Option<Secret>,
+    /// PEM client certificate (`cert`/`cert_file`), with its key (`key`/`key_file`).
+    pub cert: Option<Secret>,
+    pub key: Option<Secret>,
+    /// The name the server's certificate must carry, instead of the target's host.
+    pub server_name: Option<String>,
+    /// Accept any server certificate.
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the *_ref and version fields are accepted, not acted on
+struct RawTls {
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    ca_ref: Option<IgnoredAny>,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(default)]
+    cert_file: Option<String>,
+    #[serde(default)]
+    cert_ref: Option<IgnoredAny>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_file: Option<String>,
+    #[serde(default)]
+    key_ref: Option<IgnoredAny>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: Option<bool>,
+    #[serde(default)]
+    min_version: Option<IgnoredAny>,
+    #[serde(default)]
+    max_version: Option<IgnoredAny>,
+}
+
+impl RawTls {
+    fn into_tls(self, dir: &Path, job: &str) -> Result<TlsConfig, String> {
+        let pick = |what: &str, inline: Option<String>, file: Option<String>| match (inline, file) {
+            (Some(_), Some(_)) => Err(format!(
+                "job {job:?}: at most one of {what} and {what}_file must be configured"
+            )),
+            (Some(v), None) => Ok(Some(Secret::Inline(v))),
+            (None, Some(f)) => Ok(Some(Secret::File(resolve(dir, &f)))),
+            (None, None) => Ok(None),
+        };
+        let tls = TlsConfig {
+            ca: pick("ca", self.ca, self.ca_file)?,
+            cert: pick("cert", self.cert, self.cert_file)?,
+            key: pick("key", self.key, self.key_file)?,
+            server_name: self.server_name.filter(|s| !s.is_empty()),
+            insecure_skip_verify: self.insecure_skip_verify.unwrap_or(false),
+        };
+        if tls.cert.is_some() != tls.key.is_some() {
+            return Err(format!(
+                "job {job:?}: tls_config needs both a client certificate and its key, or neither"
+            ));
+        }
+        Ok(tls)
+    }
+}
+
 /// How requests to a job's targets authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Auth {
@@ -137,6 +210,8 @@ pub struct JobConfig {
     pub relabel_configs: Vec<RelabelConfig>,
     pub metric_relabel_configs: Vec<RelabelConfig>,
     pub auth: Option<Auth>,
+    /// TLS settings for `https` targets.
+    pub tls: TlsConfig,
     /// Bytes of (uncompressed) body read at most; past it the scrape fails.
     pub body_size_limit: u64,
     /// Samples (after metric relabeling) per scrape; 0 is no limit.
@@ -166,6 +241,7 @@ impl JobConfig {
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
             auth: None,
+            tls: TlsConfig::default(),
             body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
             sample_limit: 0,
             label_limit: 0,
@@ -545,6 +621,8 @@ macro_rules! raw_job {
             bearer_token: Option<String>,
             #[serde(default)]
             bearer_token_file: Option<String>,
+            #[serde(default)]
+            tls_config: Option<RawTls>,
             #[serde(default, deserialize_with = "de_size")]
             body_size_limit: Option<u64>,
             #[serde(default)]
@@ -593,7 +671,6 @@ raw_job!(
     metric_name_validation_scheme,
     metric_name_escaping_scheme,
     oauth2,
-    tls_config,
     proxy_url,
     no_proxy,
     proxy_from_environment,
@@ -783,9 +860,9 @@ impl RawJob {
         }
         if let Some(s) = self.scheme {
             // Prometheus accepts any scheme here and fails at scrape time; so do we.
-            if s != "http" {
+            if s != "http" && s != "https" {
                 warnings.push(format!(
-                    "job {name:?}: scheme {s:?} is not supported (only http is, for now); its targets will report an error"
+                    "job {name:?}: scheme {s:?} is not supported (http and https are); its targets will report an error"
                 ));
             }
             job.scheme = s;
@@ -879,6 +956,9 @@ impl RawJob {
                 kind: "Bearer".into(),
                 credentials: Secret::File(resolve(dir, &f)),
             });
+        }
+        if let Some(t) = self.tls_config {
+            job.tls = t.into_tls(dir, &name)?;
         }
         job.body_size_limit = match self.body_size_limit.or(g.body_size_limit) {
             Some(0) | None => DEFAULT_BODY_SIZE_LIMIT,
@@ -1092,6 +1172,18 @@ mod tests {
                 "at most one of basic_auth, bearer_token",
             ),
             (
+                "scrape_configs:\n  - job_name: a\n    tls_config: {ca: x, ca_file: y}\n",
+                "at most one of ca and ca_file must be configured",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    tls_config: {cert_file: c}\n",
+                "needs both a client certificate and its key",
+            ),
+            (
+                "scrape_configs:\n  - job_name: a\n    tls_config: {ca_fil: c}\n",
+                "unknown field `ca_fil`",
+            ),
+            (
                 "scrape_configs:\n  - job_name: a\n    authorization: {type: Basic}\n",
                 "use \"basic_auth\" instead",
             ),
@@ -1138,7 +1230,7 @@ mod tests {
     #[test]
     fn accepted_but_ignored_fields_warn() {
         let c = parse(
-            "rule_files: ['r.yml']\nalerting:\n  alertmanagers: []\nglobal:\n  evaluation_interval: 1m\nscrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    tls_config:\n      insecure_skip_verify: true\n",
+            "rule_files: ['r.yml']\nalerting:\n  alertmanagers: []\nglobal:\n  evaluation_interval: 1m\nscrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    proxy_url: 'http://proxy:3128'\n",
         )
         .unwrap();
         let w = c.warnings.join("\n");
@@ -1148,7 +1240,7 @@ mod tests {
             w.contains("job \"k\": the scrape manager ignores \"kubernetes_sd_configs\""),
             "{w}"
         );
-        assert!(w.contains("\"tls_config\""), "{w}");
+        assert!(w.contains("\"proxy_url\""), "{w}");
     }
 
     #[test]

@@ -327,6 +327,12 @@ async fn run_discovery(
         .iter()
         .flat_map(|g| group_targets(g, &[]))
         .collect();
+    // Jobs with their own TLS settings get their own client (and connection pool).
+    let client = if job.tls == super::config::TlsConfig::default() {
+        deps.client.clone()
+    } else {
+        HttpClient::new(&job.tls)
+    };
     let mut files: Vec<FileSd> = job
         .file_sd_configs
         .iter()
@@ -369,7 +375,7 @@ async fn run_discovery(
                 .chain(files.iter().flat_map(|f| f.targets()))
                 .cloned()
                 .collect();
-            sync(&deps, &job, &shared, all, first).await;
+            sync(&deps, &client, &job, &shared, all, first).await;
         }
         first = false;
         if files.is_empty() {
@@ -386,6 +392,7 @@ async fn run_discovery(
 /// Brings the pool's loops in line with `discovered`.
 async fn sync(
     deps: &Arc<Deps>,
+    client: &HttpClient,
     job: &Arc<JobConfig>,
     shared: &Arc<Mutex<PoolShared>>,
     discovered: Vec<LabelSet>,
@@ -424,7 +431,7 @@ async fn sync(
                 target.clone(),
                 job.clone(),
                 deps.sink.clone(),
-                deps.client.clone(),
+                client.clone(),
                 state,
             );
             let health = lp.health();
