@@ -630,7 +630,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     let mut targets = std::collections::BTreeMap::<String, u64>::new();
     if let Ok((200, body)) = http_get(state.http, "/api/v1/targets?state=active") {
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        for t in doc["data"]["activeTargets"].as_array().into_iter().flatten() {
+        for t in doc["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let health = t["health"].as_str().unwrap_or("unknown").to_string();
             *targets.entry(health).or_default() += 1;
         }

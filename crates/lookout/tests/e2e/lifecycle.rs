@@ -257,7 +257,11 @@ fn lifecycle_status_up_twice_status_json_down() {
     assert!(targets["down"].is_null(), "{status}");
     let table = home.run(&["status"]).expect(0);
     assert!(table.stdout().contains("ready"), "{}", table.stdout());
-    assert!(table.stdout().contains("scrape targets"), "{}", table.stdout());
+    assert!(
+        table.stdout().contains("scrape targets"),
+        "{}",
+        table.stdout()
+    );
 
     let out = home.run(&["down"]).expect(0);
     assert!(out.stdout().contains("stopped"), "{}", out.stdout());
