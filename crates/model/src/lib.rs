@@ -12,6 +12,7 @@
 pub mod labels;
 pub mod otlp;
 pub mod otlp_json;
+mod otlp_wire;
 mod span;
 
 pub use span::*;

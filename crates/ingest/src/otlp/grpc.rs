@@ -16,15 +16,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Buf;
-use model::otlp::proto::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use model::otlp::proto::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::Grpc;
 
 use super::{
-    count_spans, read_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
+    read_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
     DECODED_OVERHEAD,
 };
 
@@ -110,6 +108,37 @@ impl<D: Message + Default> Decoder for OtlpDecoder<D> {
     }
 }
 
+/// A codec that hands the handler a request's protobuf bytes undecoded (after tonic's
+/// framing and decompression), for trace requests, which `model::otlp` validates in place.
+struct BytesCodec<E>(PhantomData<fn() -> E>);
+
+impl<E: Message + Send + 'static> Codec for BytesCodec<E> {
+    type Encode = E;
+    type Decode = bytes::Bytes;
+    type Encoder = OtlpEncoder<E>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        OtlpEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+struct BytesDecoder;
+
+impl Decoder for BytesDecoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        // tonic's buffer is a `BytesMut`: this splits it off without copying.
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
 /// The tonic unary driver with our limits: gzip accepted, messages (also decompressed)
 /// bounded by the body limit.
 pub(super) fn grpc<D, E>(state: &OtlpState, name: &'static str) -> Grpc<OtlpCodec<D, E>>
@@ -122,25 +151,20 @@ where
         .apply_max_message_size_config(Some(state.config().max_body_bytes), None)
 }
 
-/// Validates and writes one decoded trace request; `reservation` already holds the raw body.
+/// Validates and writes one trace request given as its protobuf bytes; `reservation`
+/// already holds the raw body.
 async fn export_traces(
     state: &OtlpState,
-    decoded: Decoded<ExportTraceServiceRequest>,
+    raw: bytes::Bytes,
     mut reservation: Reservation,
 ) -> Result<u64, Rejection> {
-    let items = count_spans(&decoded.msg);
+    let len = raw.len();
+    let traces = super::decode_protobuf_traces(raw)?;
+    let items = traces.len() as u64;
     state
-        .reserve(
-            &mut reservation,
-            decoded.raw.len().saturating_mul(DECODED_OVERHEAD),
-        )
+        .reserve(&mut reservation, len.saturating_mul(DECODED_OVERHEAD))
         .map_err(|error| Rejection { error, items })?;
-    let Decoded { msg, raw } = decoded;
-    let traces = model::otlp::ValidTraces::new(msg).map_err(|e| Rejection {
-        error: ExportError::Invalid(e),
-        items,
-    })?;
-    state.write_request(traces, Some(raw), reservation).await?;
+    state.write_request(traces, reservation).await?;
     Ok(items)
 }
 
@@ -168,34 +192,31 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     let service = {
         let state = state.clone();
         let ran = ran.clone();
-        tower::service_fn(
-            move |req: tonic::Request<Decoded<ExportTraceServiceRequest>>| {
-                let state = state.clone();
-                ran.set();
-                let reservation = slot
-                    .lock()
-                    .ok()
-                    .and_then(|mut r| r.take())
-                    .unwrap_or_else(|| state.reservation());
-                async move {
-                    let outcome = export_traces(&state, req.into_inner(), reservation).await;
-                    state.record(Signal::Traces, Protocol::Grpc, outcome.as_ref().copied());
-                    match outcome {
-                        Ok(_) => Ok(tonic::Response::new(ExportTraceServiceResponse {
-                            partial_success: None,
-                        })),
-                        Err(r) => Err(r.error.to_grpc_status()),
-                    }
+        tower::service_fn(move |req: tonic::Request<bytes::Bytes>| {
+            let state = state.clone();
+            ran.set();
+            let reservation = slot
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .unwrap_or_else(|| state.reservation());
+            async move {
+                let outcome = export_traces(&state, req.into_inner(), reservation).await;
+                state.record(Signal::Traces, Protocol::Grpc, outcome.as_ref().copied());
+                match outcome {
+                    Ok(_) => Ok(tonic::Response::new(ExportTraceServiceResponse {
+                        partial_success: None,
+                    })),
+                    Err(r) => Err(r.error.to_grpc_status()),
                 }
-            },
-        )
+            }
+        })
     };
-    let response = grpc::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
-        &state,
-        "ExportTraceServiceRequest",
-    )
-    .unary(service, req)
-    .await;
+    let response = Grpc::new(BytesCodec::<ExportTraceServiceResponse>(PhantomData))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .apply_max_message_size_config(Some(state.config().max_body_bytes), None)
+        .unary(service, req)
+        .await;
     if !ran.get() {
         // tonic refused the request before our handler saw it (bad protobuf, too large
         // once inflated, bad framing): count it too.

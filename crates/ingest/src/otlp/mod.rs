@@ -577,12 +577,12 @@ impl OtlpState {
         }
     }
 
-    /// Hands validated spans to the sink on a task of their own, so the write finishes
-    /// even if the client disconnects; `reservation` is released when it does.
+    /// Hands validated spans (and their protobuf encoding, when they came as protobuf) to
+    /// the sink on a task of their own, so the write finishes even if the client
+    /// disconnects; `reservation` is released when it does.
     async fn write_request(
         &self,
         traces: model::otlp::ValidTraces,
-        otlp: Option<bytes::Bytes>,
         reservation: Reservation,
     ) -> Result<(), Rejection> {
         let items = traces.len() as u64;
@@ -591,6 +591,7 @@ impl OtlpState {
             return Ok(());
         }
         let sink = self.inner.traces.clone();
+        let otlp = traces.encoded().cloned();
         let task = tokio::spawn(async move {
             let result = sink.write_request(traces, otlp).await;
             drop(reservation);
@@ -704,6 +705,24 @@ pub(super) async fn drain_body(mut body: axum::body::Body, cap: usize) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+}
+
+/// Validates the protobuf encoding of a trace request (see
+/// [`model::otlp::ValidTraces::from_protobuf`]: requests as SDKs send them are read in place,
+/// without decoding them into messages).
+fn decode_protobuf_traces(raw: bytes::Bytes) -> Result<model::otlp::ValidTraces, Rejection> {
+    use model::otlp::DecodeTracesError as E;
+    model::otlp::ValidTraces::from_protobuf(raw).map_err(|e| match e {
+        E::Protobuf(e) => ExportError::BadProtobuf {
+            message: "ExportTraceServiceRequest",
+            error: e.to_string(),
+        }
+        .into(),
+        E::Invalid { error, spans } => Rejection {
+            error: ExportError::Invalid(error),
+            items: spans as u64,
+        },
+    })
 }
 
 /// Counts the spans in a trace request, for the self-metrics of refused requests.
