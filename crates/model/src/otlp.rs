@@ -88,7 +88,45 @@ pub enum SpanBody<'a> {
         bytes: &'a [u8],
         /// `status.message`, empty when there is none.
         status_message: &'a str,
+        /// Its fields other than the [`SpanHeader`] columns and the name.
+        rest: EncodedRest<'a>,
     },
+}
+
+/// The fields of an encoded span other than its [`SpanHeader`] columns and its name:
+/// trace state, attributes, dropped counts, events, links and flags as received, and the
+/// status reduced to its message (its code is a column).
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedRest<'a> {
+    raw: &'a [u8],
+    runs: &'a [std::ops::Range<usize>],
+    status_at: usize,
+    status_message: &'a str,
+}
+
+impl EncodedRest<'_> {
+    /// Appends them to `out` as a protobuf `Span` message with only those fields set, in
+    /// the order received: the byte-exact form a store can keep and decode later.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+        let (before, after) = self.runs.split_at(self.status_at.min(self.runs.len()));
+        for r in before {
+            out.extend_from_slice(&self.raw[r.clone()]);
+        }
+        if !self.status_message.is_empty() {
+            // A `Status` with only its message: field 2, a string.
+            let m = self.status_message.as_bytes();
+            let inner = 1 + encoded_len_varint(m.len() as u64) + m.len();
+            encode_key(15, WireType::LengthDelimited, out);
+            encode_varint(inner as u64, out);
+            encode_key(2, WireType::LengthDelimited, out);
+            encode_varint(m.len() as u64, out);
+            out.extend_from_slice(m);
+        }
+        for r in after {
+            out.extend_from_slice(&self.raw[r.clone()]);
+        }
+    }
 }
 
 /// A span of a [`ValidTraces`]: its parsed columns, name and body.
@@ -142,6 +180,7 @@ enum Body {
     Encoded {
         raw: bytes::Bytes,
         spans: Vec<crate::otlp_wire::SpanPos>,
+        runs: Vec<std::ops::Range<usize>>,
     },
 }
 
@@ -236,6 +275,7 @@ impl ValidTraces {
             body: Body::Encoded {
                 raw: raw.clone(),
                 spans: scan.spans,
+                runs: scan.runs,
             },
         })
     }
@@ -264,18 +304,25 @@ impl ValidTraces {
                     body: SpanBody::Decoded(span),
                 }
             }
-            Body::Encoded { raw, spans } => {
+            Body::Encoded { raw, spans, runs } => {
                 let pos = &spans[i];
                 // Both were checked to be UTF-8 by the scan.
                 let text = |r: &std::ops::Range<usize>| {
                     std::str::from_utf8(&raw[r.clone()]).unwrap_or_default()
                 };
+                let status_message = text(&pos.status_message);
                 SpanRef {
                     header,
                     name: text(&pos.name),
                     body: SpanBody::Encoded {
                         bytes: &raw[pos.span.clone()],
-                        status_message: text(&pos.status_message),
+                        status_message,
+                        rest: EncodedRest {
+                            raw,
+                            runs: &runs[pos.runs.clone()],
+                            status_at: pos.status_at,
+                            status_message,
+                        },
                     },
                 }
             }

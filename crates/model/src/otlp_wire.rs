@@ -37,6 +37,10 @@ pub(crate) struct SpanPos {
     pub name: Range<usize>,
     /// Its status message (UTF-8 checked), empty when absent.
     pub status_message: Range<usize>,
+    /// Indices into [`Scan::runs`]: the byte runs of its non-column fields.
+    pub runs: Range<usize>,
+    /// How many of those runs precede the status field (where its message goes).
+    pub status_at: usize,
 }
 
 /// One `ScopeSpans`: its scope message (if sent), schema URL and spans.
@@ -62,6 +66,9 @@ pub(crate) struct Scan {
     pub resources: Vec<ResourcePos>,
     pub headers: Vec<SpanHeader>,
     pub spans: Vec<SpanPos>,
+    /// Byte runs of every span's non-column fields (trace state, attributes, events, links,
+    /// dropped counts, flags) as received, adjacent fields merged into one run.
+    pub runs: Vec<Range<usize>>,
 }
 
 /// One field's value, as its wire type carries it.
@@ -89,13 +96,28 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A varint; one-byte varints (most keys and lengths) take no call.
+    #[inline(always)]
     fn varint(&mut self) -> Res<u64> {
+        if self.pos < self.end {
+            if let Some(&b) = self.buf.get(self.pos) {
+                if b < 0x80 {
+                    self.pos += 1;
+                    return Ok(u64::from(b));
+                }
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Res<u64> {
         let mut b = self.buf.get(self.pos..self.end).ok_or(Unsupported)?;
         let v = prost::encoding::decode_varint(&mut b).map_err(|_| Unsupported)?;
         self.pos = self.end - b.len();
         Ok(v)
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Res<Range<usize>> {
         let from = self.pos;
         let to = from.checked_add(n).filter(|&to| to <= self.end);
@@ -106,6 +128,7 @@ impl<'a> Fields<'a> {
 
     /// The next field as `(tag, value)`, with prost's checks on keys; groups and invalid
     /// wire types give up.
+    #[inline(always)]
     fn next(&mut self) -> Res<Option<(u32, Value)>> {
         if self.pos >= self.end {
             return Ok(None);
@@ -171,10 +194,29 @@ fn fixed32(v: Value) -> Res<u32> {
 }
 
 /// A length-delimited field that prost decodes as a `String`.
+#[inline]
 fn string(buf: &[u8], v: Value) -> Res<Range<usize>> {
     let r = len(v)?;
-    std::str::from_utf8(&buf[r.clone()]).map_err(|_| Unsupported)?;
-    Ok(r)
+    if utf8(&buf[r.clone()]) {
+        Ok(r)
+    } else {
+        Err(Unsupported)
+    }
+}
+
+/// Whether `b` is UTF-8. Attribute keys and values are short and nearly always ASCII,
+/// which a word-at-a-time check settles faster than the general validator's set-up.
+#[inline]
+fn utf8(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    let mut high = 0u64;
+    for w in &mut words {
+        high |= u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    }
+    for &x in words.remainder() {
+        high |= u64::from(x);
+    }
+    high & 0x8080_8080_8080_8080 == 0 || std::str::from_utf8(b).is_ok()
 }
 
 /// Records a singular message field; a second occurrence (which prost merges) gives up.
@@ -294,8 +336,21 @@ fn span(buf: &[u8], r: Range<usize>, out: &mut Scan) -> Res<()> {
     let mut start = 0u64;
     let mut end = 0u64;
     let mut status = None;
+    let first_run = out.runs.len();
+    let mut status_at = 0;
     let mut f = Fields::new(buf, r.clone());
-    while let Some((tag, v)) = f.next()? {
+    loop {
+        let field_start = f.pos;
+        let Some((tag, v)) = f.next()? else { break };
+        if matches!(tag, 3 | 9..=14 | 16) {
+            let mine = out.runs.len() > first_run;
+            match out.runs.last_mut() {
+                Some(run) if mine && run.end == field_start => run.end = f.pos,
+                _ => out.runs.push(field_start..f.pos),
+            }
+        } else if tag == 15 {
+            status_at = out.runs.len() - first_run;
+        }
         // Scalars: the last occurrence wins, as in prost.
         match tag {
             1 => trace_id = len(v)?,
@@ -349,6 +404,8 @@ fn span(buf: &[u8], r: Range<usize>, out: &mut Scan) -> Res<()> {
         span: r,
         name,
         status_message,
+        runs: first_run..out.runs.len(),
+        status_at,
     });
     Ok(())
 }

@@ -249,16 +249,6 @@ pub(crate) fn copy_rest_proto(raw: &[u8], s: &pt::Span, buf: &mut Vec<u8>) -> bo
     copy_rest_fields(raw, message, buf)
 }
 
-/// [`copy_rest_proto`] for a span that `model::otlp` checked in its encoded form
-/// ([`model::otlp::SpanBody::Encoded`]): its attributes are clean and its bytes walk
-/// cleanly, so the copy always works; were it ever refused, the span is decoded and encoded.
-pub(crate) fn copy_rest_encoded(raw: &[u8], status_message: &str, buf: &mut Vec<u8>) {
-    if !copy_rest_fields(raw, status_message, buf) {
-        buf.clear();
-        encode_rest_proto(&pt::Span::decode(raw).unwrap_or_default(), buf);
-    }
-}
-
 /// Copies the rest fields of the span bytes `raw` and writes `status_message` (if not
 /// empty) where the status was; `false` if the bytes do not walk cleanly.
 fn copy_rest_fields(raw: &[u8], status_message: &str, buf: &mut Vec<u8>) -> bool {

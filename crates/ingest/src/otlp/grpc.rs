@@ -22,7 +22,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::server::Grpc;
 
 use super::{
-    read_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
+    read_grpc_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
     DECODED_OVERHEAD,
 };
 
@@ -176,7 +176,7 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     let mut reservation = state.reservation();
     // One unary message plus its 5-byte gRPC frame header.
     let limit = state.config().max_body_bytes.saturating_add(5);
-    let raw = match read_body(&state, None, body, limit, &mut reservation).await {
+    let raw = match read_grpc_body(&state, body, limit, &mut reservation).await {
         Ok(raw) => raw,
         Err(error) => {
             let rejection = Rejection::from(error);
@@ -184,7 +184,7 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
             return rejection.error.to_grpc_status().into_http::<Body>();
         }
     };
-    let req = Request::from_parts(parts, Body::from(raw));
+    let req = Request::from_parts(parts, Body::new(raw));
     // The service is a `FnMut` called once; the reservation travels to it through this slot
     // so one request keeps one reservation (a request alone is always admitted).
     let slot = Arc::new(Mutex::new(Some(reservation)));
