@@ -478,6 +478,9 @@ const MAX_DEPTH: usize = 4;
 
 /// `KeyValue`, which must be clean: a key, a value, no string-table index.
 fn key_value(buf: &[u8], r: Range<usize>, depth: usize) -> Res<()> {
+    if plain_key_value(&buf[r.clone()]) {
+        return Ok(());
+    }
     let mut value = None;
     let mut f = Fields::new(buf, r);
     while let Some((tag, v)) = f.next()? {
@@ -499,6 +502,47 @@ fn key_value(buf: &[u8], r: Range<usize>, depth: usize) -> Res<()> {
         Some(r) => any_value(buf, r, depth),
         // Conversion turns a missing value into an empty one: not clean.
         None => Err(Unsupported),
+    }
+}
+
+/// Whether `b` is a `KeyValue` in the shape nearly every attribute has: field 1 (the key),
+/// then field 2 (the value) holding a string, bool, int or double, lengths under 128 bytes,
+/// nothing else. Those are accepted here without the general field loop; `false` only
+/// means "not this shape", and the general path decides.
+#[inline]
+fn plain_key_value(b: &[u8]) -> bool {
+    let [0x0A, klen, ..] = *b else { return false };
+    let key_end = 2 + usize::from(klen);
+    let Some(&[0x12, vlen]) = b.get(key_end..key_end + 2) else {
+        return false;
+    };
+    let v = &b[key_end + 2..];
+    if klen >= 0x80 || vlen >= 0x80 || v.len() != usize::from(vlen) || !utf8(&b[2..key_end]) {
+        return false;
+    }
+    match *v {
+        // string_value
+        [0x0A, slen, ref text @ ..] => slen < 0x80 && text.len() == usize::from(slen) && utf8(text),
+        // bool_value, int_value: one varint filling the rest
+        [0x10 | 0x18, ref x @ ..] => whole_varint(x),
+        // double_value
+        [0x21, ref x @ ..] => x.len() == 8,
+        _ => false,
+    }
+}
+
+/// Whether `x` is exactly one varint as prost reads them (at most ten bytes, the tenth
+/// at most 1).
+#[inline]
+fn whole_varint(x: &[u8]) -> bool {
+    match x.split_last() {
+        Some((&last, body)) => {
+            last < 0x80
+                && body.len() < 10
+                && body.iter().all(|&b| b >= 0x80)
+                && (body.len() < 9 || last <= 1)
+        }
+        None => false,
     }
 }
 

@@ -343,3 +343,55 @@ fn corrupted_bytes_are_judged_as_prost_judges_them() {
     // The mutations must exercise both outcomes.
     assert!(accepted > 100 && accepted < 3900, "{accepted}");
 }
+
+/// A request holding one span whose encoding is `span` followed by `extra`.
+fn wrap(extra: &[u8]) -> Vec<u8> {
+    let mut span = rich_span(1).encode_to_vec();
+    span.extend_from_slice(extra);
+    let mut ss = Vec::new();
+    prost::encoding::bytes::encode(2, &span, &mut ss);
+    let mut rs = Vec::new();
+    prost::encoding::bytes::encode(2, &ss, &mut rs);
+    let mut req = Vec::new();
+    prost::encoding::bytes::encode(1, &rs, &mut req);
+    req
+}
+
+#[test]
+fn attribute_encodings_at_the_edges_are_judged_as_prost_judges_them() {
+    let attr = |kv: &[u8]| {
+        let mut out = Vec::new();
+        prost::encoding::bytes::encode(9, &kv.to_vec(), &mut out);
+        wrap(&out)
+    };
+    let mut ten = vec![0x0A, 1, b'k', 0x12, 11, 0x18];
+    ten.extend_from_slice(&[0xFF; 9]);
+    let mut cases = vec![
+        // Ten-byte varints: a last byte of 1 is the largest prost reads, 2 overflows.
+        [&ten[..], &[1]].concat(),
+        [&ten[..], &[2]].concat(),
+        // A string value that is not UTF-8, and one that is but not ASCII.
+        vec![0x0A, 1, b'k', 0x12, 4, 0x0A, 2, 0xC3, 0x28],
+        vec![0x0A, 1, b'k', 0x12, 4, 0x0A, 2, 0xC3, 0xA9],
+        // A value length that runs past the attribute, and one that stops short.
+        vec![0x0A, 1, b'k', 0x12, 5, 0x0A, 2, b'a', b'b'],
+        vec![0x0A, 1, b'k', 0x12, 3, 0x0A, 2, b'a', b'b'],
+        // Key after value, an unknown field after the value, a bool of 0.
+        vec![0x12, 2, 0x10, 1, 0x0A, 1, b'k'],
+        vec![0x0A, 1, b'k', 0x12, 2, 0x10, 1, 0x20, 7],
+        vec![0x0A, 1, b'k', 0x12, 2, 0x10, 0],
+        // A double cut short, and an empty value.
+        vec![0x0A, 1, b'k', 0x12, 5, 0x21, 0, 0, 0, 0],
+        vec![0x0A, 1, b'k', 0x12, 0],
+    ];
+    // A non-ASCII key.
+    cases.push(vec![0x0A, 2, 0xC3, 0xA9, 0x12, 2, 0x18, 5]);
+    let mut accepted = 0;
+    for (i, kv) in cases.iter().enumerate() {
+        let raw = attr(kv);
+        let want = via_prost(&raw);
+        accepted += usize::from(want.is_ok());
+        assert_eq!(via_scan(&raw), want, "case {i}");
+    }
+    assert!(accepted >= 6, "{accepted}");
+}

@@ -5,9 +5,11 @@
 //! prost codec, which reports an undecodable message as INTERNAL; OTLP clients treat
 //! INTERNAL as "not retryable, server bug" and log something misleading. Our codec answers
 //! INVALID_ARGUMENT naming the message, and tells the handler how large the decoded message
-//! was so it can be charged to the in-flight budget. The body is read under that budget
-//! before tonic sees it; tonic still does the framing, gzip (`grpc-encoding`), the size limit
-//! after decompression, and trailers.
+//! was so it can be charged to the in-flight budget. Trace requests skip prost altogether:
+//! their codec hands over the message's bytes, which `model::otlp` validates in place (the
+//! same answers, INVALID_ARGUMENT included, without building messages). The body is read
+//! under that budget before tonic sees it; tonic still does the framing, gzip
+//! (`grpc-encoding`), the size limit after decompression, and trailers.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
