@@ -489,12 +489,8 @@ fn key_value(buf: &[u8], r: Range<usize>, depth: usize) -> Res<()> {
                 string(buf, v)?;
             }
             2 => once(&mut value, v)?,
-            // `key_strindex`: profiles only; conversion drops it.
-            3 => {
-                if varint(v)? != 0 {
-                    return Err(Unsupported);
-                }
-            }
+            // `key_strindex`: profiles only; conversion drops it. Zero is the default.
+            3 if !matches!(v, Value::Varint(0)) => return Err(Unsupported),
             _ => {}
         }
     }
