@@ -28,7 +28,11 @@ fn rich_span(n: u8) -> Span {
         trace_id: vec![n + 1; 16],
         span_id: vec![n + 2; 8],
         trace_state: "k=v".into(),
-        parent_span_id: if n.is_multiple_of(2) { vec![7; 8] } else { vec![] },
+        parent_span_id: if n.is_multiple_of(2) {
+            vec![7; 8]
+        } else {
+            vec![]
+        },
         flags: 0x101,
         name: format!("GET /item/{n} ü"),
         kind: i32::from(n % 6),
