@@ -4,7 +4,8 @@
 Measures, on this machine:
   - start-to-ready on an empty data dir, and idle RSS;
   - prost decode rate of the load generator's payloads (the baseline), then durable OTLP/gRPC
-    ingest at full speed (group-commit WAL), and their ratio;
+    ingest at full speed (group-commit WAL), and their ratio; also as CPU time per span
+    (server + load generator against the decode), which is steadier on a busy machine;
   - CPU share of one core at a steady 10k spans/s (on a fresh server);
   - bytes on disk per span after the head is written out as blocks;
   - with N spans stored (default 10M): start-to-ready, trace-by-id and a
@@ -17,6 +18,7 @@ Only the standard library is used. Nothing here asserts a speed: it prints figur
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -95,6 +97,12 @@ def du(path):
     return total
 
 
+def children_cpu_seconds():
+    """User plus system CPU of the finished child processes (the load generator runs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def median_ms(samples):
     return round(statistics.median(samples) * 1000, 2)
 
@@ -122,10 +130,13 @@ def main():
         results["start_to_ready_empty_ms"] = median_ms(starts)
 
         # Baseline: prost decode of the same payloads on every core.
+        c0 = children_cpu_seconds()
         out = subprocess.run([args.binary, "loadgen", "traces", "--decode-only", "--duration",
                               "5s", "--json"], check=True, capture_output=True, text=True)
         base = json.loads(out.stdout.strip().splitlines()[-1])
         results["prost_decode_spans_per_s"] = round(base["spans_per_second"])
+        decode_cpu = (children_cpu_seconds() - c0) / max(base["spans_decoded"], 1)
+        results["prost_decode_cpu_us_per_span"] = round(decode_cpu * 1e6, 3)
 
         # CPU at a steady 10k spans/s, on a fresh server (no block building from earlier load).
         s = Server(args.binary, os.path.join(work, "steady")).start()
@@ -138,9 +149,18 @@ def main():
         # Durable ingest at full speed.
         data = os.path.join(work, "store")
         s = Server(args.binary, data).start()
+        s0, c0 = s.cpu_seconds(), children_cpu_seconds()
         r = loadgen(args.binary, s.grpc, 0, args.ingest_seconds, concurrency=8)
         results["ingest_spans_per_s"] = round(r["spans_per_second"])
         results["ingest_to_decode_ratio"] = round(r["spans_per_second"] / base["spans_per_second"], 3)
+        # The same comparison in CPU time per span (server plus load generator against the
+        # decode), which other load on the machine disturbs far less than wall-clock rates.
+        n = max(r["spans_acknowledged"], 1)
+        server_cpu = (s.cpu_seconds() - s0) / n
+        client_cpu = (children_cpu_seconds() - c0) / n
+        results["ingest_server_cpu_us_per_span"] = round(server_cpu * 1e6, 3)
+        results["ingest_loadgen_cpu_us_per_span"] = round(client_cpu * 1e6, 3)
+        results["ingest_to_decode_cpu_ratio"] = round(decode_cpu / (server_cpu + client_cpu), 3)
         stored = r["spans_acknowledged"]
         rate = max(r["spans_per_second"], 1.0)
 

@@ -122,8 +122,6 @@ impl ingest::TraceSink for StoreSink {
         otlp: Option<bytes::Bytes>,
     ) -> ingest::SinkFuture<'_> {
         Box::pin(async move {
-            // A receiver's body buffer is ours alone by now, so this takes it without a copy.
-            let otlp = otlp.map(Vec::from);
             self.store
                 .write_request(traces, otlp)
                 .await

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 pub use opentelemetry_proto::tonic as proto;
+use prost::Message;
 use proto::collector::trace::v1::ExportTraceServiceRequest;
 use proto::common::v1 as pc;
 use proto::trace::v1 as pt;
@@ -58,17 +59,129 @@ pub struct SpanHeader {
     pub status_code: StatusCode,
 }
 
+/// A resource of a valid request, converted once, with the scopes under it.
+#[derive(Debug, Clone)]
+pub struct ResourceGroup {
+    pub resource: Arc<Resource>,
+    pub scopes: Vec<ScopeGroup>,
+}
+
+/// A scope of a valid request, converted once, and which spans it holds.
+#[derive(Debug, Clone)]
+pub struct ScopeGroup {
+    pub scope: Arc<Scope>,
+    /// Indices of its spans in [`ValidTraces::headers`] (request order).
+    pub spans: std::ops::Range<usize>,
+}
+
+/// One span of a [`ValidTraces`], in the form it arrived in.
+#[derive(Debug, Clone, Copy)]
+pub enum SpanBody<'a> {
+    /// Decoded by prost (OTLP/JSON, or protobuf the zero-copy pass left to prost).
+    Decoded(&'a pt::Span),
+    /// The span's protobuf bytes as received, checked by the zero-copy pass: they decode,
+    /// and every attribute list in them survives conversion to the model unchanged (no
+    /// missing values, no profiles-only string-table references, nesting of at most four
+    /// levels), so the bytes themselves are the span's canonical form.
+    Encoded {
+        /// The `Span` message.
+        bytes: &'a [u8],
+        /// `status.message`, empty when there is none.
+        status_message: &'a str,
+        /// Its fields other than the [`SpanHeader`] columns and the name.
+        rest: EncodedRest<'a>,
+    },
+}
+
+/// The fields of an encoded span other than its [`SpanHeader`] columns and its name:
+/// trace state, attributes, dropped counts, events, links and flags as received, and the
+/// status reduced to its message (its code is a column).
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedRest<'a> {
+    raw: &'a [u8],
+    runs: &'a [std::ops::Range<usize>],
+    status_at: usize,
+    status_message: &'a str,
+}
+
+impl EncodedRest<'_> {
+    /// Appends them to `out` as a protobuf `Span` message with only those fields set, in
+    /// the order received: the byte-exact form a store can keep and decode later.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+        let (before, after) = self.runs.split_at(self.status_at.min(self.runs.len()));
+        for r in before {
+            out.extend_from_slice(&self.raw[r.clone()]);
+        }
+        if !self.status_message.is_empty() {
+            // A `Status` with only its message: field 2, a string.
+            let m = self.status_message.as_bytes();
+            let inner = 1 + encoded_len_varint(m.len() as u64) + m.len();
+            encode_key(15, WireType::LengthDelimited, out);
+            encode_varint(inner as u64, out);
+            encode_key(2, WireType::LengthDelimited, out);
+            encode_varint(m.len() as u64, out);
+            out.extend_from_slice(m);
+        }
+        for r in after {
+            out.extend_from_slice(&self.raw[r.clone()]);
+        }
+    }
+}
+
+/// A span of a [`ValidTraces`]: its parsed columns, name and body.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRef<'a> {
+    pub header: &'a SpanHeader,
+    pub name: &'a str,
+    pub body: SpanBody<'a>,
+}
+
+/// Why [`ValidTraces::from_protobuf`] refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeTracesError {
+    /// The bytes are not an `ExportTraceServiceRequest` (what prost reported).
+    #[error("{0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The request decodes but carries invalid data.
+    #[error("{error}")]
+    Invalid {
+        error: OtlpError,
+        /// How many spans the refused request held (for self-metrics).
+        spans: usize,
+    },
+}
+
 /// A trace export request that passed the same validation as [`spans_from_request`], with
-/// each span's parsed columns beside it.
+/// each span's parsed columns beside it and its resources and scopes converted once.
 ///
-/// This is the cheap way into a store: nothing is cloned, so a store can build its rows
-/// straight from the protobuf message instead of going through [`Span`]'s `String`s and
-/// `Vec`s. It can only be built by [`ValidTraces::new`], so holding one proves validity.
+/// This is the cheap way into a store: a store builds its rows from it without going
+/// through [`Span`]'s `String`s and `Vec`s. Built from protobuf bytes
+/// ([`ValidTraces::from_protobuf`]) it usually holds no decoded message at all, only the
+/// bytes and where each span sits in them. It can only be built by the constructors here,
+/// so holding one proves validity.
 #[derive(Debug, Clone)]
 pub struct ValidTraces {
-    request: ExportTraceServiceRequest,
     /// One per span, in request order (resource, then scope, then span).
     headers: Vec<SpanHeader>,
+    groups: Vec<ResourceGroup>,
+    body: Body,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    Decoded {
+        request: ExportTraceServiceRequest,
+        /// `(resource, scope, span)` indices of each span in `request`.
+        index: Vec<(u32, u32, u32)>,
+        /// The protobuf bytes the request was decoded from, if it came as protobuf.
+        encoded: Option<bytes::Bytes>,
+    },
+    Encoded {
+        raw: bytes::Bytes,
+        spans: Vec<crate::otlp_wire::SpanPos>,
+        runs: Vec<std::ops::Range<usize>>,
+    },
 }
 
 impl ValidTraces {
@@ -76,17 +189,164 @@ impl ValidTraces {
     /// and the error names the offending field by its path, as [`spans_from_request`] does.
     pub fn new(request: ExportTraceServiceRequest) -> Result<ValidTraces, OtlpError> {
         let headers = validate(&request)?;
-        Ok(ValidTraces { request, headers })
+        let mut groups = Vec::with_capacity(request.resource_spans.len());
+        let mut index = Vec::with_capacity(headers.len());
+        for (ri, rs) in request.resource_spans.iter().enumerate() {
+            let resource = Arc::new(resource_from_proto(rs.resource.as_ref(), &rs.schema_url));
+            let mut scopes = Vec::with_capacity(rs.scope_spans.len());
+            for (si, ss) in rs.scope_spans.iter().enumerate() {
+                let first = index.len();
+                for pi in 0..ss.spans.len() {
+                    index.push((ri as u32, si as u32, pi as u32));
+                }
+                scopes.push(ScopeGroup {
+                    scope: Arc::new(scope_from_proto(ss.scope.as_ref(), &ss.schema_url)),
+                    spans: first..index.len(),
+                });
+            }
+            groups.push(ResourceGroup { resource, scopes });
+        }
+        Ok(ValidTraces {
+            headers,
+            groups,
+            body: Body::Decoded {
+                request,
+                index,
+                encoded: None,
+            },
+        })
     }
 
-    /// The request as received.
-    pub fn request(&self) -> &ExportTraceServiceRequest {
-        &self.request
+    /// Validates the protobuf encoding of an `ExportTraceServiceRequest`, accepting and
+    /// refusing exactly what decoding it with prost and then [`ValidTraces::new`] would, with
+    /// the same errors.
+    ///
+    /// Requests as SDKs send them are checked in place without decoding them into messages
+    /// (see `otlp_wire`); anything that pass does not handle is decoded with prost.
+    pub fn from_protobuf(raw: bytes::Bytes) -> Result<ValidTraces, DecodeTracesError> {
+        if let Some(v) = Self::from_scan(&raw) {
+            return Ok(v);
+        }
+        let request = ExportTraceServiceRequest::decode(raw.clone())?;
+        let spans = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter())
+            .map(|ss| ss.spans.len())
+            .sum();
+        let mut v = ValidTraces::new(request)
+            .map_err(|error| DecodeTracesError::Invalid { error, spans })?;
+        if let Body::Decoded { encoded, .. } = &mut v.body {
+            *encoded = Some(raw);
+        }
+        Ok(v)
+    }
+
+    /// The zero-copy path of [`ValidTraces::from_protobuf`]; `None` means "use prost".
+    fn from_scan(raw: &bytes::Bytes) -> Option<ValidTraces> {
+        let scan = crate::otlp_wire::scan(raw).ok()?;
+        let text = |r: &std::ops::Range<usize>| std::str::from_utf8(&raw[r.clone()]).ok();
+        let mut groups = Vec::with_capacity(scan.resources.len());
+        for rp in &scan.resources {
+            let resource = match &rp.resource {
+                Some(r) => Some(proto::resource::v1::Resource::decode(&raw[r.clone()]).ok()?),
+                None => None,
+            };
+            let resource = resource_from_proto(resource.as_ref(), text(&rp.schema_url)?);
+            let mut scopes = Vec::with_capacity(rp.scopes.len());
+            for sp in &rp.scopes {
+                let scope = match &sp.scope {
+                    Some(r) => Some(pc::InstrumentationScope::decode(&raw[r.clone()]).ok()?),
+                    None => None,
+                };
+                scopes.push(ScopeGroup {
+                    scope: Arc::new(scope_from_proto(scope.as_ref(), text(&sp.schema_url)?)),
+                    spans: sp.spans.clone(),
+                });
+            }
+            groups.push(ResourceGroup {
+                resource: Arc::new(resource),
+                scopes,
+            });
+        }
+        Some(ValidTraces {
+            headers: scan.headers,
+            groups,
+            body: Body::Encoded {
+                raw: raw.clone(),
+                spans: scan.spans,
+                runs: scan.runs,
+            },
+        })
     }
 
     /// The parsed columns of every span, in request order.
     pub fn headers(&self) -> &[SpanHeader] {
         &self.headers
+    }
+
+    /// The request's resources and scopes, in request order.
+    pub fn groups(&self) -> &[ResourceGroup] {
+        &self.groups
+    }
+
+    /// Span `i` (request order); panics if `i >= self.len()`, like slice indexing.
+    pub fn span(&self, i: usize) -> SpanRef<'_> {
+        let header = &self.headers[i];
+        match &self.body {
+            Body::Decoded { request, index, .. } => {
+                let (r, s, p) = index[i];
+                let span =
+                    &request.resource_spans[r as usize].scope_spans[s as usize].spans[p as usize];
+                SpanRef {
+                    header,
+                    name: &span.name,
+                    body: SpanBody::Decoded(span),
+                }
+            }
+            Body::Encoded { raw, spans, runs } => {
+                let pos = &spans[i];
+                // Both were checked to be UTF-8 by the scan.
+                let text = |r: &std::ops::Range<usize>| {
+                    std::str::from_utf8(&raw[r.clone()]).unwrap_or_default()
+                };
+                let status_message = text(&pos.status_message);
+                SpanRef {
+                    header,
+                    name: text(&pos.name),
+                    body: SpanBody::Encoded {
+                        bytes: &raw[pos.span.clone()],
+                        status_message,
+                        rest: EncodedRest {
+                            raw,
+                            runs: &runs[pos.runs.clone()],
+                            status_at: pos.status_at,
+                            status_message,
+                        },
+                    },
+                }
+            }
+        }
+    }
+
+    /// The request's protobuf encoding, when it was built from one.
+    pub fn encoded(&self) -> Option<&bytes::Bytes> {
+        match &self.body {
+            Body::Decoded { encoded, .. } => encoded.as_ref(),
+            Body::Encoded { raw, .. } => Some(raw),
+        }
+    }
+
+    /// The request's protobuf encoding: the received bytes when there are some, otherwise
+    /// freshly encoded.
+    pub fn to_protobuf(&self) -> bytes::Bytes {
+        match &self.body {
+            Body::Decoded {
+                encoded: Some(raw), ..
+            }
+            | Body::Encoded { raw, .. } => raw.clone(),
+            Body::Decoded { request, .. } => request.encode_to_vec().into(),
+        }
     }
 
     /// How many spans the request holds.
@@ -101,12 +361,25 @@ impl ValidTraces {
 
     /// The spans as [`Span`]s, exactly what [`spans_from_request`] returns for the request.
     pub fn to_spans(&self) -> Vec<Span> {
-        convert(&self.request, &self.headers)
-    }
-
-    /// Gives the request back.
-    pub fn into_request(self) -> ExportTraceServiceRequest {
-        self.request
+        let mut out = Vec::with_capacity(self.len());
+        for g in &self.groups {
+            for sg in &g.scopes {
+                for i in sg.spans.clone() {
+                    let s = self.span(i);
+                    let decoded;
+                    let span = match s.body {
+                        SpanBody::Decoded(span) => span,
+                        SpanBody::Encoded { bytes, .. } => {
+                            // The scan proved these bytes decode; the default is unreachable.
+                            decoded = pt::Span::decode(bytes).unwrap_or_default();
+                            &decoded
+                        }
+                    };
+                    out.push(span_from_proto(span, s.header, &g.resource, &sg.scope));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -252,7 +525,7 @@ fn span_from_proto(
     }
 }
 
-fn parse_parent(bytes: &[u8]) -> Result<Option<SpanId>, String> {
+pub(crate) fn parse_parent(bytes: &[u8]) -> Result<Option<SpanId>, String> {
     match bytes.len() {
         0 => Ok(None),
         8 if bytes.iter().all(|b| *b == 0) => Ok(None),
@@ -261,7 +534,7 @@ fn parse_parent(bytes: &[u8]) -> Result<Option<SpanId>, String> {
     }
 }
 
-fn parse_trace_id(bytes: &[u8]) -> Result<TraceId, String> {
+pub(crate) fn parse_trace_id(bytes: &[u8]) -> Result<TraceId, String> {
     let arr: [u8; 16] = bytes
         .try_into()
         .map_err(|_| format!("must be 16 bytes, got {} bytes", bytes.len()))?;
@@ -271,7 +544,7 @@ fn parse_trace_id(bytes: &[u8]) -> Result<TraceId, String> {
     Ok(TraceId(arr))
 }
 
-fn parse_span_id(bytes: &[u8]) -> Result<SpanId, String> {
+pub(crate) fn parse_span_id(bytes: &[u8]) -> Result<SpanId, String> {
     let arr: [u8; 8] = bytes
         .try_into()
         .map_err(|_| format!("must be 8 bytes, got {} bytes", bytes.len()))?;
@@ -281,7 +554,7 @@ fn parse_span_id(bytes: &[u8]) -> Result<SpanId, String> {
     Ok(SpanId(arr))
 }
 
-fn check_time(t: u64) -> Result<(), String> {
+pub(crate) fn check_time(t: u64) -> Result<(), String> {
     if t == 0 {
         return Err("is missing (zero)".into());
     }

@@ -239,13 +239,20 @@ fn for_each_field(
 /// those [`encode_rest_proto`] writes; otherwise they differ only in order or in explicit
 /// default values, and decode to the same span.
 pub(crate) fn copy_rest_proto(raw: &[u8], s: &pt::Span, buf: &mut Vec<u8>) -> bool {
-    use prost::encoding::{encode_key, encode_varint, string, WireType};
     let clean = attrs_clean(&s.attributes)
         && s.events.iter().all(|e| attrs_clean(&e.attributes))
         && s.links.iter().all(|l| attrs_clean(&l.attributes));
     if !clean {
         return false;
     }
+    let message = s.status.as_ref().map_or("", |st| st.message.as_str());
+    copy_rest_fields(raw, message, buf)
+}
+
+/// Copies the rest fields of the span bytes `raw` and writes `status_message` (if not
+/// empty) where the status was; `false` if the bytes do not walk cleanly.
+fn copy_rest_fields(raw: &[u8], status_message: &str, buf: &mut Vec<u8>) -> bool {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
     let mut status_done = false;
     for_each_field(
         raw,
@@ -257,10 +264,15 @@ pub(crate) fn copy_rest_proto(raw: &[u8], s: &pt::Span, buf: &mut Vec<u8>) -> bo
                 // however many times it was sent (prost merged them).
                 15 if !status_done => {
                     status_done = true;
-                    if let Some(st) = s.status.as_ref().filter(|st| !st.message.is_empty()) {
+                    if !status_message.is_empty() {
+                        // A `Status` with only its message: field 2, a string.
+                        let m = status_message.as_bytes();
+                        let inner = 1 + encoded_len_varint(m.len() as u64) + m.len();
                         encode_key(15, WireType::LengthDelimited, buf);
-                        encode_varint(string::encoded_len(2, &st.message) as u64, buf);
-                        string::encode(2, &st.message, buf);
+                        encode_varint(inner as u64, buf);
+                        encode_key(2, WireType::LengthDelimited, buf);
+                        encode_varint(m.len() as u64, buf);
+                        buf.extend_from_slice(m);
                     }
                 }
                 _ => {}

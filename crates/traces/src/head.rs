@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use model::otlp::{resource_from_proto, scope_from_proto, SpanHeader, ValidTraces};
+use model::otlp::{SpanBody, SpanHeader, ValidTraces};
 use model::{Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, UnixNanos};
 
 use crate::codec::{self, SpanColumns};
@@ -93,41 +93,44 @@ impl Prepared {
     }
 
     /// Prepares a validated request without converting its spans to [`Span`]s: each rest
-    /// blob is encoded straight from the protobuf span, or, given the request's received
-    /// encoding `raw`, copied from the span's own bytes.
-    pub fn from_request(traces: ValidTraces, raw: Option<&[u8]>) -> Prepared {
-        let req = traces.request();
-        // The byte range of each span in `raw`, when they line up with the decoded spans.
-        let ranges = raw
-            .and_then(|raw| Some((raw, codec::span_ranges(raw)?)))
+    /// blob is copied from the span's received protobuf bytes when the request has them,
+    /// otherwise encoded straight from the decoded protobuf span.
+    pub fn from_request(traces: ValidTraces) -> Prepared {
+        // For a request prost decoded from bytes: the byte range of each span, when they
+        // line up with the decoded spans.
+        let decoded = !traces.is_empty() && matches!(traces.span(0).body, SpanBody::Decoded(_));
+        let ranges = traces
+            .encoded()
+            .filter(|_| decoded)
+            .and_then(|raw| Some((raw.clone(), codec::span_ranges(raw)?)))
             .filter(|(_, r)| r.len() == traces.len());
-        let mut next = 0;
         let mut rests = Vec::with_capacity(traces.len());
-        let mut groups = Vec::with_capacity(req.resource_spans.len());
+        let mut groups = Vec::with_capacity(traces.groups().len());
         let mut buf = Vec::with_capacity(1024);
-        for rs in &req.resource_spans {
-            let resource = resource_from_proto(rs.resource.as_ref(), &rs.schema_url);
-            let bytes = codec::encode_resource(&resource);
-            let mut scopes = Vec::with_capacity(rs.scope_spans.len());
-            for ss in &rs.scope_spans {
-                let scope = scope_from_proto(ss.scope.as_ref(), &ss.schema_url);
-                let bytes = codec::encode_scope(&scope);
-                scopes.push((Arc::new(scope), bytes));
-                for span in &ss.spans {
+        for g in traces.groups() {
+            let mut scopes = Vec::with_capacity(g.scopes.len());
+            for sg in &g.scopes {
+                scopes.push((sg.scope.clone(), codec::encode_scope(&sg.scope)));
+                for i in sg.spans.clone() {
                     buf.clear();
-                    let copied = ranges.as_ref().is_some_and(|(raw, r)| {
-                        codec::copy_rest_proto(&raw[r[next].clone()], span, &mut buf)
-                    });
-                    if !copied {
-                        buf.clear();
-                        codec::encode_rest_proto(span, &mut buf);
+                    match traces.span(i).body {
+                        // The scan recorded where the rest fields are: copy them.
+                        SpanBody::Encoded { rest, .. } => rest.write_to(&mut buf),
+                        SpanBody::Decoded(span) => {
+                            let copied = ranges.as_ref().is_some_and(|(raw, r)| {
+                                codec::copy_rest_proto(&raw[r[i].clone()], span, &mut buf)
+                            });
+                            if !copied {
+                                buf.clear();
+                                codec::encode_rest_proto(span, &mut buf);
+                            }
+                        }
                     }
-                    next += 1;
                     rests.push(Box::from(&buf[..]));
                 }
             }
             groups.push(Group {
-                resource: (Arc::new(resource), bytes),
+                resource: (g.resource.clone(), codec::encode_resource(&g.resource)),
                 scopes,
             });
         }
@@ -218,20 +221,25 @@ impl<'a> IntoIterator for &'a Rows {
     }
 }
 
+/// The hasher of the head's per-span maps: several lookups per span made SipHash a few
+/// percent of ingest CPU; aHash is several times cheaper and still keyed randomly per
+/// process, so clients choosing trace ids cannot aim for collisions.
+type Hasher = ahash::RandomState;
+
 /// Recent spans, indexed by trace id.
 #[derive(Default)]
 pub(crate) struct Head {
     pub spans: Rows,
     /// First and last span of each trace.
-    traces: HashMap<TraceId, (u32, u32)>,
+    traces: HashMap<TraceId, (u32, u32), Hasher>,
     pub strings: Vec<Arc<str>>,
-    string_ids: HashMap<Arc<str>, u32>,
+    string_ids: HashMap<Arc<str>, u32, Hasher>,
     pub resources: Vec<HeadResource>,
     resource_ids: HashMap<Bytes, u32>,
     pub scopes: Vec<HeadScope>,
     scope_ids: HashMap<Bytes, u32>,
     /// Distinct (service, name, kind) triples, for the operations catalog.
-    pub operations: HashSet<(u32, u32, SpanKind)>,
+    pub operations: HashSet<(u32, u32, SpanKind), Hasher>,
     pub min_start: UnixNanos,
     pub max_start: UnixNanos,
     pub max_end: UnixNanos,
@@ -376,19 +384,17 @@ impl Head {
                 rests,
                 groups,
             } => {
-                let mut headers = traces.headers().iter();
                 let mut rests = std::mem::take(rests).into_iter();
                 let mut names = NameCache::default();
-                for (rs, g) in traces.request().resource_spans.iter().zip(groups.iter()) {
+                for (rg, g) in traces.groups().iter().zip(groups.iter()) {
                     let resource = self.intern_resource_bytes(&g.resource.0, g.resource.1.clone());
-                    for (ss, (sc, sb)) in rs.scope_spans.iter().zip(&g.scopes) {
+                    for (sg, (sc, sb)) in rg.scopes.iter().zip(&g.scopes) {
                         let scope = self.intern_scope_bytes(sc, sb.clone());
-                        for ((span, h), rest) in
-                            ss.spans.iter().zip(headers.by_ref()).zip(rests.by_ref())
-                        {
+                        for (i, rest) in sg.spans.clone().zip(rests.by_ref()) {
+                            let span = traces.span(i);
                             self.push(
-                                h,
-                                &span.name,
+                                span.header,
+                                span.name,
                                 resource,
                                 scope,
                                 rest,
@@ -732,6 +738,16 @@ mod tests {
             assert!(codec::copy_rest_proto(&raw[r], p, &mut buf));
             assert_eq!(buf, &*codec::encode_rest(s));
         }
+        // Requests read in place give the same bytes from the runs the scan recorded.
+        let v = ValidTraces::from_protobuf(raw.into()).unwrap();
+        for (i, s) in spans.iter().enumerate() {
+            let SpanBody::Encoded { rest, .. } = v.span(i).body else {
+                panic!("span {i} was not read in place");
+            };
+            buf.clear();
+            rest.write_to(&mut buf);
+            assert_eq!(buf, &*codec::encode_rest(s), "span {i}");
+        }
     }
 
     #[test]
@@ -823,7 +839,7 @@ mod tests {
         let mut b = Head::default();
         let raw = prost::Message::encode_to_vec(&req);
         let ops_b = b.insert(
-            &mut Prepared::from_request(ValidTraces::new(req).unwrap(), Some(&raw)),
+            &mut Prepared::from_request(ValidTraces::from_protobuf(raw.into()).unwrap()),
             now,
         );
         assert_eq!(all_spans(&a), spans);
@@ -837,7 +853,7 @@ mod tests {
         // A second identical batch adds rows but no operation, resource or scope.
         let again = request_from_spans(&spans);
         let ops = b.insert(
-            &mut Prepared::from_request(ValidTraces::new(again).unwrap(), None),
+            &mut Prepared::from_request(ValidTraces::new(again).unwrap()),
             now,
         );
         assert!(ops.is_empty());

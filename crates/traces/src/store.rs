@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use model::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::Bytes;
 use model::otlp::{request_from_spans, ValidTraces};
 use model::{Span, SpanId, SpanKind, TraceId, UnixNanos};
 use parking_lot::RwLock;
@@ -170,13 +170,10 @@ impl TraceStore {
         let now = SystemTime::now();
         let mut skipped = 0u64;
         wal.replay(wal_through, |pos, rec| {
-            match ExportTraceServiceRequest::decode(rec)
-                .map_err(|e| e.to_string())
-                .and_then(|req| ValidTraces::new(req).map_err(|e| e.to_string()))
-            {
+            match ValidTraces::from_protobuf(Bytes::copy_from_slice(rec)) {
                 Ok(traces) => {
                     // The catalog is rebuilt from the head below.
-                    head.insert(&mut Prepared::from_request(traces, Some(rec)), now);
+                    head.insert(&mut Prepared::from_request(traces), now);
                 }
                 Err(e) => {
                     // The WAL's CRC passed, so this is a bug, not a torn write: keep going
@@ -235,19 +232,19 @@ impl TraceStore {
     }
 
     /// Stores a validated OTLP request durably, like [`TraceStore::write`]: the head rows
-    /// are built straight from the protobuf message, without converting to [`Span`]s.
-    /// `otlp` is the request's protobuf encoding when the caller has it (a receiver that got
-    /// protobuf does), which the WAL stores as it is; `None` encodes it here.
+    /// are built straight from the request (usually its received protobuf bytes), without
+    /// converting to [`Span`]s. The WAL stores the request's protobuf encoding: `otlp` when
+    /// given, else the bytes the request was validated from, else a fresh encoding.
     pub async fn write_request(
         &self,
         traces: ValidTraces,
-        otlp: Option<Vec<u8>>,
+        otlp: Option<Bytes>,
     ) -> Result<(), TraceError> {
         if traces.is_empty() {
             return Ok(());
         }
-        let otlp = otlp.unwrap_or_else(|| traces.request().encode_to_vec());
-        let prepared = Prepared::from_request(traces, Some(&otlp));
+        let otlp = otlp.unwrap_or_else(|| traces.to_protobuf());
+        let prepared = Prepared::from_request(traces);
         self.write_prepared(prepared, otlp).await
     }
 
@@ -255,7 +252,7 @@ impl TraceStore {
     async fn write_prepared(
         &self,
         mut prepared: Prepared,
-        otlp: Vec<u8>,
+        otlp: impl Into<Bytes>,
     ) -> Result<(), TraceError> {
         let new_ops = {
             let _cut = self.cut.read().await;
@@ -683,6 +680,7 @@ impl TraceReader for TraceStore {
 #[cfg(test)]
 mod write_tests {
     use super::*;
+    use model::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
     use model::otlp::proto::common::v1 as pc;
     use model::otlp::proto::trace::v1 as pt;
 
@@ -736,8 +734,8 @@ mod write_tests {
             assert_eq!(store.services().unwrap(), ["cart", "pay"]);
             assert_eq!(store.operations("cart", None).unwrap().len(), 2);
             // The bytes a receiver hands over are what the WAL keeps; a retry is shown once.
-            let again = ValidTraces::new(req.clone()).unwrap();
-            store.write_request(again, Some(raw)).await.unwrap();
+            let again = ValidTraces::from_protobuf(raw.clone().into()).unwrap();
+            store.write_request(again, Some(raw.into())).await.unwrap();
             assert_eq!(store.stats().head_spans, 5);
             assert_eq!(store.trace(TraceId([3; 16])).unwrap().unwrap(), want);
         }

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
@@ -122,7 +123,7 @@ pub struct WalStats {
 pub(crate) enum Op {
     Append {
         header: [u8; format::FRAME_HEADER_LEN as usize],
-        record: Vec<u8>,
+        record: Bytes,
         /// Filled in by the writer.
         pos: Position,
         tx: oneshot::Sender<Result<Position, WalError>>,
@@ -345,16 +346,19 @@ impl Wal {
     /// If the future is dropped before it completes, the record may still be written.
     /// On an error the record may or may not be in the log; the log then refuses further
     /// appends ([`WalError::Failed`]).
-    pub async fn append(&self, record: Vec<u8>) -> Result<Position, WalError> {
-        let rx = self.submit_append(record)?;
+    ///
+    /// `record` is anything that turns into [`Bytes`] without a copy (a `Vec<u8>`, or the
+    /// `Bytes` a receiver already holds, shared with whoever else reads it).
+    pub async fn append(&self, record: impl Into<Bytes>) -> Result<Position, WalError> {
+        let rx = self.submit_append(record.into())?;
         rx.await.map_err(|_| WalError::Closed)?
     }
 
     /// [`Wal::append`] for threads outside an async runtime.
     ///
     /// Panics if called from within an async runtime's worker (use `append` there).
-    pub fn append_blocking(&self, record: Vec<u8>) -> Result<Position, WalError> {
-        let rx = self.submit_append(record)?;
+    pub fn append_blocking(&self, record: impl Into<Bytes>) -> Result<Position, WalError> {
+        let rx = self.submit_append(record.into())?;
         rx.blocking_recv().map_err(|_| WalError::Closed)?
     }
 
@@ -451,7 +455,7 @@ impl Wal {
 
     fn submit_append(
         &self,
-        record: Vec<u8>,
+        record: Bytes,
     ) -> Result<oneshot::Receiver<Result<Position, WalError>>, WalError> {
         if record.len() > MAX_RECORD_BYTES {
             return Err(WalError::TooLarge {

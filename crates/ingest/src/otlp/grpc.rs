@@ -5,9 +5,11 @@
 //! prost codec, which reports an undecodable message as INTERNAL; OTLP clients treat
 //! INTERNAL as "not retryable, server bug" and log something misleading. Our codec answers
 //! INVALID_ARGUMENT naming the message, and tells the handler how large the decoded message
-//! was so it can be charged to the in-flight budget. The body is read under that budget
-//! before tonic sees it; tonic still does the framing, gzip (`grpc-encoding`), the size limit
-//! after decompression, and trailers.
+//! was so it can be charged to the in-flight budget. Trace requests skip prost altogether:
+//! their codec hands over the message's bytes, which `model::otlp` validates in place (the
+//! same answers, INVALID_ARGUMENT included, without building messages). The body is read
+//! under that budget before tonic sees it; tonic still does the framing, gzip
+//! (`grpc-encoding`), the size limit after decompression, and trailers.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -16,15 +18,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::Buf;
-use model::otlp::proto::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use model::otlp::proto::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::Grpc;
 
 use super::{
-    count_spans, read_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
+    read_grpc_body, ExportError, OtlpState, Protocol, Ran, Rejection, Reservation, Signal,
     DECODED_OVERHEAD,
 };
 
@@ -110,6 +110,37 @@ impl<D: Message + Default> Decoder for OtlpDecoder<D> {
     }
 }
 
+/// A codec that hands the handler a request's protobuf bytes undecoded (after tonic's
+/// framing and decompression), for trace requests, which `model::otlp` validates in place.
+struct BytesCodec<E>(PhantomData<fn() -> E>);
+
+impl<E: Message + Send + 'static> Codec for BytesCodec<E> {
+    type Encode = E;
+    type Decode = bytes::Bytes;
+    type Encoder = OtlpEncoder<E>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        OtlpEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+struct BytesDecoder;
+
+impl Decoder for BytesDecoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        // tonic's buffer is a `BytesMut`: this splits it off without copying.
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
 /// The tonic unary driver with our limits: gzip accepted, messages (also decompressed)
 /// bounded by the body limit.
 pub(super) fn grpc<D, E>(state: &OtlpState, name: &'static str) -> Grpc<OtlpCodec<D, E>>
@@ -122,25 +153,20 @@ where
         .apply_max_message_size_config(Some(state.config().max_body_bytes), None)
 }
 
-/// Validates and writes one decoded trace request; `reservation` already holds the raw body.
+/// Validates and writes one trace request given as its protobuf bytes; `reservation`
+/// already holds the raw body.
 async fn export_traces(
     state: &OtlpState,
-    decoded: Decoded<ExportTraceServiceRequest>,
+    raw: bytes::Bytes,
     mut reservation: Reservation,
 ) -> Result<u64, Rejection> {
-    let items = count_spans(&decoded.msg);
+    let len = raw.len();
+    let traces = super::decode_protobuf_traces(raw)?;
+    let items = traces.len() as u64;
     state
-        .reserve(
-            &mut reservation,
-            decoded.raw.len().saturating_mul(DECODED_OVERHEAD),
-        )
+        .reserve(&mut reservation, len.saturating_mul(DECODED_OVERHEAD))
         .map_err(|error| Rejection { error, items })?;
-    let Decoded { msg, raw } = decoded;
-    let traces = model::otlp::ValidTraces::new(msg).map_err(|e| Rejection {
-        error: ExportError::Invalid(e),
-        items,
-    })?;
-    state.write_request(traces, Some(raw), reservation).await?;
+    state.write_request(traces, reservation).await?;
     Ok(items)
 }
 
@@ -152,7 +178,7 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     let mut reservation = state.reservation();
     // One unary message plus its 5-byte gRPC frame header.
     let limit = state.config().max_body_bytes.saturating_add(5);
-    let raw = match read_body(&state, None, body, limit, &mut reservation).await {
+    let raw = match read_grpc_body(&state, body, limit, &mut reservation).await {
         Ok(raw) => raw,
         Err(error) => {
             let rejection = Rejection::from(error);
@@ -160,7 +186,7 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
             return rejection.error.to_grpc_status().into_http::<Body>();
         }
     };
-    let req = Request::from_parts(parts, Body::from(raw));
+    let req = Request::from_parts(parts, Body::new(raw));
     // The service is a `FnMut` called once; the reservation travels to it through this slot
     // so one request keeps one reservation (a request alone is always admitted).
     let slot = Arc::new(Mutex::new(Some(reservation)));
@@ -168,34 +194,31 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     let service = {
         let state = state.clone();
         let ran = ran.clone();
-        tower::service_fn(
-            move |req: tonic::Request<Decoded<ExportTraceServiceRequest>>| {
-                let state = state.clone();
-                ran.set();
-                let reservation = slot
-                    .lock()
-                    .ok()
-                    .and_then(|mut r| r.take())
-                    .unwrap_or_else(|| state.reservation());
-                async move {
-                    let outcome = export_traces(&state, req.into_inner(), reservation).await;
-                    state.record(Signal::Traces, Protocol::Grpc, outcome.as_ref().copied());
-                    match outcome {
-                        Ok(_) => Ok(tonic::Response::new(ExportTraceServiceResponse {
-                            partial_success: None,
-                        })),
-                        Err(r) => Err(r.error.to_grpc_status()),
-                    }
+        tower::service_fn(move |req: tonic::Request<bytes::Bytes>| {
+            let state = state.clone();
+            ran.set();
+            let reservation = slot
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .unwrap_or_else(|| state.reservation());
+            async move {
+                let outcome = export_traces(&state, req.into_inner(), reservation).await;
+                state.record(Signal::Traces, Protocol::Grpc, outcome.as_ref().copied());
+                match outcome {
+                    Ok(_) => Ok(tonic::Response::new(ExportTraceServiceResponse {
+                        partial_success: None,
+                    })),
+                    Err(r) => Err(r.error.to_grpc_status()),
                 }
-            },
-        )
+            }
+        })
     };
-    let response = grpc::<ExportTraceServiceRequest, ExportTraceServiceResponse>(
-        &state,
-        "ExportTraceServiceRequest",
-    )
-    .unary(service, req)
-    .await;
+    let response = Grpc::new(BytesCodec::<ExportTraceServiceResponse>(PhantomData))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .apply_max_message_size_config(Some(state.config().max_body_bytes), None)
+        .unary(service, req)
+        .await;
     if !ran.get() {
         // tonic refused the request before our handler saw it (bad protobuf, too large
         // once inflated, bad framing): count it too.

@@ -15,9 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue};
-use model::otlp::proto::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use model::otlp::proto::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 use super::{
@@ -114,12 +112,12 @@ pub(super) fn gunzip(
 }
 
 /// Reads, inflates and decodes a trace request and validates every span; nothing is
-/// written unless all of it is valid. Protobuf requests also return their decompressed bytes.
+/// written unless all of it is valid. A protobuf request keeps its decompressed bytes.
 async fn decode_traces(
     state: &OtlpState,
     encoding: Encoding,
     req: Request,
-) -> Result<(model::otlp::ValidTraces, Option<bytes::Bytes>, Reservation), Rejection> {
+) -> Result<(model::otlp::ValidTraces, Reservation), Rejection> {
     let (parts, body) = req.into_parts();
     let gzip = is_gzip(&parts.headers)?;
     let mut reservation = state.reservation();
@@ -149,30 +147,20 @@ async fn decode_traces(
             &mut reservation,
             body.len().saturating_mul(DECODED_OVERHEAD),
         )?;
-        let (request, otlp) = match encoding {
-            Encoding::Protobuf => {
-                let raw = bytes::Bytes::from(body);
-                let request = ExportTraceServiceRequest::decode(raw.clone()).map_err(|e| {
-                    ExportError::BadProtobuf {
-                        message: "ExportTraceServiceRequest",
-                        error: e.to_string(),
-                    }
-                })?;
-                (request, Some(raw))
-            }
+        let traces = match encoding {
+            Encoding::Protobuf => super::decode_protobuf_traces(bytes::Bytes::from(body))?,
             Encoding::Json => {
                 let request =
                     model::otlp_json::decode_traces(&body).map_err(ExportError::BadJson)?;
                 drop(body);
-                (request, None)
+                let items = count_spans(&request);
+                model::otlp::ValidTraces::new(request).map_err(|e| Rejection {
+                    error: ExportError::Invalid(e),
+                    items,
+                })?
             }
         };
-        let items = count_spans(&request);
-        let traces = model::otlp::ValidTraces::new(request).map_err(|e| Rejection {
-            error: ExportError::Invalid(e),
-            items,
-        })?;
-        Ok((traces, otlp, reservation))
+        Ok((traces, reservation))
     })
     .await
 }
@@ -191,9 +179,9 @@ pub(super) async fn traces(State(state): State<OtlpState>, req: Request) -> Resp
     };
     let protocol = encoding.protocol();
     let outcome = async {
-        let (traces, otlp, reservation) = decode_traces(&state, encoding, req).await?;
+        let (traces, reservation) = decode_traces(&state, encoding, req).await?;
         let items = traces.len() as u64;
-        state.write_request(traces, otlp, reservation).await?;
+        state.write_request(traces, reservation).await?;
         Ok::<u64, Rejection>(items)
     }
     .await;

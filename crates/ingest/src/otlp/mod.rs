@@ -577,12 +577,12 @@ impl OtlpState {
         }
     }
 
-    /// Hands validated spans to the sink on a task of their own, so the write finishes
-    /// even if the client disconnects; `reservation` is released when it does.
+    /// Hands validated spans (and their protobuf encoding, when they came as protobuf) to
+    /// the sink on a task of their own, so the write finishes even if the client
+    /// disconnects; `reservation` is released when it does.
     async fn write_request(
         &self,
         traces: model::otlp::ValidTraces,
-        otlp: Option<bytes::Bytes>,
         reservation: Reservation,
     ) -> Result<(), Rejection> {
         let items = traces.len() as u64;
@@ -591,6 +591,7 @@ impl OtlpState {
             return Ok(());
         }
         let sink = self.inner.traces.clone();
+        let otlp = traces.encoded().cloned();
         let task = tokio::spawn(async move {
             let result = sink.write_request(traces, otlp).await;
             drop(reservation);
@@ -681,6 +682,77 @@ async fn read_body(
     Ok(buf)
 }
 
+/// Reads a unary gRPC request body of at most `limit` bytes as the chunks it arrived in,
+/// charging them to `reservation` as they come, like [`read_body`]. The chunks are not
+/// joined: tonic copies them into its own buffer (sized from the frame header) anyway, so
+/// joining them first would copy every byte twice.
+async fn read_grpc_body(
+    state: &OtlpState,
+    mut body: axum::body::Body,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<Chunks, ExportError> {
+    use http_body_util::BodyExt as _;
+    let too_large = || ExportError::TooLarge {
+        limit: state.config().max_body_bytes,
+        decompressed: false,
+    };
+    let mut chunks = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ExportError::BodyRead(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        // The frame header (compressed flag, big-endian length) declares the message's
+        // size: one past the limit is refused before the rest is read.
+        let declared = (len == 0 && data.len() >= 5)
+            .then(|| u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize + 5);
+        len += data.len();
+        if len > limit || declared.is_some_and(|n| n > limit) {
+            drop(chunks);
+            drain_body(body, DRAIN_CAP).await;
+            return Err(too_large());
+        }
+        state.reserve(reservation, data.len())?;
+        chunks.push(data);
+    }
+    Ok(Chunks {
+        remaining: len as u64,
+        chunks: chunks.into_iter(),
+    })
+}
+
+/// A request body already in memory, replayed chunk by chunk.
+struct Chunks {
+    chunks: std::vec::IntoIter<bytes::Bytes>,
+    remaining: u64,
+}
+
+impl axum::body::HttpBody for Chunks {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let next = self.chunks.next();
+        if let Some(b) = &next {
+            self.remaining -= b.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 /// How much of a refused request body is read and discarded before answering. Answering
 /// while a client is still uploading makes many HTTP clients report a broken pipe instead of
 /// the status; past this much, or after [`DRAIN_TIME`], the connection is closed instead.
@@ -704,6 +776,24 @@ pub(super) async fn drain_body(mut body: axum::body::Body, cap: usize) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+}
+
+/// Validates the protobuf encoding of a trace request (see
+/// [`model::otlp::ValidTraces::from_protobuf`]: requests as SDKs send them are read in place,
+/// without decoding them into messages).
+fn decode_protobuf_traces(raw: bytes::Bytes) -> Result<model::otlp::ValidTraces, Rejection> {
+    use model::otlp::DecodeTracesError as E;
+    model::otlp::ValidTraces::from_protobuf(raw).map_err(|e| match e {
+        E::Protobuf(e) => ExportError::BadProtobuf {
+            message: "ExportTraceServiceRequest",
+            error: e.to_string(),
+        }
+        .into(),
+        E::Invalid { error, spans } => Rejection {
+            error: ExportError::Invalid(error),
+            items: spans as u64,
+        },
+    })
 }
 
 /// Counts the spans in a trace request, for the self-metrics of refused requests.
