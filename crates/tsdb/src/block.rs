@@ -2,8 +2,10 @@
 //!
 //! Layout of `blocks/<mint>-<maxt>.block` (integers little-endian, varints LEB128):
 //! ```text
-//! magic "LKTSDB01"
-//! chunk data: the chunks of every series, series by series, in time order
+//! magic "LKTSDB02" (format 2)
+//! chunk data: the chunks of every series, series by series, in time order; each chunk
+//!   holds up to BLOCK_CHUNK_SAMPLES samples, packed (`packed.rs`) or XOR, whichever is
+//!   smaller (its first byte says which)
 //! index:
 //!   uvarint series count; per series: label set, uvarint chunk count, per chunk:
 //!     zigzag varint min_t, uvarint (max_t - min_t), uvarint offset, uvarint length, u32 crc32
@@ -17,6 +19,11 @@
 //! positioned reads and checked against their CRC, so a block costs memory for its index,
 //! not its samples. A block is written to a temporary name, fsynced and renamed, so a crash
 //! leaves either the whole block or none of it (leftover temporaries are deleted at open).
+//!
+//! Writing a block (from the head or by compaction) decodes each series' samples and
+//! re-encodes them, so compaction also turns many short chunks into few long ones. Blocks of
+//! format 1 (magic `LKTSDB01`, XOR chunks only, before any release) are refused with an error
+//! that says to delete them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,14 +32,21 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::chunk::{ChunkIter, XorChunk, SAMPLES_PER_CHUNK};
+use crate::chunk::{chunk_len, ChunkIter};
 use crate::codec::{put_bytes, put_labels, put_uvarint, Reader};
 use crate::head::{ClosedChunk, SeriesChunks};
 use crate::index::{Matcher, Postings, SeriesRef};
+use crate::packed;
 use crate::querier::Series;
 use crate::{Labels, TsdbError};
 
-const MAGIC: &[u8; 8] = b"LKTSDB01";
+const MAGIC: &[u8; 8] = b"LKTSDB02";
+/// Magic of the first block format (XOR chunks only), which this version no longer reads.
+const MAGIC_V1: &[u8; 8] = b"LKTSDB01";
+/// Most samples in one block chunk: packed chunks pay a few dozen bytes of header and index
+/// entry each, so blocks use longer chunks than the head (four head chunks' worth); a query
+/// decodes at most this many samples it does not need at each end of its range.
+pub const BLOCK_CHUNK_SAMPLES: usize = 4 * crate::chunk::SAMPLES_PER_CHUNK;
 const FOOTER_MAGIC: &[u8; 4] = b"LKTE";
 const FOOTER_LEN: u64 = 40;
 /// Largest index section a block may have; a bigger one is a damaged footer.
@@ -96,39 +110,43 @@ fn index_crc(index: &[u8], footer_fields: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Re-encodes a series' samples into chunks of [`SAMPLES_PER_CHUNK`] (used when out-of-order
-/// samples must be merged in).
+/// Re-encodes a series' samples into block chunks of up to [`BLOCK_CHUNK_SAMPLES`], each
+/// packed or XOR, whichever is smaller.
 fn rechunk(samples: &[(i64, f64)]) -> Vec<ClosedChunk> {
     samples
-        .chunks(SAMPLES_PER_CHUNK)
-        .map(|part| {
-            let mut c = XorChunk::new();
-            for &(t, v) in part {
-                c.append(t, v);
-            }
-            ClosedChunk {
-                bytes: c.bytes().into(),
-                min_t: part[0].0,
-                max_t: part[part.len() - 1].0,
-            }
+        .chunks(BLOCK_CHUNK_SAMPLES)
+        .map(|part| ClosedChunk {
+            bytes: packed::encode_best(part).into(),
+            min_t: part[0].0,
+            max_t: part[part.len() - 1].0,
         })
         .collect()
 }
 
-/// Merges out-of-order samples into a series' chunks; the in-order sample wins a tie.
-fn merge_ooo(chunks: Vec<ClosedChunk>, ooo: &[(i64, f64)]) -> Vec<ClosedChunk> {
-    if ooo.is_empty() {
-        return chunks;
+/// A series' samples from its chunks and out-of-order samples, in time order; the in-order
+/// sample wins a tie. A chunk that does not decode whole is an error, so a block is never
+/// written (or compacted) with a silent hole.
+fn merge_samples(chunks: &[ClosedChunk], ooo: &[(i64, f64)]) -> Result<Vec<(i64, f64)>, TsdbError> {
+    let mut all: Vec<(i64, f64)> =
+        Vec::with_capacity(chunks.iter().map(|c| chunk_len(&c.bytes)).sum::<usize>() + ooo.len());
+    for c in chunks {
+        let mut it = ChunkIter::new(&c.bytes);
+        all.extend(it.by_ref());
+        if it.is_corrupt() {
+            return Err(TsdbError::Corrupt {
+                what: "chunk".to_string(),
+                reason: format!("chunk of [{}, {}] does not decode", c.min_t, c.max_t),
+            });
+        }
     }
-    let mut all: Vec<(i64, f64)> = chunks
-        .iter()
-        .flat_map(|c| ChunkIter::new(&c.bytes))
-        .collect();
+    if ooo.is_empty() && all.windows(2).all(|p| p[0].0 < p[1].0) {
+        return Ok(all);
+    }
     all.extend_from_slice(ooo);
     // Stable sort keeps in-order samples (first) ahead of out-of-order ones at equal times.
     all.sort_by_key(|s| s.0);
     all.dedup_by_key(|s| s.0);
-    rechunk(&all)
+    Ok(all)
 }
 
 /// Writes a block for `[mint, maxt)` from series sorted by labels, and opens it.
@@ -148,7 +166,7 @@ pub fn write_block(
     let mut n = 0u64;
     let mut table: Vec<u8> = Vec::new();
     for (labels, chunks, ooo) in series {
-        let chunks = merge_ooo(chunks, &ooo);
+        let chunks = rechunk(&merge_samples(&chunks, &ooo)?);
         if chunks.is_empty() {
             continue;
         }
@@ -220,6 +238,15 @@ impl Block {
         }
         let mut magic = [0u8; 8];
         file.read_exact_at(&mut magic, 0).map_err(io_err(path))?;
+        if &magic == MAGIC_V1 {
+            return Err(TsdbError::Corrupt {
+                what: format!("block {}", path.display()),
+                reason:
+                    "written in block format 1 (XOR chunks), which this version no longer reads; \
+                         delete the blocks directory (or this file) to start without it"
+                        .to_string(),
+            });
+        }
         if &magic != MAGIC {
             return Err(corrupt("not a block file (bad magic)"));
         }
@@ -336,7 +363,7 @@ impl Block {
         let mut n = 0;
         for s in &self.series {
             for c in &s.chunks {
-                n += crate::chunk::chunk_len(&self.read_chunk(c)?) as u64;
+                n += chunk_len(&self.read_chunk(c)?) as u64;
             }
         }
         Ok(n)

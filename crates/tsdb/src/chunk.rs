@@ -1,6 +1,10 @@
 //! Gorilla-style chunks: delta-of-delta timestamps and XOR-compressed float values.
 //!
-//! A chunk is one `Vec<u8>`: a big-endian `u16` sample count, then a bit stream. The first
+//! Every chunk starts with an encoding byte, so the head's appendable XOR chunks and the
+//! denser packed chunks of blocks ([`crate::packed`]) coexist behind one [`ChunkIter`].
+//!
+//! An XOR chunk ([`ENC_XOR`]) is one `Vec<u8>`: the encoding byte, a big-endian `u16` sample
+//! count, then a bit stream. The first
 //! sample stores its timestamp as a zigzag varint and its value as raw 64 bits; the second
 //! stores the timestamp delta as a zigzag varint; later ones store the delta of deltas in one
 //! of five buckets (`0`; `10`+7 bits; `110`+14 bits; `1110`+20 bits; `1111`+64 bits). Values
@@ -134,8 +138,11 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Bytes of the chunk header (the sample count).
-const HEADER: usize = 2;
+/// Encoding byte of XOR chunks.
+pub const ENC_XOR: u8 = 1;
+
+/// Bytes of the XOR chunk header (encoding byte and sample count).
+const HEADER: usize = 3;
 
 /// Sentinel for "no XOR window yet".
 const NO_WINDOW: u32 = u32::MAX;
@@ -162,7 +169,7 @@ impl XorChunk {
     /// An empty chunk.
     pub fn new() -> XorChunk {
         XorChunk {
-            w: BitWriter::with_bytes(vec![0; HEADER]),
+            w: BitWriter::with_bytes(vec![ENC_XOR, 0, 0]),
             count: 0,
             t: 0,
             delta: 0,
@@ -222,7 +229,7 @@ impl XorChunk {
         self.v = bits;
         self.count += 1;
         let c = self.count.to_be_bytes();
-        self.w.bytes_mut()[..HEADER].copy_from_slice(&c);
+        self.w.bytes_mut()[1..HEADER].copy_from_slice(&c);
     }
 
     fn write_dod(&mut self, dod: i64) {
@@ -275,9 +282,68 @@ impl XorChunk {
     }
 }
 
-/// Decodes samples from the bytes of an [`XorChunk`].
+/// Decodes the samples of any chunk, whatever its encoding byte says; an unknown encoding or
+/// malformed bytes yield what decodes cleanly and then report [`ChunkIter::is_corrupt`].
 #[derive(Clone, Debug)]
-pub struct ChunkIter<'a> {
+pub struct ChunkIter<'a>(Decoder<'a>);
+
+#[derive(Clone, Debug)]
+enum Decoder<'a> {
+    Xor(XorIter<'a>),
+    Packed(crate::packed::PackedIter<'a>),
+    Corrupt,
+    Empty,
+}
+
+impl<'a> ChunkIter<'a> {
+    /// Iterates over the chunk encoded in `bytes`.
+    pub fn new(bytes: &'a [u8]) -> ChunkIter<'a> {
+        ChunkIter(match bytes.first() {
+            None => Decoder::Empty,
+            Some(&ENC_XOR) => Decoder::Xor(XorIter::new(&bytes[1..])),
+            Some(&crate::packed::ENC_PACKED) => match crate::packed::PackedIter::new(bytes) {
+                Some(it) => Decoder::Packed(it),
+                None => Decoder::Corrupt,
+            },
+            Some(_) => Decoder::Corrupt,
+        })
+    }
+
+    /// Whether decoding stopped early because the data was truncated or malformed.
+    pub fn is_corrupt(&self) -> bool {
+        match &self.0 {
+            Decoder::Xor(it) => it.is_corrupt(),
+            Decoder::Packed(it) => it.is_corrupt(),
+            Decoder::Corrupt => true,
+            Decoder::Empty => false,
+        }
+    }
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        match &mut self.0 {
+            Decoder::Xor(it) => it.next(),
+            Decoder::Packed(it) => it.next(),
+            Decoder::Corrupt | Decoder::Empty => None,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match &self.0 {
+            Decoder::Xor(it) => it.size_hint(),
+            Decoder::Packed(it) => it.size_hint(),
+            Decoder::Corrupt | Decoder::Empty => (0, Some(0)),
+        }
+    }
+}
+
+/// Decodes samples from the bytes of an [`XorChunk`] after its encoding byte.
+#[derive(Clone, Debug)]
+struct XorIter<'a> {
     r: BitReader<'a>,
     total: u16,
     read: u16,
@@ -289,14 +355,15 @@ pub struct ChunkIter<'a> {
     corrupt: bool,
 }
 
-impl<'a> ChunkIter<'a> {
-    /// Iterates over the chunk encoded in `bytes`; a too-short buffer yields nothing.
-    pub fn new(bytes: &'a [u8]) -> ChunkIter<'a> {
+impl<'a> XorIter<'a> {
+    /// Iterates over the chunk encoded in `bytes` (after the encoding byte); a too-short
+    /// buffer yields nothing.
+    fn new(bytes: &'a [u8]) -> XorIter<'a> {
         let (total, body, corrupt) = match bytes {
             [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest, false),
             _ => (0, &[][..], !bytes.is_empty()),
         };
-        ChunkIter {
+        XorIter {
             r: BitReader::new(body),
             total,
             read: 0,
@@ -309,8 +376,7 @@ impl<'a> ChunkIter<'a> {
         }
     }
 
-    /// Whether decoding stopped early because the data was truncated or malformed.
-    pub fn is_corrupt(&self) -> bool {
+    fn is_corrupt(&self) -> bool {
         self.corrupt
     }
 
@@ -378,7 +444,7 @@ impl<'a> ChunkIter<'a> {
     }
 }
 
-impl Iterator for ChunkIter<'_> {
+impl Iterator for XorIter<'_> {
     type Item = (i64, f64);
 
     fn next(&mut self) -> Option<(i64, f64)> {
@@ -402,10 +468,11 @@ impl Iterator for ChunkIter<'_> {
     }
 }
 
-/// The sample count stored in a chunk's header.
+/// The sample count stored in a chunk's header (0 for an unknown encoding).
 pub fn chunk_len(bytes: &[u8]) -> usize {
     match bytes {
-        [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+        [ENC_XOR, a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+        [crate::packed::ENC_PACKED, ..] => crate::packed::packed_len(bytes),
         _ => 0,
     }
 }
@@ -560,7 +627,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..5000 {
             let len = rng.random_range(0..64);
-            let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if let Some(b) = bytes.first_mut() {
+                *b = [ENC_XOR, crate::packed::ENC_PACKED, *b][rng.random_range(0..3)];
+            }
             let n = ChunkIter::new(&bytes).count();
             assert!(n <= chunk_len(&bytes));
         }

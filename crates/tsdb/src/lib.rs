@@ -30,6 +30,7 @@ mod codec;
 mod db;
 pub mod head;
 pub mod index;
+pub mod packed;
 pub mod querier;
 
 pub use db::{

@@ -1,0 +1,787 @@
+//! Packed chunks: the dense, immutable chunk encoding of blocks and WAL checkpoints.
+//!
+//! Gorilla's XOR chunks suit the head (appendable one sample at a time) but spend most of
+//! their bits on values: a counter stepping by irregular integers, or a gauge with one
+//! decimal, XORs to 20-50 significant bits per sample. Most metric values are short decimals
+//! (they were parsed from exposition text), so a packed chunk stores each value as an integer
+//! mantissa `m` with one decimal exponent `e` for the whole chunk (`value = m / 10^e`, exact
+//! bit for bit), and integers pack far better than float bit patterns. We own this encoding
+//! because it is what the disk holds; it is written from the published ideas of
+//! VictoriaMetrics (decimal conversion) and patched frame-of-reference integer packing.
+//!
+//! Layout (varints are LEB128, zigzag where signed):
+//! ```text
+//! u8 ENC_PACKED, uvarint n (1..=MAX_PACKED_SAMPLES)
+//! column  timestamps (n values)
+//! u8 e (0..=MAX_EXP)
+//! uvarint k specials, k × (uvarint index gap, u64 LE raw value bits)
+//! column  mantissas (n values; a special's slot repeats the previous mantissa)
+//! ```
+//! A column is `u8 order` (0: the values, 1: first value then deltas, 2: first value, first
+//! delta, then deltas of deltas; each zigzag varint) followed by one stream of the remaining
+//! integers: zigzag varint `base` (the minimum), `u8 w`, the `(x - base)` values packed in `w`
+//! bits each (LSB first, padded to a byte), then uvarint `x` exceptions as `(uvarint index gap,
+//! uvarint high bits)` for the few values wider than `w` (their low `w` bits are packed).
+//! The encoder picks the order and `w` that take the fewest bytes: regular timestamps cost no
+//! bits at all (every delta of delta is 0, so `w = 0`), and a counter's or gauge's value costs
+//! the bits of its typical step.
+//!
+//! Values that are not short decimals (NaN payloads such as the staleness marker, ±Inf,
+//! -0.0, results of float arithmetic) are "specials" stored raw, so every value survives bit
+//! for bit. Writers fall back to an XOR chunk when a chunk has too many of them
+//! ([`encode_best`]). Every read is bounds-checked: hostile bytes make [`PackedIter::new`]
+//! return `None` or the iterator stop and report corruption, never a panic.
+
+use crate::chunk::XorChunk;
+
+/// Encoding byte of packed chunks.
+pub const ENC_PACKED: u8 = 2;
+
+/// Most samples one packed chunk holds.
+pub const MAX_PACKED_SAMPLES: usize = 1 << 16;
+
+/// Largest decimal exponent: `10^15` and smaller powers are exact doubles.
+const MAX_EXP: u8 = 15;
+
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// Mantissas stay below 2^53, where every integer is an exact double.
+const MAX_MANTISSA: f64 = 9_007_199_254_740_992.0;
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// The mantissa of `v` at exponent `e`, if `m / 10^e` gives back exactly `v`'s bits.
+#[inline]
+pub(crate) fn mantissa(v: f64, e: u8) -> Option<i64> {
+    let p = POW10[usize::from(e)];
+    let s = v * p;
+    if !s.is_finite() || s.abs() >= MAX_MANTISSA {
+        return None;
+    }
+    let m = s.round();
+    ((m / p).to_bits() == v.to_bits()).then_some(m as i64)
+}
+
+/// The smallest exponent at which `v` is a short decimal, if any (never for -0.0, NaN, ±Inf).
+pub(crate) fn decimal_exponent(v: f64) -> Option<u8> {
+    if !v.is_finite() || v.to_bits() == (-0.0f64).to_bits() {
+        return None;
+    }
+    (0..=MAX_EXP).find(|&e| mantissa(v, e).is_some())
+}
+
+/// The value of mantissa `m` at exponent `e` (the inverse of [`mantissa`]).
+#[inline]
+pub(crate) fn decimal_value(m: i64, e: u8) -> f64 {
+    if e == 0 {
+        m as f64
+    } else {
+        m as f64 / POW10[usize::from(e & 15)]
+    }
+}
+
+/// Appends a patched frame-of-reference stream of `xs`.
+fn put_stream(out: &mut Vec<u8>, xs: &[i64]) {
+    let base = xs.iter().copied().min().unwrap_or(0);
+    put_uvarint(out, zigzag(base));
+    // Bit lengths of the offsets from the base, to choose the width.
+    let mut hist = [0usize; 65];
+    for &x in xs {
+        let u = x.wrapping_sub(base) as u64;
+        hist[(64 - u.leading_zeros()) as usize] += 1;
+    }
+    let max_len = (0..=64).rev().find(|&b| hist[b] > 0).unwrap_or(0);
+    let mut best = (usize::MAX, max_len);
+    for w in 0..=max_len {
+        // Packed bits, plus about (index gap byte + high bits varint) per exception.
+        let mut bits = xs.len() * w;
+        for (b, &count) in hist.iter().enumerate().skip(w + 1) {
+            bits += count * 8 * (1 + (b - w).div_ceil(7));
+        }
+        if bits < best.0 {
+            best = (bits, w);
+        }
+    }
+    let w = best.1 as u32;
+    out.push(w as u8);
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let start = out.len();
+    out.resize(start + (xs.len() * w as usize).div_ceil(8), 0);
+    let mut exceptions: Vec<(usize, u64)> = Vec::new();
+    if w > 0 {
+        let packed = &mut out[start..];
+        let mut bit = 0usize;
+        for (i, &x) in xs.iter().enumerate() {
+            let u = x.wrapping_sub(base) as u64;
+            if w < 64 && u >> w != 0 {
+                exceptions.push((i, u >> w));
+            }
+            let mut v = u & mask;
+            let mut left = w;
+            while left > 0 {
+                let byte = bit / 8;
+                let off = (bit % 8) as u32;
+                let take = (8 - off).min(left);
+                packed[byte] |= ((v & ((1u64 << take) - 1)) << off) as u8;
+                v = if take == 64 { 0 } else { v >> take };
+                left -= take;
+                bit += take as usize;
+            }
+        }
+    } else {
+        for (i, &x) in xs.iter().enumerate() {
+            let u = x.wrapping_sub(base) as u64;
+            if u != 0 {
+                exceptions.push((i, u));
+            }
+        }
+    }
+    put_uvarint(out, exceptions.len() as u64);
+    let mut next = 0usize;
+    for (i, high) in exceptions {
+        put_uvarint(out, (i - next) as u64);
+        put_uvarint(out, high);
+        next = i + 1;
+    }
+}
+
+/// Appends a column of `xs` in the order that encodes smallest.
+fn put_column(out: &mut Vec<u8>, xs: &[i64]) {
+    let mut best: Option<Vec<u8>> = None;
+    let mut deltas: Vec<i64> = Vec::with_capacity(xs.len());
+    for order in 0..=2u8 {
+        if usize::from(order) > xs.len() {
+            break;
+        }
+        let mut buf = vec![order];
+        match order {
+            0 => put_stream(&mut buf, xs),
+            1 => {
+                put_uvarint(&mut buf, zigzag(xs[0]));
+                deltas.clear();
+                deltas.extend(xs.windows(2).map(|p| p[1].wrapping_sub(p[0])));
+                put_stream(&mut buf, &deltas);
+            }
+            _ => {
+                put_uvarint(&mut buf, zigzag(xs[0]));
+                put_uvarint(&mut buf, zigzag(deltas[0]));
+                let dods: Vec<i64> = deltas.windows(2).map(|p| p[1].wrapping_sub(p[0])).collect();
+                put_stream(&mut buf, &dods);
+            }
+        }
+        if best.as_ref().is_none_or(|b| buf.len() < b.len()) {
+            best = Some(buf);
+        }
+    }
+    out.extend_from_slice(&best.unwrap_or_default());
+}
+
+/// Encodes `samples` (1 to [`MAX_PACKED_SAMPLES`], any timestamps, any values) as a packed
+/// chunk; `None` when they are empty or too many.
+pub fn encode(samples: &[(i64, f64)]) -> Option<Vec<u8>> {
+    if samples.is_empty() || samples.len() > MAX_PACKED_SAMPLES {
+        return None;
+    }
+    let e = samples
+        .iter()
+        .filter_map(|s| decimal_exponent(s.1))
+        .max()
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(16 + samples.len() * 2);
+    out.push(ENC_PACKED);
+    put_uvarint(&mut out, samples.len() as u64);
+    let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+    put_column(&mut out, &ts);
+    out.push(e);
+    let mut specials: Vec<(usize, u64)> = Vec::new();
+    let mut ms: Vec<i64> = Vec::with_capacity(samples.len());
+    let mut prev = 0i64;
+    for (i, &(_, v)) in samples.iter().enumerate() {
+        let m = if v.to_bits() == (-0.0f64).to_bits() {
+            None
+        } else {
+            mantissa(v, e)
+        };
+        match m {
+            Some(m) => prev = m,
+            None => specials.push((i, v.to_bits())),
+        }
+        ms.push(prev);
+    }
+    put_uvarint(&mut out, specials.len() as u64);
+    let mut next = 0usize;
+    for (i, bits) in specials {
+        put_uvarint(&mut out, (i - next) as u64);
+        out.extend_from_slice(&bits.to_le_bytes());
+        next = i + 1;
+    }
+    put_column(&mut out, &ms);
+    Some(out)
+}
+
+/// Encodes `samples` (at most [`MAX_PACKED_SAMPLES`]) as whichever of a packed or an XOR
+/// chunk is smaller; what block and checkpoint writers store.
+pub fn encode_best(samples: &[(i64, f64)]) -> Vec<u8> {
+    let packed = encode(samples);
+    // XOR chunks count in a u16; longer runs are always packed.
+    if samples.len() < usize::from(u16::MAX) {
+        let mut x = XorChunk::new();
+        for &(t, v) in samples {
+            x.append(t, v);
+        }
+        if packed.as_ref().is_none_or(|p| x.bytes().len() < p.len()) {
+            return x.bytes().to_vec();
+        }
+    }
+    packed.unwrap_or_default()
+}
+
+/// A bounds-checked reader over a byte slice; `None` on any overrun.
+#[derive(Clone, Debug)]
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn u8(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    #[inline]
+    fn uvarint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let b = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(b)
+    }
+}
+
+/// Reads one patched frame-of-reference stream lazily.
+#[derive(Clone, Debug)]
+struct Stream<'a> {
+    base: i64,
+    w: u32,
+    packed: &'a [u8],
+    /// Bit position of the next packed value.
+    bit: usize,
+    /// Index of the next value.
+    i: usize,
+    /// Remaining exception bytes and count, and the next exception (index, high bits).
+    exc: Cursor<'a>,
+    exc_left: usize,
+    next_exc: usize,
+    next_high: u64,
+}
+
+impl<'a> Stream<'a> {
+    /// Parses a stream of `len` values at the cursor, leaving it after the stream; checks
+    /// that exceptions are in range and increasing.
+    fn parse(c: &mut Cursor<'a>, len: usize) -> Option<Stream<'a>> {
+        let base = unzigzag(c.uvarint()?);
+        let w = u32::from(c.u8()?);
+        if w > 64 {
+            return None;
+        }
+        let packed = c.bytes((len.checked_mul(w as usize)?).div_ceil(8))?;
+        let count = usize::try_from(c.uvarint()?).ok()?;
+        if count > len || (w == 64 && count > 0) {
+            return None;
+        }
+        let exc_start = c.pos;
+        let mut next = 0usize;
+        for _ in 0..count {
+            let idx = next.checked_add(usize::try_from(c.uvarint()?).ok()?)?;
+            if idx >= len {
+                return None;
+            }
+            c.uvarint()?;
+            next = idx + 1;
+        }
+        let mut s = Stream {
+            base,
+            w,
+            packed,
+            bit: 0,
+            i: 0,
+            exc: Cursor {
+                data: &c.data[exc_start..c.pos],
+                pos: 0,
+            },
+            exc_left: count,
+            next_exc: usize::MAX,
+            next_high: 0,
+        };
+        s.load_exception(0);
+        Some(s)
+    }
+
+    /// Reads the next exception (validated at parse time) relative to index `from`.
+    fn load_exception(&mut self, from: usize) {
+        self.next_exc = usize::MAX;
+        if self.exc_left == 0 {
+            return;
+        }
+        self.exc_left -= 1;
+        if let (Some(gap), Some(high)) = (self.exc.uvarint(), self.exc.uvarint()) {
+            self.next_exc = from + gap as usize;
+            self.next_high = high;
+        }
+    }
+
+    /// The next value; the caller reads at most the stream's length.
+    #[inline]
+    fn next(&mut self) -> i64 {
+        let mut u = self.read_packed();
+        if self.i == self.next_exc {
+            u |= self.next_high.wrapping_shl(self.w);
+            self.load_exception(self.i + 1);
+        }
+        self.i += 1;
+        self.base.wrapping_add(u as i64)
+    }
+
+    #[inline]
+    fn read_packed(&mut self) -> u64 {
+        let w = self.w;
+        if w == 0 {
+            return 0;
+        }
+        let byte = self.bit / 8;
+        let off = (self.bit % 8) as u32;
+        self.bit += w as usize;
+        if off + w <= 64 {
+            if let Some(b) = self.packed.get(byte..byte + 8) {
+                let word = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                let v = word >> off;
+                return if w == 64 { v } else { v & ((1u64 << w) - 1) };
+            }
+        }
+        // Near the end of the data, or a value spanning nine bytes: byte by byte.
+        let mut v = 0u64;
+        let mut got = 0u32;
+        let mut pos = byte;
+        let mut off = off;
+        while got < w {
+            let b = u64::from(self.packed.get(pos).copied().unwrap_or(0)) >> off;
+            let take = (8 - off).min(w - got);
+            v |= (b & ((1u64 << take) - 1)) << got;
+            got += take;
+            pos += 1;
+            off = 0;
+        }
+        v
+    }
+}
+
+/// Reads a column of `len` values lazily.
+#[derive(Clone, Debug)]
+struct Column<'a> {
+    order: u8,
+    /// Values read so far.
+    read: usize,
+    first: i64,
+    first_delta: i64,
+    prev: i64,
+    delta: i64,
+    stream: Stream<'a>,
+}
+
+impl<'a> Column<'a> {
+    fn parse(c: &mut Cursor<'a>, len: usize) -> Option<Column<'a>> {
+        let order = c.u8()?;
+        if order > 2 || usize::from(order) > len {
+            return None;
+        }
+        let first = if order >= 1 {
+            unzigzag(c.uvarint()?)
+        } else {
+            0
+        };
+        let first_delta = if order == 2 {
+            unzigzag(c.uvarint()?)
+        } else {
+            0
+        };
+        let stream = Stream::parse(c, len - usize::from(order))?;
+        Some(Column {
+            order,
+            read: 0,
+            first,
+            first_delta,
+            prev: 0,
+            delta: 0,
+            stream,
+        })
+    }
+
+    #[inline]
+    fn next(&mut self) -> i64 {
+        let x = match (self.order, self.read) {
+            (0, _) => self.stream.next(),
+            (_, 0) => self.first,
+            (1, _) => self.prev.wrapping_add(self.stream.next()),
+            (_, 1) => {
+                self.delta = self.first_delta;
+                self.prev.wrapping_add(self.delta)
+            }
+            _ => {
+                self.delta = self.delta.wrapping_add(self.stream.next());
+                self.prev.wrapping_add(self.delta)
+            }
+        };
+        self.read += 1;
+        self.prev = x;
+        x
+    }
+}
+
+/// The sample count of a packed chunk (0 when its header does not parse).
+pub fn packed_len(bytes: &[u8]) -> usize {
+    let mut c = Cursor {
+        data: bytes.get(1..).unwrap_or_default(),
+        pos: 0,
+    };
+    c.uvarint()
+        .filter(|&n| n as usize <= MAX_PACKED_SAMPLES)
+        .map_or(0, |n| n as usize)
+}
+
+/// Decodes a packed chunk lazily, one sample per `next`.
+#[derive(Clone, Debug)]
+pub struct PackedIter<'a> {
+    n: usize,
+    i: usize,
+    e: u8,
+    ts: Column<'a>,
+    ms: Column<'a>,
+    specials: Cursor<'a>,
+    specials_left: usize,
+    next_special: usize,
+    special_bits: u64,
+    corrupt: bool,
+}
+
+impl<'a> PackedIter<'a> {
+    /// Parses the chunk's structure (every section in bounds); `None` if it is malformed.
+    pub fn new(bytes: &'a [u8]) -> Option<PackedIter<'a>> {
+        let mut c = Cursor {
+            data: bytes,
+            pos: 0,
+        };
+        if c.u8()? != ENC_PACKED {
+            return None;
+        }
+        let n = usize::try_from(c.uvarint()?).ok()?;
+        if n == 0 || n > MAX_PACKED_SAMPLES {
+            return None;
+        }
+        let ts = Column::parse(&mut c, n)?;
+        let e = c.u8()?;
+        if e > MAX_EXP {
+            return None;
+        }
+        let k = usize::try_from(c.uvarint()?).ok()?;
+        if k > n {
+            return None;
+        }
+        let start = c.pos;
+        let mut next = 0usize;
+        for _ in 0..k {
+            let idx = next.checked_add(usize::try_from(c.uvarint()?).ok()?)?;
+            if idx >= n {
+                return None;
+            }
+            c.bytes(8)?;
+            next = idx + 1;
+        }
+        let specials = Cursor {
+            data: &bytes[start..c.pos],
+            pos: 0,
+        };
+        let ms = Column::parse(&mut c, n)?;
+        if c.pos != bytes.len() {
+            return None;
+        }
+        let mut it = PackedIter {
+            n,
+            i: 0,
+            e,
+            ts,
+            ms,
+            specials,
+            specials_left: k,
+            next_special: usize::MAX,
+            special_bits: 0,
+            corrupt: false,
+        };
+        it.load_special(0);
+        Some(it)
+    }
+
+    fn load_special(&mut self, from: usize) {
+        self.next_special = usize::MAX;
+        if self.specials_left == 0 {
+            return;
+        }
+        self.specials_left -= 1;
+        let gap = self.specials.uvarint();
+        let bits = self.specials.bytes(8);
+        match (gap, bits) {
+            (Some(gap), Some(b)) => {
+                self.next_special = from + gap as usize;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                self.special_bits = u64::from_le_bytes(a);
+            }
+            // Validated at parse time; a failure here means a decoder bug, not bad data.
+            _ => self.corrupt = true,
+        }
+    }
+
+    /// Whether decoding stopped because the data was malformed.
+    pub fn is_corrupt(&self) -> bool {
+        self.corrupt
+    }
+}
+
+impl Iterator for PackedIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.i >= self.n || self.corrupt {
+            return None;
+        }
+        let t = self.ts.next();
+        let m = self.ms.next();
+        let v = if self.i == self.next_special {
+            let bits = self.special_bits;
+            self.load_special(self.i + 1);
+            f64::from_bits(bits)
+        } else {
+            decimal_value(m, self.e)
+        };
+        self.i += 1;
+        Some((t, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.n - self.i;
+        (left, Some(left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::ChunkIter;
+    use rand::{Rng, SeedableRng};
+
+    const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+    fn check(samples: &[(i64, f64)]) -> Vec<u8> {
+        let bytes = encode(samples).unwrap();
+        let mut it = ChunkIter::new(&bytes);
+        let got: Vec<(i64, f64)> = it.by_ref().collect();
+        assert!(!it.is_corrupt());
+        assert_eq!(got.len(), samples.len());
+        for (i, (a, b)) in samples.iter().zip(&got).enumerate() {
+            assert_eq!(a.0, b.0, "timestamp {i}");
+            assert_eq!(
+                a.1.to_bits(),
+                b.1.to_bits(),
+                "value {i}: {} vs {}",
+                a.1,
+                b.1
+            );
+        }
+        assert_eq!(crate::chunk::chunk_len(&bytes), samples.len());
+        let best = encode_best(samples);
+        let again: Vec<(i64, f64)> = ChunkIter::new(&best).collect();
+        assert_eq!(again.len(), samples.len());
+        assert!(best.len() <= bytes.len());
+        bytes
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        for v in [0.1, 0.2, 12.3, -7.25, 1e15, 123456789.0, 0.000_001, 3.0] {
+            let e = decimal_exponent(v).unwrap();
+            assert_eq!(
+                decimal_value(mantissa(v, e).unwrap(), e).to_bits(),
+                v.to_bits()
+            );
+        }
+        assert_eq!(decimal_exponent(0.1), Some(1));
+        assert_eq!(decimal_exponent(42.0), Some(0));
+        for v in [
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            0.1 + 0.2,
+            1e300,
+            f64::from_bits(1),
+        ] {
+            assert_eq!(decimal_exponent(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn special_values_survive_bit_for_bit() {
+        let vals = [
+            f64::from_bits(STALE_NAN),
+            1.5,
+            f64::NAN,
+            f64::from_bits(0x7ff8_dead_beef_0001),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::from_bits(1),
+            f64::from_bits(STALE_NAN),
+            2.5,
+        ];
+        let samples: Vec<(i64, f64)> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as i64 * 30_000, v))
+            .collect();
+        check(&samples);
+        check(&[(0, -0.0)]);
+        check(&[
+            (0, f64::from_bits(STALE_NAN)),
+            (1, f64::from_bits(STALE_NAN)),
+        ]);
+    }
+
+    #[test]
+    fn extreme_timestamps_and_mantissas() {
+        check(&[(i64::MIN, 1.0), (i64::MAX, 2.0), (0, 3.0), (i64::MIN, 4.0)]);
+        check(&[(7, 9_007_199_254_740_991.0), (8, -9_007_199_254_740_991.0)]);
+        check(&[(1, 1e15), (2, 1e-15), (3, 123.456)]);
+        assert!(encode(&[]).is_none());
+    }
+
+    #[test]
+    fn random_round_trips() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x9ac4);
+        for _ in 0..3000 {
+            let n = rng.random_range(1..=600);
+            let mut t: i64 = rng.random_range(-1_000_000_000_000..2_000_000_000_000);
+            let mut v = 0.0f64;
+            let mut samples = Vec::with_capacity(n);
+            for _ in 0..n {
+                t = t.wrapping_add(match rng.random_range(0..6) {
+                    0 | 1 => 30_000,
+                    2 => rng.random_range(0..100_000),
+                    3 => rng.random_range(0..i64::MAX / 4),
+                    4 => -rng.random_range(0..1_000_000),
+                    _ => 15_000 + rng.random_range(-3..=3),
+                });
+                v = match rng.random_range(0..9) {
+                    0 => v,
+                    1 => v + rng.random_range(0..100) as f64,
+                    2 => rng.random::<f64>() * 1e6,
+                    3 => f64::from_bits(rng.random()),
+                    4 => f64::from_bits(STALE_NAN),
+                    5 => rng.random_range(0..1000) as f64 / 10.0,
+                    6 => rng.random_range(-1_000_000_000i64..1_000_000_000) as f64 / 1000.0,
+                    7 => [f64::NAN, f64::INFINITY, -0.0][rng.random_range(0..3)],
+                    _ => -v,
+                };
+                samples.push((t, v));
+            }
+            check(&samples);
+        }
+    }
+
+    /// The bench's data: regular 30 s timestamps, counters stepping by 0..=99 and gauges with
+    /// one decimal cost about a byte per sample.
+    #[test]
+    fn counters_and_gauges_pack_to_about_a_byte() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let t0 = 1_700_000_000_000i64;
+        let counter: Vec<(i64, f64)> = (0..480)
+            .map(|r| (t0 + r * 30_000, (r * 50 + rng.random_range(0..100)) as f64))
+            .collect();
+        let gauge: Vec<(i64, f64)> = (0..480)
+            .map(|r| {
+                (
+                    t0 + r * 30_000,
+                    500.0 + rng.random_range(0..100) as f64 / 10.0,
+                )
+            })
+            .collect();
+        for (name, s) in [("counter", counter), ("gauge", gauge)] {
+            let bps = check(&s).len() as f64 / s.len() as f64;
+            assert!(bps < 1.05, "{name}: {bps} bytes per sample");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let good = encode(
+            &(0..200)
+                .map(|i| (i * 1000 + (i % 7), (i * 3 % 17) as f64 / 10.0))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        for _ in 0..20_000 {
+            let mut bytes = if rng.random_bool(0.5) {
+                good.clone()
+            } else {
+                let len = rng.random_range(1..80);
+                let mut b: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                b[0] = ENC_PACKED;
+                b
+            };
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            if rng.random_bool(0.3) {
+                bytes.truncate(rng.random_range(0..bytes.len()));
+            }
+            let n = ChunkIter::new(&bytes).count();
+            assert!(n <= MAX_PACKED_SAMPLES);
+        }
+        for cut in 0..good.len() {
+            assert!(PackedIter::new(&good[..cut]).is_none(), "{cut}");
+        }
+    }
+}
