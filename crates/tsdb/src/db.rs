@@ -248,40 +248,18 @@ impl Tsdb {
         // Pass 1: series definitions. A sample record may precede the checkpoint that
         // defines its series again after older segments were deleted, so definitions are
         // collected from the whole log before any sample is applied.
+        let is_checkpoint = |rec: &[u8]| rec.first() == Some(&codec::WAL_CHECKPOINT_SAMPLES);
         let mut by_id: HashMap<u64, Arc<MemSeries>> = HashMap::new();
         let mut decode_err = None;
-        wal.replay(0, |_pos, rec| match codec::decode_record(rec) {
-            Ok((defs, _)) => {
-                for (id, labels) in defs {
-                    let s = head.get_or_create_with_id(&labels, labels.stable_hash(), Some(id));
-                    by_id.insert(id, s);
-                }
-                Ok(())
+        wal.replay(0, |_pos, rec| {
+            if is_checkpoint(rec) {
+                return Ok(());
             }
-            Err(e) => Err(corrupt(e, &mut decode_err)),
-        })
-        .map_err(|e| decode_err.take().unwrap_or(TsdbError::Wal(e)))?;
-        // Pass 2: samples, in log order, with the same rules as live appends.
-        let mut replayed = 0u64;
-        let mut unknown = 0u64;
-        let mut segment_max_t = BTreeMap::new();
-        wal.replay(0, |pos, rec| {
-            replayed += 1;
             match codec::decode_record(rec) {
-                Ok((_, samples)) => {
-                    let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
-                    let e = segment_max_t.entry(pos.segment).or_insert(i64::MIN);
-                    *e = newest.max(*e);
-                    for (id, t, v) in samples {
-                        match by_id.get(&id) {
-                            Some(s) => {
-                                head.commit(s, t, v);
-                            }
-                            // Only a series dropped from the head (all its samples in blocks)
-                            // loses its definition with deleted segments; its samples here
-                            // are older than the blocks' end and would be out of bounds.
-                            None => unknown += 1,
-                        }
+                Ok(r) => {
+                    for (id, labels) in r.defs {
+                        let s = head.get_or_create_with_id(&labels, labels.stable_hash(), Some(id));
+                        by_id.insert(id, s);
                     }
                     Ok(())
                 }
@@ -289,6 +267,45 @@ impl Tsdb {
             }
         })
         .map_err(|e| decode_err.take().unwrap_or(TsdbError::Wal(e)))?;
+        // Pass 2: checkpoints of head samples, then pass 3: live records, each in log order
+        // and with the same rules as live appends. A checkpoint holds the head's samples as
+        // they were after a cut, so it goes first: live records after it are newer, and a
+        // live record before it (a segment not deleted yet) holds either a sample the
+        // checkpoint repeats (a duplicate, ignored) or one already in a block (out of
+        // bounds).
+        let mut replayed = 0u64;
+        let mut unknown = 0u64;
+        let mut segment_max_t = BTreeMap::new();
+        for checkpoints in [true, false] {
+            wal.replay(0, |pos, rec| {
+                if is_checkpoint(rec) != checkpoints {
+                    return Ok(());
+                }
+                replayed += 1;
+                match codec::decode_record(rec) {
+                    Ok(r) => {
+                        let newest = r.samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+                        let e = segment_max_t.entry(pos.segment).or_insert(i64::MIN);
+                        *e = newest.max(*e);
+                        for (id, t, v) in r.samples {
+                            match by_id.get(&id) {
+                                Some(s) => {
+                                    head.commit(s, t, v);
+                                }
+                                // Only a series dropped from the head (all its samples in
+                                // blocks) loses its definition with deleted segments; its
+                                // samples here are older than the blocks' end and would be
+                                // out of bounds.
+                                None => unknown += 1,
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(corrupt(e, &mut decode_err)),
+                }
+            })
+            .map_err(|e| decode_err.take().unwrap_or(TsdbError::Wal(e)))?;
+        }
         if unknown > 0 {
             tracing::debug!(
                 unknown,
@@ -502,6 +519,9 @@ impl Tsdb {
             report.series_removed += self.cut_block(mint, maxt).await?;
             report.blocks_written += 1;
         }
+        if report.blocks_written > 0 {
+            self.checkpoint_samples().await?;
+        }
         report.blocks_compacted = self.compact_blocks().await?;
         report.blocks_deleted = self.apply_retention()?;
         Ok(report)
@@ -625,6 +645,56 @@ impl Tsdb {
         }
         let seg = first.unwrap_or_else(|| self.wal.current_segment());
         self.checkpoint_segment.store(seg, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes every head sample to the WAL as checkpoint records of packed chunks, then
+    /// deletes the segments before the latest definitions checkpoint. Called after head cuts:
+    /// what those segments hold is then either in a block (older than the cut) or in this
+    /// checkpoint (the head's samples, written after the head was truncated), so the WAL
+    /// keeps about a byte per head sample instead of whole segments of live records.
+    /// Appends go on meanwhile; replay applies checkpoints before live records.
+    async fn checkpoint_samples(&self) -> Result<(), TsdbError> {
+        /// Series encoded per blocking task, and the size a record is flushed at.
+        const SERIES_PER_TASK: usize = 4096;
+        const RECORD_BYTES: usize = 4 << 20;
+        let upto = self.checkpoint_segment.load(Ordering::Acquire);
+        let series = self.head.all_series();
+        for part in series.chunks(SERIES_PER_TASK) {
+            let part = part.to_vec();
+            let records = tokio::task::spawn_blocking(move || {
+                let mut records = Vec::new();
+                let mut rec = codec::checkpoint_record();
+                for s in &part {
+                    let samples = s.all_samples();
+                    for run in samples.chunks(crate::packed::MAX_PACKED_SAMPLES) {
+                        codec::put_checkpoint_chunk(
+                            &mut rec,
+                            s.wal_id,
+                            &crate::packed::encode_best(run),
+                        );
+                    }
+                    if rec.len() >= RECORD_BYTES {
+                        records.push(std::mem::replace(&mut rec, codec::checkpoint_record()));
+                    }
+                }
+                if rec.len() > 1 {
+                    records.push(rec);
+                }
+                records
+            })
+            .await
+            .map_err(|e| TsdbError::Task(e.to_string()))?;
+            for rec in records {
+                self.wal.append(rec).await?;
+            }
+        }
+        // Durable whatever the fsync policy, before anything it replaces is deleted.
+        self.wal.sync().await?;
+        if upto > 0 {
+            self.segment_max_t.lock().retain(|&id, _| id >= upto);
+            self.wal.remove_segments_before(upto)?;
+        }
         Ok(())
     }
 

@@ -190,6 +190,34 @@ pub struct MemSeries {
     data: Mutex<SeriesData>,
 }
 
+impl MemSeries {
+    /// Every sample the series holds (chunks and out-of-order samples merged, in time order;
+    /// the in-order sample wins a tie): what a WAL checkpoint of samples stores. Chunks are
+    /// decoded after the series' lock is released.
+    pub fn all_samples(&self) -> Vec<(i64, f64)> {
+        let (chunks, ooo) = {
+            let d = self.data.lock();
+            let mut chunks: Vec<Arc<[u8]>> = d.closed.iter().map(|c| c.bytes.clone()).collect();
+            if !d.open.is_empty() {
+                chunks.push(d.open.bytes().into());
+            }
+            let ooo: Vec<(i64, f64)> = d
+                .ooo
+                .iter()
+                .map(|(&t, &v)| (t, f64::from_bits(v)))
+                .collect();
+            (chunks, ooo)
+        };
+        let mut all: Vec<(i64, f64)> = chunks.iter().flat_map(|c| ChunkIter::new(c)).collect();
+        if !ooo.is_empty() {
+            all.extend(ooo);
+            all.sort_by_key(|s| s.0);
+            all.dedup_by_key(|s| s.0);
+        }
+        all
+    }
+}
+
 #[derive(Debug, Default)]
 struct HeadIndex {
     /// The series of each label-set hash. One ref per hash in the map itself (12 bytes an
