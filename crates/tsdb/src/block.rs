@@ -7,15 +7,16 @@
 //!   holds up to BLOCK_CHUNK_SAMPLES samples, packed (`packed.rs`) or XOR, whichever is
 //!   smaller (its first byte says which)
 //! index:
-//!   uvarint series count; per series: label set, uvarint chunk count, per chunk:
-//!     zigzag varint min_t, uvarint (max_t - min_t), uvarint offset, uvarint length, u32 crc32
-//!   postings: uvarint name count; per name: string, uvarint value count; per value:
-//!     string, uvarint ref count, refs delta-encoded as uvarints
+//!   symbols: uvarint count, then every label name and value once, sorted, as strings
+//!   uvarint series count; per series (sorted by labels): uvarint label count, per label
+//!     uvarint name symbol and value symbol; uvarint chunk count, per chunk: zigzag varint
+//!     (min_t - block mint), uvarint (max_t - min_t), uvarint length, u32 crc32 (chunks lie
+//!     back to back after the magic, in this order, so offsets are implicit)
 //! footer (40 bytes): i64 mint, i64 maxt, u64 index offset, u64 index length,
 //!   u32 index crc32, 4 bytes "LKTE"
 //! ```
-//! Opening a block reads only the footer and the index (series table and postings stay in
-//! memory, the same shape as the head's index); chunk bytes are read on demand with
+//! Opening a block reads only the footer and the index and builds the postings from the
+//! series table (the series and postings stay in memory, the same shape as the head's index); chunk bytes are read on demand with
 //! positioned reads and checked against their CRC, so a block costs memory for its index,
 //! not its samples. A block is written to a temporary name, fsynced and renamed, so a crash
 //! leaves either the whole block or none of it (leftover temporaries are deleted at open).
@@ -25,7 +26,7 @@
 //! format 1 (magic `LKTSDB01`, XOR chunks only, before any release) are refused with an error
 //! that says to delete them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -33,9 +34,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::chunk::{chunk_len, ChunkIter};
-use crate::codec::{put_bytes, put_labels, put_uvarint, Reader};
+use crate::codec::{put_bytes, put_uvarint, Reader};
 use crate::head::{ClosedChunk, SeriesChunks};
 use crate::index::{Matcher, Postings, SeriesRef};
+use crate::labels::Label;
 use crate::packed;
 use crate::querier::Series;
 use crate::{Labels, TsdbError};
@@ -161,45 +163,45 @@ pub fn write_block(
     let tmp = dir.join(format!("{}.tmp", file_name(mint, maxt)));
     let mut data: Vec<u8> = Vec::new();
     data.extend_from_slice(MAGIC);
-    let mut index: Vec<u8> = Vec::new();
-    let mut postings = Postings::new();
-    let mut n = 0u64;
-    let mut table: Vec<u8> = Vec::new();
+    let mut kept: Vec<(Labels, Vec<ClosedChunk>)> = Vec::with_capacity(series.len());
     for (labels, chunks, ooo) in series {
         let chunks = rechunk(&merge_samples(&chunks, &ooo)?);
-        if chunks.is_empty() {
-            continue;
+        if !chunks.is_empty() {
+            kept.push((labels, chunks));
         }
-        put_labels(&mut table, &labels);
-        put_uvarint(&mut table, chunks.len() as u64);
-        for c in &chunks {
-            put_uvarint(&mut table, zz(c.min_t));
-            put_uvarint(&mut table, c.max_t.wrapping_sub(c.min_t) as u64);
-            put_uvarint(&mut table, data.len() as u64);
-            put_uvarint(&mut table, c.bytes.len() as u64);
-            table.extend_from_slice(&crc32fast::hash(&c.bytes).to_le_bytes());
-            data.extend_from_slice(&c.bytes);
-        }
-        postings.add(n as SeriesRef, &labels);
-        n += 1;
     }
-    put_uvarint(&mut index, n);
-    index.extend_from_slice(&table);
-    let names: Vec<&str> = postings.label_names().collect();
-    put_uvarint(&mut index, names.len() as u64);
-    for name in names {
-        put_bytes(&mut index, name.as_bytes());
-        let values: Vec<&str> = postings.label_values(name).collect();
-        put_uvarint(&mut index, values.len() as u64);
-        for value in values {
-            put_bytes(&mut index, value.as_bytes());
-            let refs = postings.get(name, value);
-            put_uvarint(&mut index, refs.len() as u64);
-            let mut prev = 0;
-            for &r in refs {
-                put_uvarint(&mut index, u64::from(r - prev));
-                prev = r;
-            }
+    // The symbol table: every label name and value once, sorted; series refer to them by
+    // number.
+    let mut symbols: Vec<&str> = kept
+        .iter()
+        .flat_map(|(l, _)| l.iter().flat_map(|p| [p.name, p.value]))
+        .collect();
+    symbols.sort_unstable();
+    symbols.dedup();
+    let ids: HashMap<&str, u64> = symbols
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, i as u64))
+        .collect();
+    let mut index: Vec<u8> = Vec::new();
+    put_uvarint(&mut index, symbols.len() as u64);
+    for s in &symbols {
+        put_bytes(&mut index, s.as_bytes());
+    }
+    put_uvarint(&mut index, kept.len() as u64);
+    for (labels, chunks) in &kept {
+        put_uvarint(&mut index, labels.len() as u64);
+        for l in labels {
+            put_uvarint(&mut index, ids.get(l.name).copied().unwrap_or_default());
+            put_uvarint(&mut index, ids.get(l.value).copied().unwrap_or_default());
+        }
+        put_uvarint(&mut index, chunks.len() as u64);
+        for c in chunks {
+            put_uvarint(&mut index, zz(c.min_t.wrapping_sub(mint)));
+            put_uvarint(&mut index, c.max_t.wrapping_sub(c.min_t) as u64);
+            put_uvarint(&mut index, c.bytes.len() as u64);
+            index.extend_from_slice(&crc32fast::hash(&c.bytes).to_le_bytes());
+            data.extend_from_slice(&c.bytes);
         }
     }
     let index_off = data.len() as u64;
@@ -276,23 +278,50 @@ impl Block {
             return Err(corrupt("index checksum mismatch"));
         }
         let mut r = Reader::new(&index, "block index");
+        let nsym = r.len(r.remaining())?;
+        let mut symbols: Vec<String> = Vec::with_capacity(nsym);
+        for _ in 0..nsym {
+            symbols.push(r.string()?);
+        }
         let n = r.len(r.remaining())?;
         let mut series = Vec::with_capacity(n);
-        for _ in 0..n {
-            let labels = r.labels()?;
-            let nc = r.len(r.remaining() / 8)?;
+        let mut postings = Postings::new();
+        // Chunks lie back to back after the magic, in index order.
+        let mut offset = MAGIC.len() as u64;
+        for i in 0..n {
+            let nl = r.len(crate::labels::MAX_LABELS)?;
+            let mut pairs: Vec<Label> = Vec::with_capacity(nl);
+            for _ in 0..nl {
+                let mut symbol = || -> Result<&String, TsdbError> {
+                    let id = r.uvarint()?;
+                    symbols
+                        .get(usize::try_from(id).unwrap_or(usize::MAX))
+                        .ok_or_else(|| r.err("unknown symbol"))
+                };
+                let name = symbol()?;
+                let value = symbol()?;
+                if !crate::labels::is_valid_label_name(name) || value.is_empty() {
+                    return Err(r.err("invalid label"));
+                }
+                if pairs.last().is_some_and(|p| p.name >= *name) {
+                    return Err(r.err("labels out of order"));
+                }
+                pairs.push(Label {
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+            let labels = Labels::from_sorted_unchecked(pairs);
+            let nc = r.len(r.remaining() / 7)?;
             let mut chunks = Vec::with_capacity(nc);
             for _ in 0..nc {
-                let min_t = unzz(r.uvarint()?);
+                let min_t = mint.wrapping_add(unzz(r.uvarint()?));
                 let max_t = min_t.wrapping_add(r.uvarint()? as i64);
-                let offset = r.uvarint()?;
                 let len = r.len(1 << 20)? as u32;
                 let crc =
                     u32::from_le_bytes(r.bytes(4)?.try_into().map_err(|_| r.err("short crc"))?);
-                if offset
-                    .checked_add(u64::from(len))
-                    .is_none_or(|end| end > index_off)
-                {
+                let end = offset + u64::from(len);
+                if end > index_off {
                     return Err(r.err("chunk outside the data section"));
                 }
                 chunks.push(ChunkMeta {
@@ -302,41 +331,14 @@ impl Block {
                     len,
                     crc,
                 });
+                offset = end;
             }
+            postings.add(i as SeriesRef, &labels);
             series.push(BlockSeries { labels, chunks });
-        }
-        let mut lists: BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>> = BTreeMap::new();
-        let names = r.len(r.remaining())?;
-        for _ in 0..names {
-            let name = r.string()?;
-            let nv = r.len(r.remaining())?;
-            let mut values = BTreeMap::new();
-            for _ in 0..nv {
-                let value = r.string()?;
-                let nr = r.len(r.remaining())?;
-                let mut refs = Vec::with_capacity(nr);
-                let mut prev = 0u64;
-                for i in 0..nr {
-                    let d = r.uvarint()?;
-                    if i > 0 && d == 0 {
-                        return Err(r.err("postings not strictly increasing"));
-                    }
-                    prev = prev
-                        .checked_add(d)
-                        .ok_or_else(|| r.err("postings overflow"))?;
-                    if prev >= n as u64 {
-                        return Err(r.err("posting refers to a missing series"));
-                    }
-                    refs.push(prev as SeriesRef);
-                }
-                values.insert(value, refs);
-            }
-            lists.insert(name, values);
         }
         if !r.is_empty() {
             return Err(r.err("trailing bytes"));
         }
-        let postings = Postings::from_lists(lists, (0..n as SeriesRef).collect());
         Ok(Block {
             path: path.to_path_buf(),
             file,

@@ -12,6 +12,11 @@
 //!   was acknowledged comes back. Two concurrent batches writing the same series may apply
 //!   in a different order than their WAL records; a sample that lost that race is dropped
 //!   live, and replay keeps at least every sample that was acknowledged as stored.
+//! - After head cuts, the head's samples are checkpointed into the WAL and the segments
+//!   before the cuts' definitions checkpoint are deleted: what they held is in blocks (older
+//!   than the cut) or in that checkpoint. Replay applies checkpoint records before live
+//!   records, so live records written while the checkpoint was being written (appends do
+//!   not wait for it) repeat or follow what the checkpoint holds for their series.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};

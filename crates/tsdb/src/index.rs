@@ -227,14 +227,6 @@ impl Postings {
         Postings::default()
     }
 
-    /// An index from lists read back from disk (already checked to be sorted).
-    pub(crate) fn from_lists(
-        lists: BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>,
-        all: Vec<SeriesRef>,
-    ) -> Postings {
-        Postings { lists, all }
-    }
-
     /// Adds a series. Refs must be added in increasing order.
     pub fn add(&mut self, r: SeriesRef, labels: &Labels) {
         debug_assert!(self.all.last().is_none_or(|&l| l < r));

@@ -3,7 +3,8 @@
 //! This crate is our own code on purpose: storage is the product (see STYLE.md, "own the
 //! core"). It holds the pieces Prometheus's TSDB has, written from their published
 //! descriptions: sorted label sets naming series (`model::labels`, shared with the receivers), Gorilla-style compressed chunks
-//! ([`chunk`]), an inverted index of postings per label pair with Prometheus's matcher
+//! in the head ([`chunk`]) and denser packed chunks (decimal mantissas, bit-packed deltas) in
+//! blocks and WAL checkpoints ([`packed`]), an inverted index of postings per label pair with Prometheus's matcher
 //! semantics ([`index`]), an in-memory head fed WAL-first through the shared `wal` crate
 //! ([`head`], [`Tsdb`]), immutable on-disk blocks with compaction and retention ([`block`]),
 //! and the [`Querier`] trait the PromQL engine evaluates over.
@@ -11,8 +12,9 @@
 //! On disk, `dir/wal/` holds the WAL segments (self-contained sample records) and
 //! `dir/blocks/<mint>_<maxt>.block` one file per block. The life of a sample: validated
 //! against its series, written to the WAL, appended to the head's open chunk; once the head
-//! spans 1.5 block ranges its oldest range is written as a block, dropped from the head, and
-//! the WAL segments it covered are deleted; settled blocks are merged into 3x and 9x ranges;
+//! spans 1.5 block ranges its oldest range is written as a block and dropped from the head,
+//! the head's remaining samples are checkpointed into the WAL as packed chunks, and the
+//! segments before that checkpoint are deleted; settled blocks are merged into 3x and 9x ranges;
 //! blocks older than the retention (or past the size limit) are deleted.
 //!
 //! Storage crates never see HTTP or wire formats: callers hand in validated [`Labels`] and
