@@ -287,6 +287,9 @@ impl XorChunk {
 #[derive(Clone, Debug)]
 pub struct ChunkIter<'a>(Decoder<'a>);
 
+// The packed decoder's state is a few hundred bytes; boxing it would cost an allocation per
+// chunk a query reads, and iterators live on the stack for one chunk at a time anyway.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Decoder<'a> {
     Xor(XorIter<'a>),
