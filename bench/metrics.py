@@ -179,20 +179,26 @@ def main():
         interval_s = 30
         rounds = int(args.disk_hours * 3600 / interval_s)
         start = now - rounds * interval_s * 1000
-        samples = rounds * args.disk_series
+        sent = rounds * args.disk_series
         for name in peers if "disk" in phases else []:
             peer = Peer(name, args.binary, os.path.join(work, "disk")).start()
+            # One sender, so every sample arrives in time order: with several, a shard that
+            # falls hours behind sends samples older than what Lookout (like Prometheus)
+            # has already cut into blocks, and they are refused as out of bounds.
             rep = loadgen(args.binary, peer.write_url, args.disk_series, rounds, f"{interval_s}s",
-                          start, args.concurrency)
+                          start, 1)
             time.sleep(args.settle)
             peer.flush()
             time.sleep(2)
             size = du(peer.data)
-            results.setdefault(name, {})["disk_bytes_per_sample"] = size / samples
+            # Per sample stored: refused samples take no space and must not dilute the figure.
+            samples = sent - rep["samples_failed"]
+            results.setdefault(name, {})["disk_bytes_per_sample"] = size / max(samples, 1)
             results[name]["disk_samples"] = samples
             results[name]["disk_failed"] = rep["samples_failed"]
-            print(f"{name:>10}: {size / samples:.2f} bytes/sample on disk "
-                  f"({samples:,} samples, {size / 2**20:.1f} MiB)", flush=True)
+            print(f"{name:>10}: {size / max(samples, 1):.2f} bytes/sample on disk "
+                  f"({samples:,} samples stored, {rep['samples_failed']:,} refused, "
+                  f"{size / 2**20:.1f} MiB)", flush=True)
             peer.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
