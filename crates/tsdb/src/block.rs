@@ -598,6 +598,75 @@ mod tests {
     }
 
     #[test]
+    fn format_1_blocks_are_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(0, 100));
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.resize(200, 0);
+        fs::write(&path, bytes).unwrap();
+        let err = Block::open(&path).unwrap_err().to_string();
+        assert!(err.contains("block format 1"), "{err}");
+        assert!(err.contains("delete"), "{err}");
+    }
+
+    /// Blocks are written with packed chunks of up to `BLOCK_CHUNK_SAMPLES`, merging the
+    /// head's short XOR chunks, and read back bit for bit.
+    #[test]
+    fn blocks_hold_long_packed_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Labels::new([("__name__", "a")]).unwrap();
+        let samples: Vec<(i64, f64)> = (0..1000)
+            .map(|i| {
+                (
+                    i * 30_000,
+                    if i == 500 {
+                        crate::stale_nan()
+                    } else {
+                        i as f64 / 10.0
+                    },
+                )
+            })
+            .collect();
+        let head_chunks: Vec<ClosedChunk> = samples
+            .chunks(crate::chunk::SAMPLES_PER_CHUNK)
+            .map(|part| {
+                let mut c = crate::chunk::XorChunk::new();
+                for &(t, v) in part {
+                    c.append(t, v);
+                }
+                ClosedChunk {
+                    bytes: c.bytes().into(),
+                    min_t: part[0].0,
+                    max_t: part[part.len() - 1].0,
+                }
+            })
+            .collect();
+        let xor_bytes: usize = head_chunks.iter().map(|c| c.bytes.len()).sum();
+        let block = write_block(
+            dir.path(),
+            0,
+            30_000_000,
+            vec![(a, head_chunks, Vec::new())],
+        )
+        .unwrap();
+        assert_eq!(
+            block.series[0].chunks.len(),
+            1000usize.div_ceil(BLOCK_CHUNK_SAMPLES)
+        );
+        let chunk_bytes: u32 = block.series[0].chunks.iter().map(|c| c.len).sum();
+        assert!(
+            (chunk_bytes as usize) < xor_bytes / 3,
+            "{chunk_bytes} vs {xor_bytes}"
+        );
+        let got = block
+            .select(&[Matcher::equal("__name__", "a")], i64::MIN, i64::MAX)
+            .unwrap();
+        let got: Vec<(i64, u64)> = got[0].samples().map(|s| (s.0, s.1.to_bits())).collect();
+        let want: Vec<(i64, u64)> = samples.iter().map(|s| (s.0, s.1.to_bits())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn damaged_files_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
         let a = Labels::new([("__name__", "a")]).unwrap();

@@ -389,6 +389,22 @@ mod tests {
         assert_eq!(decode_record(&rec).unwrap().samples, batch);
     }
 
+    /// Records of the previous version (raw value bits) still replay.
+    #[test]
+    fn version_2_records_still_decode() {
+        let mut rec = vec![WAL_RECORD_V2, 0, 2];
+        for (id, dt, v) in [(7u64, 1000i64, 1.5f64), (9, -10, -0.0)] {
+            put_uvarint(&mut rec, id);
+            put_uvarint(&mut rec, zigzag(dt));
+            rec.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        let got = decode_record(&rec).unwrap();
+        assert_eq!(
+            got.samples,
+            [(7, 1000, 1.5f64.to_bits()), (9, 990, (-0.0f64).to_bits())]
+        );
+    }
+
     #[test]
     fn checkpoint_records_round_trip() {
         let a: Vec<(i64, f64)> = (0..300).map(|i| (i * 30_000, i as f64 / 10.0)).collect();
