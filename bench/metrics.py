@@ -68,7 +68,13 @@ class Peer:
 
     def start(self):
         if self.name == "lookout":
-            cmd = [self.binary, "serve", "--data-dir", self.data,
+            # No self-scrape: its samples are stamped "now", so while the disk phase
+            # backfills 24 h the head would already reach now, and a maintenance run in the
+            # middle would cut blocks past the backfill and refuse the rest as out of bounds.
+            cfg = os.path.join(os.path.dirname(self.data), "lookout.toml")
+            with open(cfg, "w") as f:
+                f.write("[scrape]\nself_scrape = false\n")
+            cmd = [self.binary, "serve", "--config", cfg, "--data-dir", self.data,
                    "--http-addr", f"127.0.0.1:{self.port}",
                    "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0"]
             ready = "/-/ready"
