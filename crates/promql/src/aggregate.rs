@@ -320,13 +320,15 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                         h.sort_by(|a, b| cmp_desc(less_bottom, a, b));
                     }
                     for (i, f) in h {
-                        acc.push(inner[i].metric.clone(), inner[i].drop_name, ts, f)?;
+                        let m = &inner[i];
+                        acc.push_keyed(i, || m.metric.clone(), m.drop_name, ts, f)?;
                     }
                     continue;
                 }
                 tok::T_LIMITK => {
                     for (i, f) in g.members.into_iter().take(k) {
-                        acc.push(inner[i].metric.clone(), inner[i].drop_name, ts, f)?;
+                        let m = &inner[i];
+                        acc.push_keyed(i, || m.metric.clone(), m.drop_name, ts, f)?;
                     }
                     continue;
                 }
@@ -336,7 +338,8 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                         let keep =
                             (ratio >= 0.0 && off < ratio) || (ratio < 0.0 && off >= 1.0 + ratio);
                         if keep {
-                            acc.push(inner[i].metric.clone(), inner[i].drop_name, ts, f)?;
+                            let m = &inner[i];
+                            acc.push_keyed(i, || m.metric.clone(), m.drop_name, ts, f)?;
                         }
                     }
                     continue;
@@ -362,7 +365,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 }
                 _ => return Err(exec("unsupported aggregation")),
             };
-            acc.push(labels.clone(), drop, ts, v)?;
+            // Keys: input series for topk/bottomk/limitk/limit_ratio above, groups here; an
+            // operation uses one kind only.
+            acc.push_keyed(gi, || labels.clone(), drop, ts, v)?;
         }
     }
     Ok(Val::Vector(acc.out))
