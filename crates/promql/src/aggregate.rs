@@ -102,10 +102,12 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     let mut group_labels: Vec<Labels> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in &inner {
-        let pairs: Vec<Label> = to_pairs(&s.metric)
-            .into_iter()
+        // Borrowed pairs: one label set built per series, no string per label.
+        let pairs: Vec<tsdb::LabelRef<'_>> = s
+            .metric
+            .iter()
             .filter(|p| {
-                let listed = names.contains(&p.name);
+                let listed = names.iter().any(|n| n == p.name);
                 if by {
                     listed
                 } else {
@@ -113,7 +115,7 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 }
             })
             .collect();
-        let l = Labels::from_sorted_unchecked(pairs);
+        let l = Labels::from_sorted_refs_unchecked(&pairs);
         let g = *index.entry(l.clone()).or_insert_with(|| {
             group_labels.push(l);
             group_labels.len() - 1

@@ -191,12 +191,8 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     if !l.iter().any(|p| reserved(p.name)) {
         return l.clone();
     }
-    Labels::from_sorted_unchecked(
-        to_pairs(l)
-            .into_iter()
-            .filter(|p| !reserved(&p.name))
-            .collect(),
-    )
+    let kept: Vec<tsdb::LabelRef<'_>> = l.iter().filter(|p| !reserved(p.name)).collect();
+    Labels::from_sorted_refs_unchecked(&kept)
 }
 
 /// Go's `labels.Labels.String()`: `{a="b", c="d"}`.
