@@ -92,13 +92,16 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         ),
     };
     if v["status"] != "success" {
-        bail!(
-            "{}: {}",
-            v["errorType"].as_str().unwrap_or("error"),
-            v["error"]
-                .as_str()
-                .unwrap_or("the server gave no error message")
-        );
+        // One line whatever the message holds (parser errors can span lines).
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or("the server gave no error message")
+            .split('\n')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        bail!("{}: {msg}", v["errorType"].as_str().unwrap_or("error"));
     }
     if args.json {
         println!("{body}");
@@ -329,7 +332,7 @@ fn render_chart(
         let (line, min, max, last) = sparkline(&pts, lo, hi, width);
         let _ = writeln!(
             out,
-            "{line}  min {}  max {}  last {}  {}",
+            "{line}  min {:>9}  max {:>9}  last {:>9}  {}",
             format_value(min),
             format_value(max),
             format_value(last),
