@@ -54,6 +54,51 @@ pub enum Command {
     /// Run test files (Prometheus's PromQL test scripts).
     #[command(subcommand)]
     Test(TestCommand),
+    /// Evaluate a PromQL expression on the running Lookout: a table for an instant query, a
+    /// terminal chart per series for a range (`--start`/`--end`/`--step`).
+    Query(QueryArgs),
+}
+
+/// `lookout query` arguments.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The PromQL expression, e.g. 'sum by (job) (rate(http_requests_total[5m]))'.
+    #[arg(value_name = "EXPR")]
+    pub expr: String,
+
+    /// Evaluation time of an instant query: Unix seconds, RFC 3339, `now` or `now-DURATION`
+    /// (default: now).
+    #[arg(long, value_name = "T", conflicts_with_all = ["start", "end", "step"])]
+    pub time: Option<String>,
+
+    /// Start of a range query (same forms as --time; default: an hour before --end).
+    #[arg(long, value_name = "S")]
+    pub start: Option<String>,
+
+    /// End of a range query (same forms as --time; default: now).
+    #[arg(long, value_name = "E")]
+    pub end: Option<String>,
+
+    /// Step of a range query, e.g. 30s or 1m (default: the range in 240 steps).
+    #[arg(long, value_name = "D")]
+    pub step: Option<String>,
+
+    /// Print the server's JSON answer unchanged.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The Lookout (or Prometheus) HTTP address to ask.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "LOOKOUT_SERVER",
+        default_value = "http://127.0.0.1:46686"
+    )]
+    pub server: String,
+
+    /// Seconds to wait for the answer.
+    #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 120)]
+    pub timeout_secs: u64,
 }
 
 /// `lookout test` subcommands.

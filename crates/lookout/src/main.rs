@@ -11,6 +11,7 @@ mod lifecycle;
 mod loadgen;
 mod loadgen_metrics;
 mod metrics;
+mod query_cmd;
 mod sandbox_cmd;
 mod serve;
 mod test_cmd;
@@ -72,6 +73,10 @@ fn main() -> ExitCode {
             cli::Command::Sandboxes(args) => sandbox_cmd::sandboxes(args),
             cli::Command::Completions(args) => cli::print_completions(args.shell),
             cli::Command::Test(cli::TestCommand::Promql(args)) => test_cmd::promql(args),
+            cli::Command::Query(args) => tokio::task::spawn_blocking(move || query_cmd::run(args))
+                .await
+                .map_err(|e| anyhow::anyhow!("query task failed: {e}"))
+                .and_then(|r| r),
         }
     });
     match result {

@@ -102,10 +102,12 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     let mut group_labels: Vec<Labels> = Vec::new();
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in &inner {
-        let pairs: Vec<Label> = to_pairs(&s.metric)
-            .into_iter()
+        // Borrowed pairs: one label set built per series, no string per label.
+        let pairs: Vec<tsdb::LabelRef<'_>> = s
+            .metric
+            .iter()
             .filter(|p| {
-                let listed = names.contains(&p.name);
+                let listed = names.iter().any(|n| n == p.name);
                 if by {
                     listed
                 } else {
@@ -113,7 +115,7 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 }
             })
             .collect();
-        let l = Labels::from_sorted_unchecked(pairs);
+        let l = Labels::from_sorted_refs_unchecked(&pairs);
         let g = *index.entry(l.clone()).or_insert_with(|| {
             group_labels.push(l);
             group_labels.len() - 1
@@ -320,13 +322,15 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                         h.sort_by(|a, b| cmp_desc(less_bottom, a, b));
                     }
                     for (i, f) in h {
-                        acc.push(inner[i].metric.clone(), inner[i].drop_name, ts, f)?;
+                        let m = &inner[i];
+                        acc.push_keyed(i, || m.metric.clone(), m.drop_name, ts, f)?;
                     }
                     continue;
                 }
                 tok::T_LIMITK => {
                     for (i, f) in g.members.into_iter().take(k) {
-                        acc.push(inner[i].metric.clone(), inner[i].drop_name, ts, f)?;
+                        let m = &inner[i];
+                        acc.push_keyed(i, || m.metric.clone(), m.drop_name, ts, f)?;
                     }
                     continue;
                 }
@@ -336,7 +340,8 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                         let keep =
                             (ratio >= 0.0 && off < ratio) || (ratio < 0.0 && off >= 1.0 + ratio);
                         if keep {
-                            acc.push(inner[i].metric.clone(), inner[i].drop_name, ts, f)?;
+                            let m = &inner[i];
+                            acc.push_keyed(i, || m.metric.clone(), m.drop_name, ts, f)?;
                         }
                     }
                     continue;
@@ -362,7 +367,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 }
                 _ => return Err(exec("unsupported aggregation")),
             };
-            acc.push(labels.clone(), drop, ts, v)?;
+            // Keys: input series for topk/bottomk/limitk/limit_ratio above, groups here; an
+            // operation uses one kind only.
+            acc.push_keyed(gi, || labels.clone(), drop, ts, v)?;
         }
     }
     Ok(Val::Vector(acc.out))

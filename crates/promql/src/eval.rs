@@ -191,12 +191,8 @@ pub(crate) fn drop_name(l: &Labels) -> Labels {
     if !l.iter().any(|p| reserved(p.name)) {
         return l.clone();
     }
-    Labels::from_sorted_unchecked(
-        to_pairs(l)
-            .into_iter()
-            .filter(|p| !reserved(&p.name))
-            .collect(),
-    )
+    let kept: Vec<tsdb::LabelRef<'_>> = l.iter().filter(|p| !reserved(p.name)).collect();
+    Labels::from_sorted_refs_unchecked(&kept)
 }
 
 /// Go's `labels.Labels.String()`: `{a="b", c="d"}`.
@@ -272,8 +268,15 @@ fn match_labels(l: &Labels, on: bool, names: &[String]) -> Labels {
 }
 
 /// Accumulates per-step output samples into series keyed by labels.
+///
+/// Callers that know which output series a sample belongs to by a small integer (an input
+/// series, an aggregation group, a matched pair) use [`Acc::push_keyed`]: the label set is
+/// built and hashed once per key instead of once per step, which is what keeps a range query
+/// over thousands of series from spending its time hashing labels.
 pub(crate) struct Acc {
     map: HashMap<Labels, usize>,
+    /// Output slot of each caller key (`usize::MAX`: not seen yet).
+    by_key: Vec<usize>,
     pub out: Vec<S>,
 }
 
@@ -281,26 +284,60 @@ impl Acc {
     pub fn new() -> Acc {
         Acc {
             map: HashMap::new(),
+            by_key: Vec::new(),
             out: Vec::new(),
         }
     }
 
     pub fn push(&mut self, metric: Labels, drop_name: bool, t: i64, v: f64) -> Result<()> {
-        if let Some(&i) = self.map.get(&metric) {
-            let s = &mut self.out[i];
-            if s.pts.last().is_some_and(|p| p.0 == t) {
-                return Err(exec("vector cannot contain metrics with the same labelset"));
-            }
-            s.drop_name |= drop_name;
-            s.pts.push((t, v));
-        } else {
-            self.map.insert(metric.clone(), self.out.len());
-            self.out.push(S {
-                metric,
-                drop_name,
-                pts: vec![(t, v)],
-            });
+        let slot = self.slot(metric);
+        self.push_slot(slot, drop_name, t, v)
+    }
+
+    /// Like [`Acc::push`], with `metric` built only the first time `key` is seen. Every key
+    /// must always stand for the same labels.
+    pub fn push_keyed(
+        &mut self,
+        key: usize,
+        metric: impl FnOnce() -> Labels,
+        drop_name: bool,
+        t: i64,
+        v: f64,
+    ) -> Result<()> {
+        if key >= self.by_key.len() {
+            self.by_key.resize(key + 1, usize::MAX);
         }
+        let slot = match self.by_key[key] {
+            usize::MAX => {
+                let slot = self.slot(metric());
+                self.by_key[key] = slot;
+                slot
+            }
+            slot => slot,
+        };
+        self.push_slot(slot, drop_name, t, v)
+    }
+
+    fn slot(&mut self, metric: Labels) -> usize {
+        if let Some(&i) = self.map.get(&metric) {
+            return i;
+        }
+        self.map.insert(metric.clone(), self.out.len());
+        self.out.push(S {
+            metric,
+            drop_name: false,
+            pts: Vec::new(),
+        });
+        self.out.len() - 1
+    }
+
+    fn push_slot(&mut self, slot: usize, drop_name: bool, t: i64, v: f64) -> Result<()> {
+        let s = &mut self.out[slot];
+        if s.pts.last().is_some_and(|p| p.0 == t) {
+            return Err(exec("vector cannot contain metrics with the same labelset"));
+        }
+        s.drop_name |= drop_name;
+        s.pts.push((t, v));
         Ok(())
     }
 }
@@ -740,46 +777,47 @@ fn vector_vector(
         .unwrap_or(VectorMatchCardinality::OneToOne);
     let ls = by_step(&lhs, r);
     let rs = by_step(&rhs, r);
-    let lsig: Vec<String> = lhs
-        .iter()
-        .map(|s| signature(&s.metric, on, &names))
-        .collect();
-    let rsig: Vec<String> = rhs
-        .iter()
-        .map(|s| signature(&s.metric, on, &names))
-        .collect();
+    // Signatures become small ids shared by both sides, computed once per series: matching
+    // at each step then indexes arrays stamped with the step instead of hashing strings.
+    let mut sig_ids: HashMap<String, usize> = HashMap::new();
+    let mut intern = |l: &Labels| {
+        let n = sig_ids.len();
+        *sig_ids.entry(signature(l, on, &names)).or_insert(n)
+    };
+    let lid: Vec<usize> = lhs.iter().map(|s| intern(&s.metric)).collect();
+    let rid: Vec<usize> = rhs.iter().map(|s| intern(&s.metric)).collect();
+    let nsig = sig_ids.len();
     let mut acc = Acc::new();
     if is_set(op) {
+        // Output keys: lhs series `i` is key `i`, rhs series `i` is key `lhs.len() + i`.
+        let mut seen_at = vec![0usize; nsig];
         for step in 0..r.steps() {
             let ts = r.ts(step);
+            let stamp = step + 1;
             match op {
-                tok::T_LAND => {
-                    let set: std::collections::HashSet<&str> =
-                        rs[step].iter().map(|&(i, _)| rsig[i].as_str()).collect();
-                    for &(i, v) in &ls[step] {
-                        if set.contains(lsig[i].as_str()) {
-                            acc.push(lhs[i].metric.clone(), lhs[i].drop_name, ts, v)?;
-                        }
+                tok::T_LAND | tok::T_LUNLESS => {
+                    for &(i, _) in &rs[step] {
+                        seen_at[rid[i]] = stamp;
                     }
-                }
-                tok::T_LOR => {
-                    let set: std::collections::HashSet<&str> =
-                        ls[step].iter().map(|&(i, _)| lsig[i].as_str()).collect();
+                    let want = op == tok::T_LAND;
                     for &(i, v) in &ls[step] {
-                        acc.push(lhs[i].metric.clone(), lhs[i].drop_name, ts, v)?;
-                    }
-                    for &(i, v) in &rs[step] {
-                        if !set.contains(rsig[i].as_str()) {
-                            acc.push(rhs[i].metric.clone(), rhs[i].drop_name, ts, v)?;
+                        if (seen_at[lid[i]] == stamp) == want {
+                            let s = &lhs[i];
+                            acc.push_keyed(i, || s.metric.clone(), s.drop_name, ts, v)?;
                         }
                     }
                 }
                 _ => {
-                    let set: std::collections::HashSet<&str> =
-                        rs[step].iter().map(|&(i, _)| rsig[i].as_str()).collect();
                     for &(i, v) in &ls[step] {
-                        if !set.contains(lsig[i].as_str()) {
-                            acc.push(lhs[i].metric.clone(), lhs[i].drop_name, ts, v)?;
+                        seen_at[lid[i]] = stamp;
+                        let s = &lhs[i];
+                        acc.push_keyed(i, || s.metric.clone(), s.drop_name, ts, v)?;
+                    }
+                    for &(i, v) in &rs[step] {
+                        if seen_at[rid[i]] != stamp {
+                            let s = &rhs[i];
+                            let key = lhs.len() + i;
+                            acc.push_keyed(key, || s.metric.clone(), s.drop_name, ts, v)?;
                         }
                     }
                 }
@@ -794,21 +832,39 @@ fn vector_vector(
     };
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     // For one-to-many the sides swap so the "one" side is always `one`.
-    let (many, one, msig, osig, msteps, osteps) = if one_to_many {
-        (&rhs, &lhs, &rsig, &lsig, &rs, &ls)
+    let (many, one, mid, oid, msteps, osteps) = if one_to_many {
+        (&rhs, &lhs, &rid, &lid, &rs, &ls)
     } else {
-        (&lhs, &rhs, &lsig, &rsig, &ls, &rs)
+        (&lhs, &rhs, &lid, &rid, &ls, &rs)
     };
     let drop = !is_comparison(op) || return_bool;
     let (many_fill, one_fill) = m
         .map(|m| (m.fill_values.lhs, m.fill_values.rhs))
         .unwrap_or((None, None));
-    let mut result_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    // Per signature, the "one" side at the current step: (step + 1, series, value); a stale
+    // stamp means absent.
+    let mut one_at: Vec<(usize, usize, f64)> = vec![(0, 0, 0.0); nsig];
+    // Per signature, the step (+ 1) it last matched at (one-to-one) or was present on the
+    // "many" side (for `fill`).
+    let mut matched_at = vec![0usize; nsig];
+    let mut many_at = vec![0usize; nsig];
+    // Result label sets ("candidates"), computed once per matched pair of series: a many-side
+    // series usually meets the same one-side series at every step, so the last pair is
+    // remembered per series and the pair map is only asked when the partner changes.
+    let mut cands: Vec<Labels> = Vec::new();
+    let mut cand_index: HashMap<Labels, usize> = HashMap::new();
+    let mut cand_of_pair: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut last_pair: Vec<(usize, usize)> = vec![(usize::MAX, 0); many.len()];
+    // Per candidate, the (step + 1, signature) it was last produced for: group_left/right
+    // must not produce one result twice from one match group.
+    let mut cand_matched: Vec<(usize, usize)> = Vec::new();
     for step in 0..r.steps() {
         let ts = r.ts(step);
-        let mut right: HashMap<&str, (usize, f64)> = HashMap::new();
+        let stamp = step + 1;
         for &(i, v) in &osteps[step] {
-            if let Some(&(j, _)) = right.get(osig[i].as_str()) {
+            let sid = oid[i];
+            if one_at[sid].0 == stamp {
+                let j = one_at[sid].1;
                 let side = if one_to_many { "left" } else { "right" };
                 return Err(exec(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -817,41 +873,57 @@ fn vector_vector(
                     labels_string(&one[i].metric),
                 )));
             }
-            right.insert(osig[i].as_str(), (i, v));
+            one_at[sid] = (stamp, i, v);
         }
-        let mut matched: HashMap<&str, Vec<Labels>> = HashMap::new();
         for &(i, v) in &msteps[step] {
-            let Some(&(j, ov)) = right.get(msig[i].as_str()) else {
+            let sid = mid[i];
+            many_at[sid] = stamp;
+            let (at, j, ov) = one_at[sid];
+            if at != stamp {
                 continue;
-            };
-            let metric = match result_cache.get(&(i, j)) {
-                Some(m) => m.clone(),
-                None => {
-                    let m = result_metric(
-                        &many[i].metric,
-                        &one[j].metric,
-                        one_to_one,
-                        on,
-                        &names,
-                        &include,
-                    );
-                    result_cache.insert((i, j), m.clone());
-                    m
-                }
+            }
+            let cand = if last_pair[i].0 == j {
+                last_pair[i].1
+            } else {
+                let c = match cand_of_pair.get(&(i, j)) {
+                    Some(&c) => c,
+                    None => {
+                        let metric = result_metric(
+                            &many[i].metric,
+                            &one[j].metric,
+                            one_to_one,
+                            on,
+                            &names,
+                            &include,
+                        );
+                        let c = match cand_index.get(&metric) {
+                            Some(&c) => c,
+                            None => {
+                                cand_index.insert(metric.clone(), cands.len());
+                                cands.push(metric);
+                                cand_matched.push((0, 0));
+                                cands.len() - 1
+                            }
+                        };
+                        cand_of_pair.insert((i, j), c);
+                        c
+                    }
+                };
+                last_pair[i] = (j, c);
+                c
             };
             if one_to_one {
-                if matched.contains_key(msig[i].as_str()) {
+                if matched_at[sid] == stamp {
                     return Err(exec("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"));
                 }
-                matched.insert(msig[i].as_str(), Vec::new());
+                matched_at[sid] = stamp;
             } else {
-                let e = matched.entry(msig[i].as_str()).or_default();
-                if e.contains(&metric) {
+                if cand_matched[cand] == (stamp, sid) {
                     return Err(exec(
                         "multiple matches for labels: grouping labels must ensure unique matches",
                     ));
                 }
-                e.push(metric.clone());
+                cand_matched[cand] = (stamp, sid);
             }
             let (l, rr) = if one_to_many { (ov, v) } else { (v, ov) };
             let (mut val, keep) = elem_binop(op, l, rr)?;
@@ -860,13 +932,14 @@ fn vector_vector(
             } else if !keep {
                 continue;
             }
-            acc.push(metric, drop || many[i].drop_name, ts, val)?;
+            let metric = &cands[cand];
+            acc.push_keyed(cand, || metric.clone(), drop || many[i].drop_name, ts, val)?;
         }
         // fill / fill_left / fill_right: an unmatched sample meets the fill value. The sides
         // are named after the swap for group_right, as Prometheus names them.
         if let Some(fill) = one_fill {
             for &(i, v) in &msteps[step] {
-                if right.contains_key(msig[i].as_str()) {
+                if one_at[mid[i]].0 == stamp {
                     continue;
                 }
                 let metric = result_metric(
@@ -888,12 +961,8 @@ fn vector_vector(
             }
         }
         if let Some(fill) = many_fill {
-            let present: std::collections::HashSet<&str> = msteps[step]
-                .iter()
-                .map(|&(i, _)| msig[i].as_str())
-                .collect();
             for &(j, ov) in &osteps[step] {
-                if present.contains(osig[j].as_str()) {
+                if many_at[oid[j]] == stamp {
                     continue;
                 }
                 let synthetic = match_labels(&one[j].metric, on, &names);

@@ -129,6 +129,10 @@ impl Iterator for SampleIter<'_> {
     type Item = (i64, f64);
 
     fn next(&mut self) -> Option<(i64, f64)> {
+        // The common case (no out-of-order samples) needs no merge.
+        if self.extra.is_empty() && self.pending.is_none() {
+            return self.next_in_order();
+        }
         if self.pending.is_none() {
             self.pending = self.next_in_order();
         }

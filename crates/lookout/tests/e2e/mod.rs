@@ -9,5 +9,6 @@ mod durability;
 mod lifecycle;
 mod ops;
 mod prometheus;
+mod query_cli;
 mod sandbox;
 mod seeds;
