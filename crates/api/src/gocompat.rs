@@ -255,56 +255,7 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// A float as Go's `encoding/json` writes it: shortest round-trip digits, plain notation for
-/// magnitudes in [1e-6, 1e21), exponent notation (`1e+21`, `1e-7`) outside.
-pub fn go_float(f: f64) -> String {
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format!("{f:e}");
-        match s.split_once('e') {
-            Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
-            _ => s,
-        }
-    } else {
-        format!("{f}")
-    }
-}
-
-/// A float as Go's `strconv.FormatFloat(f, 'g', -1, 64)` writes it, with the text format's
-/// spellings of the specials (`NaN`, `+Inf`, `-Inf`), as `expfmt` writes sample values:
-/// shortest round-trip digits, in exponent notation (`1e+06`, `1.5e-05`) when the decimal
-/// exponent is below -4 or at least 6 (Go's rule for the shortest form), plain otherwise.
-pub fn go_format_g(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits as `d.ddde±x`.
-    let e = format!("{f:e}");
-    match e.split_once('e') {
-        Some((mantissa, exp)) => {
-            let exp: i32 = exp.parse().unwrap_or(0);
-            if (-4..6).contains(&exp) {
-                format!("{f}")
-            } else {
-                let sign = if exp < 0 { '-' } else { '+' };
-                format!("{mantissa}e{sign}{:02}", exp.abs())
-            }
-        }
-        None => format!("{f}"),
-    }
-}
-
-/// Standard padded base64, as Go's `encoding/json` writes `[]byte`.
-pub fn base64_std(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+pub use model::gofmt::{base64_std, format_g as go_format_g, json_number as go_float};
 
 /// Writes `s` as a JSON string the way Go's `encoding/json` does (HTML-safe escaping).
 pub fn write_go_json_string(out: &mut String, s: &str) {
@@ -593,27 +544,6 @@ pub fn parse_uint32(s: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn format_g_matches_go() {
-        for (f, want) in [
-            (1.0, "1"),
-            (0.5, "0.5"),
-            (100000.0, "100000"),
-            (1e6, "1e+06"),
-            (1234567.0, "1.234567e+06"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (-2.5e-7, "-2.5e-07"),
-            (1e100, "1e+100"),
-            (f64::NAN, "NaN"),
-            (f64::NEG_INFINITY, "-Inf"),
-            (-0.0, "-0"),
-            (123.456, "123.456"),
-        ] {
-            assert_eq!(go_format_g(f), want, "{f}");
-        }
-    }
 
     const NS: i64 = 1;
     const US: i64 = 1_000;

@@ -140,21 +140,7 @@ pub fn write_time(out: &mut String, t: i64) {
     }
 }
 
-/// A float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with Prometheus's spellings of the
-/// special values.
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v == f64::INFINITY {
-        "+Inf".to_string()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        // Rust's Display is the shortest representation that round-trips, never in
-        // exponent form: the same digits Go's 'f' with precision -1 prints.
-        format!("{v}")
-    }
-}
+pub use model::gofmt::format_f as format_float;
 
 /// A JSON string as Go's encoding/json writes it.
 pub fn write_str(out: &mut String, s: &str) {

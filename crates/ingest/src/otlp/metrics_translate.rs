@@ -895,40 +895,8 @@ fn go_float_g(d: f64) -> &'static str {
     }
 }
 
-/// A finite double as ES6 `Number.prototype.toString` prints it (Go's JSON encoder): plain
-/// decimals in `[1e-6, 1e21)`, exponent form (`1e-7`, `1e+21`) outside.
-fn es6_number(d: f64) -> String {
-    let abs = d.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust prints `1e-7` and `1.5e21`; Go's form adds `+` to positive exponents.
-        let s = format!("{d:e}");
-        match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
-        }
-    } else {
-        // Rust's Display is the shortest round-trip decimal without exponent, like Go's 'f', -1.
-        format!("{d}")
-    }
-}
-
-/// A bound or quantile as Prometheus formats it: `strconv.FormatFloat(f, 'f', -1, 64)`.
-pub fn format_float(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".to_string()
-    } else if f == f64::INFINITY {
-        "+Inf".to_string()
-    } else if f == f64::NEG_INFINITY {
-        "-Inf".to_string()
-    } else {
-        format!("{f}")
-    }
-}
-
-fn base64_std(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
+pub use model::gofmt::format_f as format_float;
+use model::gofmt::{base64_std, json_number as es6_number};
 
 /// How deep array and map attribute values are rendered; the JSON decoder bounds nesting
 /// already, this only keeps a protobuf request from recursing without end.

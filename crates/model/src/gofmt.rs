@@ -1,0 +1,105 @@
+//! Go's spellings of floats and bytes, which the peers' wire formats use and ours must match
+//! byte for byte: Prometheus's sample values and label values (`strconv.FormatFloat` with `'f'`
+//! or `'g'` and precision -1, plus `NaN`/`+Inf`/`-Inf`), Go's JSON numbers (what Jaeger and
+//! OTLP translators print for float attributes), and `[]byte` as JSON writes it (padded
+//! base64). One home for them, so the API, the receivers and the PromQL engine cannot drift.
+//!
+//! Rust's `Display` for `f64` prints the shortest decimal that round-trips and never uses an
+//! exponent: the same digits Go prints with `'f', -1`. Its `{:e}` prints the same shortest
+//! digits in exponent form, which the other spellings are built from.
+
+/// `strconv.FormatFloat(f, 'f', -1, 64)` with Prometheus's special values: `0.005`,
+/// `100000000000000000000`, `NaN`, `+Inf`, `-Inf`. How Prometheus writes `le` and `quantile`
+/// labels and sample values in its JSON API.
+pub fn format_f(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_string()
+    } else if f == f64::INFINITY {
+        "+Inf".to_string()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{f}")
+    }
+}
+
+/// `strconv.FormatFloat(f, 'g', -1, 64)` with the text format's special values, as `expfmt`
+/// writes sample values: exponent notation (`1e+06`, `1.5e-05`) when the decimal exponent is
+/// below -4 or at least 6, plain otherwise.
+pub fn format_g(f: f64) -> String {
+    if !f.is_finite() {
+        return format_f(f);
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let e = format!("{f:e}");
+    match e.split_once('e') {
+        Some((mantissa, exp)) => {
+            let exp: i32 = exp.parse().unwrap_or(0);
+            if (-4..6).contains(&exp) {
+                format!("{f}")
+            } else {
+                let sign = if exp < 0 { '-' } else { '+' };
+                format!("{mantissa}e{sign}{:02}", exp.abs())
+            }
+        }
+        None => format!("{f}"),
+    }
+}
+
+/// A finite float as Go's `encoding/json` writes it (ES6 number formatting): plain decimals
+/// for magnitudes in `[1e-6, 1e21)`, exponent form (`1e-7`, `1e+21`) outside.
+pub fn json_number(f: f64) -> String {
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let s = format!("{f:e}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
+            _ => s,
+        }
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Standard padded base64, as Go's `encoding/json` writes `[]byte`.
+pub fn base64_std(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_match_go() {
+        for (f, want) in [
+            (1.0, "1"),
+            (0.5, "0.5"),
+            (100000.0, "100000"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (1e100, "1e+100"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (-0.0, "-0"),
+            (123.456, "123.456"),
+        ] {
+            assert_eq!(format_g(f), want, "{f}");
+        }
+        assert_eq!(format_f(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_f(1e-7), "0.0000001");
+        assert_eq!(format_f(f64::INFINITY), "+Inf");
+        assert_eq!(json_number(3.0), "3");
+        assert_eq!(json_number(-0.0), "-0");
+        assert_eq!(json_number(1e20), "100000000000000000000");
+        assert_eq!(json_number(1e21), "1e+21");
+        assert_eq!(json_number(1e-7), "1e-7");
+        assert_eq!(base64_std(b"hi"), "aGk=");
+    }
+}
