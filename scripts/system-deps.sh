@@ -2,13 +2,16 @@
 # Installs the Debian packages the tests use, when they are missing:
 #   docker-compose: validates generated Compose overrides (`docker-compose config` needs no
 #   Docker engine).
-#   prometheus: the real Prometheus the metrics and scrape tests compare Lookout with.
+#   prometheus: the real Prometheus (and promtool) the metrics and scrape tests compare
+#   Lookout with.
+#   openssl: makes the certificates of the scrape manager's TLS tests.
 # Runs apt-get directly as root, through sudo otherwise.
 set -euo pipefail
 
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
