@@ -65,7 +65,7 @@ pub(super) fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ExportEr
 }
 
 /// Whether the body is gzip-compressed; `identity` (or no header) means it is not.
-pub(super) fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
+fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
     let Some(value) = headers.get(CONTENT_ENCODING) else {
         return Ok(false);
     };
@@ -81,7 +81,7 @@ pub(super) fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
 }
 
 /// Inflates a gzip body in bounded steps, refusing it as soon as it grows past the limit.
-pub(super) fn gunzip(
+fn gunzip(
     state: &OtlpState,
     data: &[u8],
     reservation: &mut Reservation,
@@ -111,13 +111,15 @@ pub(super) fn gunzip(
     }
 }
 
-/// Reads, inflates and decodes a trace request and validates every span; nothing is
-/// written unless all of it is valid. A protobuf request keeps its decompressed bytes.
-async fn decode_traces(
+/// Reads an OTLP/HTTP body within the size limit and the in-flight budget, inflates it when
+/// it is gzip, reserves room for what decoding it will allocate, and hands the plain bytes to
+/// `decode`, off the async runtime when the body is large. Every OTLP/HTTP signal reads its
+/// body this way; only `decode` differs.
+pub(super) async fn decode_body<T: Send + 'static>(
     state: &OtlpState,
-    encoding: Encoding,
     req: Request,
-) -> Result<(model::otlp::ValidTraces, Reservation), Rejection> {
+    decode: impl FnOnce(&OtlpState, Vec<u8>, &mut Reservation) -> Result<T, Rejection> + Send + 'static,
+) -> Result<(T, Reservation), Rejection> {
     let (parts, body) = req.into_parts();
     let gzip = is_gzip(&parts.headers)?;
     let mut reservation = state.reservation();
@@ -147,20 +149,30 @@ async fn decode_traces(
             &mut reservation,
             body.len().saturating_mul(DECODED_OVERHEAD),
         )?;
-        let traces = match encoding {
-            Encoding::Protobuf => super::decode_protobuf_traces(bytes::Bytes::from(body))?,
-            Encoding::Json => {
-                let request =
-                    model::otlp_json::decode_traces(&body).map_err(ExportError::BadJson)?;
-                drop(body);
-                let items = count_spans(&request);
-                model::otlp::ValidTraces::new(request).map_err(|e| Rejection {
-                    error: ExportError::Invalid(e),
-                    items,
-                })?
-            }
-        };
-        Ok((traces, reservation))
+        let decoded = decode(&state, body, &mut reservation)?;
+        Ok((decoded, reservation))
+    })
+    .await
+}
+
+/// Reads, inflates and decodes a trace request and validates every span; nothing is
+/// written unless all of it is valid. A protobuf request keeps its decompressed bytes.
+async fn decode_traces(
+    state: &OtlpState,
+    encoding: Encoding,
+    req: Request,
+) -> Result<(model::otlp::ValidTraces, Reservation), Rejection> {
+    decode_body(state, req, move |_, body, _| match encoding {
+        Encoding::Protobuf => super::decode_protobuf_traces(bytes::Bytes::from(body)),
+        Encoding::Json => {
+            let request = model::otlp_json::decode_traces(&body).map_err(ExportError::BadJson)?;
+            drop(body);
+            let items = count_spans(&request);
+            model::otlp::ValidTraces::new(request).map_err(|e| Rejection {
+                error: ExportError::Invalid(e),
+                items,
+            })
+        }
     })
     .await
 }

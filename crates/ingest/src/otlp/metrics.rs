@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 use model::otlp::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -291,35 +291,7 @@ async fn decode_http(
     encoding: Encoding,
     req: Request,
 ) -> Result<(Translation, Reservation), Rejection> {
-    let (parts, body) = req.into_parts();
-    let gzip = otlp_http::is_gzip(&parts.headers)?;
-    let mut reservation = state.reservation();
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let limit = state.config().max_body_bytes;
-    let raw = read_body(state, declared, body, limit, &mut reservation).await?;
-    let state = state.clone();
-    // A gzip body inflates to several times its size before decoding even starts.
-    let work = if gzip {
-        raw.len().saturating_mul(8)
-    } else {
-        raw.len()
-    };
-    run_decode(work, move || {
-        let body = if gzip {
-            let inflated = otlp_http::gunzip(&state, &raw, &mut reservation)?;
-            drop(raw);
-            inflated
-        } else {
-            raw
-        };
-        state.reserve(
-            &mut reservation,
-            body.len().saturating_mul(DECODED_OVERHEAD),
-        )?;
+    otlp_http::decode_body(state, req, move |state, body, reservation| {
         let request =
             match encoding {
                 Encoding::Protobuf => ExportMetricsServiceRequest::decode(body.as_slice())
@@ -332,8 +304,7 @@ async fn decode_http(
                 }
             };
         drop(body);
-        let t = translate_request(&state, &request, &mut reservation)?;
-        Ok((t, reservation))
+        translate_request(state, &request, reservation)
     })
     .await
 }
