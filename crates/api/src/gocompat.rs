@@ -23,24 +23,7 @@ const UNITS: [(&str, u64); 8] = [
     ("h", 3_600_000_000_000),
 ];
 
-/// An error answer the way Go's `http.Error` writes one, as Jaeger's handlers do: the text and
-/// a newline, `text/plain`, and `X-Content-Type-Options: nosniff`, whatever the body holds.
-pub fn http_error(status: axum::http::StatusCode, mut text: String) -> axum::response::Response {
-    use axum::http::{header, HeaderValue};
-    use axum::response::IntoResponse as _;
-    text.push('\n');
-    let mut resp = (status, text).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
-}
+pub use ingest::http_error;
 
 /// Parses a Go duration string (`300ms`, `-1.5h`, `1h30m`, `2µs`) into signed nanoseconds,
 /// with Go's error messages (`time: invalid duration "abc"`).

@@ -22,3 +22,24 @@ pub use otlp::{
     otlp_router, prometheus_otlp_router, serve, BoxFuture, ExportError, OtlpConfig, OtlpState,
     SinkError, SinkFuture, TraceSink, PROMETHEUS_OTLP_PATH,
 };
+
+/// An error answer the way Go's `http.Error` writes one, as Prometheus's and Jaeger's
+/// handlers do: the text and a newline, `text/plain; charset=utf-8`, and
+/// `X-Content-Type-Options: nosniff`. Here because both the receivers and the query APIs
+/// answer this way and `api` builds on `ingest`.
+pub fn http_error(status: http::StatusCode, mut text: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use http::{header, HeaderValue};
+    text.push('\n');
+    let mut resp = (status, text).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}

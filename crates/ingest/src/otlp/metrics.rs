@@ -354,21 +354,7 @@ fn prometheus_error(
     message: &str,
     retry: Option<std::time::Duration>,
 ) -> Response {
-    let mut response = (
-        status,
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            ),
-            (
-                http::header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        format!("{message}\n"),
-    )
-        .into_response();
+    let mut response = crate::http_error(status, message.to_string());
     if let Some(delay) = retry {
         response
             .headers_mut()
