@@ -6,12 +6,14 @@
 //! its resource and scope behind an `Arc` so a batch of spans from one process shares them.
 //!
 //! - [`gofmt`] spells floats and bytes as Go (so Prometheus and Jaeger) spell them.
+//! - [`histogram`] is the native histogram sample every part shares.
 //! - [`labels`] names metric series: sorted, validated label sets.
 //! - [`otlp`] converts OTLP protobuf messages into these types, validating as it goes, and back;
 //!   its `ValidTraces::from_protobuf` checks an encoded trace request in place (`otlp_wire`).
 //! - [`otlp_json`] is the OTLP/JSON encoding (the spec's rules, not protobuf's canonical JSON).
 
 pub mod gofmt;
+pub mod histogram;
 pub mod labels;
 pub mod otlp;
 pub mod otlp_json;

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use model::histogram::FloatHistogram;
+
 use crate::chunk::ChunkIter;
 use crate::index::Matcher;
 use crate::{Labels, TsdbError};
@@ -21,6 +23,9 @@ pub struct Series {
     chunks: Vec<Arc<[u8]>>,
     /// Decoded samples outside the chunks (out-of-order samples), sorted by time.
     extra: Vec<(i64, f64)>,
+    /// Native histogram samples, sorted by time. A series holds one sample per timestamp,
+    /// float or histogram; none of these shares a timestamp with a float sample.
+    histograms: Vec<(i64, Arc<FloatHistogram>)>,
     start: i64,
     end: i64,
 }
@@ -35,9 +40,29 @@ impl Series {
             labels,
             chunks: Vec::new(),
             extra: samples,
+            histograms: Vec::new(),
             start: i64::MIN,
             end: i64::MAX,
         }
+    }
+
+    /// A series from decoded float and histogram samples (each sorted by time here; a
+    /// histogram at the timestamp of a float sample replaces it, later duplicates are
+    /// dropped); for tests and for queriers that do not hold chunks.
+    pub fn from_samples_and_histograms(
+        labels: Labels,
+        samples: Vec<(i64, f64)>,
+        mut histograms: Vec<(i64, Arc<FloatHistogram>)>,
+    ) -> Series {
+        let mut s = Series::from_samples(labels, samples);
+        histograms.sort_by_key(|h| h.0);
+        histograms.dedup_by_key(|h| h.0);
+        if !histograms.is_empty() {
+            s.extra
+                .retain(|(t, _)| histograms.binary_search_by_key(t, |h| h.0).is_err());
+        }
+        s.histograms = histograms;
+        s
     }
 
     pub(crate) fn from_parts(
@@ -51,6 +76,7 @@ impl Series {
             labels,
             chunks,
             extra,
+            histograms: Vec::new(),
             start,
             end,
         }
@@ -65,13 +91,30 @@ impl Series {
             self.extra.sort_by_key(|s| s.0);
             self.extra.dedup_by_key(|s| s.0);
         }
+        if !other.histograms.is_empty() {
+            self.histograms.extend(other.histograms);
+            self.histograms.sort_by_key(|h| h.0);
+            self.histograms.dedup_by_key(|h| h.0);
+        }
         self.start = self.start.min(other.start);
         self.end = self.end.max(other.end);
     }
 
     /// Whether no sample falls in the range.
     pub fn is_empty(&self) -> bool {
-        self.samples().next().is_none()
+        self.samples().next().is_none() && self.histograms().next().is_none()
+    }
+
+    /// The native histogram samples in the selected range, oldest first. Float samples
+    /// ([`Series::samples`]) and these never share a timestamp; a reader wanting one
+    /// time-ordered stream merges the two.
+    pub fn histograms(&self) -> impl Iterator<Item = (i64, &Arc<FloatHistogram>)> + '_ {
+        let (start, end) = (self.start, self.end);
+        let from = self.histograms.partition_point(|h| h.0 < start);
+        self.histograms[from..]
+            .iter()
+            .take_while(move |h| h.0 <= end)
+            .map(|(t, h)| (*t, h))
     }
 
     /// The samples in the selected range, oldest first. When an in-order and an out-of-order
@@ -332,5 +375,25 @@ mod tests {
         assert_eq!(sel[0].samples().collect::<Vec<_>>(), [(1, 1.0), (5, 5.0)]);
         assert_eq!(q.label_names(&[], 0, 100).unwrap(), ["__name__", "j"]);
         assert_eq!(q.label_values("__name__", &[], 6, 100).unwrap(), ["b"]);
+    }
+
+    #[test]
+    fn histogram_samples_are_selected_by_range_and_replace_floats() {
+        let h = Arc::new(FloatHistogram {
+            count: 1.0,
+            ..Default::default()
+        });
+        let s = Series::from_samples_and_histograms(
+            Labels::new([("__name__", "h")]).unwrap(),
+            vec![(1, 1.0), (2, 2.0)],
+            vec![(2, h.clone()), (7, h.clone())],
+        );
+        let q = VecQuerier::new(vec![s]);
+        let m = [Matcher::new(crate::MatchOp::Equal, "__name__", "h").unwrap()];
+        let sel: Vec<_> = q.select(&m, 2, 7).unwrap().collect();
+        assert!(sel[0].samples().next().is_none());
+        let hs: Vec<_> = sel[0].histograms().map(|(t, _)| t).collect();
+        assert_eq!(hs, [2, 7]);
+        assert_eq!(q.select(&m, 3, 6).unwrap().count(), 0);
     }
 }
