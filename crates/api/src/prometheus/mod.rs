@@ -1,5 +1,6 @@
 //! Prometheus's HTTP API over Lookout's tsdb: the `/api/v1/` envelope and error shapes,
-//! PromQL queries (`query`, `query_range`, `format_query`, evaluated by the `promql` crate), the
+//! PromQL queries (`query`, `query_range`, evaluated by the `promql` crate; `format_query` and
+//! `parse_query`), the
 //! metadata endpoints (`series`, `labels`, `label/{name}/values`, `metadata`, `status/*`),
 //! the scrape manager's `/api/v1/targets` and `/-/reload`,
 //! `/federate`, and the remote_write receiver (`POST /api/v1/write`).
@@ -25,6 +26,7 @@ use serde_json::value::RawValue;
 
 use crate::gocompat;
 
+mod parse_query;
 mod query;
 mod series;
 mod targets;

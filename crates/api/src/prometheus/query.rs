@@ -1,5 +1,5 @@
 //! PromQL over HTTP: `/api/v1/query`, `/api/v1/query_range` (GET and form POST) and
-//! `/api/v1/format_query`, answered as Prometheus answers them.
+//! `/api/v1/format_query` (and routes `/api/v1/parse_query`), answered as Prometheus answers them.
 //!
 //! Evaluation runs on the blocking pool with a cancel flag that is raised when the client
 //! goes away (the handler's future is dropped), so an abandoned query stops at its next
@@ -25,6 +25,10 @@ pub(super) fn routes() -> Router<PromState> {
         .route("/api/v1/query", get(instant).post(instant))
         .route("/api/v1/query_range", get(range).post(range))
         .route("/api/v1/format_query", get(format).post(format))
+        .route(
+            "/api/v1/parse_query",
+            get(super::parse_query::parse_query).post(super::parse_query::parse_query),
+        )
 }
 
 /// Raises its flag when dropped: the query task sees the client is gone.
@@ -92,7 +96,7 @@ fn prom_duration_ms(s: &str) -> Option<i64> {
     Some(total)
 }
 
-fn invalid(name: &str, e: String) -> PromError {
+pub(super) fn invalid(name: &str, e: String) -> PromError {
     PromError::bad_data(format!(
         "invalid parameter {}: {e}",
         gocompat::strconv_quote(name)
