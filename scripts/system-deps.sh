@@ -5,6 +5,8 @@
 #   prometheus: the real Prometheus (and promtool) the metrics and scrape tests compare
 #   Lookout with.
 #   openssl: makes the certificates of the scrape manager's TLS tests.
+#   iproute2, util-linux: the Docker-bridge test builds a bridge in a private network
+#   namespace (`unshare`, `ip`).
 # Runs apt-get directly as root, through sudo otherwise.
 set -euo pipefail
 
@@ -12,6 +14,8 @@ missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

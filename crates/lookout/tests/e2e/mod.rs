@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod bridge;
 mod durability;
 mod lifecycle;
 mod ops;

@@ -686,7 +686,11 @@ fn promql_answers_as_prometheus_on_the_same_remote_written_data() {
         );
     }
     // parse_query is Prometheus 3's (2.42 has none): the tree for the UI, or bad_data.
-    let tree = json(&lookout.get("/api/v1/parse_query?query=sum%20by%20(job)%20(up)").text());
+    let tree = json(
+        &lookout
+            .get("/api/v1/parse_query?query=sum%20by%20(job)%20(up)")
+            .text(),
+    );
     assert_eq!(tree["data"]["type"], "aggregation", "{tree}");
     assert_eq!(tree["data"]["grouping"][0], "job", "{tree}");
     let bad = lookout.get("/api/v1/parse_query?query=sum(");
