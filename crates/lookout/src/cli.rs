@@ -259,6 +259,11 @@ pub struct SandboxesArgs {
     /// Forget sandboxes whose process is gone.
     #[arg(long)]
     pub prune: bool,
+
+    /// Forget the sandbox registered as NAMESPACE (`<project>-slot-<N>`), e.g. a Compose
+    /// project after `docker compose down`: Lookout cannot see containers stop. Repeatable.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub forget: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

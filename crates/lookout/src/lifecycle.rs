@@ -506,7 +506,8 @@ pub fn down() -> anyhow::Result<()> {
     if !unknown.is_empty() {
         // Compose containers are out of sight: say they may be affected, without claiming.
         eprintln!(
-            "note: Compose sandboxes registered (lookout cannot tell whether they run): {}",
+            "note: Compose sandboxes registered (lookout cannot tell whether they run): {}; \
+             `lookout sandboxes --forget NAMESPACE` drops one that is down",
             describe(&unknown)
         );
     }

@@ -260,6 +260,16 @@ fn read_compose(path: &Path) -> anyhow::Result<String> {
 pub fn sandboxes(args: SandboxesArgs) -> anyhow::Result<()> {
     let paths = StatePaths::locate()?;
     let registry = paths.registry();
+    for ns in &args.forget {
+        match registry.forget(ns)? {
+            0 => {
+                return Err(Exit::usage(format!(
+                    "no sandbox {ns:?} is registered; `lookout sandboxes` lists them"
+                )))
+            }
+            n => eprintln!("forgot {ns} ({n} entr{})", if n == 1 { "y" } else { "ies" }),
+        }
+    }
     if args.prune {
         let n = registry.prune()?;
         eprintln!("forgot {n} dead sandbox{}", if n == 1 { "" } else { "es" });

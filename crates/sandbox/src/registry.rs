@@ -188,6 +188,23 @@ impl Registry {
             .collect())
     }
 
+    /// Removes every entry registered under `namespace` (a Compose sandbox that was taken
+    /// down, which Lookout cannot see stop); returns how many.
+    pub fn forget(&self, namespace: &str) -> Result<usize> {
+        let mut n = 0;
+        for l in self.list()? {
+            if l.entry.namespace == namespace {
+                match std::fs::remove_file(&l.path) {
+                    Ok(()) => n += 1,
+                    // Its own `lookout run` unregistered it meanwhile.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("cannot remove a sandbox entry", &l.path, e)),
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Removes the entries of dead sandboxes; returns how many.
     pub fn prune(&self) -> Result<usize> {
         let mut n = 0;
@@ -227,6 +244,31 @@ mod tests {
 
     fn ns(slot: u32) -> Namespace {
         Namespace::new("shop", Some(slot)).unwrap()
+    }
+
+    #[test]
+    fn forget_removes_a_compose_sandbox_and_only_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::at(tmp.path().join("sandboxes"));
+        for slot in [1, 2] {
+            reg.register(&SandboxEntry::new(
+                &ns(slot),
+                SandboxKind::Compose,
+                None,
+                "compose.yaml".into(),
+            ))
+            .unwrap()
+            .keep();
+        }
+        assert_eq!(reg.forget("shop-slot-2").unwrap(), 1);
+        assert_eq!(reg.forget("shop-slot-2").unwrap(), 0);
+        let left: Vec<_> = reg
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.entry.namespace)
+            .collect();
+        assert_eq!(left, ["shop-slot-1"]);
     }
 
     #[test]

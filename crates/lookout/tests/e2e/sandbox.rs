@@ -375,6 +375,27 @@ fn sandbox_compose_override_carries_the_variables() {
         down.stderr()
     );
     assert!(!down.stderr().contains("warning"), "{}", down.stderr());
+    // A Compose project taken down is forgotten by name; an unknown name is a usage error.
+    home.run(&["sandboxes", "--forget", "shop-slot-4"])
+        .expect(0);
+    let listed = home.run(&["sandboxes", "--json"]).expect(0).json();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop-slot-2"], "{listed}");
+    let unknown = home
+        .run(&["sandboxes", "--forget", "shop-slot-4"])
+        .expect(2);
+    assert!(
+        unknown
+            .stderr()
+            .contains("no sandbox \"shop-slot-4\" is registered"),
+        "{}",
+        unknown.stderr()
+    );
 }
 
 #[test]
