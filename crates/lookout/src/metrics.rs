@@ -7,6 +7,7 @@
 //! The trace side of the same wiring lives in `wiring.rs`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,36 @@ use crate::serve::Settings;
 /// How often the head is checked for block cuts, compaction and retention (Prometheus
 /// compacts once a minute).
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+
+/// What maintenance has done since start, for `/metrics` (Prometheus counts the same as
+/// `prometheus_tsdb_compactions_total` and friends).
+static MAINTENANCE: MaintenanceCounters = MaintenanceCounters {
+    runs: AtomicU64::new(0),
+    failures: AtomicU64::new(0),
+    blocks_written: AtomicU64::new(0),
+    blocks_compacted: AtomicU64::new(0),
+    blocks_deleted: AtomicU64::new(0),
+};
+
+struct MaintenanceCounters {
+    runs: AtomicU64,
+    failures: AtomicU64,
+    blocks_written: AtomicU64,
+    blocks_compacted: AtomicU64,
+    blocks_deleted: AtomicU64,
+}
+
+impl MaintenanceCounters {
+    fn record(&self, r: &tsdb::MaintenanceReport) {
+        self.blocks_written
+            .fetch_add(r.blocks_written as u64, Ordering::Relaxed);
+        self.blocks_compacted
+            .fetch_add(r.blocks_compacted as u64, Ordering::Relaxed);
+        self.blocks_deleted
+            .fetch_add(r.blocks_deleted as u64, Ordering::Relaxed);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// The metrics side of a running server.
 pub struct Metrics {
@@ -210,7 +241,9 @@ pub fn api_router(settings: &Settings, m: &Metrics, scraping: &Arc<Scraping>) ->
     )
 }
 
-/// Runs tsdb maintenance every minute until `stop` flips.
+/// Runs tsdb maintenance at once and then every minute until `stop` flips. The first run
+/// matters after a restart: a head replayed from a long WAL is cut into blocks (and its
+/// memory freed) right away instead of a minute later.
 pub fn spawn_maintenance(
     db: Arc<Tsdb>,
     mut stop: watch::Receiver<bool>,
@@ -218,18 +251,22 @@ pub fn spawn_maintenance(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.wait_for(|v| *v) => return,
             }
             match db.maintain().await {
-                Ok(r) if r != tsdb::MaintenanceReport::default() => {
-                    tracing::info!(?r, "metrics store maintenance")
+                Ok(r) => {
+                    if r != tsdb::MaintenanceReport::default() {
+                        tracing::info!(?r, "metrics store maintenance");
+                    }
+                    MAINTENANCE.record(&r);
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "metrics store maintenance failed"),
+                Err(e) => {
+                    MAINTENANCE.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "metrics store maintenance failed")
+                }
             }
         }
     })
@@ -350,6 +387,37 @@ fn register_self_metrics(db: &Arc<Tsdb>) {
         "Samples appended to the metrics head since start (WAL replay included).",
         &[],
         stat(|db| db.stats().head_samples as f64),
+    );
+    let counter = |c: &'static AtomicU64| move || c.load(Ordering::Relaxed) as f64;
+    r.counter_fn(
+        "lookout_tsdb_maintenance_runs_total",
+        "Completed maintenance passes of the metrics store (block cuts, compaction, retention).",
+        &[],
+        counter(&MAINTENANCE.runs),
+    );
+    r.counter_fn(
+        "lookout_tsdb_maintenance_failures_total",
+        "Maintenance passes of the metrics store that failed (see the log).",
+        &[],
+        counter(&MAINTENANCE.failures),
+    );
+    r.counter_fn(
+        "lookout_tsdb_blocks_written_total",
+        "Blocks cut from the metrics head.",
+        &[],
+        counter(&MAINTENANCE.blocks_written),
+    );
+    r.counter_fn(
+        "lookout_tsdb_blocks_compacted_total",
+        "Metrics blocks merged away into larger ones.",
+        &[],
+        counter(&MAINTENANCE.blocks_compacted),
+    );
+    r.counter_fn(
+        "lookout_tsdb_blocks_deleted_total",
+        "Metrics blocks deleted by retention (age or size).",
+        &[],
+        counter(&MAINTENANCE.blocks_deleted),
     );
     r.counter_fn(
         "lookout_tsdb_rejected_samples_total",

@@ -394,6 +394,122 @@ fn remote_write_refuses_bad_input_whole_and_keeps_what_it_acknowledged() {
     );
 }
 
+/// Issue 3's durability promise past the head: 84 hours of samples, acknowledged, SIGKILL;
+/// the restart replays the WAL and its first maintenance cuts 2 h blocks, merges them into 6 h
+/// ones (merges are capped at a tenth of the retention) and applies a 3-day retention; more
+/// samples are acknowledged, SIGKILL again. Every acknowledged sample inside the retention is
+/// then answered exactly, and the oldest are gone.
+#[test]
+fn acknowledged_samples_survive_sigkill_after_compaction_and_retention() {
+    const STEP: i64 = 60_000;
+    const HOUR: i64 = 3_600_000;
+    const SERIES: usize = 5;
+    let dir =
+        DataDir::with_config("[scrape]\nself_scrape = false\n[metrics]\nretention = \"3d\"\n");
+    let lookout = dir.start();
+    // Minute-aligned, so every window below holds a whole number of samples.
+    let newest = now_ms() / STEP * STEP - 2 * STEP;
+    let first = newest - 84 * HOUR;
+    // One request per hour across all series: time order overall, as a backfill must come.
+    let mut t0 = first;
+    while t0 < newest {
+        let t1 = (t0 + HOUR).min(newest);
+        let ts = (0..SERIES)
+            .map(|i| {
+                let samples: Vec<(i64, f64)> = (t0..t1)
+                    .step_by(STEP as usize)
+                    .map(|t| (t, (t / STEP) as f64 + i as f64))
+                    .collect();
+                series(&[("__name__", "dur_test"), ("i", &i.to_string())], &samples)
+            })
+            .collect();
+        let r = lookout.post("/api/v1/write", &body(ts), &RW_HEADERS);
+        assert_eq!(r.status, 204, "{}", r.text());
+        t0 = t1;
+    }
+    lookout.kill();
+
+    let lookout = dir.start();
+    super::harness::eventually(Duration::from_secs(60), || {
+        match lookout.metric("lookout_tsdb_maintenance_runs_total", &[]) {
+            n if n > 0.0 => Ok(()),
+            _ => Err("the first maintenance has not finished".to_string()),
+        }
+    })
+    .expect("maintenance runs at start");
+    let blocks = lookout.metric("lookout_store_blocks", &["signal=\"metrics\""]);
+    assert!(
+        lookout.metric("lookout_tsdb_blocks_written_total", &[]) > blocks
+            && lookout.metric("lookout_tsdb_blocks_compacted_total", &[]) > 0.0
+            && lookout.metric("lookout_tsdb_blocks_deleted_total", &[]) > 0.0,
+        "blocks cut, merged and deleted:\n{}",
+        lookout.get("/metrics").text()
+    );
+    // The newest minute after the restart: acknowledged, then SIGKILL before any cut.
+    let ts = (0..SERIES)
+        .map(|i| {
+            series(
+                &[("__name__", "dur_test"), ("i", &i.to_string())],
+                &[(newest, (newest / STEP) as f64 + i as f64)],
+            )
+        })
+        .collect();
+    let r = lookout.post("/api/v1/write", &body(ts), &RW_HEADERS);
+    assert_eq!(r.status, 204, "{}", r.text());
+    lookout.kill();
+
+    let lookout = dir.start();
+    super::harness::eventually(Duration::from_secs(60), || {
+        match lookout.metric("lookout_tsdb_maintenance_runs_total", &[]) {
+            n if n > 0.0 => Ok(()),
+            _ => Err("the first maintenance has not finished".to_string()),
+        }
+    })
+    .expect("maintenance runs at start");
+    let query = |q: &str| {
+        let path = format!("/api/v1/query?query={}&time={}", encode(q), newest / 1000);
+        let doc = lookout.get_json(&path, 200);
+        let mut out: Vec<(String, f64)> = doc["data"]["result"]
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|r| {
+                let v = r["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+                (r["metric"]["i"].as_str().unwrap_or("").to_string(), v)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    // Inside the retention: every sample of the last 6 hours, with its exact value.
+    let samples_6h = 6 * HOUR / STEP;
+    let first_6h = newest / STEP - samples_6h + 1;
+    let counts = query("count_over_time(dur_test[6h])");
+    let sums = query("sum_over_time(dur_test[6h])");
+    assert_eq!(counts.len(), SERIES, "{counts:?} (blocks: {blocks})");
+    for i in 0..SERIES {
+        assert_eq!(counts[i], (i.to_string(), samples_6h as f64), "{counts:?}");
+        let want: i64 = (first_6h..=newest / STEP).map(|m| m + i as i64).sum();
+        assert_eq!(sums[i], (i.to_string(), want as f64), "{sums:?}");
+    }
+    // Deep inside the retention, in merged blocks: a whole day, exact.
+    let day = query("count_over_time(dur_test[24h] offset 40h)");
+    assert_eq!(day.len(), SERIES, "{day:?}");
+    assert!(day.iter().all(|(_, n)| *n == 1440.0), "{day:?}");
+    // Past the retention and the widest merged block (6 h): deleted.
+    let old = query("count_over_time(dur_test[4h] offset 79h)");
+    assert!(
+        old.is_empty(),
+        "samples older than the retention survived: {old:?}; blocks (newest {newest}): {:?}",
+        std::fs::read_dir(dir.data_path().join("metrics/blocks"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    assert!(
+        lookout.metric("lookout_store_blocks", &["signal=\"metrics\""]) > 0.0,
+        "blocks are still there after the restart"
+    );
+}
+
 #[test]
 fn otlp_metrics_from_the_python_sdk_are_stored_under_prometheus_names() {
     let dir = DataDir::new();
