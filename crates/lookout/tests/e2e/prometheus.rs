@@ -143,17 +143,19 @@ fn metadata_api_answers_as_prometheus_for_the_same_series() {
         "prometheus_build_info",
     ];
     let series_path = |s: &str| format!("/api/v1/series?match[]={}", encode(s));
-    // Wait until both hold three scrapes' worth and Lookout has the metadata.
+    // Wait until Lookout holds every selector's series (remote_write shards arrive in any
+    // order, so one selector matching says nothing of the others) and the metadata.
     prom.wait_until(
         Duration::from_secs(60),
         "lookout to receive the series",
         |p| {
-            let theirs = json(&p.get(&series_path(selectors[2])).1);
-            let ours = json(&lookout.get(&series_path(selectors[2])).text());
             let md = json(&lookout.get("/api/v1/metadata?metric=go_goroutines").text());
-            theirs["data"].as_array().is_some_and(|a| !a.is_empty())
-                && theirs == ours
-                && md["data"]["go_goroutines"].is_array()
+            md["data"]["go_goroutines"].is_array()
+                && selectors.iter().all(|s| {
+                    let theirs = json(&p.get(&series_path(s)).1);
+                    let ours = json(&lookout.get(&series_path(s)).text());
+                    theirs["data"].as_array().is_some_and(|a| !a.is_empty()) && theirs == ours
+                })
         },
     );
     for s in selectors {
