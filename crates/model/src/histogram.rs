@@ -233,6 +233,856 @@ fn check_side(
     Ok(total)
 }
 
+/// One bucket with its bounds, as PromQL and the JSON API see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Lower bound.
+    pub lower: f64,
+    /// Upper bound.
+    pub upper: f64,
+    /// Whether `lower` belongs to the bucket.
+    pub lower_inclusive: bool,
+    /// Whether `upper` belongs to the bucket.
+    pub upper_inclusive: bool,
+    /// Observations in the bucket.
+    pub count: f64,
+}
+
+/// What an addition or subtraction noticed besides its result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Combined {
+    /// One operand said "counter reset" and the other "not a counter reset".
+    pub counter_reset_collision: bool,
+    /// Custom-bucket operands had different bounds and were mapped onto the bounds both share.
+    pub custom_buckets_reconciled: bool,
+}
+
+/// Two histograms that cannot be combined: one has exponential buckets, the other custom
+/// buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot combine histograms with exponential and custom buckets")]
+pub struct IncompatibleSchemas;
+
+/// Upper bound of bucket `idx` of an exponential `schema` (Prometheus's `getBoundExponential`):
+/// `2^(idx * 2^-schema)`, except that the last finite bucket ends at `f64::MAX` so the next
+/// one (for ±Inf observations) is the only one reaching infinity.
+pub fn exponential_bound(idx: i32, schema: i32) -> f64 {
+    if schema < 0 {
+        let exp = i64::from(idx) << (-schema);
+        if exp == 1024 {
+            return f64::MAX;
+        }
+        return ldexp(1.0, exp);
+    }
+    let per = 1i64 << schema;
+    let frac_idx = i64::from(idx) & (per - 1);
+    let exp = (i64::from(idx) >> schema) + 1;
+    // frac in [0.5, 1): 2^(frac_idx/per) / 2.
+    let frac = if frac_idx == 0 {
+        0.5
+    } else {
+        (frac_idx as f64 / per as f64).exp2() / 2.0
+    };
+    if frac == 0.5 && exp == 1025 {
+        return f64::MAX;
+    }
+    ldexp(frac, exp)
+}
+
+/// `frac * 2^exp` without overflowing the intermediate power.
+fn ldexp(frac: f64, exp: i64) -> f64 {
+    let exp = exp.clamp(-2200, 2200) as i32;
+    if exp > 1000 {
+        frac * 2f64.powi(1000) * 2f64.powi(exp - 1000)
+    } else if exp < -1000 {
+        frac * 2f64.powi(-1000) * 2f64.powi(exp + 1000)
+    } else {
+        frac * 2f64.powi(exp)
+    }
+}
+
+/// The index a bucket of `origin` schema falls into at the coarser `target` schema.
+fn target_index(idx: i32, origin: i32, target: i32) -> i32 {
+    ((idx - 1) >> (origin - target)) + 1
+}
+
+/// Sparse buckets `(index, count)` ascending, from spans and counts.
+fn sparse(spans: &[Span], buckets: &[f64]) -> Vec<(i32, f64)> {
+    FloatHistogram::bucket_indexes(spans, buckets).collect()
+}
+
+/// Spans and counts from sparse `(index, count)` pairs ascending; adjacent indexes share a span.
+fn from_sparse(pairs: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut buckets = Vec::with_capacity(pairs.len());
+    let mut next = 0i64;
+    for (n, &(i, c)) in pairs.iter().enumerate() {
+        let i = i64::from(i);
+        if n > 0 && i == next {
+            if let Some(s) = spans.last_mut() {
+                s.length += 1;
+            }
+        } else {
+            let offset = if n == 0 { i } else { i - next };
+            spans.push(Span {
+                offset: offset as i32,
+                length: 1,
+            });
+        }
+        buckets.push(c);
+        next = i + 1;
+    }
+    (spans, buckets)
+}
+
+/// Adds `b` into `a` (both ascending by index), `sign` scaling `b`.
+fn merge_add(a: &[(i32, f64)], b: &[(i32, f64)], sign: f64) -> Vec<(i32, f64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j >= b.len() || (i < a.len() && a[i].0 < b[j].0) {
+            out.push(a[i]);
+            i += 1;
+        } else if i >= a.len() || b[j].0 < a[i].0 {
+            out.push((b[j].0, sign * b[j].1));
+            j += 1;
+        } else {
+            out.push((a[i].0, a[i].1 + sign * b[j].1));
+            i += 1;
+            j += 1;
+        }
+    }
+    out
+}
+
+/// Maps sparse buckets to a coarser schema, summing the buckets that merge.
+fn reduce(pairs: &[(i32, f64)], origin: i32, target: i32) -> Vec<(i32, f64)> {
+    if origin <= target {
+        return pairs.to_vec();
+    }
+    let mut out: Vec<(i32, f64)> = Vec::with_capacity(pairs.len());
+    for &(i, c) in pairs {
+        let t = target_index(i, origin, target);
+        match out.last_mut() {
+            Some(last) if last.0 == t => last.1 += c,
+            _ => out.push((t, c)),
+        }
+    }
+    out
+}
+
+/// Maps custom buckets onto `bounds` (a subset of `from`'s bounds): each bucket goes to the
+/// first kept bound at or above its own upper bound.
+fn remap_custom(pairs: &[(i32, f64)], from: &[f64], bounds: &[f64]) -> Vec<(i32, f64)> {
+    let mut out: Vec<(i32, f64)> = Vec::with_capacity(pairs.len());
+    for &(i, c) in pairs {
+        let upper = usize::try_from(i)
+            .ok()
+            .and_then(|i| from.get(i))
+            .copied()
+            .unwrap_or(f64::INFINITY);
+        let t = bounds.partition_point(|&b| b < upper) as i32;
+        match out.last_mut() {
+            Some(last) if last.0 == t => last.1 += c,
+            _ => out.push((t, c)),
+        }
+    }
+    out.sort_by_key(|p| p.0);
+    out
+}
+
+/// Go's `%g` of a float slice: `[1 2.5 +Inf]`.
+fn go_float_slice(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|f| crate::gofmt::format_g(*f)).collect();
+    format!("[{}]", parts.join(" "))
+}
+
+impl FloatHistogram {
+    /// Whether this sample is a staleness marker (Prometheus marks stale histograms by a
+    /// special NaN in `sum`).
+    pub fn is_stale(&self) -> bool {
+        self.sum.to_bits() == STALE_NAN_BITS
+    }
+
+    /// The zero bucket `[-zero_threshold, zero_threshold]`.
+    pub fn zero_bucket(&self) -> Bucket {
+        Bucket {
+            lower: -self.zero_threshold,
+            upper: self.zero_threshold,
+            lower_inclusive: true,
+            upper_inclusive: true,
+            count: self.zero_count,
+        }
+    }
+
+    /// Upper bound of positive bucket `idx` in this histogram's schema (custom or exponential).
+    fn upper_bound(&self, idx: i32) -> f64 {
+        if self.uses_custom_buckets() {
+            if idx < 0 {
+                return f64::NEG_INFINITY;
+            }
+            return self
+                .custom_values
+                .get(idx as usize)
+                .copied()
+                .unwrap_or(f64::INFINITY);
+        }
+        exponential_bound(idx, self.schema)
+    }
+
+    /// The positive buckets with bounds, ascending (every listed bucket, empty ones too).
+    pub fn positive_bucket_list(&self) -> Vec<Bucket> {
+        Self::bucket_indexes(&self.positive_spans, &self.positive_buckets)
+            .map(|(i, c)| Bucket {
+                lower: self.upper_bound(i - 1),
+                upper: self.upper_bound(i),
+                lower_inclusive: false,
+                upper_inclusive: true,
+                count: c,
+            })
+            .collect()
+    }
+
+    /// The negative buckets with bounds, from the one nearest zero outwards.
+    pub fn negative_bucket_list(&self) -> Vec<Bucket> {
+        Self::bucket_indexes(&self.negative_spans, &self.negative_buckets)
+            .map(|(i, c)| Bucket {
+                lower: -exponential_bound(i, self.schema),
+                upper: -exponential_bound(i - 1, self.schema),
+                lower_inclusive: true,
+                upper_inclusive: false,
+                count: c,
+            })
+            .collect()
+    }
+
+    /// Every bucket from the lowest value up: negative buckets, the zero bucket (when it
+    /// holds observations), positive buckets (Prometheus's `AllBucketIterator`).
+    pub fn all_buckets(&self) -> Vec<Bucket> {
+        let mut out = self.negative_bucket_list();
+        out.reverse();
+        if self.zero_count > 0.0 {
+            out.push(self.zero_bucket());
+        }
+        out.extend(self.positive_bucket_list());
+        out
+    }
+
+    /// Removes empty buckets and merges adjacent spans (Prometheus's `Compact(0)`), the
+    /// canonical layout two equal histograms share.
+    pub fn compact(&mut self) {
+        for negative in [false, true] {
+            let (spans, buckets) = if negative {
+                (&mut self.negative_spans, &mut self.negative_buckets)
+            } else {
+                (&mut self.positive_spans, &mut self.positive_buckets)
+            };
+            let pairs: Vec<(i32, f64)> = sparse(spans, buckets)
+                .into_iter()
+                .filter(|p| p.1 != 0.0)
+                .collect();
+            let (s, b) = from_sparse(&pairs);
+            *spans = s;
+            *buckets = b;
+        }
+    }
+
+    /// Multiplies every count and the sum by `factor`.
+    pub fn mul(&mut self, factor: f64) {
+        self.zero_count *= factor;
+        self.count *= factor;
+        self.sum *= factor;
+        self.positive_buckets.iter_mut().for_each(|b| *b *= factor);
+        self.negative_buckets.iter_mut().for_each(|b| *b *= factor);
+    }
+
+    /// Divides every count and the sum by `divisor` (by zero: everything becomes ±Inf or NaN).
+    pub fn div(&mut self, divisor: f64) {
+        self.zero_count /= divisor;
+        self.count /= divisor;
+        self.sum /= divisor;
+        self.positive_buckets.iter_mut().for_each(|b| *b /= divisor);
+        self.negative_buckets.iter_mut().for_each(|b| *b /= divisor);
+    }
+
+    /// A copy at the coarser `target` schema (buckets merged); custom-bucket histograms and
+    /// targets not below the schema are copied unchanged.
+    pub fn copy_to_schema(&self, target: i32) -> FloatHistogram {
+        let mut c = self.clone();
+        if self.uses_custom_buckets() || target >= self.schema {
+            return c;
+        }
+        let pos = reduce(
+            &sparse(&self.positive_spans, &self.positive_buckets),
+            self.schema,
+            target,
+        );
+        let neg = reduce(
+            &sparse(&self.negative_spans, &self.negative_buckets),
+            self.schema,
+            target,
+        );
+        (c.positive_spans, c.positive_buckets) = from_sparse(&pos);
+        (c.negative_spans, c.negative_buckets) = from_sparse(&neg);
+        c.schema = target;
+        c
+    }
+
+    /// The zero count this histogram would have with the zero threshold raised to `larger`,
+    /// and the threshold actually needed: a threshold inside a populated bucket moves up to
+    /// that bucket's upper bound, so the bucket can be absorbed whole.
+    pub fn zero_count_for_larger_threshold(&self, larger: f64) -> (f64, f64) {
+        let mut larger = larger;
+        if larger <= self.zero_threshold {
+            return (self.zero_count, self.zero_threshold.max(larger));
+        }
+        let pos = self.positive_bucket_list();
+        let neg = self.negative_bucket_list();
+        'outer: loop {
+            let mut count = self.zero_count;
+            for b in &pos {
+                if b.lower >= larger {
+                    break;
+                }
+                count += b.count;
+                if b.upper > larger {
+                    if b.count != 0.0 {
+                        larger = b.upper;
+                    }
+                    break;
+                }
+            }
+            for b in &neg {
+                if b.upper <= -larger {
+                    break;
+                }
+                count += b.count;
+                if b.lower < -larger {
+                    if b.count != 0.0 {
+                        larger = -b.lower;
+                        continue 'outer;
+                    }
+                    break;
+                }
+            }
+            return (count, larger);
+        }
+    }
+
+    /// Drops the buckets now inside the zero bucket (their counts are already in it).
+    fn trim_buckets_in_zero_bucket(&mut self) {
+        let t = self.zero_threshold;
+        let schema = self.schema;
+        let pos: Vec<(i32, f64)> = sparse(&self.positive_spans, &self.positive_buckets)
+            .into_iter()
+            .filter(|&(i, _)| exponential_bound(i - 1, schema) >= t)
+            .collect();
+        let neg: Vec<(i32, f64)> = sparse(&self.negative_spans, &self.negative_buckets)
+            .into_iter()
+            .filter(|&(i, _)| exponential_bound(i - 1, schema) >= t)
+            .collect();
+        (self.positive_spans, self.positive_buckets) = from_sparse(&pos);
+        (self.negative_spans, self.negative_buckets) = from_sparse(&neg);
+    }
+
+    /// Widens both zero buckets to a common threshold; returns `other`'s zero count at it.
+    fn reconcile_zero_buckets(&mut self, other: &FloatHistogram) -> f64 {
+        let mut other_count = other.zero_count;
+        let mut other_threshold = other.zero_threshold;
+        // Each round moves a threshold up to a bucket bound, so this ends; the bound keeps a
+        // hostile histogram from spinning.
+        for _ in 0..10_000 {
+            if other_threshold == self.zero_threshold {
+                break;
+            }
+            if self.zero_threshold > other_threshold {
+                (other_count, other_threshold) =
+                    other.zero_count_for_larger_threshold(self.zero_threshold);
+            }
+            if other_threshold > self.zero_threshold {
+                (self.zero_count, self.zero_threshold) =
+                    self.zero_count_for_larger_threshold(other_threshold);
+                self.trim_buckets_in_zero_bucket();
+            }
+        }
+        other_count
+    }
+
+    /// The counter-reset hint of a sum of histograms with these two hints; `true` when the
+    /// two hints contradict each other (reset and not-reset).
+    fn adjust_counter_reset(&mut self, other: &FloatHistogram) -> bool {
+        use CounterResetHint::*;
+        let (a, b) = (self.counter_reset_hint, other.counter_reset_hint);
+        match (a, b) {
+            _ if a == b => false,
+            (Gauge, _) => false,
+            (_, Gauge) => {
+                self.counter_reset_hint = Gauge;
+                false
+            }
+            (Unknown, _) => false,
+            (_, Unknown) => {
+                self.counter_reset_hint = Unknown;
+                false
+            }
+            _ => {
+                self.counter_reset_hint = Unknown;
+                true
+            }
+        }
+    }
+
+    /// `self += other` (Prometheus's `FloatHistogram.Add`): the coarser schema wins, zero
+    /// buckets widen to cover both, custom buckets with different bounds are mapped onto the
+    /// bounds both share. Fails, leaving `self` unchanged, for exponential plus custom buckets.
+    pub fn add(&mut self, other: &FloatHistogram) -> Result<Combined, IncompatibleSchemas> {
+        self.combine(other, 1.0)
+    }
+
+    /// `self -= other`, as [`FloatHistogram::add`] (buckets may become negative).
+    pub fn sub(&mut self, other: &FloatHistogram) -> Result<Combined, IncompatibleSchemas> {
+        self.combine(other, -1.0)
+    }
+
+    fn combine(
+        &mut self,
+        other: &FloatHistogram,
+        sign: f64,
+    ) -> Result<Combined, IncompatibleSchemas> {
+        if self.uses_custom_buckets() != other.uses_custom_buckets() {
+            return Err(IncompatibleSchemas);
+        }
+        let mut out = Combined {
+            counter_reset_collision: self.adjust_counter_reset(other),
+            ..Combined::default()
+        };
+        self.count += sign * other.count;
+        self.sum += sign * other.sum;
+        let a = sparse(&self.positive_spans, &self.positive_buckets);
+        let b = sparse(&other.positive_spans, &other.positive_buckets);
+        if self.uses_custom_buckets() {
+            let merged = if self.custom_values == other.custom_values {
+                merge_add(&a, &b, sign)
+            } else {
+                out.custom_buckets_reconciled = true;
+                let shared: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|v| other.custom_values.contains(v))
+                    .collect();
+                let a = remap_custom(&a, &self.custom_values, &shared);
+                let b = remap_custom(&b, &other.custom_values, &shared);
+                self.custom_values = shared;
+                merge_add(&a, &b, sign)
+            };
+            (self.positive_spans, self.positive_buckets) = from_sparse(&merged);
+            return Ok(out);
+        }
+        let other_zero = self.reconcile_zero_buckets(other);
+        self.zero_count += sign * other_zero;
+        let schema = self.schema.min(other.schema);
+        let threshold = self.zero_threshold;
+        for negative in [false, true] {
+            let (mine, theirs) = if negative {
+                (
+                    sparse(&self.negative_spans, &self.negative_buckets),
+                    sparse(&other.negative_spans, &other.negative_buckets),
+                )
+            } else {
+                (a.clone(), b.clone())
+            };
+            let mine = reduce(&mine, self.schema, schema);
+            // The other side's buckets inside the (widened) zero bucket are already counted
+            // in its zero count.
+            let theirs: Vec<(i32, f64)> = reduce(&theirs, other.schema, schema)
+                .into_iter()
+                .filter(|&(i, _)| exponential_bound(i, schema) > threshold)
+                .collect();
+            let merged = merge_add(&mine, &theirs, sign);
+            let (s, bk) = from_sparse(&merged);
+            if negative {
+                (self.negative_spans, self.negative_buckets) = (s, bk);
+            } else {
+                (self.positive_spans, self.positive_buckets) = (s, bk);
+            }
+        }
+        self.schema = schema;
+        Ok(out)
+    }
+
+    /// Whether `self` follows a counter reset relative to `previous` (Prometheus's
+    /// `DetectReset`): an explicit hint decides; otherwise any count, zero bucket or bucket
+    /// that went down, a finer schema, a narrower zero bucket or changed custom bounds.
+    pub fn detect_reset(&self, previous: &FloatHistogram) -> bool {
+        match self.counter_reset_hint {
+            CounterResetHint::CounterReset => return true,
+            CounterResetHint::NotCounterReset => return false,
+            _ => {}
+        }
+        if self.count < previous.count {
+            return true;
+        }
+        if self.uses_custom_buckets() != previous.uses_custom_buckets() {
+            return true;
+        }
+        if self.uses_custom_buckets() {
+            if self.custom_values != previous.custom_values {
+                return true;
+            }
+        } else {
+            if self.schema > previous.schema {
+                return true;
+            }
+            if self.zero_threshold < previous.zero_threshold {
+                return true;
+            }
+            let (prev_zero, threshold) =
+                previous.zero_count_for_larger_threshold(self.zero_threshold);
+            if threshold != self.zero_threshold {
+                return true;
+            }
+            if self.zero_count < prev_zero {
+                return true;
+            }
+        }
+        let schema = self.schema;
+        let t = self.zero_threshold;
+        let custom = self.uses_custom_buckets();
+        for negative in [false, true] {
+            let (cur, prev) = if negative {
+                (
+                    sparse(&self.negative_spans, &self.negative_buckets),
+                    sparse(&previous.negative_spans, &previous.negative_buckets),
+                )
+            } else {
+                (
+                    sparse(&self.positive_spans, &self.positive_buckets),
+                    sparse(&previous.positive_spans, &previous.positive_buckets),
+                )
+            };
+            let above = |v: Vec<(i32, f64)>| -> Vec<(i32, f64)> {
+                if custom {
+                    return v;
+                }
+                v.into_iter()
+                    .filter(|&(i, _)| exponential_bound(i, schema) > t)
+                    .collect()
+            };
+            let cur = above(reduce(&cur, self.schema, schema));
+            let prev = above(reduce(&prev, previous.schema, schema));
+            let mut j = 0;
+            for &(i, c) in &prev {
+                while j < cur.len() && cur[j].0 < i {
+                    j += 1;
+                }
+                let now = if j < cur.len() && cur[j].0 == i {
+                    cur[j].1
+                } else {
+                    0.0
+                };
+                if c > now {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The `q` quantile by interpolation within buckets (Prometheus's `HistogramQuantile`):
+    /// exponentially inside exponential buckets, linearly in the zero bucket and in custom
+    /// buckets.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if q < 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        if q > 1.0 {
+            return f64::INFINITY;
+        }
+        if self.count == 0.0 || q.is_nan() {
+            return f64::NAN;
+        }
+        let forward = self.sum.is_nan() || q < 0.5;
+        let mut buckets = self.all_buckets();
+        let mut rank = if forward {
+            q * self.count
+        } else {
+            buckets.reverse();
+            (1.0 - q) * self.count
+        };
+        let mut count = 0.0;
+        let mut bucket = Bucket {
+            lower: 0.0,
+            upper: 0.0,
+            lower_inclusive: false,
+            upper_inclusive: false,
+            count: 0.0,
+        };
+        for b in &buckets {
+            bucket = *b;
+            if b.count == 0.0 {
+                continue;
+            }
+            count += b.count;
+            if count >= rank {
+                break;
+            }
+        }
+        if !self.uses_custom_buckets() && bucket.lower < 0.0 && bucket.upper > 0.0 {
+            if self.negative_buckets.is_empty() && !self.positive_buckets.is_empty() {
+                bucket.lower = 0.0;
+            } else if self.positive_buckets.is_empty() && !self.negative_buckets.is_empty() {
+                bucket.upper = 0.0;
+            }
+        } else if self.uses_custom_buckets() {
+            if bucket.lower == f64::NEG_INFINITY {
+                if bucket.upper <= 0.0 {
+                    return bucket.upper;
+                }
+                bucket.lower = 0.0;
+            } else if bucket.upper == f64::INFINITY {
+                return bucket.lower;
+            }
+        }
+        if count > self.count {
+            count = self.count;
+        }
+        if count < rank {
+            return bucket.upper;
+        }
+        if forward {
+            rank -= count - bucket.count;
+        } else {
+            rank = count - rank;
+        }
+        let fraction = rank / bucket.count;
+        if self.uses_custom_buckets() || (bucket.lower <= 0.0 && bucket.upper >= 0.0) {
+            return bucket.lower + (bucket.upper - bucket.lower) * fraction;
+        }
+        let log_lower = bucket.lower.abs().log2();
+        let log_upper = bucket.upper.abs().log2();
+        if bucket.lower > 0.0 {
+            return (log_lower + (log_upper - log_lower) * fraction).exp2();
+        }
+        -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2()
+    }
+
+    /// The fraction of observations between `lower` and `upper` (Prometheus's
+    /// `HistogramFraction`), interpolating as [`FloatHistogram::quantile`] does.
+    pub fn fraction(&self, lower: f64, upper: f64) -> f64 {
+        if self.count == 0.0 || lower.is_nan() || upper.is_nan() {
+            return f64::NAN;
+        }
+        if lower >= upper {
+            return 0.0;
+        }
+        let custom = self.uses_custom_buckets();
+        let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+        let (mut lower_set, mut upper_set) = (false, false);
+        for mut b in self.all_buckets() {
+            let mut zero_bucket = false;
+            if b.lower <= 0.0 && b.upper >= 0.0 {
+                zero_bucket = true;
+                if self.negative_buckets.is_empty() && !self.positive_buckets.is_empty() {
+                    b.lower = 0.0;
+                } else if self.positive_buckets.is_empty() && !self.negative_buckets.is_empty() {
+                    b.upper = 0.0;
+                }
+            }
+            let linear = |v: f64| rank + b.count * (v - b.lower) / (b.upper - b.lower);
+            let exponential = |v: f64| {
+                let ll = b.lower.abs().log2();
+                let lu = b.upper.abs().log2();
+                let lv = v.abs().log2();
+                let f = if v > 0.0 {
+                    (lv - ll) / (lu - ll)
+                } else {
+                    1.0 - ((lv - lu) / (ll - lu))
+                };
+                rank + b.count * f
+            };
+            if !lower_set && b.lower >= lower {
+                lower_rank = rank;
+                lower_set = true;
+            }
+            if !upper_set && b.lower >= upper {
+                upper_rank = rank;
+                upper_set = true;
+            }
+            if lower_set && upper_set {
+                break;
+            }
+            if !lower_set && b.lower < lower && b.upper > lower {
+                lower_rank = if custom || zero_bucket {
+                    linear(lower)
+                } else {
+                    exponential(lower)
+                };
+                lower_set = true;
+            }
+            if !upper_set && b.lower < upper && b.upper > upper {
+                upper_rank = if custom || zero_bucket {
+                    linear(upper)
+                } else {
+                    exponential(upper)
+                };
+                upper_set = true;
+            }
+            if lower_set && upper_set {
+                break;
+            }
+            rank += b.count;
+        }
+        if !lower_set || lower_rank > self.count {
+            lower_rank = self.count;
+        }
+        if !upper_set || upper_rank > self.count {
+            upper_rank = self.count;
+        }
+        (upper_rank - lower_rank) / self.count
+    }
+
+    /// The estimated variance of the observations (Prometheus's `histogram_stdvar`): every
+    /// observation is taken at its bucket's midpoint (geometric for exponential buckets,
+    /// zero in the zero bucket, arithmetic for custom buckets).
+    pub fn variance(&self) -> f64 {
+        let mean = self.sum / self.count;
+        let (mut var, mut c) = (0.0f64, 0.0f64);
+        for b in self.all_buckets() {
+            if b.count == 0.0 {
+                continue;
+            }
+            let val = if self.uses_custom_buckets() {
+                (b.upper + b.lower) / 2.0
+            } else if b.lower <= 0.0 && b.upper >= 0.0 {
+                0.0
+            } else {
+                let v = (b.upper * b.lower).sqrt();
+                if b.upper < 0.0 {
+                    -v
+                } else {
+                    v
+                }
+            };
+            let delta = val - mean;
+            let inc = b.count * delta * delta;
+            // Kahan-Neumaier, as Prometheus sums it.
+            let t = var + inc;
+            if t.is_infinite() {
+                c = 0.0;
+            } else if var.abs() >= inc.abs() {
+                c += (var - t) + inc;
+            } else {
+                c += (inc - t) + var;
+            }
+            var = t;
+        }
+        (var + c) / self.count
+    }
+
+    /// Prometheus's test notation (`TestExpression`), e.g.
+    /// `{{schema:1 count:4 sum:5 buckets:[1 2 1]}}`: one span per side, zero fields left out.
+    pub fn test_expression(&self) -> String {
+        let g = crate::gofmt::format_g;
+        let mut res: Vec<String> = Vec::new();
+        if self.schema != 0 {
+            res.push(format!("schema:{}", self.schema));
+        }
+        if self.count != 0.0 {
+            res.push(format!("count:{}", g(self.count)));
+        }
+        if self.sum != 0.0 {
+            res.push(format!("sum:{}", g(self.sum)));
+        }
+        if self.zero_count != 0.0 {
+            res.push(format!("z_bucket:{}", g(self.zero_count)));
+        }
+        if self.zero_threshold != 0.0 {
+            res.push(format!("z_bucket_w:{}", g(self.zero_threshold)));
+        }
+        if self.uses_custom_buckets() {
+            res.push(format!(
+                "custom_values:{}",
+                go_float_slice(&self.custom_values)
+            ));
+        }
+        match self.counter_reset_hint {
+            CounterResetHint::Unknown => {}
+            CounterResetHint::CounterReset => res.push("counter_reset_hint:reset".into()),
+            CounterResetHint::NotCounterReset => res.push("counter_reset_hint:not_reset".into()),
+            CounterResetHint::Gauge => res.push("counter_reset_hint:gauge".into()),
+        }
+        for (spans, buckets, key, off_key) in [
+            (
+                &self.positive_spans,
+                &self.positive_buckets,
+                "buckets",
+                "offset",
+            ),
+            (
+                &self.negative_spans,
+                &self.negative_buckets,
+                "n_buckets",
+                "n_offset",
+            ),
+        ] {
+            // One span covering first to last non-empty bucket, gaps filled with zeros.
+            let pairs: Vec<(i32, f64)> = sparse(spans, buckets)
+                .into_iter()
+                .filter(|p| p.1 != 0.0)
+                .collect();
+            let (Some(first), Some(last)) = (pairs.first(), pairs.last()) else {
+                continue;
+            };
+            if first.0 != 0 {
+                res.push(format!("{off_key}:{}", first.0));
+            }
+            let mut dense = vec![0.0; (i64::from(last.0) - i64::from(first.0) + 1) as usize];
+            for &(i, c) in &pairs {
+                dense[(i - first.0) as usize] = c;
+            }
+            let parts: Vec<String> = dense.iter().map(|c| g(*c)).collect();
+            res.push(format!("{key}:[{}]", parts.join(" ")));
+        }
+        format!("{{{{{}}}}}", res.join(" "))
+    }
+
+    /// Whether two histograms are equal as Prometheus's test runner compares them: after
+    /// compaction, same schema, bounds, zero threshold and bucket indexes, and counts, sum
+    /// and zero count equal within `eq`.
+    pub fn approx_eq(&self, other: &FloatHistogram, eq: impl Fn(f64, f64) -> bool) -> bool {
+        if self.schema != other.schema
+            || !eq(self.count, other.count)
+            || !eq(self.sum, other.sum)
+            || self.zero_threshold != other.zero_threshold
+            || !eq(self.zero_count, other.zero_count)
+        {
+            return false;
+        }
+        if self.uses_custom_buckets() && self.custom_values != other.custom_values {
+            return false;
+        }
+        for negative in [false, true] {
+            let side = |h: &FloatHistogram| -> Vec<(i32, f64)> {
+                let (s, b) = if negative {
+                    (&h.negative_spans, &h.negative_buckets)
+                } else {
+                    (&h.positive_spans, &h.positive_buckets)
+                };
+                sparse(s, b).into_iter().filter(|p| p.1 != 0.0).collect()
+            };
+            let (a, b) = (side(self), side(other));
+            if a.len() != b.len() || a.iter().zip(&b).any(|(x, y)| x.0 != y.0 || !eq(x.1, y.1)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Prometheus's staleness marker NaN (`value.StaleNaN`).
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,5 +1164,89 @@ mod tests {
         assert!(x.validate().is_err());
         x.custom_values = vec![1.0];
         assert!(x.validate().unwrap_err().0.contains("custom bounds"));
+    }
+
+    #[test]
+    fn add_reduces_schema_and_widens_zero_bucket() {
+        let a = FloatHistogram {
+            schema: 1,
+            count: 4.0,
+            sum: 10.0,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 4,
+            }],
+            positive_buckets: vec![1.0, 1.0, 1.0, 1.0],
+            ..Default::default()
+        };
+        let b = FloatHistogram {
+            schema: 0,
+            zero_threshold: 1.0,
+            zero_count: 1.0,
+            count: 2.0,
+            sum: 3.0,
+            positive_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
+            positive_buckets: vec![1.0],
+            ..Default::default()
+        };
+        let mut x = a.clone();
+        x.add(&b).unwrap();
+        // Schema 1 buckets 1..=4 are (1,1.41],(1.41,2],(2,2.83],(2.83,4]; at schema 0 they
+        // become (1,2],(2,4]; widening the zero bucket to 1 absorbs nothing populated.
+        assert_eq!(x.schema, 0);
+        assert_eq!(x.zero_threshold, 1.0);
+        assert_eq!(x.count, 6.0);
+        let got: Vec<_> =
+            FloatHistogram::bucket_indexes(&x.positive_spans, &x.positive_buckets).collect();
+        assert_eq!(got, [(1, 3.0), (2, 2.0)]);
+        let mut y = x.clone();
+        y.sub(&b).unwrap();
+        y.compact();
+        assert_eq!(y.count, 4.0);
+        assert_eq!(y.zero_count, 0.0);
+        assert!(x.detect_reset(&a.copy_to_schema(0)) == false);
+        assert!(a.detect_reset(&x));
+        let mut c = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            custom_values: vec![1.0],
+            ..Default::default()
+        };
+        assert_eq!(c.add(&a), Err(IncompatibleSchemas));
+    }
+
+    #[test]
+    fn quantile_fraction_and_test_expression() {
+        let h = FloatHistogram {
+            schema: 0,
+            count: 4.0,
+            sum: 5.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 3,
+            }],
+            positive_buckets: vec![1.0, 2.0, 1.0],
+            ..Default::default()
+        };
+        // Buckets (0.5,1], (1,2], (2,4]; the median is the middle of (1,2] on a log scale.
+        assert!(
+            (h.quantile(0.5) - 2f64.sqrt()).abs() < 1e-12,
+            "{}",
+            h.quantile(0.5)
+        );
+        assert_eq!(h.quantile(1.0), 4.0);
+        assert!((h.fraction(f64::NEG_INFINITY, 1.0) - 0.25).abs() < 1e-12);
+        assert_eq!(h.test_expression(), "{{count:4 sum:5 buckets:[1 2 1]}}");
+        assert_eq!(exponential_bound(1, 0), 2.0);
+        assert_eq!(exponential_bound(-1, 0), 0.5);
+        assert!((exponential_bound(1, 1) - 2f64.sqrt()).abs() < 1e-15);
+        let mut half = h.clone();
+        half.div(2.0);
+        assert_eq!(
+            half.test_expression(),
+            "{{count:2 sum:2.5 buckets:[0.5 1 0.5]}}"
+        );
     }
 }

@@ -81,6 +81,7 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                             metric: labels_from(pairs),
                             drop_name: s.drop_name,
                             pts: Vec::new(),
+                            hs: Vec::new(),
                         });
                         by_value.push((key, out.len() - 1));
                         out.len() - 1

@@ -19,8 +19,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use model::histogram::FloatHistogram;
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::token::{self as tok, TokenId};
 use promql_parser::parser::{
@@ -33,15 +35,40 @@ use crate::error::{exec, Error};
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
-/// Selected series: labels and decoded samples.
-pub(crate) type Selected = Vec<(Labels, Vec<(i64, f64)>)>;
+/// A native histogram sample's value, shared between the steps a lookback repeats it at.
+pub(crate) type H = Arc<FloatHistogram>;
+
+/// Selected series: labels, decoded float samples and histogram samples.
+pub(crate) type Selected = Vec<(Labels, Vec<(i64, f64)>, Vec<(i64, H)>)>;
 
 /// One series inside the evaluator.
+///
+/// Float points and histogram points live in two lists (as in Prometheus's `Series`), so the
+/// float path never looks at histograms: a float-only query carries an empty `hs` and pays
+/// nothing for histogram support. A timestamp is in at most one of the two lists.
 #[derive(Debug, Clone)]
 pub(crate) struct S {
     pub metric: Labels,
     pub drop_name: bool,
     pub pts: Vec<(i64, f64)>,
+    pub hs: Vec<(i64, H)>,
+}
+
+impl S {
+    /// A float-only series.
+    pub fn floats(metric: Labels, drop_name: bool, pts: Vec<(i64, f64)>) -> S {
+        S {
+            metric,
+            drop_name,
+            pts,
+            hs: Vec::new(),
+        }
+    }
+
+    /// Whether the series has no points at all.
+    pub fn is_empty(&self) -> bool {
+        self.pts.is_empty() && self.hs.is_empty()
+    }
 }
 
 /// An evaluated node.
@@ -323,23 +350,78 @@ impl Acc {
             return i;
         }
         self.map.insert(metric.clone(), self.out.len());
-        self.out.push(S {
-            metric,
-            drop_name: false,
-            pts: Vec::new(),
-        });
+        self.out.push(S::floats(metric, false, Vec::new()));
         self.out.len() - 1
+    }
+
+    /// Like [`Acc::push`] for a histogram sample.
+    pub fn push_h(&mut self, metric: Labels, drop_name: bool, t: i64, h: H) -> Result<()> {
+        let slot = self.slot(metric);
+        let s = &mut self.out[slot];
+        if s.hs.last().is_some_and(|p| p.0 == t) || s.pts.last().is_some_and(|p| p.0 == t) {
+            return Err(exec("vector cannot contain metrics with the same labelset"));
+        }
+        s.drop_name |= drop_name;
+        s.hs.push((t, h));
+        Ok(())
+    }
+
+    /// Like [`Acc::push_keyed`] for a histogram sample.
+    pub fn push_keyed_h(
+        &mut self,
+        key: usize,
+        metric: impl FnOnce() -> Labels,
+        drop_name: bool,
+        t: i64,
+        h: H,
+    ) -> Result<()> {
+        if key >= self.by_key.len() {
+            self.by_key.resize(key + 1, usize::MAX);
+        }
+        let slot = match self.by_key[key] {
+            usize::MAX => {
+                let slot = self.slot(metric());
+                self.by_key[key] = slot;
+                slot
+            }
+            slot => slot,
+        };
+        let s = &mut self.out[slot];
+        if s.hs.last().is_some_and(|p| p.0 == t) || s.pts.last().is_some_and(|p| p.0 == t) {
+            return Err(exec("vector cannot contain metrics with the same labelset"));
+        }
+        s.drop_name |= drop_name;
+        s.hs.push((t, h));
+        Ok(())
     }
 
     fn push_slot(&mut self, slot: usize, drop_name: bool, t: i64, v: f64) -> Result<()> {
         let s = &mut self.out[slot];
-        if s.pts.last().is_some_and(|p| p.0 == t) {
+        if s.pts.last().is_some_and(|p| p.0 == t) || s.hs.last().is_some_and(|p| p.0 == t) {
             return Err(exec("vector cannot contain metrics with the same labelset"));
         }
         s.drop_name |= drop_name;
         s.pts.push((t, v));
         Ok(())
     }
+}
+
+/// Histogram points of an instant vector by step: indexes into the series list plus the value.
+pub(crate) fn by_step_h(series: &[S], r: Range) -> Vec<Vec<(usize, &H)>> {
+    let mut steps: Vec<Vec<(usize, &H)>> = vec![Vec::new(); r.steps()];
+    for (i, s) in series.iter().enumerate() {
+        for (t, h) in &s.hs {
+            if *t >= r.start && *t <= r.end {
+                steps[r.index(*t)].push((i, h));
+            }
+        }
+    }
+    steps
+}
+
+/// Whether any series of the vector holds a histogram point.
+pub(crate) fn has_histograms(series: &[S]) -> bool {
+    series.iter().any(|s| !s.hs.is_empty())
 }
 
 /// A view of one step of an instant vector: indexes into the series list plus the value.
@@ -435,12 +517,20 @@ impl<'a> Ev<'a> {
                         series
                             .into_iter()
                             .filter_map(|s| {
+                                if let Some((_, h)) = s.hs.first() {
+                                    return Some(S {
+                                        metric: s.metric,
+                                        drop_name: s.drop_name,
+                                        pts: Vec::new(),
+                                        hs: (0..n).map(|i| (r.ts(i), h.clone())).collect(),
+                                    });
+                                }
                                 let v = s.pts.first()?.1;
-                                Some(S {
-                                    metric: s.metric,
-                                    drop_name: s.drop_name,
-                                    pts: (0..n).map(|i| (r.ts(i), v)).collect(),
-                                })
+                                Some(S::floats(
+                                    s.metric,
+                                    s.drop_name,
+                                    (0..n).map(|i| (r.ts(i), v)).collect(),
+                                ))
                             })
                             .collect(),
                     )
@@ -465,6 +555,9 @@ impl<'a> Ev<'a> {
                     for s in &mut series {
                         s.drop_name = true;
                         s.pts.iter_mut().for_each(|p| p.1 = -p.1);
+                        for p in &mut s.hs {
+                            Arc::make_mut(&mut p.1).mul(-1.0);
+                        }
                     }
                     Ok(Val::Vector(series))
                 }
@@ -480,10 +573,14 @@ impl<'a> Ev<'a> {
                 let sel = self.select(&ms.vs, t - range + 1, t)?;
                 Ok(Val::Matrix(
                     sel.into_iter()
-                        .map(|(metric, pts)| S {
+                        .map(|(metric, pts, hs)| S {
                             metric,
                             drop_name: false,
-                            pts,
+                            pts: pts
+                                .into_iter()
+                                .filter(|p| !tsdb::is_stale_nan(p.1))
+                                .collect(),
+                            hs: hs.into_iter().filter(|p| !p.1.is_stale()).collect(),
                         })
                         .collect(),
                 ))
@@ -532,8 +629,11 @@ impl<'a> Ev<'a> {
             for s in self.querier.select(ms, mint, maxt)? {
                 self.check()?;
                 let pts: Vec<(i64, f64)> = s.samples().collect();
-                self.add_samples(pts.len())?;
-                out.push((s.labels, pts));
+                let hs: Vec<(i64, H)> = s.histograms().map(|(t, h)| (t, h.clone())).collect();
+                // A histogram weighs as much as its buckets (Prometheus counts it by size).
+                let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
+                self.add_samples(pts.len() + weight)?;
+                out.push((s.labels, pts, hs));
             }
         }
         if sets.len() > 1 {
@@ -560,31 +660,63 @@ impl<'a> Ev<'a> {
         };
         let sel = self.select(vs, lo - self.lookback + 1, hi)?;
         let mut out = Vec::with_capacity(sel.len());
-        for (metric, raw) in sel {
+        for (metric, raw, rawh) in sel {
             let mut pts = Vec::new();
-            let mut i = 0usize;
+            let mut hs = Vec::new();
+            let (mut i, mut j) = (0usize, 0usize);
             for step in 0..r.steps() {
                 let ts = r.ts(step);
                 let reft = at.unwrap_or(ts) - off;
                 while i < raw.len() && raw[i].0 <= reft {
                     i += 1;
                 }
-                if i == 0 {
-                    continue;
+                while j < rawh.len() && rawh[j].0 <= reft {
+                    j += 1;
                 }
-                let (t, v) = raw[i - 1];
-                if t <= reft - self.lookback || tsdb::is_stale_nan(v) {
-                    continue;
+                // The newest sample at or before the step, float or histogram.
+                let f = if i > 0 { Some(raw[i - 1]) } else { None };
+                let h = if j > 0 { Some(&rawh[j - 1]) } else { None };
+                match (f, h) {
+                    (Some((ft, _)), Some((htt, hv))) if *htt > ft => {
+                        if *htt <= reft - self.lookback || hv.is_stale() {
+                            continue;
+                        }
+                        if sample_ts {
+                            pts.push((ts, *htt as f64 / 1000.0));
+                        } else {
+                            hs.push((ts, hv.clone()));
+                        }
+                    }
+                    (None, Some((htt, hv))) => {
+                        if *htt <= reft - self.lookback || hv.is_stale() {
+                            continue;
+                        }
+                        if sample_ts {
+                            pts.push((ts, *htt as f64 / 1000.0));
+                        } else {
+                            hs.push((ts, hv.clone()));
+                        }
+                    }
+                    (Some((t, v)), _) => {
+                        if t <= reft - self.lookback || tsdb::is_stale_nan(v) {
+                            continue;
+                        }
+                        pts.push((ts, if sample_ts { t as f64 / 1000.0 } else { v }));
+                    }
+                    (None, None) => {}
                 }
-                pts.push((ts, if sample_ts { t as f64 / 1000.0 } else { v }));
             }
-            self.release_samples(raw.len());
-            if !pts.is_empty() {
-                self.add_samples(pts.len())?;
+            self.release_samples(
+                raw.len() + rawh.iter().map(|(_, h)| histogram_weight(h)).sum::<usize>(),
+            );
+            if !pts.is_empty() || !hs.is_empty() {
+                let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
+                self.add_samples(pts.len() + weight)?;
                 out.push(S {
                     metric,
                     drop_name: false,
                     pts,
+                    hs,
                 });
             }
         }
@@ -618,15 +750,14 @@ impl<'a> Ev<'a> {
         }
         match self.eval(&sq.expr, inner)? {
             Val::Vector(v) => Ok(v),
-            Val::Scalar(s) => Ok(vec![S {
-                metric: Labels::empty(),
-                drop_name: false,
-                pts: s
-                    .into_iter()
+            Val::Scalar(s) => Ok(vec![S::floats(
+                Labels::empty(),
+                false,
+                s.into_iter()
                     .enumerate()
                     .map(|(i, v)| (inner.ts(i), v))
                     .collect(),
-            }]),
+            )]),
             _ => Err(Error::BadData(
                 "subquery is only allowed on instant vector".into(),
             )),
@@ -1036,10 +1167,30 @@ pub(crate) fn finish(series: Vec<S>) -> Result<Vec<S>> {
                 }
             }
             t.pts = merged;
+            if !s.hs.is_empty() {
+                let mut hs = std::mem::take(&mut t.hs);
+                for p in s.hs {
+                    if hs.iter().any(|q| q.0 == p.0) || t.pts.iter().any(|q| q.0 == p.0) {
+                        return Err(exec("vector cannot contain metrics with the same labelset"));
+                    }
+                    hs.push(p);
+                }
+                hs.sort_by_key(|p| p.0);
+                t.hs = hs;
+            }
         } else {
             map.insert(s.metric.clone(), out.len());
             out.push(s);
         }
     }
     Ok(out)
+}
+
+/// How many samples a histogram counts as against the max-samples limit: Prometheus weighs a
+/// histogram by its size in units of a float sample (16 bytes), at least 1.
+pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
+    let bytes = 80
+        + 16 * (h.positive_spans.len() + h.negative_spans.len())
+        + 8 * (h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len());
+    (bytes / 16).max(1)
 }

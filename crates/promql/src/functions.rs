@@ -172,6 +172,7 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                     .enumerate()
                     .map(|(i, v)| (r.ts(i), v))
                     .collect(),
+                hs: Vec::new(),
             }]))
         }
         "scalar" => {
@@ -192,6 +193,11 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                 let mut v = ev.vector_arg(args[0], r)?;
                 for s in &mut v {
                     s.pts.iter_mut().for_each(|p| p.1 = p.0 as f64 / 1000.0);
+                    if !s.hs.is_empty() {
+                        s.pts
+                            .extend(s.hs.drain(..).map(|(t, _)| (t, t as f64 / 1000.0)));
+                        s.pts.sort_by_key(|p| p.0);
+                    }
                 }
                 v
             };
@@ -205,7 +211,14 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
             ))
         }
         "absent" => {
-            let v = ev.vector_arg(args[0], r)?;
+            let mut v = ev.vector_arg(args[0], r)?;
+            // Presence is what counts: a histogram sample is present like a float.
+            for s in &mut v {
+                if !s.hs.is_empty() {
+                    s.pts.extend(s.hs.drain(..).map(|(t, _)| (t, 0.0)));
+                    s.pts.sort_by_key(|p| p.0);
+                }
+            }
             let steps = by_step(&v, r);
             let metric = absent_labels(args[0]);
             let pts: Vec<(i64, f64)> = steps
@@ -221,6 +234,7 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                     metric,
                     drop_name: false,
                     pts,
+                    hs: Vec::new(),
                 }]
             }))
         }
@@ -235,8 +249,19 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
             // Native histograms only: float samples are ignored, as Prometheus does.
-            ev.vector_arg(args[0], r)?;
-            Ok(Val::Vector(Vec::new()))
+            let v = ev.vector_arg(args[0], r)?;
+            Ok(Val::Vector(
+                v.into_iter()
+                    .filter(|s| !s.hs.is_empty())
+                    .map(|s| {
+                        let pts =
+                            s.hs.iter()
+                                .map(|(t, h)| (*t, crate::histfn::accessor(name, h)))
+                                .collect();
+                        S::floats(s.metric, true, pts)
+                    })
+                    .collect(),
+            ))
         }
         "round" => {
             let to = if args.len() > 1 {
@@ -295,6 +320,7 @@ pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                     pts: (0..r.steps())
                         .map(|i| (r.ts(i), f((r.ts(i) / 1000) as f64)))
                         .collect(),
+                    hs: Vec::new(),
                 }]));
             }
             map_vector(ev, args[0], r, |v, _| Some(f(v)))
@@ -354,6 +380,8 @@ fn map_vector(
     let mut v = ev.vector_arg(arg, r)?;
     for s in &mut v {
         s.drop_name = true;
+        // Float functions ignore histogram samples, as Prometheus's do.
+        s.hs.clear();
         s.pts = s
             .pts
             .iter()
@@ -422,10 +450,11 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
             let sel = ev.select(&ms.vs, lo - range + 1, hi)?;
             let series = sel
                 .into_iter()
-                .map(|(metric, pts)| S {
+                .map(|(metric, pts, hs)| S {
                     metric,
                     drop_name: false,
                     pts: pts.into_iter().filter(|p| is_nonstale(p.1)).collect(),
+                    hs: hs.into_iter().filter(|p| !p.1.is_stale()).collect(),
                 })
                 .collect();
             (series, range, off, at)
@@ -474,11 +503,16 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
     let mut out: Vec<S> = Vec::new();
     let mut absent_steps = vec![true; r.steps()];
     let mut scratch: Vec<f64> = Vec::new();
+    let pos = position(ev, args[midx]);
+    let mut notes: crate::histfn::Notes = Vec::new();
     for s in series {
         ev.check()?;
         let raw = &s.pts;
+        let rawh = &s.hs;
         let (mut lo, mut hi) = (0usize, 0usize);
+        let (mut hlo, mut hhi) = (0usize, 0usize);
         let mut pts = Vec::new();
+        let mut hs = Vec::new();
         for step in 0..r.steps() {
             let ts = r.ts(step);
             let reft = at.unwrap_or(ts) - off;
@@ -489,10 +523,44 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 lo += 1;
             }
             let w = &raw[lo..hi.max(lo)];
-            if w.is_empty() {
+            let hw: &[(i64, crate::eval::H)] = if rawh.is_empty() {
+                &[]
+            } else {
+                while hhi < rawh.len() && rawh[hhi].0 <= reft {
+                    hhi += 1;
+                }
+                while hlo < hhi && rawh[hlo].0 <= reft - range {
+                    hlo += 1;
+                }
+                &rawh[hlo..hhi.max(hlo)]
+            };
+            if w.is_empty() && hw.is_empty() {
                 continue;
             }
             absent_steps[step] = false;
+            if !hw.is_empty() {
+                let c = crate::histfn::Win {
+                    metric: s.metric.get(METRIC_NAME).unwrap_or(""),
+                    pos: &pos,
+                    range_start: reft - range,
+                    range_end: reft,
+                };
+                match crate::histfn::window(name, w, hw, &c, &mut notes) {
+                    crate::histfn::Out::F(v) => {
+                        pts.push((ts, v));
+                        continue;
+                    }
+                    crate::histfn::Out::H(h) => {
+                        hs.push((ts, h));
+                        continue;
+                    }
+                    crate::histfn::Out::None => {
+                        if w.is_empty() || !crate::histfn::float_only(name) {
+                            continue;
+                        }
+                    }
+                }
+            }
             let p = |i: usize| params.get(i).map(|p| p[step]).unwrap_or(f64::NAN);
             let v = match name {
                 "rate" => extrapolated(w, reft - range, reft, true, true),
@@ -594,7 +662,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 pts.push((ts, v));
             }
         }
-        if (name == "rate" || name == "increase") && !pts.is_empty() {
+        if (name == "rate" || name == "increase") && !pts.is_empty() && !raw.is_empty() {
             if let Some(n) = s.metric.get(METRIC_NAME) {
                 if !["_total", "_sum", "_count", "_bucket"]
                     .iter()
@@ -608,13 +676,21 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 }
             }
         }
-        if !pts.is_empty() {
-            ev.add_samples(pts.len())?;
+        if !pts.is_empty() || !hs.is_empty() {
+            ev.add_samples(pts.len() + hs.len())?;
             out.push(S {
                 metric: s.metric,
                 drop_name: !keep_name || s.drop_name,
                 pts,
+                hs,
             });
+        }
+    }
+    for (is_warn, m) in notes {
+        if is_warn {
+            ev.annos.warn(m);
+        } else {
+            ev.annos.info(m);
         }
     }
     if name == "absent_over_time" {
@@ -631,6 +707,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 metric: absent_labels(args[0]),
                 drop_name: false,
                 pts,
+                hs: Vec::new(),
             }]
         }));
     }
@@ -733,6 +810,35 @@ pub(crate) fn extrapolated(
             prev = v;
         }
     }
+    let factor = extrapolation_factor(
+        first_t,
+        last_t,
+        n1,
+        range_start,
+        range_end,
+        is_counter,
+        is_rate,
+        w[0].1,
+        result,
+    );
+    Some(result * factor)
+}
+
+/// The factor `rate`/`increase`/`delta` scale the sampled change by: extrapolation to the
+/// window's edges (at most half an average interval past the samples, not below zero for
+/// counters, judged by the first value and the change), divided by the window for `rate`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn extrapolation_factor(
+    first_t: i64,
+    last_t: i64,
+    n1: usize,
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+    first_value: f64,
+    result: f64,
+) -> f64 {
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
     let sampled = (last_t - first_t) as f64 / 1000.0;
@@ -743,8 +849,8 @@ pub(crate) fn extrapolated(
     }
     if is_counter {
         let mut to_zero = to_start;
-        if result > 0.0 && w[0].1 >= 0.0 {
-            to_zero = sampled * (w[0].1 / result);
+        if result > 0.0 && first_value >= 0.0 {
+            to_zero = sampled * (first_value / result);
         }
         if to_zero < to_start {
             to_start = to_zero;
@@ -757,7 +863,7 @@ pub(crate) fn extrapolated(
     if is_rate {
         factor /= (range_end - range_start) as f64 / 1000.0;
     }
-    Some(result * factor)
+    factor
 }
 
 fn instant_value(w: &[(i64, f64)], is_rate: bool) -> Option<f64> {

@@ -73,8 +73,16 @@ fn write_data(out: &mut String, v: &Value) {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(out, &s.metric);
-                out.push_str(",\"value\":");
-                write_point(out, s.t, s.v);
+                match &s.h {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        write_hpoint(out, s.t, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        write_point(out, s.t, s.v);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -87,14 +95,29 @@ fn write_data(out: &mut String, v: &Value) {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(out, &s.metric);
-                out.push_str(",\"values\":[");
-                for (j, (t, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                // Prometheus writes each list only when it has points (an empty series keeps
+                // `values` so the object stays well-formed for clients).
+                if !s.points.is_empty() || s.histograms.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, (t, v)) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_point(out, *t, *v);
                     }
-                    write_point(out, *t, *v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, (t, h)) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_hpoint(out, *t, h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push(']');
         }
@@ -121,6 +144,44 @@ fn write_point(out: &mut String, t: i64, v: f64) {
     out.push_str(",\"");
     out.push_str(&format_float(v));
     out.push_str("\"]");
+}
+
+/// `[t, {"count":..,"sum":..,"buckets":[[rule,lower,upper,count],...]}]` as Prometheus's
+/// `MarshalHistogram` writes it: only populated buckets, boundary rule 0 for `(l,u]`, 1 for
+/// `[l,u)`, 2 for `(l,u)`, 3 for `[l,u]`.
+fn write_hpoint(out: &mut String, t: i64, h: &model::histogram::FloatHistogram) {
+    out.push('[');
+    write_time(out, t);
+    out.push_str(",{\"count\":\"");
+    out.push_str(&format_float(h.count));
+    out.push_str("\",\"sum\":\"");
+    out.push_str(&format_float(h.sum));
+    out.push('"');
+    let mut first = true;
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (false, true) => 0,
+            (true, false) => 1,
+            (false, false) => 2,
+            (true, true) => 3,
+        };
+        let _ = write!(
+            out,
+            "[{rule},\"{}\",\"{}\",\"{}\"]",
+            format_float(b.lower),
+            format_float(b.upper),
+            format_float(b.count)
+        );
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push_str("}]");
 }
 
 /// Seconds with the millisecond fraction, as Prometheus's `MarshalTimestamp` writes them.
@@ -181,6 +242,7 @@ mod tests {
             metric: labels(&[("__name__", "up"), ("job", "a<b")]),
             t: 1_700_000_000_123,
             v: 1.5,
+            h: None,
         }]);
         assert_eq!(
             data(&v),
@@ -198,6 +260,7 @@ mod tests {
                 (2010, -0.0),
                 (-1, 1e21),
             ],
+            histograms: Vec::new(),
         }]);
         assert_eq!(
             data(&m),
@@ -235,6 +298,47 @@ mod tests {
         assert_eq!(
             error(&crate::Error::Timeout),
             r#"{"status":"error","errorType":"timeout","error":"query timed out in query execution"}"#
+        );
+    }
+
+    #[test]
+    fn histogram_bytes() {
+        use model::histogram::{FloatHistogram, Span};
+        let h = FloatHistogram {
+            count: 5.0,
+            sum: 7.5,
+            zero_threshold: 0.001,
+            zero_count: 1.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![3.0, 0.0],
+            negative_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            negative_buckets: vec![1.0],
+            ..Default::default()
+        };
+        let v = Value::Vector(vec![Sample {
+            metric: Labels::empty(),
+            t: 1000,
+            v: 0.0,
+            h: Some(std::sync::Arc::new(h.clone())),
+        }]);
+        assert_eq!(
+            data(&v),
+            r#"{"resultType":"vector","result":[{"metric":{},"histogram":[1,{"count":"5","sum":"7.5","buckets":[[1,"-1","-0.5","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","3"]]}]}]}"#
+        );
+        let m = Value::Matrix(vec![Series {
+            metric: Labels::empty(),
+            points: Vec::new(),
+            histograms: vec![(2000, std::sync::Arc::new(FloatHistogram::default()))],
+        }]);
+        assert_eq!(
+            data(&m),
+            r#"{"resultType":"matrix","result":[{"metric":{},"histograms":[[2,{"count":"0","sum":"0"}]]}]}"#
         );
     }
 }

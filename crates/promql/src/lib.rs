@@ -19,13 +19,16 @@
 //! and [`functions`] reproduce Prometheus's numerics. [`json`] renders results in
 //! Prometheus's exact bytes, and [`promqltest`] runs Prometheus's test scripts.
 //!
-//! Native histograms are not evaluated (the tsdb stores floats only).
+//! Native histograms flow through the evaluator beside floats (see [`eval`]'s series type):
+//! their arithmetic lives on `model::histogram::FloatHistogram`, and [`histfn`] holds the
+//! functions and range functions that read them, with Prometheus's annotations.
 
 pub mod aggregate;
 pub mod durations;
 mod error;
 pub mod eval;
 pub mod functions;
+mod histfn;
 mod info;
 pub mod json;
 mod literals;
@@ -246,6 +249,7 @@ impl Engine {
                             .enumerate()
                             .map(|(i, v)| (r.ts(i), v))
                             .collect(),
+                        histograms: Vec::new(),
                     }])
                 }
             }
@@ -256,11 +260,20 @@ impl Engine {
                     Value::Vector(
                         v.into_iter()
                             .filter_map(|s| {
+                                if let Some((_, h)) = s.hs.first() {
+                                    return Some(Sample {
+                                        metric: s.metric,
+                                        t: start,
+                                        v: 0.0,
+                                        h: Some(h.clone()),
+                                    });
+                                }
                                 let p = s.pts.first()?;
                                 Some(Sample {
                                     metric: s.metric,
                                     t: start,
                                     v: p.1,
+                                    h: None,
                                 })
                             })
                             .collect(),
@@ -271,6 +284,7 @@ impl Engine {
                         .map(|s| Series {
                             metric: s.metric,
                             points: s.pts,
+                            histograms: s.hs,
                         })
                         .collect();
                     m.sort_by(|a, b| a.metric.cmp(&b.metric));
@@ -284,6 +298,7 @@ impl Engine {
                     .map(|s| Series {
                         metric: s.metric,
                         points: s.pts,
+                        histograms: s.hs,
                     })
                     .collect();
                 m.sort_by(|a, b| a.metric.cmp(&b.metric));

@@ -4,11 +4,18 @@
 //!
 //! Each `eval` is one case; a failing case is reported with `file:line` and what differed.
 //! Values compare as Prometheus's runner compares them (relative epsilon 1e-6, NaN equal to
-//! NaN). Native histogram samples (`{{...}}`) are skipped at load, since the engine does not
-//! evaluate native histograms yet; cases that need them fail and are counted as such.
+//! NaN). Native histograms are written in Prometheus's test notation
+//! (`{{schema:0 count:4 sum:5 buckets:[1 2 1]}}`, with `+{{...}}x3` series) and compared as
+//! Prometheus's runner compares them: after compaction, counts within the same epsilon.
+//!
+//! Loading emulates what Prometheus's TSDB does to counter-reset hints, since results depend
+//! on them: a histogram series (gauges aside) reads back with an unknown hint on its first
+//! sample, "reset" where a counter reset starts a new chunk, and "not reset" elsewhere.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use model::histogram::{CounterResetHint, FloatHistogram, Span};
 use tsdb::{Label, Labels, VecQuerier};
 
 use crate::eval::{go_quote, labels_from};
@@ -87,11 +94,101 @@ fn parse_number(s: &str) -> Option<f64> {
     }
 }
 
-/// One expanded point: a value, a stale marker, or an omitted sample.
-#[derive(Debug, Clone, Copy)]
+/// One expanded point: a value, a stale marker, a histogram, or an omitted sample.
+#[derive(Debug, Clone)]
 enum Point {
     Value(f64),
+    Hist(Box<FloatHistogram>),
     Omitted,
+}
+
+/// Parses `[1 2 3]` at the start of `s`.
+fn parse_list(s: &str) -> Result<(Vec<f64>, &str), String> {
+    let s = s.trim_start();
+    let r = s
+        .strip_prefix('[')
+        .ok_or("expected '[' in histogram literal")?;
+    let end = r
+        .find(']')
+        .ok_or("unterminated list in histogram literal")?;
+    let mut out = Vec::new();
+    for t in r[..end].split_whitespace() {
+        out.push(parse_number(t).ok_or_else(|| format!("bad number {t:?} in histogram literal"))?);
+    }
+    Ok((out, &r[end + 1..]))
+}
+
+/// Parses the inside of `{{...}}` (Prometheus's histogram description map).
+fn parse_histogram(body: &str) -> Result<FloatHistogram, String> {
+    let mut h = FloatHistogram::default();
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let (mut pos, mut neg): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let colon = rest
+            .find(':')
+            .ok_or_else(|| format!("bad histogram field in {body:?}"))?;
+        let key = rest[..colon].trim();
+        rest = rest[colon + 1..].trim_start();
+        match key {
+            "buckets" | "n_buckets" | "custom_values" => {
+                let (v, r) = parse_list(rest)?;
+                rest = r.trim_start();
+                match key {
+                    "buckets" => pos = v,
+                    "n_buckets" => neg = v,
+                    _ => h.custom_values = v,
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let val = &rest[..end];
+        rest = rest[end..].trim_start();
+        let num = || parse_number(val).ok_or_else(|| format!("bad value {val:?} for {key}"));
+        match key {
+            "schema" => h.schema = val.parse().map_err(|_| format!("bad schema {val:?}"))?,
+            "sum" => h.sum = num()?,
+            "count" => h.count = num()?,
+            "z_bucket" => h.zero_count = num()?,
+            "z_bucket_w" => h.zero_threshold = num()?,
+            "offset" => offset = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
+            "n_offset" => n_offset = val.parse().map_err(|_| format!("bad offset {val:?}"))?,
+            "counter_reset_hint" => {
+                h.counter_reset_hint = match val {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::CounterReset,
+                    "not_reset" => CounterResetHint::NotCounterReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    _ => return Err(format!("bad counter_reset_hint {val:?}")),
+                }
+            }
+            _ => return Err(format!("unknown histogram field {key:?}")),
+        }
+    }
+    if !pos.is_empty() {
+        h.positive_spans = vec![Span {
+            offset,
+            length: pos.len() as u32,
+        }];
+        h.positive_buckets = pos;
+    }
+    if !neg.is_empty() {
+        h.negative_spans = vec![Span {
+            offset: n_offset,
+            length: neg.len() as u32,
+        }];
+        h.negative_buckets = neg;
+    }
+    Ok(h)
+}
+
+/// Splits `{{...}}` off the start of `s`: the histogram and the rest.
+fn take_histogram(s: &str) -> Result<(FloatHistogram, &str), String> {
+    let r = s.strip_prefix("{{").ok_or("expected a histogram literal")?;
+    let end = r.find("}}").ok_or("unterminated histogram literal")?;
+    Ok((parse_histogram(&r[..end])?, &r[end + 2..]))
 }
 
 /// Expands `1 2+3x4 _ _x2 stale NaN` into points.
@@ -99,27 +196,41 @@ fn expand_points(s: &str) -> Result<Vec<Point>, String> {
     let mut out = Vec::new();
     let mut rest = s.trim();
     while !rest.is_empty() {
-        // Native histogram literals are skipped as omitted points.
+        // Native histograms: `{{...}}`, `{{...}}xN`, `{{...}}+{{...}}xN`, `{{...}}-{{...}}xN`.
         if rest.starts_with("{{") {
-            let end = rest.find("}}").ok_or("unterminated histogram literal")?;
-            let lit = &rest[..end + 2];
-            rest = rest[end + 2..].trim_start();
-            // "+" increments (`{{...}}+{{...}}x3`) are skipped with their operand.
-            if let Some(r) = rest.strip_prefix('+') {
-                if r.starts_with("{{") {
-                    if let Some(e) = r.find("}}") {
-                        rest = r[e + 2..].trim_start();
+            let (base, r) = take_histogram(rest)?;
+            rest = r;
+            let mut inc: Option<(FloatHistogram, f64)> = None;
+            for (sign, ch) in [(1.0, '+'), (-1.0, '-')] {
+                if let Some(r) = rest.strip_prefix(ch) {
+                    if r.starts_with("{{") {
+                        let (h, r2) = take_histogram(r)?;
+                        inc = Some((h, sign));
+                        rest = r2;
                     }
                 }
             }
-            let mut times = 1;
+            let mut times = 0usize;
             if let Some(r) = rest.strip_prefix('x') {
                 let n: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-                rest = r[n.len()..].trim_start();
-                times = n.parse::<usize>().unwrap_or(0).min(1_000_000) + 1;
+                rest = &r[n.len()..];
+                times = n
+                    .parse::<usize>()
+                    .map_err(|_| "bad histogram repetition".to_string())?;
+                if times > 1_000_000 {
+                    return Err("repetition too large".into());
+                }
             }
-            let _ = lit;
-            out.extend(std::iter::repeat_n(Point::Omitted, times));
+            rest = rest.trim_start();
+            let mut cur = base;
+            out.push(Point::Hist(Box::new(cur.clone())));
+            for _ in 0..times {
+                if let Some((h, sign)) = &inc {
+                    let step = if *sign > 0.0 { cur.add(h) } else { cur.sub(h) };
+                    step.map_err(|e| e.to_string())?;
+                }
+                out.push(Point::Hist(Box::new(cur.clone())));
+            }
             continue;
         }
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -351,6 +462,14 @@ fn almost_equal(a: f64, b: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < eps
 }
 
+/// A result sample as failure messages show it: the float, or the histogram's notation.
+fn show_sample(s: &crate::Sample) -> String {
+    match &s.h {
+        Some(h) => h.test_expression(),
+        None => format_float(s.v),
+    }
+}
+
 fn show(l: &Labels) -> String {
     let mut s = l.get("__name__").unwrap_or("").to_string();
     s.push('{');
@@ -375,7 +494,7 @@ fn show(l: &Labels) -> String {
 pub fn run_script(file: &str, text: &str) -> Report {
     let engine = Engine::new(EngineOptions::default());
     let mut report = Report::default();
-    let mut data: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
+    let mut data: BTreeMap<Labels, BTreeMap<i64, Point>> = BTreeMap::new();
     let mut querier: Option<VecQuerier> = None;
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -423,8 +542,8 @@ pub fn run_script(file: &str, text: &str) -> Report {
                     Ok((ls, pts)) => {
                         let e = data.entry(ls).or_default();
                         for (n, p) in pts.into_iter().enumerate() {
-                            if let Point::Value(v) = p {
-                                e.insert(n as i64 * interval, v);
+                            if !matches!(p, Point::Omitted) {
+                                e.insert(n as i64 * interval, p);
                             }
                         }
                     }
@@ -445,10 +564,8 @@ pub fn run_script(file: &str, text: &str) -> Report {
                 VecQuerier::new(
                     data.iter()
                         .map(|(l, s)| {
-                            tsdb::Series::from_samples(
-                                l.clone(),
-                                s.iter().map(|(t, v)| (*t, *v)).collect(),
-                            )
+                            let (floats, hists) = stored_samples(s);
+                            tsdb::Series::from_samples_and_histograms(l.clone(), floats, hists)
                         })
                         .collect(),
                 )
@@ -466,6 +583,43 @@ pub fn run_script(file: &str, text: &str) -> Report {
             .push(format!("{file}:{lineno}: unknown command {line:?}"));
     }
     report
+}
+
+/// A loaded series as the TSDB would give it back: floats, and histograms with the counter
+/// reset hints chunks assign (see the module docs).
+#[allow(clippy::type_complexity)]
+fn stored_samples(s: &BTreeMap<i64, Point>) -> (Vec<(i64, f64)>, Vec<(i64, Arc<FloatHistogram>)>) {
+    let mut floats = Vec::new();
+    let mut hists: Vec<(i64, Arc<FloatHistogram>)> = Vec::new();
+    let mut prev: Option<FloatHistogram> = None;
+    for (t, p) in s {
+        match p {
+            Point::Value(v) => {
+                floats.push((*t, *v));
+                prev = None;
+            }
+            Point::Hist(h) => {
+                let mut h = (**h).clone();
+                if h.counter_reset_hint != CounterResetHint::Gauge {
+                    let explicit_reset = h.counter_reset_hint == CounterResetHint::CounterReset;
+                    h.counter_reset_hint = CounterResetHint::Unknown;
+                    h.counter_reset_hint = match &prev {
+                        _ if explicit_reset => CounterResetHint::CounterReset,
+                        None => CounterResetHint::Unknown,
+                        Some(p) if p.counter_reset_hint == CounterResetHint::Gauge => {
+                            CounterResetHint::Unknown
+                        }
+                        Some(p) if h.detect_reset(p) => CounterResetHint::CounterReset,
+                        Some(_) => CounterResetHint::NotCounterReset,
+                    };
+                }
+                prev = Some(h.clone());
+                hists.push((*t, Arc::new(h)));
+            }
+            Point::Omitted => {}
+        }
+    }
+    (floats, hists)
 }
 
 fn run_eval(engine: &Engine, q: &VecQuerier, line: &str, body: &[&str]) -> Result<(), String> {
@@ -626,14 +780,15 @@ fn compare(res: &QueryResult, ex: &Expect, grid: &Option<(i64, i64)>) -> Result<
                     samples.len(),
                     samples
                         .iter()
-                        .map(|s| format!("{} {}", show(&s.metric), format_float(s.v)))
+                        .map(|s| format!("{} {}", show(&s.metric), show_sample(s)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
             }
             for (k, (l, pts)) in ex.series.iter().enumerate() {
-                let want = match pts.first() {
-                    Some(Point::Value(v)) => *v,
+                let (want, want_h) = match pts.first() {
+                    Some(Point::Value(v)) => (*v, None),
+                    Some(Point::Hist(h)) => (0.0, Some(h)),
                     _ => return Err(format!("expected sample for {} has no value", show(l))),
                 };
                 let pos = samples.iter().position(|s| s.metric == *l);
@@ -643,13 +798,38 @@ fn compare(res: &QueryResult, ex: &Expect, grid: &Option<(i64, i64)>) -> Result<
                         show(l),
                         samples
                             .iter()
-                            .map(|s| format!("{} {}", show(&s.metric), format_float(s.v)))
+                            .map(|s| format!("{} {}", show(&s.metric), show_sample(s)))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));
                 };
                 if ex.ordered && pos != k {
                     return Err(format!("expected {} at position {k}, got {pos}", show(l)));
+                }
+                let got = &samples[pos];
+                match (want_h, &got.h) {
+                    (None, None) => {}
+                    (Some(w), Some(g)) => {
+                        if !w.approx_eq(g, almost_equal) {
+                            return Err(format!(
+                                "{}: expected {}, got {}",
+                                show(l),
+                                w.test_expression(),
+                                g.test_expression()
+                            ));
+                        }
+                        continue;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{}: expected {}, got {}",
+                            show(l),
+                            want_h
+                                .map(|h| h.test_expression())
+                                .unwrap_or_else(|| format_float(want)),
+                            show_sample(got)
+                        ))
+                    }
                 }
                 if !almost_equal(want, samples[pos].v) {
                     return Err(format!(
@@ -705,9 +885,35 @@ fn compare_matrix(
             .enumerate()
             .filter_map(|(i, p)| match p {
                 Point::Value(v) => Some((start + i as i64 * step, *v)),
-                Point::Omitted => None,
+                _ => None,
             })
             .collect();
+        let exp_h: Vec<(i64, &FloatHistogram)> = pts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Point::Hist(h) => Some((start + i as i64 * step, &**h)),
+                _ => None,
+            })
+            .collect();
+        if exp_h.len() != g.histograms.len()
+            || exp_h
+                .iter()
+                .zip(g.histograms.iter())
+                .any(|(a, b)| a.0 != b.0 || !a.1.approx_eq(&b.1, almost_equal))
+        {
+            let fh = |v: &mut dyn Iterator<Item = (i64, &FloatHistogram)>| {
+                v.map(|(t, h)| format!("{}@{}", h.test_expression(), t as f64 / 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            return Err(format!(
+                "{}: expected histograms [{}], got [{}]",
+                show(l),
+                fh(&mut exp_h.iter().copied()),
+                fh(&mut g.histograms.iter().map(|(t, h)| (*t, &**h)))
+            ));
+        }
         let fmt = |v: &[(i64, f64)]| {
             v.iter()
                 .map(|(t, x)| format!("{}@{}", format_float(*x), *t as f64 / 1000.0))
@@ -755,6 +961,7 @@ mod tests {
             .map(|p| match p {
                 Point::Value(v) if tsdb::is_stale_nan(*v) => "stale".into(),
                 Point::Value(v) => format_float(*v),
+                Point::Hist(h) => h.test_expression(),
                 Point::Omitted => "_".into(),
             })
             .collect();

@@ -1,5 +1,12 @@
 //! Query results: the four PromQL value types as the API returns them.
+//!
+//! A sample is either a float or a native histogram (Prometheus's `Sample` with `F` or `H`):
+//! vector samples carry `h: Some(..)` for histograms, and series keep their float points and
+//! histogram points in two lists, as Prometheus's `Series` has `Floats` and `Histograms`.
 
+use std::sync::Arc;
+
+use model::histogram::FloatHistogram;
 use tsdb::Labels;
 
 /// One sample of an instant vector.
@@ -9,8 +16,10 @@ pub struct Sample {
     pub metric: Labels,
     /// Evaluation time, Unix milliseconds.
     pub t: i64,
-    /// The value.
+    /// The value (0 for a histogram sample).
     pub v: f64,
+    /// The native histogram, when this sample is one.
+    pub h: Option<Arc<FloatHistogram>>,
 }
 
 /// One series of a range vector or of a range query's result.
@@ -20,6 +29,8 @@ pub struct Series {
     pub metric: Labels,
     /// `(t_ms, value)` pairs, oldest first.
     pub points: Vec<(i64, f64)>,
+    /// `(t_ms, histogram)` pairs, oldest first; never at a time of `points`.
+    pub histograms: Vec<(i64, Arc<FloatHistogram>)>,
 }
 
 /// A query's result value.

@@ -54,6 +54,12 @@ fn conformance_does_not_regress() {
             r.passed,
             r.failed()
         );
+        // PROMQL_FAILURES=<file name> prints that file's failing cases, to work on them.
+        if std::env::var("PROMQL_FAILURES").is_ok_and(|f| f == name) {
+            for fail in &r.failures {
+                println!("{fail}");
+            }
+        }
         if r.passed < floor {
             regressions.push(format!("{name}: {} passed < floor {floor}", r.passed));
         }
