@@ -1316,8 +1316,10 @@ fn quantiles(
     r: Range,
 ) -> Result<Val> {
     let steps = by_step(v, r);
+    let hsteps = crate::eval::by_step_h(v, r);
     let mut acc = Acc::new();
     for (step, samples) in steps.iter().enumerate() {
+        let natives = &hsteps[step];
         for (q, qe) in qs {
             let qv = q[step];
             if !(0.0..=1.0).contains(&qv) {
@@ -1328,7 +1330,46 @@ fn quantiles(
                 ));
             }
         }
-        for g in group_buckets(ev, v, samples, input) {
+        let mut groups = group_buckets(ev, v, samples, input);
+        let mut mixed: Vec<bool> = vec![false; natives.len()];
+        if !natives.is_empty() {
+            groups.retain(|g| {
+                let clash = natives.iter().position(|(i, _)| v[*i].metric == g.metric);
+                if let Some(k) = clash {
+                    mixed[k] = true;
+                }
+                clash.is_none()
+            });
+        }
+        for (k, (i, h)) in natives.iter().enumerate() {
+            let metric = &v[*i].metric;
+            if mixed[k] {
+                ev.annos.warn(format!(
+                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {} ({})",
+                    crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
+                    position(ev, input)
+                ));
+                continue;
+            }
+            for (q, _) in qs {
+                let qv = q[step];
+                let res = h.quantile(qv);
+                let out = match label {
+                    None => metric.clone(),
+                    Some(l) => {
+                        let mut pairs = to_pairs(metric);
+                        pairs.retain(|p| p.name != l);
+                        pairs.push(Label {
+                            name: l.to_string(),
+                            value: quantile_label(qv),
+                        });
+                        labels_from(pairs)
+                    }
+                };
+                acc.push(out, true, r.ts(step), res)?;
+            }
+        }
+        for g in groups {
             for (q, _) in qs {
                 let qv = q[step];
                 let mut buckets = g.buckets.clone();
@@ -1421,9 +1462,34 @@ fn histogram_fraction(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> 
     let hi = ev.scalar_arg(args[1], r)?;
     let v = ev.vector_arg(args[2], r)?;
     let steps = by_step(&v, r);
+    let hsteps = crate::eval::by_step_h(&v, r);
     let mut acc = Acc::new();
     for (step, samples) in steps.iter().enumerate() {
-        for mut g in group_buckets(ev, &v, samples, args[2]) {
+        let natives = &hsteps[step];
+        let mut groups = group_buckets(ev, &v, samples, args[2]);
+        let mut mixed: Vec<bool> = vec![false; natives.len()];
+        if !natives.is_empty() {
+            groups.retain(|g| {
+                let clash = natives.iter().position(|(i, _)| v[*i].metric == g.metric);
+                if let Some(k) = clash {
+                    mixed[k] = true;
+                }
+                clash.is_none()
+            });
+        }
+        for (k, (i, h)) in natives.iter().enumerate() {
+            let metric = &v[*i].metric;
+            if mixed[k] {
+                ev.annos.warn(format!(
+                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {} ({})",
+                    crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
+                    position(ev, args[2])
+                ));
+                continue;
+            }
+            acc.push(metric.clone(), true, r.ts(step), h.fraction(lo[step], hi[step]))?;
+        }
+        for mut g in groups {
             let res = bucket_fraction(lo[step], hi[step], &mut g.buckets);
             acc.push(g.metric, g.drop_name, r.ts(step), res)?;
         }
