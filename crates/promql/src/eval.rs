@@ -779,6 +779,37 @@ impl<'a> Ev<'a> {
         }
     }
 
+    /// A binary operation where histograms take part: histogram points are boxed into the
+    /// float path (see [`crate::histop`]), evaluated by the same matching code, and unboxed.
+    fn mixed(
+        &mut self,
+        b: &BinaryExpr,
+        l: Vec<S>,
+        rv: Vec<S>,
+        scalar: Option<(&[f64], bool)>,
+        r: Range,
+    ) -> Result<Val> {
+        let op = b.op.id();
+        let mut boxes = crate::histop::Boxes::default();
+        let l = boxes.box_series(l);
+        let out = match scalar {
+            Some((s, swap)) => vector_scalar(op, l, s, swap, b.return_bool(), r, Some(&mut boxes))?,
+            None => {
+                let rv = boxes.box_series(rv);
+                vector_vector(b, op, b.return_bool(), l, rv, r, Some(&mut boxes))?
+            }
+        };
+        let pos = crate::functions::position(self, &Expr::Binary(b.clone()));
+        for (warn, m) in std::mem::take(&mut boxes.notes) {
+            if warn {
+                self.annos.warn(format!("{m} ({pos})"));
+            } else {
+                self.annos.info(format!("{m} ({pos})"));
+            }
+        }
+        Ok(Val::Vector(boxes.unbox_series(out)))
+    }
+
     fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Val> {
         let op = b.op.id();
         let return_bool = b.return_bool();
@@ -801,20 +832,48 @@ impl<'a> Ev<'a> {
                 }
                 Ok(Val::Scalar(out))
             }
-            (Val::Vector(v), Val::Scalar(s)) => Ok(Val::Vector(vector_scalar(
-                op,
-                v,
-                &s,
-                false,
-                return_bool,
-                r,
-            )?)),
+            (Val::Vector(v), Val::Scalar(s)) => {
+                if has_histograms(&v) {
+                    return self.mixed(b, v, Vec::new(), Some((&s, false)), r);
+                }
+                Ok(Val::Vector(vector_scalar(
+                    op,
+                    v,
+                    &s,
+                    false,
+                    return_bool,
+                    r,
+                    None,
+                )?))
+            }
             (Val::Scalar(s), Val::Vector(v)) => {
-                Ok(Val::Vector(vector_scalar(op, v, &s, true, return_bool, r)?))
+                if has_histograms(&v) {
+                    return self.mixed(b, v, Vec::new(), Some((&s, true)), r);
+                }
+                Ok(Val::Vector(vector_scalar(
+                    op,
+                    v,
+                    &s,
+                    true,
+                    return_bool,
+                    r,
+                    None,
+                )?))
             }
             (Val::Vector(l), Val::Vector(rv)) => {
                 self.check()?;
-                Ok(Val::Vector(vector_vector(b, op, return_bool, l, rv, r)?))
+                if has_histograms(&l) || has_histograms(&rv) {
+                    return self.mixed(b, l, rv, None, r);
+                }
+                Ok(Val::Vector(vector_vector(
+                    b,
+                    op,
+                    return_bool,
+                    l,
+                    rv,
+                    r,
+                    None,
+                )?))
             }
             _ => Err(Error::BadData(
                 "binary expression must contain only scalar and instant vector types".into(),
@@ -854,13 +913,15 @@ pub(crate) fn elem_binop(op: TokenId, l: f64, r: f64) -> Result<(f64, bool)> {
     })
 }
 
-fn vector_scalar(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn vector_scalar(
     op: TokenId,
     mut v: Vec<S>,
     s: &[f64],
     swap: bool,
     return_bool: bool,
     r: Range,
+    mut hist: Option<&mut crate::histop::Boxes>,
 ) -> Result<Vec<S>> {
     let cmp = is_comparison(op);
     for series in &mut v {
@@ -868,7 +929,13 @@ fn vector_scalar(
         for &(t, x) in &series.pts {
             let sv = s[r.index(t)];
             let (l, rr) = if swap { (sv, x) } else { (x, sv) };
-            let (mut val, mut keep) = elem_binop(op, l, rr)?;
+            let (mut val, mut keep) = match hist.as_deref_mut() {
+                None => elem_binop(op, l, rr)?,
+                Some(b) => match b.binop(op, l, rr)? {
+                    Some(x) => x,
+                    None => continue,
+                },
+            };
             if cmp && swap {
                 val = rr;
             }
@@ -889,13 +956,14 @@ fn vector_scalar(
     Ok(v)
 }
 
-fn vector_vector(
+pub(crate) fn vector_vector(
     b: &BinaryExpr,
     op: TokenId,
     return_bool: bool,
     lhs: Vec<S>,
     rhs: Vec<S>,
     r: Range,
+    mut hist: Option<&mut crate::histop::Boxes>,
 ) -> Result<Vec<S>> {
     let m = b.modifier.as_ref();
     let (on, names): (bool, Vec<String>) = match m.and_then(|m| m.matching.as_ref()) {
@@ -1057,7 +1125,13 @@ fn vector_vector(
                 cand_matched[cand] = (stamp, sid);
             }
             let (l, rr) = if one_to_many { (ov, v) } else { (v, ov) };
-            let (mut val, keep) = elem_binop(op, l, rr)?;
+            let (mut val, keep) = match hist.as_deref_mut() {
+                None => elem_binop(op, l, rr)?,
+                Some(b) => match b.binop(op, l, rr)? {
+                    Some(x) => x,
+                    None => continue,
+                },
+            };
             if return_bool {
                 val = if keep { 1.0 } else { 0.0 };
             } else if !keep {
@@ -1082,7 +1156,13 @@ fn vector_vector(
                     &include,
                 );
                 let (l, rr) = if one_to_many { (fill, v) } else { (v, fill) };
-                let (mut val, keep) = elem_binop(op, l, rr)?;
+                let (mut val, keep) = match hist.as_deref_mut() {
+                    None => elem_binop(op, l, rr)?,
+                    Some(b) => match b.binop(op, l, rr)? {
+                        Some(x) => x,
+                        None => continue,
+                    },
+                };
                 if return_bool {
                     val = if keep { 1.0 } else { 0.0 };
                 } else if !keep {
@@ -1100,7 +1180,13 @@ fn vector_vector(
                 let metric =
                     result_metric(&synthetic, &one[j].metric, one_to_one, on, &names, &include);
                 let (l, rr) = if one_to_many { (ov, fill) } else { (fill, ov) };
-                let (mut val, keep) = elem_binop(op, l, rr)?;
+                let (mut val, keep) = match hist.as_deref_mut() {
+                    None => elem_binop(op, l, rr)?,
+                    Some(b) => match b.binop(op, l, rr)? {
+                        Some(x) => x,
+                        None => continue,
+                    },
+                };
                 if return_bool {
                     val = if keep { 1.0 } else { 0.0 };
                 } else if !keep {

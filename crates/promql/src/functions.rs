@@ -1487,7 +1487,12 @@ fn histogram_fraction(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> 
                 ));
                 continue;
             }
-            acc.push(metric.clone(), true, r.ts(step), h.fraction(lo[step], hi[step]))?;
+            acc.push(
+                metric.clone(),
+                true,
+                r.ts(step),
+                h.fraction(lo[step], hi[step]),
+            )?;
         }
         for mut g in groups {
             let res = bucket_fraction(lo[step], hi[step], &mut g.buckets);

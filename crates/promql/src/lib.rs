@@ -29,6 +29,7 @@ mod error;
 pub mod eval;
 pub mod functions;
 mod histfn;
+mod histop;
 mod info;
 pub mod json;
 mod literals;
