@@ -12,7 +12,11 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use tsdb::{Label, Labels, METRIC_NAME};
 
 use crate::error::{exec, Error};
-use crate::eval::{by_step, labels_from, to_pairs, Acc, Ev, Range, Result, Val};
+use model::histogram::FloatHistogram;
+
+use crate::eval::{
+    by_step, by_step_h, has_histograms, labels_from, to_pairs, Acc, Ev, Range, Result, Val,
+};
 use crate::functions::{kahan_inc, position, quantile};
 use crate::json::format_float;
 
@@ -48,6 +52,38 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
         }
     }
     let mut inner = ev.vector_arg(&a.expr, r)?;
+    // Histogram samples: counted by count/group, carried by limitk/limit_ratio, aggregated
+    // by sum/avg below, ignored (with an info) by the rest.
+    let mut boxes: Option<crate::histop::Boxes> = None;
+    if has_histograms(&inner) {
+        let opn = a.op.id();
+        match opn {
+            tok::T_COUNT | tok::T_GROUP => {
+                for s in &mut inner {
+                    if !s.hs.is_empty() {
+                        s.pts.extend(s.hs.drain(..).map(|(t, _)| (t, 0.0)));
+                        s.pts.sort_by_key(|p| p.0);
+                    }
+                }
+            }
+            tok::T_LIMITK | tok::T_LIMIT_RATIO => {
+                let mut b = crate::histop::Boxes::default();
+                inner = b.box_series(inner);
+                boxes = Some(b);
+            }
+            tok::T_SUM | tok::T_AVG => {}
+            _ => {
+                let name = a.op.to_string();
+                let pos = position(ev, &a.expr);
+                ev.annos.info(format!(
+                    "PromQL info: ignored histogram in {name} aggregation ({pos})"
+                ));
+                for s in &mut inner {
+                    s.hs.clear();
+                }
+            }
+        }
+    }
     let (by, mut names): (bool, Vec<String>) = match &a.modifier {
         Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
         Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
@@ -126,6 +162,75 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     let steps = by_step(&inner, r);
     let mut groups = vec![Group::default(); group_labels.len()];
     let mut acc = Acc::new();
+    // sum/avg over histograms: per step, the groups that had histograms (their float samples
+    // are left out: a mix yields nothing, with a warning) and the histogram results.
+    let mut hist_groups: Vec<Vec<bool>> = Vec::new();
+    let mut hist_out: Vec<(usize, usize, crate::eval::H)> = Vec::new();
+    if (op == tok::T_SUM || op == tok::T_AVG) && has_histograms(&inner) {
+        let pos = position(ev, &a.expr);
+        let hsteps = by_step_h(&inner, r);
+        for (step, hsamples) in hsteps.iter().enumerate() {
+            let mut flags = vec![false; group_labels.len()];
+            let mut sums: Vec<Option<(FloatHistogram, f64, bool)>> = vec![None; group_labels.len()];
+            let mut order = Vec::new();
+            for &(i, h) in hsamples {
+                let gi = group_of[i];
+                flags[gi] = true;
+                match &mut sums[gi] {
+                    None => {
+                        sums[gi] = Some(((**h).clone(), 1.0, true));
+                        order.push(gi);
+                    }
+                    Some((acc_h, n, ok)) => {
+                        if !*ok {
+                            continue;
+                        }
+                        *n += 1.0;
+                        match acc_h.add(h) {
+                            Ok(o) => {
+                                if o.counter_reset_collision {
+                                    ev.annos.warn(format!(
+                                        "{} ({pos})",
+                                        crate::histfn::counter_reset_collision("aggregation")
+                                    ));
+                                }
+                                if o.custom_buckets_reconciled {
+                                    ev.annos.info(format!(
+                                        "{} ({pos})",
+                                        crate::histfn::reconciled("aggregation")
+                                    ));
+                                }
+                            }
+                            Err(_) => {
+                                *ok = false;
+                                ev.annos.warn(format!(
+                                    "{} ({pos})",
+                                    crate::histfn::mixed_exponential_custom("")
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            let fsteps = &steps[step];
+            for gi in order {
+                if fsteps.iter().any(|&(i, _)| group_of[i] == gi) {
+                    ev.annos.warn(format!(
+                        "PromQL warning: encountered a mix of histograms and floats for aggregation ({pos})"
+                    ));
+                    continue;
+                }
+                if let Some((mut h, n, true)) = sums[gi].take() {
+                    if op == tok::T_AVG {
+                        h.div(n);
+                    }
+                    h.compact();
+                    hist_out.push((step, gi, std::sync::Arc::new(h)));
+                }
+            }
+            hist_groups.push(flags);
+        }
+    }
     for (step, samples) in steps.iter().enumerate() {
         ev.check()?;
         let ts = r.ts(step);
@@ -177,6 +282,9 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
         let mut order: Vec<usize> = Vec::new();
         for &(i, f) in samples {
             let gi = group_of[i];
+            if !hist_groups.is_empty() && hist_groups[step][gi] {
+                continue;
+            }
             let g = &mut groups[gi];
             if !g.seen {
                 *g = Group {
@@ -373,7 +481,22 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
             acc.push_keyed(gi, || labels.clone(), drop, ts, v)?;
         }
     }
-    Ok(Val::Vector(acc.out))
+    for (step, gi, h) in hist_out {
+        let labels = &group_labels[gi];
+        // Group labels keep `__name__` only under `by (__name__)`, which keeps it.
+        acc.push_keyed_h(gi, || labels.clone(), false, r.ts(step), h)?;
+    }
+    let mut out = acc.out;
+    if let Some(b) = boxes {
+        out = b.unbox_series(out);
+    }
+    for s in &mut out {
+        if !s.hs.is_empty() && !s.pts.is_empty() {
+            s.pts.sort_by_key(|p| p.0);
+        }
+        s.hs.sort_by_key(|p| p.0);
+    }
+    Ok(Val::Vector(out))
 }
 
 fn less_top(a: f64, b: f64) -> bool {
