@@ -533,6 +533,8 @@ pub fn run_script(file: &str, text: &str) -> Report {
         {
             let end = body_end(i);
             let interval = parse_duration(rest.trim()).unwrap_or(60_000);
+            let nhcb = line.starts_with("load_with_nhcb ");
+            let mut loaded: Vec<Labels> = Vec::new();
             for (k, l) in lines[i..end].iter().enumerate() {
                 let t = l.trim();
                 if t.is_empty() || t.starts_with('#') {
@@ -540,6 +542,7 @@ pub fn run_script(file: &str, text: &str) -> Report {
                 }
                 match parse_series_desc(t).and_then(|(ls, r)| Ok((ls, expand_points(r)?))) {
                     Ok((ls, pts)) => {
+                        loaded.push(ls.clone());
                         let e = data.entry(ls).or_default();
                         for (n, p) in pts.into_iter().enumerate() {
                             if !matches!(p, Point::Omitted) {
@@ -551,6 +554,9 @@ pub fn run_script(file: &str, text: &str) -> Report {
                         .failures
                         .push(format!("{file}:{}: bad load line: {err}", i + k + 1)),
                 }
+            }
+            if nhcb {
+                add_nhcb(&mut data, &loaded);
             }
             querier = None;
             i = end;
@@ -583,6 +589,101 @@ pub fn run_script(file: &str, text: &str) -> Report {
             .push(format!("{file}:{lineno}: unknown command {line:?}"));
     }
     report
+}
+
+/// `load_with_nhcb`: each classic histogram among the just-loaded series (`<name>_bucket`
+/// with `le`, plus `<name>_count`/`<name>_sum`) also becomes a native histogram with custom
+/// buckets named `<name>`, at every time all its buckets have a value.
+fn add_nhcb(data: &mut BTreeMap<Labels, BTreeMap<i64, Point>>, loaded: &[Labels]) {
+    // (base labels) -> [(le, bucket series labels)]
+    let mut groups: BTreeMap<Labels, Vec<(f64, Labels)>> = BTreeMap::new();
+    for l in loaded {
+        let Some(name) = l.get("__name__") else {
+            continue;
+        };
+        let Some(base) = name.strip_suffix("_bucket") else {
+            continue;
+        };
+        let Some(le) = l
+            .get("le")
+            .and_then(|v| parse_number(v.trim_start_matches('+')).or_else(|| parse_number(v)))
+        else {
+            continue;
+        };
+        let mut pairs: Vec<Label> = l
+            .iter()
+            .filter(|p| p.name != "le" && p.name != "__name__")
+            .map(|p| Label {
+                name: p.name.to_string(),
+                value: p.value.to_string(),
+            })
+            .collect();
+        pairs.push(Label {
+            name: "__name__".into(),
+            value: base.to_string(),
+        });
+        groups
+            .entry(labels_from(pairs))
+            .or_default()
+            .push((le, l.clone()));
+    }
+    for (base, mut buckets) in groups {
+        buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        if buckets.last().map(|b| b.0) != Some(f64::INFINITY) {
+            continue;
+        }
+        let with_name = |suffix: &str| {
+            let mut pairs = crate::eval::to_pairs(&base);
+            for p in &mut pairs {
+                if p.name == "__name__" {
+                    p.value.push_str(suffix);
+                }
+            }
+            labels_from(pairs)
+        };
+        let (count_l, sum_l) = (with_name("_count"), with_name("_sum"));
+        let custom_values: Vec<f64> = buckets[..buckets.len() - 1].iter().map(|b| b.0).collect();
+        let Some(first) = data.get(&buckets[0].1) else {
+            continue;
+        };
+        let times: Vec<i64> = first.keys().copied().collect();
+        let mut out: BTreeMap<i64, Point> = BTreeMap::new();
+        'time: for t in times {
+            let mut cum = Vec::with_capacity(buckets.len());
+            for (_, l) in &buckets {
+                match data.get(l).and_then(|s| s.get(&t)) {
+                    Some(Point::Value(v)) if !tsdb::is_stale_nan(*v) => cum.push(*v),
+                    _ => continue 'time,
+                }
+            }
+            let value = |l: &Labels| match data.get(l).and_then(|s| s.get(&t)) {
+                Some(Point::Value(v)) => Some(*v),
+                _ => None,
+            };
+            let mut counts = Vec::with_capacity(cum.len());
+            let mut prev = 0.0;
+            for c in &cum {
+                counts.push(c - prev);
+                prev = *c;
+            }
+            let h = FloatHistogram {
+                schema: model::histogram::CUSTOM_BUCKETS_SCHEMA,
+                count: value(&count_l).unwrap_or(prev),
+                sum: value(&sum_l).unwrap_or(0.0),
+                positive_spans: vec![Span {
+                    offset: 0,
+                    length: counts.len() as u32,
+                }],
+                positive_buckets: counts,
+                custom_values: custom_values.clone(),
+                ..Default::default()
+            };
+            out.insert(t, Point::Hist(Box::new(h)));
+        }
+        if !out.is_empty() {
+            data.entry(base).or_default().extend(out);
+        }
+    }
 }
 
 /// A loaded series as the TSDB would give it back: floats, and histograms with the counter
