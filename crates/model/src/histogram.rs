@@ -1207,7 +1207,7 @@ mod tests {
         y.compact();
         assert_eq!(y.count, 4.0);
         assert_eq!(y.zero_count, 0.0);
-        assert!(x.detect_reset(&a.copy_to_schema(0)) == false);
+        assert!(!x.detect_reset(&a.copy_to_schema(0)));
         assert!(a.detect_reset(&x));
         let mut c = FloatHistogram {
             schema: CUSTOM_BUCKETS_SCHEMA,

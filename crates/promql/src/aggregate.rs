@@ -167,69 +167,8 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     let mut hist_groups: Vec<Vec<bool>> = Vec::new();
     let mut hist_out: Vec<(usize, usize, crate::eval::H)> = Vec::new();
     if (op == tok::T_SUM || op == tok::T_AVG) && has_histograms(&inner) {
-        let pos = position(ev, &a.expr);
-        let hsteps = by_step_h(&inner, r);
-        for (step, hsamples) in hsteps.iter().enumerate() {
-            let mut flags = vec![false; group_labels.len()];
-            let mut sums: Vec<Option<(FloatHistogram, f64, bool)>> = vec![None; group_labels.len()];
-            let mut order = Vec::new();
-            for &(i, h) in hsamples {
-                let gi = group_of[i];
-                flags[gi] = true;
-                match &mut sums[gi] {
-                    None => {
-                        sums[gi] = Some(((**h).clone(), 1.0, true));
-                        order.push(gi);
-                    }
-                    Some((acc_h, n, ok)) => {
-                        if !*ok {
-                            continue;
-                        }
-                        *n += 1.0;
-                        match acc_h.add(h) {
-                            Ok(o) => {
-                                if o.counter_reset_collision {
-                                    ev.annos.warn(format!(
-                                        "{} ({pos})",
-                                        crate::histfn::counter_reset_collision("aggregation")
-                                    ));
-                                }
-                                if o.custom_buckets_reconciled {
-                                    ev.annos.info(format!(
-                                        "{} ({pos})",
-                                        crate::histfn::reconciled("aggregation")
-                                    ));
-                                }
-                            }
-                            Err(_) => {
-                                *ok = false;
-                                ev.annos.warn(format!(
-                                    "{} ({pos})",
-                                    crate::histfn::mixed_exponential_custom("")
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-            let fsteps = &steps[step];
-            for gi in order {
-                if fsteps.iter().any(|&(i, _)| group_of[i] == gi) {
-                    ev.annos.warn(format!(
-                        "PromQL warning: encountered a mix of histograms and floats for aggregation ({pos})"
-                    ));
-                    continue;
-                }
-                if let Some((mut h, n, true)) = sums[gi].take() {
-                    if op == tok::T_AVG {
-                        h.div(n);
-                    }
-                    h.compact();
-                    hist_out.push((step, gi, std::sync::Arc::new(h)));
-                }
-            }
-            hist_groups.push(flags);
-        }
+        (hist_groups, hist_out) =
+            hist_sum_avg(ev, a, op, &inner, &group_of, group_labels.len(), &steps, r);
     }
     for (step, samples) in steps.iter().enumerate() {
         ev.check()?;
@@ -711,4 +650,87 @@ mod tests {
         assert_eq!(go_g(f64::NAN), "NaN");
         assert_eq!(go_g(1e-5), "1e-05");
     }
+}
+
+/// sum/avg over the histogram samples of each step and group: which groups had histograms at
+/// each step (their floats are left out) and the results. Kept out of line so the recursive
+/// evaluator's frames stay small.
+#[inline(never)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn hist_sum_avg(
+    ev: &mut Ev<'_>,
+    a: &AggregateExpr,
+    op: promql_parser::parser::token::TokenId,
+    inner: &[crate::eval::S],
+    group_of: &[usize],
+    ngroups: usize,
+    steps: &[Vec<(usize, f64)>],
+    r: Range,
+) -> (Vec<Vec<bool>>, Vec<(usize, usize, crate::eval::H)>) {
+    let mut hist_groups: Vec<Vec<bool>> = Vec::new();
+    let mut hist_out: Vec<(usize, usize, crate::eval::H)> = Vec::new();
+    let pos = position(ev, &a.expr);
+    let hsteps = by_step_h(inner, r);
+    for (step, hsamples) in hsteps.iter().enumerate() {
+        let mut flags = vec![false; ngroups];
+        let mut sums: Vec<Option<(FloatHistogram, f64, bool)>> = vec![None; ngroups];
+        let mut order = Vec::new();
+        for &(i, h) in hsamples {
+            let gi = group_of[i];
+            flags[gi] = true;
+            match &mut sums[gi] {
+                None => {
+                    sums[gi] = Some(((**h).clone(), 1.0, true));
+                    order.push(gi);
+                }
+                Some((acc_h, n, ok)) => {
+                    if !*ok {
+                        continue;
+                    }
+                    *n += 1.0;
+                    match acc_h.add(h) {
+                        Ok(o) => {
+                            if o.counter_reset_collision {
+                                ev.annos.warn(format!(
+                                    "{} ({pos})",
+                                    crate::histfn::counter_reset_collision("aggregation")
+                                ));
+                            }
+                            if o.custom_buckets_reconciled {
+                                ev.annos.info(format!(
+                                    "{} ({pos})",
+                                    crate::histfn::reconciled("aggregation")
+                                ));
+                            }
+                        }
+                        Err(_) => {
+                            *ok = false;
+                            ev.annos.warn(format!(
+                                "{} ({pos})",
+                                crate::histfn::mixed_exponential_custom("")
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let fsteps = &steps[step];
+        for gi in order {
+            if fsteps.iter().any(|&(i, _)| group_of[i] == gi) {
+                ev.annos.warn(format!(
+                        "PromQL warning: encountered a mix of histograms and floats for aggregation ({pos})"
+                    ));
+                continue;
+            }
+            if let Some((mut h, n, true)) = sums[gi].take() {
+                if op == tok::T_AVG {
+                    h.div(n);
+                }
+                h.compact();
+                hist_out.push((step, gi, std::sync::Arc::new(h)));
+            }
+        }
+        hist_groups.push(flags);
+    }
+    (hist_groups, hist_out)
 }

@@ -64,11 +64,6 @@ impl S {
             hs: Vec::new(),
         }
     }
-
-    /// Whether the series has no points at all.
-    pub fn is_empty(&self) -> bool {
-        self.pts.is_empty() && self.hs.is_empty()
-    }
 }
 
 /// An evaluated node.
@@ -352,18 +347,6 @@ impl Acc {
         self.map.insert(metric.clone(), self.out.len());
         self.out.push(S::floats(metric, false, Vec::new()));
         self.out.len() - 1
-    }
-
-    /// Like [`Acc::push`] for a histogram sample.
-    pub fn push_h(&mut self, metric: Labels, drop_name: bool, t: i64, h: H) -> Result<()> {
-        let slot = self.slot(metric);
-        let s = &mut self.out[slot];
-        if s.hs.last().is_some_and(|p| p.0 == t) || s.pts.last().is_some_and(|p| p.0 == t) {
-            return Err(exec("vector cannot contain metrics with the same labelset"));
-        }
-        s.drop_name |= drop_name;
-        s.hs.push((t, h));
-        Ok(())
     }
 
     /// Like [`Acc::push_keyed`] for a histogram sample.
@@ -781,6 +764,7 @@ impl<'a> Ev<'a> {
 
     /// A binary operation where histograms take part: histogram points are boxed into the
     /// float path (see [`crate::histop`]), evaluated by the same matching code, and unboxed.
+    #[inline(never)]
     fn mixed(
         &mut self,
         b: &BinaryExpr,
