@@ -630,28 +630,6 @@ pub(crate) fn xxh64(b: &[u8]) -> u64 {
     h
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xxh64_known_vectors() {
-        assert_eq!(xxh64(b""), 0xef46db3751d8e999);
-        assert_eq!(xxh64(b"a"), 0xd24ec4f1a98c6e5b);
-        assert_eq!(
-            xxh64(b"Call me Ishmael. Some years ago--never mind how long precisely-"),
-            0x02a2e85470d6fd96
-        );
-    }
-
-    #[test]
-    fn go_g_formats() {
-        assert_eq!(go_g(1.1), "1.1");
-        assert_eq!(go_g(f64::NAN), "NaN");
-        assert_eq!(go_g(1e-5), "1e-05");
-    }
-}
-
 /// sum/avg over the histogram samples of each step and group: which groups had histograms at
 /// each step (their floats are left out) and the results. Kept out of line so the recursive
 /// evaluator's frames stay small.
@@ -733,4 +711,26 @@ fn hist_sum_avg(
         hist_groups.push(flags);
     }
     (hist_groups, hist_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_known_vectors() {
+        assert_eq!(xxh64(b""), 0xef46db3751d8e999);
+        assert_eq!(xxh64(b"a"), 0xd24ec4f1a98c6e5b);
+        assert_eq!(
+            xxh64(b"Call me Ishmael. Some years ago--never mind how long precisely-"),
+            0x02a2e85470d6fd96
+        );
+    }
+
+    #[test]
+    fn go_g_formats() {
+        assert_eq!(go_g(1.1), "1.1");
+        assert_eq!(go_g(f64::NAN), "NaN");
+        assert_eq!(go_g(1e-5), "1e-05");
+    }
 }
