@@ -391,6 +391,25 @@ fn remap_custom(pairs: &[(i32, f64)], from: &[f64], bounds: &[f64]) -> Vec<(i32,
     out
 }
 
+/// Whether any bucket of `prev` holds more than the same bucket of `cur` (missing is 0).
+fn decreased(prev: &[(i32, f64)], cur: &[(i32, f64)]) -> bool {
+    let mut j = 0;
+    for &(i, c) in prev {
+        while j < cur.len() && cur[j].0 < i {
+            j += 1;
+        }
+        let now = if j < cur.len() && cur[j].0 == i {
+            cur[j].1
+        } else {
+            0.0
+        };
+        if c > now {
+            return true;
+        }
+    }
+    false
+}
+
 /// Go's `%g` of a float slice: `[1 2.5 +Inf]`.
 fn go_float_slice(v: &[f64]) -> String {
     let parts: Vec<String> = v.iter().map(|f| crate::gofmt::format_g(*f)).collect();
@@ -728,7 +747,25 @@ impl FloatHistogram {
         }
         if self.uses_custom_buckets() {
             if self.custom_values != previous.custom_values {
-                return true;
+                // Different bounds compare on the bounds both share, as an addition would
+                // reconcile them.
+                let shared: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|v| previous.custom_values.contains(v))
+                    .collect();
+                let cur = remap_custom(
+                    &sparse(&self.positive_spans, &self.positive_buckets),
+                    &self.custom_values,
+                    &shared,
+                );
+                let prev = remap_custom(
+                    &sparse(&previous.positive_spans, &previous.positive_buckets),
+                    &previous.custom_values,
+                    &shared,
+                );
+                return decreased(&prev, &cur);
             }
         } else {
             if self.schema > previous.schema {
@@ -771,22 +808,44 @@ impl FloatHistogram {
             };
             let cur = above(reduce(&cur, self.schema, schema));
             let prev = above(reduce(&prev, previous.schema, schema));
-            let mut j = 0;
-            for &(i, c) in &prev {
-                while j < cur.len() && cur[j].0 < i {
-                    j += 1;
-                }
-                let now = if j < cur.len() && cur[j].0 == i {
-                    cur[j].1
-                } else {
-                    0.0
-                };
-                if c > now {
-                    return true;
-                }
+            if decreased(&prev, &cur) {
+                return true;
             }
         }
         false
+    }
+
+    /// Go's `String()` of a histogram, as `count_values` labels it:
+    /// `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (0.5,1]:1}` (populated buckets only).
+    pub fn go_string(&self) -> String {
+        let g = crate::gofmt::format_g;
+        let mut s = format!("{{count:{}, sum:{}", g(self.count), g(self.sum));
+        let mut neg = self.negative_bucket_list();
+        neg.reverse();
+        let zero = if self.zero_count != 0.0 {
+            Some(self.zero_bucket())
+        } else {
+            None
+        };
+        for b in neg
+            .iter()
+            .chain(zero.iter())
+            .chain(self.positive_bucket_list().iter())
+        {
+            if b.count == 0.0 {
+                continue;
+            }
+            s.push_str(&format!(
+                ", {}{},{}{}:{}",
+                if b.lower_inclusive { '[' } else { '(' },
+                g(b.lower),
+                g(b.upper),
+                if b.upper_inclusive { ']' } else { ')' },
+                g(b.count)
+            ));
+        }
+        s.push('}');
+        s
     }
 
     /// The `q` quantile by interpolation within buckets (Prometheus's `HistogramQuantile`):

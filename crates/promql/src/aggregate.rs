@@ -58,6 +58,12 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     if has_histograms(&inner) {
         let opn = a.op.id();
         match opn {
+            tok::T_COUNT_VALUES => {
+                // A histogram counts under its Go string form.
+                let mut b = crate::histop::Boxes::default();
+                inner = b.box_series(inner);
+                boxes = Some(b);
+            }
             tok::T_COUNT | tok::T_GROUP => {
                 for s in &mut inner {
                     if !s.hs.is_empty() {
@@ -103,7 +109,10 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
         for s in &inner {
             let mut by_value: Vec<(String, usize)> = Vec::new();
             for &(t, v) in &s.pts {
-                let key = format_float(v);
+                let key = match boxes.as_ref().and_then(|b| b.get(v)) {
+                    Some(h) => h.go_string(),
+                    None => format_float(v),
+                };
                 let idx = match by_value.iter().find(|e| e.0 == key) {
                     Some(e) => e.1,
                     None => {
@@ -397,7 +406,10 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
                 tok::T_COUNT_VALUES => {
                     let mut counts: Vec<(String, f64)> = Vec::new();
                     for (_, f) in g.members {
-                        let s = format_float(f);
+                        let s = match boxes.as_ref().and_then(|b| b.get(f)) {
+                            Some(h) => h.go_string(),
+                            None => format_float(f),
+                        };
                         match counts.iter_mut().find(|c| c.0 == s) {
                             Some(c) => c.1 += 1.0,
                             None => counts.push((s, 1.0)),

@@ -36,7 +36,8 @@ impl Boxes {
         f64::from_bits(MARK | (self.table.len() as u64 - 1))
     }
 
-    fn get(&self, v: f64) -> Option<&H> {
+    /// The histogram a boxed value refers to; `None` for plain floats.
+    pub fn get(&self, v: f64) -> Option<&H> {
         let bits = v.to_bits();
         if bits & MARK_MASK != MARK {
             return None;

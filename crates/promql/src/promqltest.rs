@@ -629,9 +629,16 @@ fn add_nhcb(data: &mut BTreeMap<Labels, BTreeMap<i64, Point>>, loaded: &[Labels]
     }
     for (base, mut buckets) in groups {
         buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-        if buckets.last().map(|b| b.0) != Some(f64::INFINITY) {
+        if buckets.is_empty() {
             continue;
         }
+        // Without a `+Inf` bucket, every bound is a custom bound and the implied `+Inf`
+        // bucket is empty.
+        let finite = if buckets.last().map(|b| b.0) == Some(f64::INFINITY) {
+            buckets.len() - 1
+        } else {
+            buckets.len()
+        };
         let with_name = |suffix: &str| {
             let mut pairs = crate::eval::to_pairs(&base);
             for p in &mut pairs {
@@ -642,7 +649,7 @@ fn add_nhcb(data: &mut BTreeMap<Labels, BTreeMap<i64, Point>>, loaded: &[Labels]
             labels_from(pairs)
         };
         let (count_l, sum_l) = (with_name("_count"), with_name("_sum"));
-        let custom_values: Vec<f64> = buckets[..buckets.len() - 1].iter().map(|b| b.0).collect();
+        let custom_values: Vec<f64> = buckets[..finite].iter().map(|b| b.0).collect();
         let Some(first) = data.get(&buckets[0].1) else {
             continue;
         };
