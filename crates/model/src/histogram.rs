@@ -515,8 +515,19 @@ impl FloatHistogram {
         self.negative_buckets.iter_mut().for_each(|b| *b *= factor);
     }
 
-    /// Divides every count and the sum by `divisor` (by zero: everything becomes ±Inf or NaN).
+    /// Divides every count and the sum by `divisor`. By zero, as Prometheus does, the count,
+    /// sum and zero bucket become ±Inf (or NaN) and the other buckets are dropped.
     pub fn div(&mut self, divisor: f64) {
+        if divisor == 0.0 {
+            self.zero_count /= divisor;
+            self.count /= divisor;
+            self.sum /= divisor;
+            self.positive_spans.clear();
+            self.positive_buckets.clear();
+            self.negative_spans.clear();
+            self.negative_buckets.clear();
+            return;
+        }
         self.zero_count /= divisor;
         self.count /= divisor;
         self.sum /= divisor;
@@ -656,6 +667,95 @@ impl FloatHistogram {
     /// bounds both share. Fails, leaving `self` unchanged, for exponential plus custom buckets.
     pub fn add(&mut self, other: &FloatHistogram) -> Result<Combined, IncompatibleSchemas> {
         self.combine(other, 1.0)
+    }
+
+    /// The sum of `items` (at least one), laid out as repeated [`FloatHistogram::add`] would
+    /// lay it out, with every count and the sum added with Kahan-Neumaier compensation so
+    /// that large values cancelling out do not swallow small ones (Prometheus's `KahanAdd`).
+    pub fn kahan_sum(
+        items: &[&FloatHistogram],
+    ) -> Result<(FloatHistogram, Combined), IncompatibleSchemas> {
+        let Some(first) = items.first() else {
+            return Ok((FloatHistogram::default(), Combined::default()));
+        };
+        let mut acc = (*first).clone();
+        let mut flags = Combined::default();
+        for h in &items[1..] {
+            let o = acc.add(h)?;
+            flags.counter_reset_collision |= o.counter_reset_collision;
+            flags.custom_buckets_reconciled |= o.custom_buckets_reconciled;
+        }
+        if items.len() == 1 {
+            return Ok((acc, flags));
+        }
+        let ksum = |vals: &mut dyn Iterator<Item = f64>| {
+            let (mut s, mut c) = (0.0f64, 0.0f64);
+            for v in vals {
+                let t = s + v;
+                if t.is_infinite() {
+                    c = 0.0;
+                } else if s.abs() >= v.abs() {
+                    c += (s - t) + v;
+                } else {
+                    c += (v - t) + s;
+                }
+                s = t;
+            }
+            if s.is_infinite() {
+                s
+            } else {
+                s + c
+            }
+        };
+        acc.count = ksum(&mut items.iter().map(|h| h.count));
+        acc.sum = ksum(&mut items.iter().map(|h| h.sum));
+        let schema = acc.schema;
+        let threshold = acc.zero_threshold;
+        let custom = acc.uses_custom_buckets();
+        let mut zero_terms = Vec::with_capacity(items.len());
+        for negative in [false, true] {
+            let mut terms: std::collections::BTreeMap<i32, Vec<f64>> = Default::default();
+            for h in items {
+                let (sp, bk) = if negative {
+                    (&h.negative_spans, &h.negative_buckets)
+                } else {
+                    (&h.positive_spans, &h.positive_buckets)
+                };
+                let pairs = sparse(sp, bk);
+                let mapped: Vec<(i32, f64)> = if custom {
+                    if h.custom_values == acc.custom_values {
+                        pairs
+                    } else {
+                        remap_custom(&pairs, &h.custom_values, &acc.custom_values)
+                    }
+                } else {
+                    if !negative {
+                        zero_terms.push(h.zero_count_for_larger_threshold(threshold).0);
+                    }
+                    reduce(&pairs, h.schema, schema)
+                        .into_iter()
+                        .filter(|&(i, _)| exponential_bound(i, schema) > threshold)
+                        .collect()
+                };
+                for (i, c) in mapped {
+                    terms.entry(i).or_default().push(c);
+                }
+            }
+            let pairs: Vec<(i32, f64)> = terms
+                .into_iter()
+                .map(|(i, v)| (i, ksum(&mut v.into_iter())))
+                .collect();
+            let (sp, bk) = from_sparse(&pairs);
+            if negative {
+                (acc.negative_spans, acc.negative_buckets) = (sp, bk);
+            } else {
+                (acc.positive_spans, acc.positive_buckets) = (sp, bk);
+            }
+        }
+        if !custom {
+            acc.zero_count = ksum(&mut zero_terms.into_iter());
+        }
+        Ok((acc, flags))
     }
 
     /// `self -= other`, as [`FloatHistogram::add`] (buckets may become negative).

@@ -663,62 +663,41 @@ fn hist_sum_avg(
     let hsteps = by_step_h(inner, r);
     for (step, hsamples) in hsteps.iter().enumerate() {
         let mut flags = vec![false; ngroups];
-        let mut sums: Vec<Option<(FloatHistogram, f64, bool)>> = vec![None; ngroups];
+        let mut members: Vec<Vec<&FloatHistogram>> = vec![Vec::new(); ngroups];
         let mut order = Vec::new();
         for &(i, h) in hsamples {
             let gi = group_of[i];
-            flags[gi] = true;
-            match &mut sums[gi] {
-                None => {
-                    sums[gi] = Some(((**h).clone(), 1.0, true));
-                    order.push(gi);
-                }
-                Some((acc_h, n, ok)) => {
-                    if !*ok {
-                        continue;
-                    }
-                    *n += 1.0;
-                    match acc_h.add(h) {
-                        Ok(o) => {
-                            if o.counter_reset_collision {
-                                ev.annos.warn(format!(
-                                    "{} ({pos})",
-                                    crate::histfn::counter_reset_collision("aggregation")
-                                ));
-                            }
-                            if o.custom_buckets_reconciled {
-                                ev.annos.info(format!(
-                                    "{} ({pos})",
-                                    crate::histfn::reconciled("aggregation")
-                                ));
-                            }
-                        }
-                        Err(_) => {
-                            *ok = false;
-                            ev.annos.warn(format!(
-                                "{} ({pos})",
-                                crate::histfn::mixed_exponential_custom("")
-                            ));
-                        }
-                    }
-                }
+            if !flags[gi] {
+                flags[gi] = true;
+                order.push(gi);
             }
+            members[gi].push(h);
         }
         let fsteps = &steps[step];
         for gi in order {
             if fsteps.iter().any(|&(i, _)| group_of[i] == gi) {
                 ev.annos.warn(format!(
-                        "PromQL warning: encountered a mix of histograms and floats for aggregation ({pos})"
-                    ));
+                    "PromQL warning: encountered a mix of histograms and floats for aggregation ({pos})"
+                ));
                 continue;
             }
-            if let Some((mut h, n, true)) = sums[gi].take() {
-                if op == tok::T_AVG {
-                    h.div(n);
+            let hs = &members[gi];
+            let (mut h, o) = match FloatHistogram::kahan_sum(hs) {
+                Ok(x) => x,
+                Err(_) => {
+                    ev.annos.warn(format!(
+                        "{} ({pos})",
+                        crate::histfn::mixed_exponential_custom("")
+                    ));
+                    continue;
                 }
-                h.compact();
-                hist_out.push((step, gi, std::sync::Arc::new(h)));
+            };
+            crate::histfn::note_combined(ev, &o, &h, &pos);
+            if op == tok::T_AVG {
+                h.div(hs.len() as f64);
             }
+            h.compact();
+            hist_out.push((step, gi, std::sync::Arc::new(h)));
         }
         hist_groups.push(flags);
     }

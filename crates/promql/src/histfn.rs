@@ -64,6 +64,26 @@ fn ignored_in_mixed_range(metric: &str) -> String {
     )
 }
 
+/// The annotations of an aggregation of histograms: a counter-reset collision warns unless
+/// a gauge in the mix made the result a gauge; reconciled custom buckets are an info.
+pub(crate) fn note_combined(
+    ev: &mut crate::eval::Ev<'_>,
+    o: &model::histogram::Combined,
+    h: &FloatHistogram,
+    pos: &str,
+) {
+    if o.counter_reset_collision && h.counter_reset_hint != CounterResetHint::Gauge {
+        ev.annos.warn(format!(
+            "{} ({pos})",
+            counter_reset_collision("aggregation")
+        ));
+    }
+    if o.custom_buckets_reconciled {
+        ev.annos
+            .info(format!("{} ({pos})", reconciled("aggregation")));
+    }
+}
+
 /// Context of one window.
 pub(crate) struct Win<'a> {
     /// The series' metric name (empty when it has none).
@@ -217,50 +237,23 @@ pub(crate) fn window(
                 warn(notes, mixed_floats_histograms(c.metric));
                 return Out::None;
             }
-            let mut acc = (*hw[0].1).clone();
             let avg = name == "avg_over_time";
-            let mut reconciled_any = false;
-            let mut collision = false;
-            for (i, (_, h)) in hw.iter().enumerate().skip(1) {
-                let r = if avg {
-                    // Incremental mean, as Prometheus computes it.
-                    let n = (i + 1) as f64;
-                    let mut left = (**h).clone();
-                    left.div(n);
-                    let mut right = acc.clone();
-                    right.div(n);
-                    match left.sub(&right) {
-                        Ok(o1) => acc.add(&left).map(|o2| {
-                            (
-                                o1.custom_buckets_reconciled || o2.custom_buckets_reconciled,
-                                o2.counter_reset_collision,
-                            )
-                        }),
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    acc.add(h)
-                        .map(|o| (o.custom_buckets_reconciled, o.counter_reset_collision))
-                };
-                match r {
-                    Ok((rec, col)) => {
-                        reconciled_any |= rec;
-                        collision |= col;
-                    }
-                    Err(IncompatibleSchemas) => {
-                        warn(notes, mixed_exponential_custom(c.metric));
-                        return Out::None;
-                    }
+            let items: Vec<&FloatHistogram> = hw.iter().map(|(_, h)| &**h).collect();
+            let (mut acc, o) = match FloatHistogram::kahan_sum(&items) {
+                Ok(x) => x,
+                Err(IncompatibleSchemas) => {
+                    warn(notes, mixed_exponential_custom(c.metric));
+                    return Out::None;
                 }
-            }
-            if collision {
+            };
+            if o.counter_reset_collision && acc.counter_reset_hint != CounterResetHint::Gauge {
                 warn(notes, counter_reset_collision("aggregation"));
             }
-            if reconciled_any {
+            if o.custom_buckets_reconciled {
                 info(notes, reconciled("aggregation"));
             }
-            if !avg && hw.len() == 1 {
-                // A single sample passes through unchanged.
+            if avg {
+                acc.div(items.len() as f64);
             }
             acc.compact();
             Out::H(Arc::new(acc))
