@@ -948,6 +948,18 @@ impl FloatHistogram {
         s
     }
 
+    /// Whether NaN was observed: the sum is NaN and the count exceeds the buckets' total
+    /// (a NaN observation is counted but lands in no bucket).
+    pub fn has_nan_observations(&self) -> bool {
+        if !self.sum.is_nan() {
+            return false;
+        }
+        let total: f64 = self.zero_count
+            + self.positive_buckets.iter().sum::<f64>()
+            + self.negative_buckets.iter().sum::<f64>();
+        self.count > total
+    }
+
     /// The `q` quantile by interpolation within buckets (Prometheus's `HistogramQuantile`):
     /// exponentially inside exponential buckets, linearly in the zero bucket and in custom
     /// buckets.
@@ -1007,6 +1019,10 @@ impl FloatHistogram {
             count = self.count;
         }
         if count < rank {
+            // The rank lies among NaN observations, which have no bucket.
+            if self.has_nan_observations() {
+                return f64::NAN;
+            }
             return bucket.upper;
         }
         if forward {
@@ -1092,12 +1108,16 @@ impl FloatHistogram {
             }
             rank += b.count;
         }
-        if !lower_set || lower_rank > self.count {
-            lower_rank = self.count;
+        // Bounds beyond every bucket sit at the buckets' total: NaN observations (counted
+        // but in no bucket) are in no fraction.
+        if !lower_set {
+            lower_rank = rank;
         }
-        if !upper_set || upper_rank > self.count {
-            upper_rank = self.count;
+        if !upper_set {
+            upper_rank = rank;
         }
+        lower_rank = lower_rank.min(self.count);
+        upper_rank = upper_rank.min(self.count);
         (upper_rank - lower_rank) / self.count
     }
 

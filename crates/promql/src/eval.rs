@@ -131,6 +131,10 @@ pub(crate) struct Ev<'a> {
     /// The query's step (0 for an instant query), for `step()`.
     pub query_step: i64,
     pub subquery_step: i64,
+    /// Whether selectors are read as Prometheus reads them under `histogram_count`,
+    /// `histogram_sum` and `histogram_avg` (its `HistogramStatsIterator`): counter-reset
+    /// hints are recomputed sample by sample, so a detected reset says "reset".
+    pub stats_mode: bool,
     pub annos: Annos,
     pub query: &'a str,
     /// String literals of the query that are not UTF-8 in Go (see `literals`).
@@ -612,7 +616,10 @@ impl<'a> Ev<'a> {
             for s in self.querier.select(ms, mint, maxt)? {
                 self.check()?;
                 let pts: Vec<(i64, f64)> = s.samples().collect();
-                let hs: Vec<(i64, H)> = s.histograms().map(|(t, h)| (t, h.clone())).collect();
+                let mut hs: Vec<(i64, H)> = s.histograms().map(|(t, h)| (t, h.clone())).collect();
+                if self.stats_mode {
+                    stats_hints(&mut hs);
+                }
                 // A histogram weighs as much as its buckets (Prometheus counts it by size).
                 let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
                 self.add_samples(pts.len() + weight)?;
@@ -797,8 +804,12 @@ impl<'a> Ev<'a> {
     fn binary(&mut self, b: &BinaryExpr, r: Range) -> Result<Val> {
         let op = b.op.id();
         let return_bool = b.return_bool();
-        let lhs = self.eval(&b.lhs, r)?;
-        let rhs = self.eval(&b.rhs, r)?;
+        // Prometheus decides stats reading for each side of a binary operation on its own.
+        let saved = std::mem::replace(&mut self.stats_mode, false);
+        let lhs = self.eval(&b.lhs, r);
+        let rhs = self.eval(&b.rhs, r);
+        self.stats_mode = saved;
+        let (lhs, rhs) = (lhs?, rhs?);
         match (lhs, rhs) {
             (Val::Scalar(l), Val::Scalar(r2)) => {
                 let mut out = Vec::with_capacity(l.len());
@@ -1263,4 +1274,27 @@ pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
         + 16 * (h.positive_spans.len() + h.negative_spans.len())
         + 8 * (h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len());
     (bytes / 16).max(1)
+}
+
+/// Counter-reset hints as Prometheus's `HistogramStatsIterator` gives them: gauges stay
+/// gauges; after the first sample, a detected reset is "reset" and anything else "not reset".
+fn stats_hints(hs: &mut [(i64, H)]) {
+    use model::histogram::CounterResetHint as C;
+    for i in 1..hs.len() {
+        let (prev, cur) = hs.split_at_mut(i);
+        let (p, c) = (&prev[i - 1].1, &mut cur[0].1);
+        if c.counter_reset_hint == C::Gauge || p.counter_reset_hint == C::Gauge {
+            continue;
+        }
+        let mut probe = (**c).clone();
+        probe.counter_reset_hint = C::Unknown;
+        let hint = if probe.detect_reset(p) {
+            C::CounterReset
+        } else {
+            C::NotCounterReset
+        };
+        if c.counter_reset_hint != hint {
+            Arc::make_mut(c).counter_reset_hint = hint;
+        }
+    }
 }

@@ -112,6 +112,25 @@ pub(crate) fn position(ev: &Ev<'_>, e: &Expr) -> String {
 
 pub(crate) fn call(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
     let name = c.func.name;
+    // Selectors under histogram_count/sum/avg read histograms as Prometheus's
+    // HistogramStatsIterator does (see `Ev::stats_mode`); a function needing the buckets
+    // turns that off again below it.
+    let stats = match name {
+        "histogram_count" | "histogram_sum" | "histogram_avg" => Some(true),
+        "histogram_quantile" | "histogram_fraction" | "histogram_quantiles" => Some(false),
+        _ => None,
+    };
+    let Some(stats) = stats else {
+        return call_inner(ev, c, r);
+    };
+    let saved = std::mem::replace(&mut ev.stats_mode, stats);
+    let res = call_inner(ev, c, r);
+    ev.stats_mode = saved;
+    res
+}
+
+fn call_inner(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
+    let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
     match name {
         "rate"
@@ -1354,6 +1373,14 @@ fn quantiles(
             for (q, _) in qs {
                 let qv = q[step];
                 let res = h.quantile(qv);
+                if h.has_nan_observations() {
+                    ev.annos.info(format!(
+                        "PromQL info: input to histogram_quantile has NaN observations, result is {} for metric name {} ({})",
+                        if res.is_nan() { "NaN" } else { "skewed higher" },
+                        crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
+                        position(ev, input)
+                    ));
+                }
                 let out = match label {
                     None => metric.clone(),
                     Some(l) => {
@@ -1486,6 +1513,13 @@ fn histogram_fraction(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> 
                     position(ev, args[2])
                 ));
                 continue;
+            }
+            if h.has_nan_observations() {
+                ev.annos.info(format!(
+                    "PromQL info: input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {} ({})",
+                    crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
+                    position(ev, args[2])
+                ));
             }
             acc.push(
                 metric.clone(),

@@ -229,6 +229,7 @@ impl Engine {
             query_end: end,
             query_step: if instant { 0 } else { step },
             subquery_step: eval::duration_ms(&self.opts.default_subquery_step).max(1),
+            stats_mode: false,
             annos: Annos::default(),
             query,
             non_utf8: literals::non_utf8_literals(query),

@@ -712,12 +712,14 @@ fn stored_samples(s: &BTreeMap<i64, Point>) -> (Vec<(i64, f64)>, Vec<(i64, Arc<F
                     let explicit_reset = h.counter_reset_hint == CounterResetHint::CounterReset;
                     h.counter_reset_hint = CounterResetHint::Unknown;
                     h.counter_reset_hint = match &prev {
-                        _ if explicit_reset => CounterResetHint::CounterReset,
+                        _ if explicit_reset => CounterResetHint::Unknown,
                         None => CounterResetHint::Unknown,
                         Some(p) if p.counter_reset_hint == CounterResetHint::Gauge => {
                             CounterResetHint::Unknown
                         }
-                        Some(p) if h.detect_reset(p) => CounterResetHint::CounterReset,
+                        // A reset starts a new chunk whose first sample reads back with an
+                        // unknown hint (prometheus/prometheus#15346).
+                        Some(p) if h.detect_reset(p) => CounterResetHint::Unknown,
                         Some(_) => CounterResetHint::NotCounterReset,
                     };
                 }
