@@ -685,6 +685,11 @@ impl FloatHistogram {
             flags.counter_reset_collision |= o.counter_reset_collision;
             flags.custom_buckets_reconciled |= o.custom_buckets_reconciled;
         }
+        // Prometheus reports a collision when the inputs hold both hints, whatever order
+        // they come in and whatever else (a gauge) is in the mix.
+        let has = |h: CounterResetHint| items.iter().any(|x| x.counter_reset_hint == h);
+        flags.counter_reset_collision =
+            has(CounterResetHint::CounterReset) && has(CounterResetHint::NotCounterReset);
         if items.len() == 1 {
             return Ok((acc, flags));
         }
@@ -756,6 +761,32 @@ impl FloatHistogram {
             acc.zero_count = ksum(&mut zero_terms.into_iter());
         }
         Ok((acc, flags))
+    }
+
+    /// The mean of `items` (at least one): their [`FloatHistogram::kahan_sum`] divided by
+    /// their number, or, when that sum overflows to infinity, the incremental mean Prometheus
+    /// falls back to so large finite inputs keep a finite mean.
+    pub fn mean(
+        items: &[&FloatHistogram],
+    ) -> Result<(FloatHistogram, Combined), IncompatibleSchemas> {
+        let (mut sum, flags) = Self::kahan_sum(items)?;
+        let overflow = sum.count.is_infinite() && items.iter().all(|h| h.count.is_finite());
+        if !overflow {
+            sum.div(items.len() as f64);
+            return Ok((sum, flags));
+        }
+        let mut mean = items[0].clone();
+        for (i, h) in items.iter().enumerate().skip(1) {
+            let n = (i + 1) as f64;
+            let mut left = (*h).clone();
+            left.div(n);
+            let mut right = mean.clone();
+            right.div(n);
+            mean.add(&left)?;
+            mean.sub(&right)?;
+        }
+        mean.counter_reset_hint = sum.counter_reset_hint;
+        Ok((mean, flags))
     }
 
     /// `self -= other`, as [`FloatHistogram::add`] (buckets may become negative).

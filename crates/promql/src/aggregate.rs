@@ -682,7 +682,12 @@ fn hist_sum_avg(
                 continue;
             }
             let hs = &members[gi];
-            let (mut h, o) = match FloatHistogram::kahan_sum(hs) {
+            let summed = if op == tok::T_AVG {
+                FloatHistogram::mean(hs)
+            } else {
+                FloatHistogram::kahan_sum(hs)
+            };
+            let (mut h, o) = match summed {
                 Ok(x) => x,
                 Err(_) => {
                     ev.annos.warn(format!(
@@ -692,10 +697,7 @@ fn hist_sum_avg(
                     continue;
                 }
             };
-            crate::histfn::note_combined(ev, &o, &h, &pos);
-            if op == tok::T_AVG {
-                h.div(hs.len() as f64);
-            }
+            crate::histfn::note_combined(ev, &o, &pos);
             h.compact();
             hist_out.push((step, gi, std::sync::Arc::new(h)));
         }

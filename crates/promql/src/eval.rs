@@ -739,7 +739,19 @@ impl<'a> Ev<'a> {
             return Err(Error::TooManySamples);
         }
         match self.eval(&sq.expr, inner)? {
-            Val::Vector(v) => Ok(v),
+            Val::Vector(mut v) => {
+                // Subquery steps are not consecutive samples: stored counter-reset hints say
+                // nothing about them, so resets are detected again from the values.
+                use model::histogram::CounterResetHint as C;
+                for s in &mut v {
+                    for (_, h) in &mut s.hs {
+                        if matches!(h.counter_reset_hint, C::CounterReset | C::NotCounterReset) {
+                            Arc::make_mut(h).counter_reset_hint = C::Unknown;
+                        }
+                    }
+                }
+                Ok(v)
+            }
             Val::Scalar(s) => Ok(vec![S::floats(
                 Labels::empty(),
                 false,

@@ -64,15 +64,14 @@ fn ignored_in_mixed_range(metric: &str) -> String {
     )
 }
 
-/// The annotations of an aggregation of histograms: a counter-reset collision warns unless
-/// a gauge in the mix made the result a gauge; reconciled custom buckets are an info.
+/// The annotations of an aggregation of histograms: a counter-reset collision warns,
+/// reconciled custom buckets are an info.
 pub(crate) fn note_combined(
     ev: &mut crate::eval::Ev<'_>,
     o: &model::histogram::Combined,
-    h: &FloatHistogram,
     pos: &str,
 ) {
-    if o.counter_reset_collision && h.counter_reset_hint != CounterResetHint::Gauge {
+    if o.counter_reset_collision {
         ev.annos.warn(format!(
             "{} ({pos})",
             counter_reset_collision("aggregation")
@@ -239,21 +238,23 @@ pub(crate) fn window(
             }
             let avg = name == "avg_over_time";
             let items: Vec<&FloatHistogram> = hw.iter().map(|(_, h)| &**h).collect();
-            let (mut acc, o) = match FloatHistogram::kahan_sum(&items) {
+            let summed = if avg {
+                FloatHistogram::mean(&items)
+            } else {
+                FloatHistogram::kahan_sum(&items)
+            };
+            let (mut acc, o) = match summed {
                 Ok(x) => x,
                 Err(IncompatibleSchemas) => {
                     warn(notes, mixed_exponential_custom(c.metric));
                     return Out::None;
                 }
             };
-            if o.counter_reset_collision && acc.counter_reset_hint != CounterResetHint::Gauge {
+            if o.counter_reset_collision {
                 warn(notes, counter_reset_collision("aggregation"));
             }
             if o.custom_buckets_reconciled {
                 info(notes, reconciled("aggregation"));
-            }
-            if avg {
-                acc.div(items.len() as f64);
             }
             acc.compact();
             Out::H(Arc::new(acc))
