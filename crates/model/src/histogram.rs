@@ -391,6 +391,71 @@ fn remap_custom(pairs: &[(i32, f64)], from: &[f64], bounds: &[f64]) -> Vec<(i32,
     out
 }
 
+/// One step of Kahan-Neumaier summation: `(sum, compensation)` after adding `v`.
+fn kahan_step(v: f64, s: f64, c: f64) -> (f64, f64) {
+    let t = s + v;
+    let c = if t.is_infinite() {
+        0.0
+    } else if s.abs() >= v.abs() {
+        c + ((s - t) + v)
+    } else {
+        c + ((v - t) + s)
+    };
+    (t, c)
+}
+
+/// The compensated sum of `vals`.
+fn kahan_sum_of(vals: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for &v in vals {
+        (s, c) = kahan_step(v, s, c);
+    }
+    if s.is_infinite() {
+        s
+    } else {
+        s + c
+    }
+}
+
+/// The mean of `vals` as Prometheus's `avg` computes it: the compensated sum over the count,
+/// switching to a compensated incremental mean once the sum would overflow.
+fn kahan_mean_of(vals: &[f64]) -> f64 {
+    let Some(&first) = vals.first() else {
+        return f64::NAN;
+    };
+    let (mut sum, mut c) = (first, 0.0);
+    let (mut mean, mut incremental) = (0.0, false);
+    let mut count = 1.0;
+    for &v in &vals[1..] {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_step(v, sum, c);
+            if !ns.is_infinite() {
+                (sum, c) = (ns, nc);
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        let corrected = mean + c;
+        (mean, c) = kahan_step(v / count - corrected / count, mean, c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
+}
+
 /// Whether any bucket of `prev` holds more than the same bucket of `cur` (missing is 0).
 fn decreased(prev: &[(i32, f64)], cur: &[(i32, f64)]) -> bool {
     let mut j = 0;
@@ -675,6 +740,25 @@ impl FloatHistogram {
     pub fn kahan_sum(
         items: &[&FloatHistogram],
     ) -> Result<(FloatHistogram, Combined), IncompatibleSchemas> {
+        Self::fold_components(items, kahan_sum_of)
+    }
+
+    /// The mean of `items` (at least one), component by component: the compensated sum over
+    /// the number of items, or, where that sum overflows, the compensated incremental mean
+    /// (Prometheus's `avg` numerics), so large finite inputs keep a finite mean.
+    pub fn mean(
+        items: &[&FloatHistogram],
+    ) -> Result<(FloatHistogram, Combined), IncompatibleSchemas> {
+        Self::fold_components(items, kahan_mean_of)
+    }
+
+    /// Lays `items` out as repeated additions would (schema, zero bucket, custom bounds,
+    /// hint), then computes every component (count, sum, zero count, each bucket) from the
+    /// items' values mapped onto that layout with `f`.
+    fn fold_components(
+        items: &[&FloatHistogram],
+        f: fn(&[f64]) -> f64,
+    ) -> Result<(FloatHistogram, Combined), IncompatibleSchemas> {
         let Some(first) = items.first() else {
             return Ok((FloatHistogram::default(), Combined::default()));
         };
@@ -682,7 +766,6 @@ impl FloatHistogram {
         let mut flags = Combined::default();
         for h in &items[1..] {
             let o = acc.add(h)?;
-            flags.counter_reset_collision |= o.counter_reset_collision;
             flags.custom_buckets_reconciled |= o.custom_buckets_reconciled;
         }
         // Prometheus reports a collision when the inputs hold both hints, whatever order
@@ -690,37 +773,18 @@ impl FloatHistogram {
         let has = |h: CounterResetHint| items.iter().any(|x| x.counter_reset_hint == h);
         flags.counter_reset_collision =
             has(CounterResetHint::CounterReset) && has(CounterResetHint::NotCounterReset);
-        if items.len() == 1 {
-            return Ok((acc, flags));
-        }
-        let ksum = |vals: &mut dyn Iterator<Item = f64>| {
-            let (mut s, mut c) = (0.0f64, 0.0f64);
-            for v in vals {
-                let t = s + v;
-                if t.is_infinite() {
-                    c = 0.0;
-                } else if s.abs() >= v.abs() {
-                    c += (s - t) + v;
-                } else {
-                    c += (v - t) + s;
-                }
-                s = t;
-            }
-            if s.is_infinite() {
-                s
-            } else {
-                s + c
-            }
-        };
-        acc.count = ksum(&mut items.iter().map(|h| h.count));
-        acc.sum = ksum(&mut items.iter().map(|h| h.sum));
+        let n = items.len();
+        let counts: Vec<f64> = items.iter().map(|h| h.count).collect();
+        let sums: Vec<f64> = items.iter().map(|h| h.sum).collect();
+        acc.count = f(&counts);
+        acc.sum = f(&sums);
         let schema = acc.schema;
         let threshold = acc.zero_threshold;
         let custom = acc.uses_custom_buckets();
-        let mut zero_terms = Vec::with_capacity(items.len());
+        let mut zero_terms = Vec::with_capacity(n);
         for negative in [false, true] {
             let mut terms: std::collections::BTreeMap<i32, Vec<f64>> = Default::default();
-            for h in items {
+            for (k, h) in items.iter().enumerate() {
                 let (sp, bk) = if negative {
                     (&h.negative_spans, &h.negative_buckets)
                 } else {
@@ -743,13 +807,10 @@ impl FloatHistogram {
                         .collect()
                 };
                 for (i, c) in mapped {
-                    terms.entry(i).or_default().push(c);
+                    terms.entry(i).or_insert_with(|| vec![0.0; n])[k] += c;
                 }
             }
-            let pairs: Vec<(i32, f64)> = terms
-                .into_iter()
-                .map(|(i, v)| (i, ksum(&mut v.into_iter())))
-                .collect();
+            let pairs: Vec<(i32, f64)> = terms.into_iter().map(|(i, v)| (i, f(&v))).collect();
             let (sp, bk) = from_sparse(&pairs);
             if negative {
                 (acc.negative_spans, acc.negative_buckets) = (sp, bk);
@@ -758,35 +819,9 @@ impl FloatHistogram {
             }
         }
         if !custom {
-            acc.zero_count = ksum(&mut zero_terms.into_iter());
+            acc.zero_count = f(&zero_terms);
         }
         Ok((acc, flags))
-    }
-
-    /// The mean of `items` (at least one): their [`FloatHistogram::kahan_sum`] divided by
-    /// their number, or, when that sum overflows to infinity, the incremental mean Prometheus
-    /// falls back to so large finite inputs keep a finite mean.
-    pub fn mean(
-        items: &[&FloatHistogram],
-    ) -> Result<(FloatHistogram, Combined), IncompatibleSchemas> {
-        let (mut sum, flags) = Self::kahan_sum(items)?;
-        let overflow = sum.count.is_infinite() && items.iter().all(|h| h.count.is_finite());
-        if !overflow {
-            sum.div(items.len() as f64);
-            return Ok((sum, flags));
-        }
-        let mut mean = items[0].clone();
-        for (i, h) in items.iter().enumerate().skip(1) {
-            let n = (i + 1) as f64;
-            let mut left = (*h).clone();
-            left.div(n);
-            let mut right = mean.clone();
-            right.div(n);
-            mean.add(&left)?;
-            mean.sub(&right)?;
-        }
-        mean.counter_reset_hint = sum.counter_reset_hint;
-        Ok((mean, flags))
     }
 
     /// `self -= other`, as [`FloatHistogram::add`] (buckets may become negative).
