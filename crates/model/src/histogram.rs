@@ -1153,8 +1153,18 @@ impl FloatHistogram {
             if lower_set && upper_set {
                 break;
             }
+            // A bucket of infinite width cannot be interpolated: a bound inside it sits at
+            // the bucket's finite edge, so the bucket adds nothing to the fraction.
+            let infinite = b.lower.is_infinite() || b.upper.is_infinite();
+            let finite_edge = if b.lower == f64::NEG_INFINITY {
+                rank + b.count
+            } else {
+                rank
+            };
             if !lower_set && b.lower < lower && b.upper > lower {
-                lower_rank = if custom || zero_bucket {
+                lower_rank = if infinite {
+                    finite_edge
+                } else if custom || zero_bucket {
                     linear(lower)
                 } else {
                     exponential(lower)
@@ -1162,7 +1172,9 @@ impl FloatHistogram {
                 lower_set = true;
             }
             if !upper_set && b.lower < upper && b.upper > upper {
-                upper_rank = if custom || zero_bucket {
+                upper_rank = if infinite {
+                    finite_edge
+                } else if custom || zero_bucket {
                     linear(upper)
                 } else {
                     exponential(upper)
