@@ -179,6 +179,14 @@ pub(crate) fn info(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
     let mut infos = Vec::new();
     for s in ev.querier.select(&sel_matchers, lo - ev.lookback + 1, hi)? {
         ev.check()?;
+        // Info metrics carry their data in labels of float samples; a histogram series
+        // matching the selector is an error, as in Prometheus.
+        if s.histograms().next().is_some() {
+            return Err(crate::error::exec(format!(
+                "this should be an info metric, with float samples: {}",
+                crate::eval::labels_string(&s.labels)
+            )));
+        }
         let pts: Vec<(i64, f64)> = s.samples().collect();
         ev.add_samples(pts.len())?;
         infos.push((s.labels, pts));
