@@ -1237,6 +1237,210 @@ impl FloatHistogram {
         (var + c) / self.count
     }
 
+    /// The part of the histogram below `x` (`keep_below`, PromQL's `</`) or above it (`>/`).
+    ///
+    /// Buckets wholly on the kept side stay, buckets wholly beyond go, and the bucket holding
+    /// `x` keeps the interpolated share of its count (exponentially in exponential buckets,
+    /// linearly in the zero bucket and custom buckets). The sum is estimated again from the
+    /// kept buckets, each contributing its count times a representative value: the geometric
+    /// mean of the kept range for exponential buckets, the arithmetic mean otherwise. As in
+    /// `histogram_quantile`, a zero bucket (or a first custom bucket reaching up above zero)
+    /// starts at zero when no observations are negative. A custom bucket of infinite width
+    /// cannot be cut: holding `x` it is dropped when it reaches out on the removed side,
+    /// otherwise kept whole at `x`. When nothing is cut the histogram comes back unchanged.
+    pub fn trim(&self, x: f64, keep_below: bool) -> FloatHistogram {
+        let mut out = self.clone();
+        if self.count == 0.0 && self.positive_buckets.is_empty() && self.negative_buckets.is_empty()
+        {
+            return out;
+        }
+        // Cuts at the infinities keep everything or nothing.
+        if (keep_below && x == f64::INFINITY) || (!keep_below && x == f64::NEG_INFINITY) {
+            return out;
+        }
+        if (keep_below && x == f64::NEG_INFINITY) || (!keep_below && x == f64::INFINITY) {
+            out.count = 0.0;
+            out.sum = 0.0;
+            out.zero_count = 0.0;
+            out.positive_spans.clear();
+            out.positive_buckets.clear();
+            out.negative_spans.clear();
+            out.negative_buckets.clear();
+            return out;
+        }
+        let custom = self.uses_custom_buckets();
+        let only_pos = self.negative_buckets.is_empty() && !self.positive_buckets.is_empty();
+        let only_neg = self.positive_buckets.is_empty() && !self.negative_buckets.is_empty();
+        let mut changed = false;
+        let mut sum = 0.0f64;
+        // (kept count, representative value) of one bucket [lo, hi] (bounds as given).
+        let cut =
+            |lo: f64, hi: f64, count: f64, exponential: bool, changed: &mut bool| -> (f64, f64) {
+                let inside = lo < x && x < hi;
+                let wholly_kept = if keep_below { hi <= x } else { lo >= x };
+                let rep_whole = |lo: f64, hi: f64| {
+                    if exponential {
+                        let v = (lo * hi).abs().sqrt();
+                        if hi <= 0.0 {
+                            -v
+                        } else {
+                            v
+                        }
+                    } else {
+                        (lo + hi) / 2.0
+                    }
+                };
+                if wholly_kept {
+                    return (count, rep_whole(lo, hi));
+                }
+                if !inside {
+                    *changed |= count != 0.0;
+                    return (0.0, 0.0);
+                }
+                *changed = true;
+                let frac_below = if exponential {
+                    let (la, lb, lx) = (lo.abs().log2(), hi.abs().log2(), x.abs().log2());
+                    if hi > 0.0 {
+                        (lx - la) / (lb - la)
+                    } else {
+                        1.0 - (lx - lb) / (la - lb)
+                    }
+                } else {
+                    (x - lo) / (hi - lo)
+                };
+                if keep_below {
+                    (count * frac_below, rep_whole(lo, x))
+                } else {
+                    (count * (1.0 - frac_below), rep_whole(x, hi))
+                }
+            };
+        if custom {
+            let mut pairs = sparse(&self.positive_spans, &self.positive_buckets);
+            for (i, c) in pairs.iter_mut() {
+                let lo = self.upper_bound(*i - 1);
+                let hi = self.upper_bound(*i);
+                let count = *c;
+                let (kept, rep) = if lo == f64::NEG_INFINITY && hi == f64::INFINITY {
+                    if (keep_below && x == f64::INFINITY) || (!keep_below && x == f64::NEG_INFINITY)
+                    {
+                        (count, 0.0)
+                    } else {
+                        changed |= count != 0.0;
+                        (0.0, 0.0)
+                    }
+                } else if lo == f64::NEG_INFINITY {
+                    if hi > 0.0 && (keep_below || x >= 0.0) {
+                        // Observations start at zero: a finite bucket [0, hi].
+                        if keep_below && x <= 0.0 {
+                            changed |= count != 0.0;
+                            (0.0, 0.0)
+                        } else {
+                            cut(0.0, hi, count, false, &mut changed)
+                        }
+                    } else if keep_below {
+                        if x >= hi {
+                            (count, hi)
+                        } else {
+                            changed = true;
+                            (count, x)
+                        }
+                    } else {
+                        changed |= count != 0.0;
+                        (0.0, 0.0)
+                    }
+                } else if hi == f64::INFINITY {
+                    if keep_below {
+                        if x == f64::INFINITY {
+                            (count, lo)
+                        } else {
+                            changed |= count != 0.0;
+                            (0.0, 0.0)
+                        }
+                    } else if x <= lo {
+                        (count, lo)
+                    } else {
+                        changed = true;
+                        (count, x)
+                    }
+                } else {
+                    cut(lo, hi, count, false, &mut changed)
+                };
+                *c = kept;
+                if kept != 0.0 {
+                    sum += kept * rep;
+                }
+            }
+            if !changed {
+                return out;
+            }
+            (out.positive_spans, out.positive_buckets) = from_sparse(&pairs);
+        } else {
+            let schema = self.schema;
+            let mut pos = sparse(&self.positive_spans, &self.positive_buckets);
+            for (i, c) in pos.iter_mut() {
+                let (kept, rep) = cut(
+                    exponential_bound(*i - 1, schema),
+                    exponential_bound(*i, schema),
+                    *c,
+                    true,
+                    &mut changed,
+                );
+                *c = kept;
+                if kept != 0.0 {
+                    sum += kept * rep;
+                }
+            }
+            let mut neg = sparse(&self.negative_spans, &self.negative_buckets);
+            for (i, c) in neg.iter_mut() {
+                let (kept, rep) = cut(
+                    -exponential_bound(*i, schema),
+                    -exponential_bound(*i - 1, schema),
+                    *c,
+                    true,
+                    &mut changed,
+                );
+                *c = kept;
+                if kept != 0.0 {
+                    sum += kept * rep;
+                }
+            }
+            let zt = self.zero_threshold;
+            let (zlo, zhi) = if only_pos {
+                (0.0, zt)
+            } else if only_neg {
+                (-zt, 0.0)
+            } else {
+                (-zt, zt)
+            };
+            let (zkept, zrep) = if zlo == zhi {
+                // A zero bucket of no width lies wholly on one side of any cut but zero.
+                let kept = if keep_below { zhi <= x } else { zlo >= x };
+                if kept {
+                    (self.zero_count, 0.0)
+                } else {
+                    changed |= self.zero_count != 0.0;
+                    (0.0, 0.0)
+                }
+            } else {
+                cut(zlo, zhi, self.zero_count, false, &mut changed)
+            };
+            if zkept != 0.0 {
+                sum += zkept * zrep;
+            }
+            if !changed {
+                return out;
+            }
+            out.zero_count = zkept;
+            (out.positive_spans, out.positive_buckets) = from_sparse(&pos);
+            (out.negative_spans, out.negative_buckets) = from_sparse(&neg);
+        }
+        out.count = out.zero_count
+            + out.positive_buckets.iter().sum::<f64>()
+            + out.negative_buckets.iter().sum::<f64>();
+        out.sum = sum;
+        out
+    }
+
     /// Prometheus's test notation (`TestExpression`), e.g.
     /// `{{schema:1 count:4 sum:5 buckets:[1 2 1]}}`: one span per side, zero fields left out.
     pub fn test_expression(&self) -> String {

@@ -135,6 +135,9 @@ pub(crate) struct Ev<'a> {
     /// `histogram_sum` and `histogram_avg` (its `HistogramStatsIterator`): counter-reset
     /// hints are recomputed sample by sample, so a detected reset says "reset".
     pub stats_mode: bool,
+    /// Binary expressions (by address) that are histogram trims, `true` for `</` (see
+    /// [`crate::trim`]).
+    pub trims: HashMap<usize, bool>,
     pub annos: Annos,
     pub query: &'a str,
     /// String literals of the query that are not UTF-8 in Go (see `literals`).
@@ -790,10 +793,12 @@ impl<'a> Ev<'a> {
         l: Vec<S>,
         rv: Vec<S>,
         scalar: Option<(&[f64], bool)>,
+        trim: Option<bool>,
         r: Range,
     ) -> Result<Val> {
         let op = b.op.id();
         let mut boxes = crate::histop::Boxes::default();
+        boxes.trim = trim;
         let l = boxes.box_series(l);
         let out = match scalar {
             Some((s, swap)) => vector_scalar(op, l, s, swap, b.return_bool(), r, Some(&mut boxes))?,
@@ -822,6 +827,22 @@ impl<'a> Ev<'a> {
         let rhs = self.eval(&b.rhs, r);
         self.stats_mode = saved;
         let (lhs, rhs) = (lhs?, rhs?);
+        if op == tok::T_ATAN2 && !self.trims.is_empty() {
+            if let Some(&below) = self.trims.get(&(b as *const BinaryExpr as usize)) {
+                return match (lhs, rhs) {
+                    (Val::Vector(v), Val::Scalar(s)) => {
+                        self.mixed(b, v, Vec::new(), Some((&s, false)), Some(below), r)
+                    }
+                    (Val::Scalar(s), Val::Vector(v)) => {
+                        self.mixed(b, v, Vec::new(), Some((&s, true)), Some(below), r)
+                    }
+                    (Val::Vector(l), Val::Vector(rv)) => self.mixed(b, l, rv, None, Some(below), r),
+                    _ => Err(Error::BadData(
+                        "histogram trim operators need a histogram vector on the left".into(),
+                    )),
+                };
+            }
+        }
         match (lhs, rhs) {
             (Val::Scalar(l), Val::Scalar(r2)) => {
                 let mut out = Vec::with_capacity(l.len());
@@ -841,7 +862,7 @@ impl<'a> Ev<'a> {
             }
             (Val::Vector(v), Val::Scalar(s)) => {
                 if has_histograms(&v) {
-                    return self.mixed(b, v, Vec::new(), Some((&s, false)), r);
+                    return self.mixed(b, v, Vec::new(), Some((&s, false)), None, r);
                 }
                 Ok(Val::Vector(vector_scalar(
                     op,
@@ -855,7 +876,7 @@ impl<'a> Ev<'a> {
             }
             (Val::Scalar(s), Val::Vector(v)) => {
                 if has_histograms(&v) {
-                    return self.mixed(b, v, Vec::new(), Some((&s, true)), r);
+                    return self.mixed(b, v, Vec::new(), Some((&s, true)), None, r);
                 }
                 Ok(Val::Vector(vector_scalar(
                     op,
@@ -870,7 +891,7 @@ impl<'a> Ev<'a> {
             (Val::Vector(l), Val::Vector(rv)) => {
                 self.check()?;
                 if has_histograms(&l) || has_histograms(&rv) {
-                    return self.mixed(b, l, rv, None, r);
+                    return self.mixed(b, l, rv, None, None, r);
                 }
                 Ok(Val::Vector(vector_vector(
                     b,
@@ -955,7 +976,8 @@ pub(crate) fn vector_scalar(
             }
         }
         series.pts = keep_pts;
-        if !cmp || return_bool {
+        // Trims keep the metric name, as comparisons do.
+        if (!cmp || return_bool) && !hist.as_ref().is_some_and(|b| b.trim.is_some()) {
             series.drop_name = true;
         }
     }
@@ -1043,7 +1065,8 @@ pub(crate) fn vector_vector(
     } else {
         (&lhs, &rhs, &lid, &rid, &ls, &rs)
     };
-    let drop = !is_comparison(op) || return_bool;
+    let trim = hist.as_ref().is_some_and(|b| b.trim.is_some());
+    let drop = (!is_comparison(op) || return_bool) && !trim;
     let (many_fill, one_fill) = m
         .map(|m| (m.fill_values.lhs, m.fill_values.rhs))
         .unwrap_or((None, None));

@@ -28,6 +28,9 @@ pub(crate) struct Boxes {
     table: Vec<H>,
     /// `(is_warning, message without position)`.
     pub notes: Vec<(bool, String)>,
+    /// Set when the operation is a histogram trim (`Some(true)` for `</`), evaluated in
+    /// place of the `atan2` the query was rewritten to.
+    pub trim: Option<bool>,
 }
 
 impl Boxes {
@@ -82,7 +85,11 @@ impl Boxes {
     }
 
     fn incompatible(&mut self, op: TokenId, l: &str, r: &str) {
-        let name = op_name(op);
+        let name = match self.trim {
+            Some(true) => "</",
+            Some(false) => ">/",
+            None => op_name(op),
+        };
         self.notes.push((
             false,
             format!(
@@ -96,6 +103,23 @@ impl Boxes {
     /// modifier says.
     pub fn binop(&mut self, op: TokenId, l: f64, r: f64) -> Result<Option<(f64, bool)>> {
         let (hl, hr) = (self.get(l).cloned(), self.get(r).cloned());
+        if let Some(below) = self.trim {
+            return Ok(match (hl, hr) {
+                (Some(h), None) => Some((self.put(Arc::new(h.trim(r, below))), true)),
+                (Some(_), Some(_)) => {
+                    self.incompatible(op, "histogram", "histogram");
+                    None
+                }
+                (None, Some(_)) => {
+                    self.incompatible(op, "float", "histogram");
+                    None
+                }
+                (None, None) => {
+                    self.incompatible(op, "float", "float");
+                    None
+                }
+            });
+        }
         match (hl, hr) {
             (None, None) => elem_binop(op, l, r).map(Some),
             (None, Some(h)) => {

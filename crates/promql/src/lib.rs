@@ -34,6 +34,7 @@ mod info;
 pub mod json;
 mod literals;
 pub mod promqltest;
+mod trim;
 mod value;
 
 use std::sync::atomic::AtomicBool;
@@ -111,12 +112,24 @@ pub fn format_query(query: &str) -> Result<String, Error> {
 /// Parses a query for evaluation with the given step and range (both 0 for an instant
 /// query), first computing Prometheus 3 duration expressions the parser does not know.
 pub fn parse_for(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Error> {
+    Ok(parse_marked(query, step_ms, range_ms)?.0)
+}
+
+/// [`parse_for`], plus which `atan2` operators of the parsed expression were histogram trim
+/// operators (see [`trim`]).
+fn parse_marked(
+    query: &str,
+    step_ms: i64,
+    range_ms: i64,
+) -> Result<(Expr, Vec<Option<bool>>), Error> {
     if query.len() > MAX_QUERY_BYTES {
-        return parse(query);
+        return Ok((parse(query)?, Vec::new()));
     }
-    parse(&info::rewrite(&durations::rewrite(
-        query, step_ms, range_ms,
-    )))
+    let text = info::rewrite(&durations::rewrite(query, step_ms, range_ms));
+    match trim::rewrite(&text) {
+        Some((text, marks)) => Ok((parse(&text)?, marks)),
+        None => Ok((parse(&text)?, Vec::new())),
+    }
 }
 
 /// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.
@@ -156,8 +169,10 @@ impl Engine {
         time_ms: i64,
         cancel: Option<&AtomicBool>,
     ) -> Result<QueryResult, Error> {
-        let expr = parse_for(query, 0, 0)?;
-        self.run(querier, query, &expr, time_ms, time_ms, 1, cancel, true)
+        let (expr, marks) = parse_marked(query, 0, 0)?;
+        self.run(
+            querier, query, &expr, &marks, time_ms, time_ms, 1, cancel, true,
+        )
     }
 
     /// A range query over `[start_ms, end_ms]` every `step_ms`.
@@ -185,7 +200,7 @@ impl Engine {
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));
         }
-        let expr = parse_for(query, step_ms, end_ms - start_ms)?;
+        let (expr, marks) = parse_marked(query, step_ms, end_ms - start_ms)?;
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             t => {
@@ -200,7 +215,7 @@ impl Engine {
             }
         }
         self.run(
-            querier, query, &expr, start_ms, end_ms, step_ms, cancel, false,
+            querier, query, &expr, &marks, start_ms, end_ms, step_ms, cancel, false,
         )
     }
 
@@ -210,6 +225,7 @@ impl Engine {
         querier: &dyn Querier,
         query: &str,
         expr: &Expr,
+        marks: &[Option<bool>],
         start: i64,
         end: i64,
         step: i64,
@@ -230,6 +246,11 @@ impl Engine {
             query_step: if instant { 0 } else { step },
             subquery_step: eval::duration_ms(&self.opts.default_subquery_step).max(1),
             stats_mode: false,
+            trims: if marks.is_empty() {
+                Default::default()
+            } else {
+                trim::trims_of(expr, marks)
+            },
             annos: Annos::default(),
             query,
             non_utf8: literals::non_utf8_literals(query),
