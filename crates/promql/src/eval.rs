@@ -977,7 +977,7 @@ pub(crate) fn vector_scalar(
         }
         series.pts = keep_pts;
         // Trims keep the metric name, as comparisons do.
-        if (!cmp || return_bool) && !hist.as_ref().is_some_and(|b| b.trim.is_some()) {
+        if (!cmp || return_bool) && hist.as_ref().is_none_or(|b| b.trim.is_none()) {
             series.drop_name = true;
         }
     }
