@@ -1710,4 +1710,56 @@ mod tests {
             "{{count:2 sum:2.5 buckets:[0.5 1 0.5]}}"
         );
     }
+
+    #[test]
+    fn trim_interpolates_and_reestimates_the_sum() {
+        let h = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            count: 15.0,
+            sum: 172.5,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 5,
+            }],
+            positive_buckets: vec![1.0, 6.0, 4.0, 3.0, 1.0],
+            custom_values: vec![5.0, 10.0, 15.0, 20.0],
+            ..Default::default()
+        };
+        // Below 13: (-inf,5] counts from zero (midpoint 2.5), (5,10] whole, 2/5 of (10,15].
+        let below = h.trim(13.0, true);
+        assert!((below.count - 9.4).abs() < 1e-12);
+        assert!((below.sum - 75.1).abs() < 1e-9, "{}", below.sum);
+        // Nothing cut: the histogram comes back as it was, sum included.
+        assert_eq!(h.trim(0.0, false), h);
+        assert_eq!(h.trim(f64::INFINITY, true), h);
+        assert_eq!(h.trim(f64::INFINITY, false).count, 0.0);
+        let e = FloatHistogram {
+            count: 6.0,
+            sum: 10.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![2.0, 4.0],
+            ..Default::default()
+        };
+        // Exponential interpolation: sqrt(2) halves the (1,2] bucket.
+        let t = e.trim(2f64.sqrt(), true);
+        assert!((t.count - 4.0).abs() < 1e-12, "{}", t.count);
+    }
+
+    #[test]
+    fn sums_compensate_and_means_survive_overflow() {
+        let mk = |sum: f64, count: f64| FloatHistogram {
+            count,
+            sum,
+            ..Default::default()
+        };
+        let (a, b, c) = (mk(1e100, 1.0), mk(1.0, 1.0), mk(-1e100, 1.0));
+        let (s, _) = FloatHistogram::kahan_sum(&[&a, &b, &c]).unwrap();
+        assert_eq!(s.sum, 1.0);
+        let (big1, big2) = (mk(0.0, 1e308), mk(0.0, 1.5e308));
+        let (m, _) = FloatHistogram::mean(&[&big1, &big2]).unwrap();
+        assert!((m.count - 1.25e308).abs() < 1e295, "{}", m.count);
+    }
 }
