@@ -20,6 +20,14 @@
 //!
 //! [`FloatHistogram::validate`] is the receivers' check: what it refuses must never reach
 //! storage, so every reader can rely on the span/bucket invariants.
+//!
+//! The arithmetic PromQL needs lives here too, written after Prometheus's
+//! `model/histogram/float_histogram.go` and `promql/quantile.go` semantics (we own it, since
+//! results are compared with Prometheus's to the last digit): addition and subtraction with
+//! schema reduction, zero-bucket widening and custom-bound reconciliation, scaling, counter
+//! reset detection, compensated sums and means, quantile, fraction, variance, trimming, the
+//! test notation (`{{schema:0 count:4 sum:5 buckets:[1 2 1]}}`) and Go's string form.
+//! Results may hold empty buckets; [`FloatHistogram::compact`] gives the canonical layout.
 
 /// The schema number of custom-bucket histograms (NHCB).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
