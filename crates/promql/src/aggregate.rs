@@ -441,12 +441,6 @@ pub(crate) fn aggregate(ev: &mut Ev<'_>, a: &AggregateExpr, r: Range) -> Result<
     if let Some(b) = boxes {
         out = b.unbox_series(out);
     }
-    for s in &mut out {
-        if !s.hs.is_empty() && !s.pts.is_empty() {
-            s.pts.sort_by_key(|p| p.0);
-        }
-        s.hs.sort_by_key(|p| p.0);
-    }
     Ok(Val::Vector(out))
 }
 

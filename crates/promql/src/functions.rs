@@ -953,14 +953,17 @@ fn check_unique(v: Vec<S>) -> Result<Vec<S>> {
         match index.get(&s.metric) {
             Some(&i) => {
                 let t = &mut out[i];
-                if s.pts
-                    .iter()
-                    .any(|p| t.pts.binary_search_by_key(&p.0, |q| q.0).is_ok())
-                {
+                let taken = |ts: i64, t: &S| {
+                    t.pts.binary_search_by_key(&ts, |q| q.0).is_ok()
+                        || t.hs.binary_search_by_key(&ts, |q| q.0).is_ok()
+                };
+                if s.pts.iter().any(|p| taken(p.0, t)) || s.hs.iter().any(|p| taken(p.0, t)) {
                     return Err(exec("vector cannot contain metrics with the same labelset"));
                 }
                 t.pts.extend(s.pts);
                 t.pts.sort_by_key(|p| p.0);
+                t.hs.extend(s.hs);
+                t.hs.sort_by_key(|p| p.0);
                 t.drop_name &= s.drop_name;
             }
             None => {
@@ -1098,7 +1101,17 @@ fn sort_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val>
     let mut idx: Vec<(usize, f64)> = v
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| s.pts.first().map(|p| (i, p.1)))
+        // sort/sort_desc drop histogram samples, as Prometheus does; sorting by label keeps
+        // them.
+        .filter_map(|(i, s)| {
+            s.pts.first().map(|p| (i, p.1)).or_else(|| {
+                if name.starts_with("sort_by_label") {
+                    s.hs.first().map(|_| (i, 0.0))
+                } else {
+                    None
+                }
+            })
+        })
         .collect();
     match name {
         "sort" | "sort_desc" => {

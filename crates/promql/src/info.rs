@@ -139,7 +139,10 @@ fn convert(m: &promql_parser::label::Matcher) -> Result<Matcher> {
 }
 
 pub(crate) fn info(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
-    let base = ev.vector_arg(args[0], r)?;
+    // Histogram samples are enriched like floats: boxed into the float points for the walk
+    // below and unboxed at the end (see `histop`).
+    let mut boxes = crate::histop::Boxes::default();
+    let base = boxes.box_series(ev.vector_arg(args[0], r)?);
     let mut name_matchers: Vec<Matcher> = Vec::new();
     let mut data_matchers: Vec<Matcher> = Vec::new();
     if let Some(Expr::VectorSelector(VectorSelector { name, matchers, .. })) = args.get(1).copied()
@@ -284,5 +287,5 @@ pub(crate) fn info(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> {
             acc.push(metric, s.drop_name, t, v)?;
         }
     }
-    Ok(Val::Vector(acc.out))
+    Ok(Val::Vector(boxes.unbox_series(acc.out)))
 }
