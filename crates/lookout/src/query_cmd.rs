@@ -227,7 +227,10 @@ fn render_table(result: &Value) -> String {
             .iter()
             .map(|n| r["metric"][n].as_str().unwrap_or("").to_string())
             .collect();
-        row.push(r["value"][1].as_str().unwrap_or("").to_string());
+        row.push(match r.get("histogram") {
+            Some(h) => histogram_text(&h[1]),
+            None => r["value"][1].as_str().unwrap_or("").to_string(),
+        });
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -268,23 +271,66 @@ fn render_raw_matrix(result: &Value) -> String {
     let mut out = String::new();
     for s in result.as_array().map(Vec::as_slice).unwrap_or_default() {
         let _ = writeln!(out, "{}", series_name(&s["metric"]));
+        // Floats and native histograms come in two lists; shown merged in time order.
+        let mut points: Vec<(f64, String)> = Vec::new();
         for p in s["values"]
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            let _ = writeln!(
-                out,
-                "  {} @{}",
-                p[1].as_str().unwrap_or(""),
-                format_value(p[0].as_f64().unwrap_or(0.0))
-            );
+            points.push((
+                p[0].as_f64().unwrap_or(0.0),
+                p[1].as_str().unwrap_or("").to_string(),
+            ));
+        }
+        for p in s["histograms"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            points.push((p[0].as_f64().unwrap_or(0.0), histogram_text(&p[1])));
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (t, v) in points {
+            let _ = writeln!(out, "  {v} @{}", format_value(t));
         }
     }
     if out.is_empty() {
         out.push_str("no series\n");
     }
     out
+}
+
+/// A native histogram of the API's JSON in Prometheus's string form:
+/// `{count:5, sum:7.5, [-1,-0.5):1, (0.5,1]:3}` (bracket per the bucket's boundary rule).
+fn histogram_text(h: &Value) -> String {
+    let mut s = format!(
+        "{{count:{}, sum:{}",
+        h["count"].as_str().unwrap_or(""),
+        h["sum"].as_str().unwrap_or("")
+    );
+    for b in h["buckets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let rule = b[0].as_u64().unwrap_or(0);
+        let (open, close) = match rule {
+            0 => ('(', ']'),
+            1 => ('[', ')'),
+            2 => ('(', ')'),
+            _ => ('[', ']'),
+        };
+        let _ = write!(
+            s,
+            ", {open}{},{}{close}:{}",
+            b[1].as_str().unwrap_or(""),
+            b[2].as_str().unwrap_or(""),
+            b[3].as_str().unwrap_or("")
+        );
+    }
+    s.push('}');
+    s
 }
 
 /// A range result: a header line, then a sparkline per series with its legend.
@@ -462,6 +508,13 @@ mod tests {
              up              bb    0.25\n"
         );
         assert_eq!(render_table(&json!([])), "no series\n");
+        let h = json!([{"metric": {"__name__": "h"}, "histogram": [1.0, {"count": "4", "sum": "5",
+            "buckets": [[1, "-1", "-0.5", "1"], [0, "0.5", "1", "3"]]}]}]);
+        assert_eq!(
+            render_table(&h),
+            "NAME                                     VALUE\n\
+             h     {count:4, sum:5, [-1,-0.5):1, (0.5,1]:3}\n"
+        );
     }
 
     #[test]
