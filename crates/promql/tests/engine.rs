@@ -202,3 +202,59 @@ fn hostile_queries_answer_with_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn native_histograms_answer_in_prometheus_json() {
+    use model::histogram::{FloatHistogram, Span};
+    use std::sync::Arc;
+    let h = |count: f64, buckets: Vec<f64>| {
+        Arc::new(FloatHistogram {
+            count,
+            sum: count,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: buckets.len() as u32,
+            }],
+            positive_buckets: buckets,
+            ..Default::default()
+        })
+    };
+    let q = VecQuerier::new(vec![Series::from_samples_and_histograms(
+        Labels::new([("__name__", "req_seconds")]).unwrap(),
+        Vec::new(),
+        vec![
+            (0, h(2.0, vec![1.0, 1.0])),
+            (60_000, h(6.0, vec![3.0, 3.0])),
+        ],
+    )]);
+    let e = Engine::default();
+    let r = e
+        .instant_query(&q, "increase(req_seconds[2m])", 60_000, None)
+        .unwrap();
+    // Two samples 60s apart ending the 120s window: the change (count 4) extrapolated
+    // towards the window start only down to the counter's zero point, 30s back (count 2
+    // with 4 added per 60s), so 4 * 90s / 60s.
+    assert_eq!(
+        promql::json::success(&r),
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"histogram":[60,{"count":"6","sum":"6","buckets":[[0,"0.5","1","3"],[0,"1","2","3"]]}]}]}}"#
+    );
+    let r = e
+        .range_query(&q, "histogram_count(req_seconds)", 0, 60_000, 60_000, None)
+        .unwrap();
+    assert_eq!(
+        promql::json::data(&r.value),
+        r#"{"resultType":"matrix","result":[{"metric":{},"values":[[0,"2"],[60,"6"]]}]}"#
+    );
+    let r = e
+        .instant_query(&q, "req_seconds * 2", 60_000, None)
+        .unwrap();
+    match &r.value {
+        Value::Vector(s) => assert_eq!(s[0].h.as_ref().map(|h| h.count), Some(12.0)),
+        v => panic!("unexpected {v:?}"),
+    }
+    // A float-only function ignores histograms, with nothing to answer.
+    let r = e
+        .instant_query(&q, "abs(req_seconds)", 60_000, None)
+        .unwrap();
+    assert_eq!(r.value, Value::Vector(Vec::new()));
+}
