@@ -1,6 +1,7 @@
 //! PromQL functions: range functions over sliding windows, instant-vector functions,
-//! label functions, date functions, and classic-histogram `histogram_quantile` /
-//! `histogram_fraction`.
+//! label functions, date functions, and `histogram_quantile` / `histogram_fraction` over
+//! classic and native histograms. Windows holding native histogram samples are handed to
+//! `histfn`; float-only windows never leave the float code here.
 //!
 //! The numerics follow Prometheus's `functions.go` exactly (extrapolation thresholds of
 //! `rate`, Kahan sums, the linear regression of `deriv`, `quantile`'s interpolation,

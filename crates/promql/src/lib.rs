@@ -20,8 +20,10 @@
 //! Prometheus's exact bytes, and [`promqltest`] runs Prometheus's test scripts.
 //!
 //! Native histograms flow through the evaluator beside floats (see [`eval`]'s series type):
-//! their arithmetic lives on `model::histogram::FloatHistogram`, and [`histfn`] holds the
-//! functions and range functions that read them, with Prometheus's annotations.
+//! their arithmetic lives on `model::histogram::FloatHistogram`, `histfn` holds the
+//! functions and range functions that read them, with Prometheus's annotations, `histop`
+//! the binary operators, and `trim` the `</` / `>/` operators the parser lacks (rewritten to
+//! `atan2` before parsing and recognised again by position).
 
 pub mod aggregate;
 pub mod durations;
