@@ -79,13 +79,13 @@ async fn targets(State(state): State<PromState>, params: PromParams) -> PromResu
     };
     let pool = params.get("scrapePool");
     let in_pool = |p: &str| pool.is_empty() || p == pool;
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for d in &snapshot.dropped {
-        *counts.entry(d.scrape_pool.as_str()).or_default() += 1;
-    }
-    for a in &snapshot.active {
-        counts.entry(a.scrape_pool.as_str()).or_default();
-    }
+    // Every pool's true count, also of the dropped targets `keep_dropped_targets` left out
+    // of the list, as Prometheus's `TargetsDroppedCounts`.
+    let counts: BTreeMap<&str, usize> = snapshot
+        .dropped_counts
+        .iter()
+        .map(|(pool, n)| (pool.as_str(), *n))
+        .collect();
     let last_scrapes: Vec<String> = snapshot
         .active
         .iter()

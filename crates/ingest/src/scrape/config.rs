@@ -4,11 +4,16 @@
 //! Both end as one [`ScrapeConfig`]: defaults filled in, durations parsed, relabel rules
 //! compiled, relative paths resolved against the file's directory, and validated the way
 //! Prometheus validates (`scrape timeout greater than scrape interval`, duplicate job
-//! names, …). Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
-//! not act on (`rule_files`, `alerting`, `remote_write`, the service discoveries other than
-//! `static_configs` and `file_sd_configs`, TLS settings, …) load with a warning naming them,
-//! so the same file serves both; fields Prometheus itself would reject are errors naming
-//! file, line and column.
+//! names, …). Acted on: targets from `static_configs`, `file_sd_configs` and
+//! `http_sd_configs`; relabeling; credentials, `tls_config`, `http_headers` (Prometheus's
+//! reserved headers refused with its words) and `follow_redirects`; the sample, label,
+//! body-size and `target_limit` limits; `keep_dropped_targets`; `honor_labels`,
+//! `honor_timestamps` and `track_timestamps_staleness`. Job settings left at 0 inherit the
+//! `global` value (`sample_limit`, `target_limit`, `keep_dropped_targets`, …), as in
+//! Prometheus. Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
+//! not act on (`rule_files`, `alerting`, `remote_write`, the other service discoveries,
+//! oauth2, proxies, …) load with a warning naming them, so the same file serves both;
+//! fields Prometheus itself would reject are errors naming file, line and column.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -181,6 +186,71 @@ impl RawTls {
     }
 }
 
+/// One `http_headers` entry: a header name and its values (`values` and `secrets` inline,
+/// `files` read at every request, trimmed), added in that order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpHeader {
+    pub name: String,
+    pub values: Vec<Secret>,
+}
+
+/// An `http_sd_configs` entry: a URL answering with JSON target groups, and the HTTP client
+/// settings of the entry itself (as in Prometheus, not those of the job).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpSdConfig {
+    pub url: String,
+    /// How often the URL is fetched; also the request timeout.
+    pub refresh_interval: Duration,
+    pub auth: Option<Auth>,
+    pub tls: TlsConfig,
+    pub follow_redirects: bool,
+    pub http_headers: Vec<HttpHeader>,
+}
+
+/// The headers Prometheus refuses in `http_headers` (prometheus/common's `ReservedHeaders`),
+/// canonical spelling.
+const RESERVED_HEADERS: &[&str] = &[
+    "Authorization",
+    "Host",
+    "Content-Encoding",
+    "Content-Length",
+    "Content-Type",
+    "User-Agent",
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Www-Authenticate",
+    "Accept-Encoding",
+    "X-Prometheus-Remote-Write-Version",
+    "X-Prometheus-Remote-Read-Version",
+    "X-Prometheus-Scrape-Timeout-Seconds",
+    "X-Amz-Date",
+    "X-Amz-Security-Token",
+    "X-Amz-Content-Sha256",
+];
+
+/// Go's `http.CanonicalHeaderKey`: `x-my-header` becomes `X-My-Header`; a name with a byte
+/// that is not a token character is returned as it is.
+pub fn canonical_header_key(name: &str) -> String {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !name.bytes().all(token) {
+        return name.to_string();
+    }
+    let mut upper = true;
+    name.bytes()
+        .map(|b| {
+            let c = if upper {
+                b.to_ascii_uppercase()
+            } else {
+                b.to_ascii_lowercase()
+            };
+            upper = b == b'-';
+            c as char
+        })
+        .collect()
+}
+
 /// How requests to a job's targets authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Auth {
@@ -222,6 +292,19 @@ pub struct JobConfig {
     pub label_value_length_limit: usize,
     /// Ask for gzip.
     pub enable_compression: bool,
+    /// Targets (after relabeling) the pool may have; past it every scrape of the pool
+    /// fails with `target_limit exceeded`. 0 is no limit.
+    pub target_limit: usize,
+    /// Dropped targets kept for `/api/v1/targets`; 0 keeps all (they are counted anyway).
+    pub keep_dropped_targets: usize,
+    /// Follow 3xx redirects as Go's HTTP client does (at most 10 requests).
+    pub follow_redirects: bool,
+    /// `http_headers`: extra headers sent with every request, in order.
+    pub http_headers: Vec<HttpHeader>,
+    /// Staleness markers also for series exposed with their own timestamp.
+    pub track_timestamps_staleness: bool,
+    /// `http_sd_configs`.
+    pub http_sd_configs: Vec<HttpSdConfig>,
 }
 
 impl JobConfig {
@@ -248,6 +331,12 @@ impl JobConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             enable_compression: true,
+            target_limit: 0,
+            keep_dropped_targets: 0,
+            follow_redirects: true,
+            http_headers: Vec::new(),
+            track_timestamps_staleness: false,
+            http_sd_configs: Vec::new(),
         }
     }
 }
@@ -501,8 +590,8 @@ struct RawConfig {
     runtime: Option<IgnoredAny>,
 }
 
-/// The `global` section; the settings after `target_limit` are accepted so Prometheus's
-/// files load, and not acted on.
+/// The `global` section; the settings after `target_limit` (but `keep_dropped_targets`) are
+/// accepted so Prometheus's files load, and not acted on.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -524,7 +613,7 @@ struct RawGlobal {
     #[serde(default)]
     label_value_length_limit: Option<usize>,
     #[serde(default)]
-    target_limit: Option<IgnoredAny>,
+    target_limit: Option<usize>,
     #[serde(default)]
     evaluation_interval: Option<IgnoredAny>,
     #[serde(default)]
@@ -536,7 +625,7 @@ struct RawGlobal {
     #[serde(default)]
     scrape_protocols: Option<IgnoredAny>,
     #[serde(default)]
-    keep_dropped_targets: Option<IgnoredAny>,
+    keep_dropped_targets: Option<usize>,
     #[serde(default)]
     metric_name_validation_scheme: Option<IgnoredAny>,
     #[serde(default)]
@@ -571,6 +660,75 @@ struct RawAuthorization {
     credentials: Option<String>,
     #[serde(default)]
     credentials_file: Option<String>,
+}
+
+/// One `http_headers` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    files: Vec<String>,
+}
+
+/// An `http_sd_configs` entry: URL, refresh interval and its own HTTP client settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpSd {
+    #[serde(default)]
+    url: String,
+    #[serde(default, deserialize_with = "de_duration")]
+    refresh_interval: Option<Duration>,
+    #[serde(default)]
+    basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    authorization: Option<RawAuthorization>,
+    #[serde(default)]
+    bearer_token: Option<String>,
+    #[serde(default)]
+    bearer_token_file: Option<String>,
+    #[serde(default)]
+    tls_config: Option<RawTls>,
+    #[serde(default)]
+    follow_redirects: Option<bool>,
+    #[serde(default)]
+    http_headers: Option<BTreeMap<String, RawHeader>>,
+    #[serde(default)]
+    oauth2: Option<IgnoredAny>,
+    #[serde(default)]
+    proxy_url: Option<IgnoredAny>,
+    #[serde(default)]
+    no_proxy: Option<IgnoredAny>,
+    #[serde(default)]
+    proxy_from_environment: Option<IgnoredAny>,
+    #[serde(default)]
+    proxy_connect_header: Option<IgnoredAny>,
+    #[serde(default)]
+    enable_http2: Option<IgnoredAny>,
+}
+
+impl RawHttpSd {
+    /// The client settings Lookout does not act on that this entry sets.
+    fn ignored_fields(&self) -> Vec<&'static str> {
+        [
+            ("oauth2", self.oauth2.is_some()),
+            ("proxy_url", self.proxy_url.is_some()),
+            ("no_proxy", self.no_proxy.is_some()),
+            (
+                "proxy_from_environment",
+                self.proxy_from_environment.is_some(),
+            ),
+            ("proxy_connect_header", self.proxy_connect_header.is_some()),
+            ("enable_http2", self.enable_http2.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| n)
+        .collect()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -635,6 +793,18 @@ macro_rules! raw_job {
             label_value_length_limit: Option<usize>,
             #[serde(default)]
             enable_compression: Option<bool>,
+            #[serde(default)]
+            target_limit: Option<usize>,
+            #[serde(default)]
+            keep_dropped_targets: Option<usize>,
+            #[serde(default)]
+            follow_redirects: Option<bool>,
+            #[serde(default)]
+            http_headers: Option<BTreeMap<String, RawHeader>>,
+            #[serde(default)]
+            track_timestamps_staleness: Option<bool>,
+            #[serde(default)]
+            http_sd_configs: Option<Vec<RawHttpSd>>,
             $(
                 #[serde(default)]
                 $ignored: Option<IgnoredAny>,
@@ -657,8 +827,6 @@ macro_rules! raw_job {
 }
 
 raw_job!(
-    target_limit,
-    track_timestamps_staleness,
     scrape_protocols,
     fallback_scrape_protocol,
     scrape_failure_log_file,
@@ -667,7 +835,6 @@ raw_job!(
     convert_classic_histograms_to_nhcb,
     native_histogram_bucket_limit,
     native_histogram_min_bucket_factor,
-    keep_dropped_targets,
     metric_name_validation_scheme,
     metric_name_escaping_scheme,
     oauth2,
@@ -675,9 +842,7 @@ raw_job!(
     no_proxy,
     proxy_from_environment,
     proxy_connect_header,
-    follow_redirects,
     enable_http2,
-    http_headers,
     azure_sd_configs,
     consul_sd_configs,
     digitalocean_sd_configs,
@@ -688,7 +853,6 @@ raw_job!(
     eureka_sd_configs,
     gce_sd_configs,
     hetzner_sd_configs,
-    http_sd_configs,
     ionos_sd_configs,
     kubernetes_sd_configs,
     kuma_sd_configs,
@@ -707,6 +871,179 @@ raw_job!(
     vultr_sd_configs,
     stackit_sd_configs,
 );
+
+/// The authentication of a job or a discovery entry, checked as prometheus/common checks it.
+fn build_auth(
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    dir: &Path,
+    name: &str,
+) -> Result<Option<Auth>, String> {
+    let mut auth = None;
+    let bearer_set = bearer_token.is_some() || bearer_token_file.is_some();
+    if bearer_token.is_some() && bearer_token_file.is_some() {
+        return Err(format!(
+            "job {name:?}: at most one of bearer_token & bearer_token_file must be configured"
+        ));
+    }
+    if authorization.is_some() && bearer_set {
+        return Err(format!(
+            "job {name:?}: authorization is not compatible with bearer_token & bearer_token_file"
+        ));
+    }
+    if basic_auth.is_some() && (bearer_set || authorization.is_some()) {
+        return Err(format!(
+                "job {name:?}: at most one of basic_auth, bearer_token & bearer_token_file must be configured"
+            ));
+    }
+    if let Some(b) = basic_auth {
+        if b.username_file.is_some() {
+            return Err(format!(
+                "job {name:?}: basic_auth username_file is not supported; put the username inline"
+            ));
+        }
+        if b.password.is_some() && b.password_file.is_some() {
+            return Err(format!(
+                    "job {name:?}: at most one of basic_auth password & password_file must be configured"
+                ));
+        }
+        let password = match (b.password, b.password_file) {
+            (Some(p), _) => Some(Secret::Inline(p)),
+            (_, Some(f)) => Some(Secret::File(resolve(dir, &f))),
+            _ => None,
+        };
+        auth = Some(Auth::Basic {
+            username: b.username,
+            password,
+        });
+    }
+    if let Some(a) = authorization {
+        let kind = a.kind.unwrap_or_else(|| "Bearer".into());
+        if kind.eq_ignore_ascii_case("basic") {
+            return Err(format!(
+                    "job {name:?}: authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
+                ));
+        }
+        if a.credentials.is_some() && a.credentials_file.is_some() {
+            return Err(format!(
+                    "job {name:?}: at most one of authorization credentials & credentials_file must be configured"
+                ));
+        }
+        let credentials = match (a.credentials, a.credentials_file) {
+            (Some(c), _) => Secret::Inline(c),
+            (_, Some(f)) => Secret::File(resolve(dir, &f)),
+            _ => Secret::Inline(String::new()),
+        };
+        auth = Some(Auth::Authorization { kind, credentials });
+    }
+    if let Some(t) = bearer_token {
+        auth = Some(Auth::Authorization {
+            kind: "Bearer".into(),
+            credentials: Secret::Inline(t),
+        });
+    }
+    if let Some(f) = bearer_token_file {
+        auth = Some(Auth::Authorization {
+            kind: "Bearer".into(),
+            credentials: Secret::File(resolve(dir, &f)),
+        });
+    }
+    Ok(auth)
+}
+
+/// `http_headers`, checked as prometheus/common's `Headers.Validate`.
+fn build_headers(
+    raw: Option<BTreeMap<String, RawHeader>>,
+    dir: &Path,
+    name: &str,
+) -> Result<Vec<HttpHeader>, String> {
+    let mut out = Vec::new();
+    for (header, h) in raw.unwrap_or_default() {
+        let canonical = canonical_header_key(&header);
+        if RESERVED_HEADERS.contains(&canonical.as_str()) {
+            return Err(format!(
+                "job {name:?}: setting header {canonical:?} is not allowed"
+            ));
+        }
+        let values = h
+            .values
+            .into_iter()
+            .chain(h.secrets)
+            .map(Secret::Inline)
+            .chain(h.files.iter().map(|f| Secret::File(resolve(dir, f))))
+            .collect();
+        out.push(HttpHeader {
+            name: header,
+            values,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks an `http_sd_configs` URL as Prometheus's `SDConfig.UnmarshalYAML` does: present,
+/// `http` or `https`, with a host (Go's `url.Parse` finds none in `http:///x` or `http:x`).
+fn check_sd_url(u: &str) -> Result<(), String> {
+    if u.is_empty() {
+        return Err("URL is missing".into());
+    }
+    let (scheme, rest) = u.split_once(':').unwrap_or(("", u));
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("URL scheme must be 'http' or 'https'".into());
+    }
+    let authority = rest
+        .strip_prefix("//")
+        .map(|a| a.split(['/', '?', '#']).next().unwrap_or(""))
+        .unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        return Err("host is missing in URL".into());
+    }
+    url::Url::parse(u).map_err(|e| format!("parse {u:?}: {e}"))?;
+    Ok(())
+}
+
+impl RawHttpSd {
+    fn into_sd(
+        self,
+        dir: &Path,
+        job: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<HttpSdConfig, String> {
+        for f in self.ignored_fields() {
+            warnings.push(format!(
+                "job {job:?}: the scrape manager ignores {f:?} in http_sd_configs"
+            ));
+        }
+        check_sd_url(&self.url).map_err(|e| format!("job {job:?}: http_sd_configs: {e}"))?;
+        let auth = build_auth(
+            self.basic_auth,
+            self.authorization,
+            self.bearer_token,
+            self.bearer_token_file,
+            dir,
+            job,
+        )?;
+        let tls = match self.tls_config {
+            Some(t) => t.into_tls(dir, job)?,
+            None => TlsConfig::default(),
+        };
+        Ok(HttpSdConfig {
+            url: self.url,
+            refresh_interval: self.refresh_interval.unwrap_or(Duration::from_secs(60)),
+            auth,
+            tls,
+            follow_redirects: self.follow_redirects.unwrap_or(true),
+            http_headers: build_headers(self.http_headers, dir, job)?,
+        })
+    }
+}
 
 fn resolve(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
@@ -889,74 +1226,14 @@ impl RawJob {
         job.relabel_configs = self.relabel_configs.unwrap_or_default();
         job.metric_relabel_configs = self.metric_relabel_configs.unwrap_or_default();
 
-        let bearer_set = self.bearer_token.is_some() || self.bearer_token_file.is_some();
-        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            return Err(format!(
-                "job {name:?}: at most one of bearer_token & bearer_token_file must be configured"
-            ));
-        }
-        if self.authorization.is_some() && bearer_set {
-            return Err(format!(
-                "job {name:?}: authorization is not compatible with bearer_token & bearer_token_file"
-            ));
-        }
-        if self.basic_auth.is_some() && (bearer_set || self.authorization.is_some()) {
-            return Err(format!(
-                "job {name:?}: at most one of basic_auth, bearer_token & bearer_token_file must be configured"
-            ));
-        }
-        if let Some(b) = self.basic_auth {
-            if b.username_file.is_some() {
-                return Err(format!(
-                    "job {name:?}: basic_auth username_file is not supported; put the username inline"
-                ));
-            }
-            if b.password.is_some() && b.password_file.is_some() {
-                return Err(format!(
-                    "job {name:?}: at most one of basic_auth password & password_file must be configured"
-                ));
-            }
-            let password = match (b.password, b.password_file) {
-                (Some(p), _) => Some(Secret::Inline(p)),
-                (_, Some(f)) => Some(Secret::File(resolve(dir, &f))),
-                _ => None,
-            };
-            job.auth = Some(Auth::Basic {
-                username: b.username,
-                password,
-            });
-        }
-        if let Some(a) = self.authorization {
-            let kind = a.kind.unwrap_or_else(|| "Bearer".into());
-            if kind.eq_ignore_ascii_case("basic") {
-                return Err(format!(
-                    "job {name:?}: authorization type cannot be set to \"basic\", use \"basic_auth\" instead"
-                ));
-            }
-            if a.credentials.is_some() && a.credentials_file.is_some() {
-                return Err(format!(
-                    "job {name:?}: at most one of authorization credentials & credentials_file must be configured"
-                ));
-            }
-            let credentials = match (a.credentials, a.credentials_file) {
-                (Some(c), _) => Secret::Inline(c),
-                (_, Some(f)) => Secret::File(resolve(dir, &f)),
-                _ => Secret::Inline(String::new()),
-            };
-            job.auth = Some(Auth::Authorization { kind, credentials });
-        }
-        if let Some(t) = self.bearer_token {
-            job.auth = Some(Auth::Authorization {
-                kind: "Bearer".into(),
-                credentials: Secret::Inline(t),
-            });
-        }
-        if let Some(f) = self.bearer_token_file {
-            job.auth = Some(Auth::Authorization {
-                kind: "Bearer".into(),
-                credentials: Secret::File(resolve(dir, &f)),
-            });
-        }
+        job.auth = build_auth(
+            self.basic_auth,
+            self.authorization,
+            self.bearer_token,
+            self.bearer_token_file,
+            dir,
+            &name,
+        )?;
         if let Some(t) = self.tls_config {
             job.tls = t.into_tls(dir, &name)?;
         }
@@ -975,6 +1252,20 @@ impl RawJob {
             .or(g.label_value_length_limit)
             .unwrap_or(0);
         job.enable_compression = self.enable_compression.unwrap_or(true);
+        job.target_limit = match self.target_limit {
+            Some(0) | None => g.target_limit.unwrap_or(0),
+            Some(n) => n,
+        };
+        job.keep_dropped_targets = match self.keep_dropped_targets {
+            Some(0) | None => g.keep_dropped_targets.unwrap_or(0),
+            Some(n) => n,
+        };
+        job.follow_redirects = self.follow_redirects.unwrap_or(true);
+        job.http_headers = build_headers(self.http_headers, dir, &name)?;
+        job.track_timestamps_staleness = self.track_timestamps_staleness.unwrap_or(false);
+        for sd in self.http_sd_configs.unwrap_or_default() {
+            job.http_sd_configs.push(sd.into_sd(dir, &name, warnings)?);
+        }
         Ok(job)
     }
 }
@@ -1241,6 +1532,118 @@ mod tests {
             "{w}"
         );
         assert!(w.contains("\"proxy_url\""), "{w}");
+    }
+
+    #[test]
+    fn newer_settings_parse_and_validate() {
+        let c = parse(
+            r#"
+global:
+  target_limit: 7
+  keep_dropped_targets: 3
+scrape_configs:
+  - job_name: a
+    follow_redirects: false
+    track_timestamps_staleness: true
+    http_headers:
+      x-tenant: {values: [a], secrets: [s], files: [t.txt]}
+    http_sd_configs:
+      - url: 'https://sd.example/targets'
+        authorization: {credentials_file: tok}
+        http_headers: {X-Sd: {values: [1]}}
+  - job_name: b
+    target_limit: 2
+    keep_dropped_targets: 0
+"#,
+        )
+        .unwrap();
+        let (a, b) = (&c.jobs[0], &c.jobs[1]);
+        assert_eq!((a.target_limit, a.keep_dropped_targets), (7, 3));
+        // 0 in a job means "inherit", as in Prometheus.
+        assert_eq!((b.target_limit, b.keep_dropped_targets), (2, 3));
+        assert!(!a.follow_redirects && b.follow_redirects);
+        assert!(a.track_timestamps_staleness && !b.track_timestamps_staleness);
+        assert_eq!(
+            a.http_headers,
+            vec![HttpHeader {
+                name: "x-tenant".into(),
+                values: vec![
+                    Secret::Inline("a".into()),
+                    Secret::Inline("s".into()),
+                    Secret::File("/etc/prometheus/t.txt".into()),
+                ],
+            }]
+        );
+        let sd = &a.http_sd_configs[0];
+        assert_eq!(sd.refresh_interval, Duration::from_secs(60));
+        assert!(sd.follow_redirects);
+        assert_eq!(
+            sd.auth,
+            Some(Auth::Authorization {
+                kind: "Bearer".into(),
+                credentials: Secret::File("/etc/prometheus/tok".into())
+            })
+        );
+        assert_eq!(sd.http_headers[0].name, "X-Sd");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        for (yaml, want) in [
+            (
+                "    http_headers: {authorization: {values: [x]}}\n",
+                "setting header \"Authorization\" is not allowed",
+            ),
+            (
+                "    http_headers: {x-prometheus-scrape-timeout-seconds: {values: [1]}}\n",
+                "setting header \"X-Prometheus-Scrape-Timeout-Seconds\" is not allowed",
+            ),
+            (
+                "    http_headers: {WWW-authenticate: {values: [1]}}\n",
+                "setting header \"Www-Authenticate\" is not allowed",
+            ),
+            (
+                "    http_headers: {X-A: {value: [1]}}\n",
+                "unknown field `value`",
+            ),
+            (
+                "    http_sd_configs: [{refresh_interval: 1s}]\n",
+                "URL is missing",
+            ),
+            (
+                "    http_sd_configs: [{url: 'ftp://h/x'}]\n",
+                "URL scheme must be 'http' or 'https'",
+            ),
+            (
+                "    http_sd_configs: [{url: 'http:///x'}]\n",
+                "host is missing in URL",
+            ),
+            ("    target_limit: -1\n", "invalid type: integer `-1`"),
+            ("    keep_dropped_targets: many\n", "invalid type"),
+        ] {
+            let err = parse(&format!("scrape_configs:\n  - job_name: j\n{yaml}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+        // Proxy settings of a discovery entry are still ignored, with a warning.
+        let c = parse("scrape_configs:\n  - job_name: j\n    http_sd_configs: [{url: 'http://h/x', proxy_url: 'http://p:1'}]\n").unwrap();
+        assert!(
+            c.warnings[0].contains("ignores \"proxy_url\" in http_sd_configs"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn canonical_header_keys_like_go() {
+        for (raw, want) in [
+            ("x-tenant", "X-Tenant"),
+            ("WWW-AUTHENTICATE", "Www-Authenticate"),
+            ("accept", "Accept"),
+            ("x--a", "X--A"),
+            ("bad name", "bad name"),
+        ] {
+            assert_eq!(canonical_header_key(raw), want);
+        }
     }
 
     #[test]

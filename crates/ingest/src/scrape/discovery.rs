@@ -1,4 +1,4 @@
-//! Target discovery: `static_configs` and `file_sd_configs`.
+//! Target discovery: `static_configs`, `file_sd_configs` and `http_sd_configs`.
 //!
 //! Discovery yields the job's whole list of discovered label sets (`__address__` plus group
 //! labels, and `__meta_filepath` for file discovery) each time something changes; the pool
@@ -7,6 +7,9 @@
 //! in the file name. Files are polled (every few seconds, cheap for target lists) rather
 //! than watched, so edits, new files and atomic renames are all seen the same way; a file
 //! that fails to parse keeps its previous targets and logs why, as in Prometheus.
+//!
+//! HTTP discovery ([`parse_http_sd`]; the manager fetches) reads Prometheus's JSON answer
+//! and adds `__meta_url`; a failed refresh keeps the previous targets.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -82,6 +85,27 @@ pub fn read_sd_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
         }
     }
     Ok(groups)
+}
+
+/// An `http_sd_configs` answer into discovered label sets: a JSON list of
+/// `{"targets": [...], "labels": {...}}` groups (unknown fields refused, as Go's decoder
+/// with `DisallowUnknownFields`), each target also labelled `__meta_url` with the URL.
+pub fn parse_http_sd(body: &[u8], url: &str) -> Result<Vec<LabelSet>, String> {
+    let groups: Vec<Option<TargetGroup>> =
+        serde_json::from_slice(body).map_err(|e| format!("json: {e}"))?;
+    let mut out = Vec::new();
+    for g in groups {
+        let Some(g) = g else {
+            return Err("nil target group item found".into());
+        };
+        for name in g.labels.keys() {
+            if !model::labels::is_valid_label_name(name) {
+                return Err(format!("{name:?} is not a valid label name"));
+            }
+        }
+        out.extend(group_targets(&g, &[("__meta_url", url)]));
+    }
+    Ok(out)
 }
 
 /// The state of one `file_sd_configs` entry: the last good groups of each file.

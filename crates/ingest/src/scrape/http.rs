@@ -1,4 +1,6 @@
-//! The scrape HTTP request: headers as Prometheus sends them, bounded body reading, gzip.
+//! The scrape HTTP request: headers as Prometheus sends them, bounded body reading, gzip,
+//! redirects as Go's `http.Client` follows them, `http_headers`; and the HTTP discovery
+//! request on the same plumbing.
 //!
 //! One hyper client (connection pool) serves every job without `tls_config`; a job with one
 //! gets its own. The whole exchange, body included, runs under the target's timeout (the
@@ -25,7 +27,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::Arc;
 
-use super::config::{Auth, Secret, TlsConfig};
+use super::config::{Auth, HttpHeader, Secret, TlsConfig};
 
 /// What Prometheus 3.x asks for, narrowed to the formats Lookout parses.
 pub const ACCEPT: &str =
@@ -244,16 +246,64 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// How one request authenticates and what it adds: a job's or a discovery entry's HTTP
+/// client settings.
+#[derive(Clone, Copy)]
+pub struct RequestSettings<'a> {
+    pub auth: Option<&'a Auth>,
+    /// Follow 3xx redirects (Prometheus's default) or report them as the scrape's status.
+    pub follow_redirects: bool,
+    /// `http_headers`, added to every request of the exchange.
+    pub headers: &'a [HttpHeader],
+}
+
+/// Go's `http.Client` stops at this many requests.
+const MAX_REQUESTS: usize = 10;
+
+/// Go's `isDomainOrSubdomain`: whether credentials meant for `initial` may go to `host`.
+fn domain_or_subdomain(host: &str, initial: &str) -> bool {
+    host.eq_ignore_ascii_case(initial)
+        || (host.len() > initial.len()
+            && host.is_char_boundary(host.len() - initial.len() - 1)
+            && host[host.len() - initial.len() - 1..].starts_with('.')
+            && host[host.len() - initial.len()..].eq_ignore_ascii_case(initial))
+}
+
+/// A URL as Go prints it in a `Referer`: without user info and fragment.
+fn referer(u: &url::Url) -> String {
+    let mut r = u.clone();
+    let _ = r.set_username("");
+    let _ = r.set_password(None);
+    r.set_fragment(None);
+    r.to_string()
+}
+
+/// `resp.Status` as Go has it: the code and the reason phrase the server sent.
+fn status_text(resp: &http::Response<hyper::body::Incoming>) -> String {
+    let status = resp.status();
+    let reason = resp
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
+    format!("{} {reason}", status.as_u16())
+        .trim_end()
+        .to_string()
+}
+
 impl HttpClient {
-    /// GETs `url`; the caller bounds the time.
-    pub async fn fetch(
+    /// GETs `url` with `base` headers, following redirects as Go's `http.Client` does when
+    /// `settings.follow_redirects` (301, 302, 303, 307 and 308 with a `Location`, at most 10
+    /// requests, a `Referer` on each hop). Credentials go only to the first host and its
+    /// subdomains (Go's rule for headers set on the request; Prometheus adds them in its
+    /// transport, so it sends them to any host it is redirected to); `http_headers` go to
+    /// every hop, as in Prometheus. The caller bounds the time.
+    async fn get(
         &self,
         url: &str,
-        timeout: Duration,
-        auth: Option<&Auth>,
-        body_limit: u64,
-        gzip: bool,
-    ) -> Result<Fetched, String> {
+        base: &http::HeaderMap,
+        settings: RequestSettings<'_>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
         if let Some(e) = &self.broken {
             return Err(format!("Get {url:?}: {e}"));
         }
@@ -262,55 +312,125 @@ impl HttpClient {
                 "Get {url:?}: unsupported protocol scheme; use http or https"
             ));
         }
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("invalid scrape URL {url:?}: {e}"))?;
-        let mut req = http::Request::get(uri)
-            .header(http::header::ACCEPT, ACCEPT)
-            .header(http::header::USER_AGENT, &self.user_agent)
-            .header(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", timeout.as_secs_f64()),
-            );
-        if gzip {
-            req = req.header(http::header::ACCEPT_ENCODING, "gzip");
-        } else {
-            req = req.header(http::header::ACCEPT_ENCODING, "identity");
-        }
-        match auth {
-            None => {}
-            Some(Auth::Basic { username, password }) => {
-                let pw = password
-                    .as_ref()
-                    .map(read_secret)
-                    .transpose()?
-                    .unwrap_or_default();
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{pw}"));
-                req = req.header(http::header::AUTHORIZATION, format!("Basic {token}"));
+        let mut current =
+            url::Url::parse(url).map_err(|e| format!("invalid scrape URL {url:?}: {e}"))?;
+        let initial_host = current.host_str().unwrap_or("").to_string();
+        let mut referer_of: Option<String> = None;
+        let mut sent = 0;
+        loop {
+            // The first hop is named as given (the target's URL), later ones as resolved.
+            let shown = if sent == 0 {
+                url.to_string()
+            } else {
+                current.as_str().to_string()
+            };
+            let uri: http::Uri = shown
+                .parse()
+                .map_err(|e| format!("invalid scrape URL {shown:?}: {e}"))?;
+            let mut req = http::Request::get(uri);
+            let Some(headers) = req.headers_mut() else {
+                return Err(format!("invalid scrape request for {shown:?}"));
+            };
+            headers.extend(base.clone());
+            if let Some(r) = &referer_of {
+                if let Ok(v) = http::HeaderValue::from_str(r) {
+                    headers.insert(http::header::REFERER, v);
+                }
             }
-            Some(Auth::Authorization { kind, credentials }) => {
-                let c = read_secret(credentials)?;
-                req = req.header(http::header::AUTHORIZATION, format!("{kind} {c}"));
+            let host = current.host_str().unwrap_or("");
+            if domain_or_subdomain(host, &initial_host) {
+                if let Some(v) = auth_header(settings.auth)? {
+                    headers.insert(http::header::AUTHORIZATION, v);
+                }
             }
+            for h in settings.headers {
+                let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                    format!(
+                        "Get {shown:?}: net/http: invalid header field name {:?}",
+                        h.name
+                    )
+                })?;
+                for v in &h.values {
+                    let value = header_value(v).map_err(|e| format!("Get {shown:?}: {e}"))?;
+                    let value = http::HeaderValue::from_str(&value).map_err(|_| {
+                        format!(
+                            "Get {shown:?}: net/http: invalid header field value for {:?}",
+                            h.name
+                        )
+                    })?;
+                    headers.append(name.clone(), value);
+                }
+            }
+            let req = req
+                .body(Empty::new())
+                .map_err(|e| format!("invalid scrape request for {shown:?}: {e}"))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("Get {shown:?}: {}", chain(&e)))?;
+            sent += 1;
+            let redirect = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            if !settings.follow_redirects || !redirect {
+                return Ok(resp);
+            }
+            let Some(loc) = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .filter(|l| !l.is_empty())
+            else {
+                // Go hands back a 3xx without a Location as it is.
+                return Ok(resp);
+            };
+            let next = current.join(&loc).map_err(|e| {
+                format!("Get {shown:?}: failed to parse Location header {loc:?}: {e}")
+            })?;
+            if sent >= MAX_REQUESTS {
+                return Err(format!("Get {loc:?}: stopped after 10 redirects"));
+            }
+            if next.scheme() != "http" && next.scheme() != "https" {
+                return Err(format!(
+                    "Get {:?}: unsupported protocol scheme {:?}",
+                    next.as_str(),
+                    next.scheme()
+                ));
+            }
+            // Go sends no Referer from https to http.
+            referer_of = (!(current.scheme() == "https" && next.scheme() == "http"))
+                .then(|| referer(&current));
+            current = next;
         }
-        let req = req
-            .body(Empty::new())
-            .map_err(|e| format!("invalid scrape request for {url:?}: {e}"))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| format!("Get {url:?}: {}", chain(&e)))?;
-        let status = resp.status();
-        if status != http::StatusCode::OK {
+    }
+
+    /// A scrape: GETs `url` with Prometheus's scrape headers, reads at most `body_limit`
+    /// bytes (after gzip), and fails on any status but 200 as Prometheus does.
+    pub async fn fetch(
+        &self,
+        url: &str,
+        timeout: Duration,
+        settings: RequestSettings<'_>,
+        body_limit: u64,
+        gzip: bool,
+    ) -> Result<Fetched, String> {
+        let mut base = http::HeaderMap::new();
+        base.insert(http::header::ACCEPT, http::HeaderValue::from_static(ACCEPT));
+        if let Ok(v) = http::HeaderValue::from_str(&self.user_agent) {
+            base.insert(http::header::USER_AGENT, v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&format!("{}", timeout.as_secs_f64())) {
+            base.insert("x-prometheus-scrape-timeout-seconds", v);
+        }
+        base.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static(if gzip { "gzip" } else { "identity" }),
+        );
+        let resp = self.get(url, &base, settings).await?;
+        if resp.status() != http::StatusCode::OK {
             return Err(format!(
-                "server returned HTTP status {} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            )
-            .trim_end()
-            .to_string());
+                "server returned HTTP status {}",
+                status_text(&resp)
+            ));
         }
         let content_type = resp
             .headers()
@@ -323,18 +443,9 @@ impl HttpClient {
             .get(http::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-        let mut body = resp.into_body();
-        let mut raw = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|e| format!("Get {url:?}: reading the body: {}", chain(&e)))?;
-            if let Ok(data) = frame.into_data() {
-                if raw.len() as u64 + data.len() as u64 > body_limit {
-                    return Err(body_limit_error(body_limit));
-                }
-                raw.extend_from_slice(&data);
-            }
-        }
+        let raw = read_body(resp, url, body_limit)
+            .await?
+            .ok_or_else(|| body_limit_error(body_limit))?;
         if !gzipped {
             return Ok(Fetched {
                 body: raw,
@@ -353,6 +464,121 @@ impl HttpClient {
             body: out,
             content_type,
         })
+    }
+
+    /// An `http_sd_configs` refresh: GETs `url` as Prometheus's HTTP discovery does
+    /// (`Accept: application/json`, `X-Prometheus-Refresh-Interval-Seconds`) and returns
+    /// the body of a 200 answer whose Content-Type is JSON, with Prometheus's error texts.
+    pub async fn fetch_sd(
+        &self,
+        url: &str,
+        refresh_interval: Duration,
+        settings: RequestSettings<'_>,
+        body_limit: u64,
+    ) -> Result<Vec<u8>, String> {
+        let mut base = http::HeaderMap::new();
+        base.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&self.user_agent) {
+            base.insert(http::header::USER_AGENT, v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&format!("{}", refresh_interval.as_secs_f64())) {
+            base.insert("x-prometheus-refresh-interval-seconds", v);
+        }
+        let resp = self.get(url, &base, settings).await?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(format!(
+                "server returned HTTP status {}",
+                status_text(&resp)
+            ));
+        }
+        let ct = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        if !is_json_content_type(ct.trim()) {
+            return Err(format!("unsupported content type {ct:?}"));
+        }
+        read_body(resp, url, body_limit)
+            .await?
+            .ok_or_else(|| format!("the discovery answer is larger than {body_limit} bytes"))
+    }
+}
+
+/// Prometheus's `^(?i:application\/json(;\s*charset=("utf-8"|utf-8))?)$`.
+fn is_json_content_type(ct: &str) -> bool {
+    let lower = ct.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("application/json") else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix(';') else {
+        return false;
+    };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    rest == "charset=utf-8" || rest == "charset=\"utf-8\""
+}
+
+/// Reads a body up to `limit` bytes; None when it is longer.
+async fn read_body(
+    resp: http::Response<hyper::body::Incoming>,
+    url: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut body = resp.into_body();
+    let mut raw = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("Get {url:?}: reading the body: {}", chain(&e)))?;
+        if let Ok(data) = frame.into_data() {
+            if raw.len() as u64 + data.len() as u64 > limit {
+                return Ok(None);
+            }
+            raw.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(raw))
+}
+
+/// The `Authorization` header of `auth`, secrets read now (files change under us).
+fn auth_header(auth: Option<&Auth>) -> Result<Option<http::HeaderValue>, String> {
+    let value = match auth {
+        None => return Ok(None),
+        Some(Auth::Basic { username, password }) => {
+            let pw = password
+                .as_ref()
+                .map(read_secret)
+                .transpose()?
+                .unwrap_or_default();
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{pw}"));
+            format!("Basic {token}")
+        }
+        Some(Auth::Authorization { kind, credentials }) => {
+            format!("{kind} {}", read_secret(credentials)?)
+        }
+    };
+    http::HeaderValue::from_str(&value)
+        .map(Some)
+        .map_err(|_| "the credentials hold characters a header cannot carry".to_string())
+}
+
+/// One `http_headers` value: inline, or a file read now and trimmed, as prometheus/common
+/// reads it (and with its error text).
+fn header_value(v: &Secret) -> Result<String, String> {
+    match v {
+        Secret::Inline(s) => Ok(s.clone()),
+        Secret::File(p) => {
+            let mut s = String::new();
+            std::fs::File::open(p)
+                .and_then(|f| f.take(64 << 10).read_to_string(&mut s))
+                .map_err(|e| format!("unable to read headers file {}: {e}", p.display()))?;
+            Ok(s.trim().to_string())
+        }
     }
 }
 

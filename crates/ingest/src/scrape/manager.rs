@@ -9,6 +9,14 @@
 //! target, so series that disappear across a reload are still marked stale, and targets
 //! the new job no longer has get their staleness markers once its first discovery is done.
 //!
+//! Pool-wide settings act at each sync, as Prometheus's `scrapePool.sync`: past
+//! `target_limit` every loop of the pool gets a forced error (it reports
+//! `target_limit exceeded (number of targets: N, limit: M)` with up 0 and staleness markers,
+//! and sends no request) until the count drops; `keep_dropped_targets` bounds the dropped
+//! targets kept for `/api/v1/targets` while their count stays exact. HTTP discovery entries
+//! each refresh in their own task (their own HTTP client settings, timeout = refresh
+//! interval); a failed refresh keeps that entry's previous targets.
+//!
 //! Each loop waits a per-target offset before its first scrape (a hash of the target and
 //! the external labels, modulo the interval, as Prometheus spreads scrapes), so many
 //! targets with one interval do not all scrape in the same millisecond.
@@ -21,9 +29,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::config::{format_duration, JobConfig, ScrapeConfig};
-use super::discovery::{group_targets, FileSd};
-use super::http::HttpClient;
+use super::config::{format_duration, HttpSdConfig, JobConfig, ScrapeConfig};
+use super::discovery::{group_targets, parse_http_sd, FileSd};
+use super::http::{HttpClient, RequestSettings};
 use super::relabel::LabelSet;
 pub use super::scrape_loop::Health;
 use super::scrape_loop::{now_ms, LoopState, ScrapeLoop, Stop, TargetHealth};
@@ -76,7 +84,10 @@ pub struct DroppedTarget {
 #[derive(Clone, Debug, Default)]
 pub struct TargetsSnapshot {
     pub active: Vec<ActiveTarget>,
+    /// The dropped targets kept (`keep_dropped_targets` bounds them per pool).
     pub dropped: Vec<DroppedTarget>,
+    /// Every pool's count of dropped targets, kept or not (`droppedTargetCounts`).
+    pub dropped_counts: BTreeMap<String, usize>,
 }
 
 /// Formats a time as RFC 3339 in UTC with nanoseconds (Go's `time.RFC3339Nano` trims
@@ -129,7 +140,13 @@ struct RunningLoop {
 #[derive(Default)]
 struct PoolShared {
     loops: HashMap<u64, RunningLoop>,
+    /// The dropped targets kept, at most `keep_dropped_targets` (0: all).
     dropped: Vec<LabelSet>,
+    /// All dropped targets of the last sync, kept or not.
+    dropped_count: usize,
+    /// The error every loop of the pool reports instead of scraping (`target_limit`);
+    /// shared by the loops, set at each sync.
+    forced_error: Arc<Mutex<Option<String>>>,
     /// States of a replaced pool's loops, by target identity, until the first sync.
     handover: HashMap<u64, LoopState>,
 }
@@ -262,6 +279,8 @@ impl ScrapeManager {
                     discovered_labels: to_map(d),
                     scrape_pool: name.clone(),
                 }));
+            snap.dropped_counts
+                .insert(name.clone(), shared.dropped_count);
         }
         snap
     }
@@ -344,11 +363,54 @@ async fn run_discovery(
         .map(FileSd::poll_interval)
         .min()
         .unwrap_or(Duration::from_secs(5));
+    // HTTP discovery: every entry's first answer (or failure) is awaited before the first
+    // sync, so targets a reload kept are not taken for gone; after that each entry
+    // refreshes in its own task and wakes this loop when its targets change.
+    let (wake_tx, mut wake) = tokio::sync::mpsc::channel::<()>(1);
+    let mut http_cells: Vec<Arc<Mutex<Vec<LabelSet>>>> = Vec::new();
+    {
+        let mut first_fetches = tokio::task::JoinSet::new();
+        for (i, sd) in job.http_sd_configs.iter().enumerate() {
+            let sd = Arc::new(sd.clone());
+            let client = HttpClient::new(&sd.tls);
+            let cell = Arc::new(Mutex::new(Vec::new()));
+            http_cells.push(cell.clone());
+            let (job_name, wake_tx, stop) = (job.job_name.clone(), wake_tx.clone(), stop.clone());
+            first_fetches.spawn(async move {
+                if let Some(targets) = http_sd_refresh(&client, &sd, &job_name).await {
+                    *cell.lock() = targets;
+                }
+                (i, sd, client, cell, job_name, wake_tx, stop)
+            });
+        }
+        let mut refreshers = Vec::new();
+        loop {
+            tokio::select! {
+                r = first_fetches.join_next() => match r {
+                    Some(Ok(x)) => refreshers.push(x),
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        for (_, sd, client, cell, job_name, wake_tx, stop) in refreshers {
+            tokio::spawn(http_sd_loop(sd, client, cell, job_name, wake_tx, stop));
+        }
+    }
+    drop(wake_tx);
     let mut first = true;
+    let mut woke = false;
+    let mut last_poll = tokio::time::Instant::now();
     loop {
-        let mut changed = first;
-        if !files.is_empty() {
-            let elapsed = if first { Duration::ZERO } else { poll };
+        let mut changed = first || std::mem::take(&mut woke);
+        if !files.is_empty() && (first || last_poll.elapsed() >= poll) {
+            let elapsed = if first {
+                Duration::ZERO
+            } else {
+                last_poll.elapsed()
+            };
+            last_poll = tokio::time::Instant::now();
             let res = tokio::task::spawn_blocking(move || {
                 let mut changed = false;
                 let mut errors = Vec::new();
@@ -370,21 +432,90 @@ async fn run_discovery(
             }
         }
         if changed {
+            let http: Vec<LabelSet> = http_cells.iter().flat_map(|c| c.lock().clone()).collect();
             let all: Vec<LabelSet> = statics
                 .iter()
                 .chain(files.iter().flat_map(|f| f.targets()))
                 .cloned()
+                .chain(http)
                 .collect();
             sync(&deps, &client, &job, &shared, all, first).await;
         }
         first = false;
-        if files.is_empty() {
-            let _ = stop.wait_for(|s| *s).await;
-            return;
-        }
+        let next_poll = last_poll + poll;
         tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep_until(next_poll), if !files.is_empty() => {}
+            Some(()) = wake.recv(), if !http_cells.is_empty() => woke = true,
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Largest HTTP discovery answer read.
+const MAX_HTTP_SD_BYTES: u64 = 32 << 20;
+
+/// One HTTP discovery fetch; None (logged) when it failed, so the previous targets stay,
+/// as Prometheus keeps them.
+async fn http_sd_refresh(
+    client: &HttpClient,
+    sd: &HttpSdConfig,
+    job: &str,
+) -> Option<Vec<LabelSet>> {
+    let settings = RequestSettings {
+        auth: sd.auth.as_ref(),
+        follow_redirects: sd.follow_redirects,
+        headers: &sd.http_headers,
+    };
+    // Prometheus sets the client timeout to the refresh interval.
+    let res = tokio::time::timeout(
+        sd.refresh_interval,
+        client.fetch_sd(&sd.url, sd.refresh_interval, settings, MAX_HTTP_SD_BYTES),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "Get {:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            sd.url
+        ))
+    })
+    .and_then(|body| parse_http_sd(&body, &sd.url));
+    match res {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(job = %job, url = %sd.url, error = %e, "Unable to refresh target groups; keeping the previous targets");
+            None
+        }
+    }
+}
+
+/// Refreshes one HTTP discovery entry every `refresh_interval` until the pool stops.
+async fn http_sd_loop(
+    sd: Arc<HttpSdConfig>,
+    client: HttpClient,
+    cell: Arc<Mutex<Vec<LabelSet>>>,
+    job: String,
+    wake: tokio::sync::mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(sd.refresh_interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let targets = tokio::select! {
+            t = http_sd_refresh(&client, &sd, &job) => t,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if let Some(targets) = targets {
+            let changed = {
+                let mut c = cell.lock();
+                let changed = *c != targets;
+                *c = targets;
+                changed
+            };
+            if changed {
+                let _ = wake.try_send(());
+            }
         }
     }
 }
@@ -411,8 +542,22 @@ async fn sync(
             }
         }
     }
+    // Prometheus's refreshTargetLimitErr: past the limit every loop of the pool fails
+    // without a request until the count drops again.
+    let forced = (job.target_limit > 0 && active.len() > job.target_limit).then(|| {
+        format!(
+            "target_limit exceeded (number of targets: {}, limit: {})",
+            active.len(),
+            job.target_limit
+        )
+    });
     let (to_stop, leftover) = {
         let mut s = shared.lock();
+        *s.forced_error.lock() = forced;
+        s.dropped_count = dropped.len();
+        if job.keep_dropped_targets > 0 {
+            dropped.truncate(job.keep_dropped_targets);
+        }
         s.dropped = dropped;
         let gone: Vec<u64> = s
             .loops
@@ -433,7 +578,8 @@ async fn sync(
                 deps.sink.clone(),
                 client.clone(),
                 state,
-            );
+            )
+            .with_forced_error(s.forced_error.clone());
             let health = lp.health();
             let (stop, stop_rx) = watch::channel(None);
             let off = offset(id, deps.seed, target.interval);

@@ -4,7 +4,7 @@
 //! - [`relabel`]: `relabel_configs` / `metric_relabel_configs`, every action.
 //! - [`target`]: discovered targets into scrape targets (Prometheus's `PopulateLabels`).
 //! - [`parse`]: text format 0.0.4 and OpenMetrics 1.0 parsers (owned: the hot path).
-//! - [`discovery`]: `static_configs` and `file_sd_configs`.
+//! - [`discovery`]: `static_configs`, `file_sd_configs` and `http_sd_configs`.
 //! - [`scrape_loop`]: one loop per target: HTTP, parsing, labels, staleness, `up` & co.
 //! - [`manager`]: the [`ScrapeManager`] that runs the loops, reloads and reports targets.
 //!
@@ -40,7 +40,7 @@ pub use config::{
     self_scrape_job, ConfigError, GlobalConfig, JobConfig, ScrapeConfig, TomlScrapeConfig,
     TomlScrapeJob, SELF_SCRAPE_JOB,
 };
-pub use http::HttpClient;
+pub use http::{HttpClient, RequestSettings};
 pub use manager::{ActiveTarget, DroppedTarget, Health, ScrapeManager, TargetsSnapshot};
 
 /// The staleness marker: a NaN with this bit pattern marks a series as gone (the same

@@ -20,7 +20,8 @@
 //! same entries, so a steady scrape clones each label set once, into its sample (measured
 //! with `examples/scrape_throughput.rs`: 100k series, ~1.3 µs per sample steady, release).
 //! Series with explicit timestamps (when honored) get no staleness markers, as in
-//! Prometheus. Two different texts for one label set (`a{x="1"}` and `a{x="1",}`) are
+//! Prometheus, unless `track_timestamps_staleness` is set. While the pool's forced error is
+//! set (`target_limit` exceeded) a scrape sends no request and fails with it. Two different texts for one label set (`a{x="1"}` and `a{x="1",}`) are
 //! tracked apart; Prometheus tracks by label set, which only differs for such bodies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -32,7 +33,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::config::JobConfig;
-use super::http::HttpClient;
+use super::http::{HttpClient, RequestSettings};
 use super::parse::{Entry, Format, Parser};
 use super::relabel::{process, LabelSet};
 use super::stale_nan;
@@ -156,6 +157,8 @@ pub struct ScrapeLoop {
     sink: Arc<dyn MetricsSink>,
     client: HttpClient,
     pub(crate) health: Arc<Mutex<TargetHealth>>,
+    /// Set by the pool when the scrape must fail without a request (`target_limit`).
+    forced_error: Arc<Mutex<Option<String>>>,
     state: LoopState,
     cache: HashMap<Box<[u8]>, CacheEntry, ahash::RandomState>,
     iter: u64,
@@ -240,12 +243,21 @@ impl ScrapeLoop {
             sink,
             client,
             health: Arc::new(Mutex::new(TargetHealth::default())),
+            forced_error: Arc::default(),
             state,
             cache: HashMap::default(),
             iter: 0,
             last_metadata: BTreeMap::new(),
             report,
         }
+    }
+
+    /// Shares the pool's forced-error cell: while it holds an error, every scrape reports it
+    /// (up 0, the previous series marked stale) without sending a request, as Prometheus's
+    /// `setForcedError` does for `target_limit`.
+    pub fn with_forced_error(mut self, cell: Arc<Mutex<Option<String>>>) -> ScrapeLoop {
+        self.forced_error = cell;
+        self
     }
 
     /// The shared health cell, read by the manager for `/api/v1/targets`.
@@ -364,7 +376,9 @@ impl ScrapeLoop {
                     timestamp,
                 } => {
                     out.total += 1;
-                    let tracked = timestamp.is_none() || !job.honor_timestamps;
+                    let tracked = timestamp.is_none()
+                        || !job.honor_timestamps
+                        || job.track_timestamps_staleness;
                     let labels = match self.cache.get_mut(series) {
                         Some(e) => {
                             e.seen = iter;
@@ -527,19 +541,30 @@ impl ScrapeLoop {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let ts = now_ms(started_at);
-        let fetch = tokio::time::timeout(
-            self.target.timeout,
-            self.client.fetch(
-                &self.target.url,
-                self.target.timeout,
-                self.job.auth.as_ref(),
-                self.job.body_size_limit,
-                self.job.enable_compression,
-            ),
-        );
-        let fetched = tokio::select! {
-            r = fetch => r,
-            _ = cancel => return,
+        let forced = self.forced_error.lock().clone();
+        let fetched = match forced {
+            Some(e) => Ok(Err(e)),
+            None => {
+                let settings = RequestSettings {
+                    auth: self.job.auth.as_ref(),
+                    follow_redirects: self.job.follow_redirects,
+                    headers: &self.job.http_headers,
+                };
+                let fetch = tokio::time::timeout(
+                    self.target.timeout,
+                    self.client.fetch(
+                        &self.target.url,
+                        self.target.timeout,
+                        settings,
+                        self.job.body_size_limit,
+                        self.job.enable_compression,
+                    ),
+                );
+                tokio::select! {
+                    r = fetch => r,
+                    _ = cancel => return,
+                }
+            }
         };
         let duration = start.elapsed();
         let result = match fetched {

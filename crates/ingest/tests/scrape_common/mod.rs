@@ -165,6 +165,9 @@ pub enum Answer {
     Status(u16),
     /// Accept the request and never answer.
     Hang,
+    /// This 3xx status with this `Location` (none if empty), except at the path given
+    /// last, which answers 200 with a text body.
+    Redirect(u16, String, &'static str, String),
 }
 
 /// A target whose answer the test changes at will; records the request heads it got.
@@ -199,7 +202,20 @@ impl ScriptedTarget {
                         }
                         r.lock().push(String::from_utf8_lossy(&head).into_owned());
                         let answer = a.lock().clone();
+                        let path = String::from_utf8_lossy(&head)
+                            .split(' ')
+                            .nth(1)
+                            .unwrap_or("")
+                            .to_string();
+                        let mut location = String::new();
                         let (status, ct, body, gz) = match answer {
+                            Answer::Redirect(_, _, at, body) if path == at => {
+                                (200, "text/plain", body.into_bytes(), false)
+                            }
+                            Answer::Redirect(s, loc, _, _) => {
+                                location = loc;
+                                (s, "text/plain", Vec::new(), false)
+                            }
                             Answer::Hang => {
                                 tokio::time::sleep(Duration::from_secs(3600)).await;
                                 return;
@@ -216,12 +232,16 @@ impl ScriptedTarget {
                                 (200, ct, e.finish().unwrap(), true)
                             }
                         };
+                        let reason = http_reason(status);
                         let mut resp = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n",
+                            "HTTP/1.1 {status} {reason}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n",
                             body.len()
                         );
                         if gz {
                             resp.push_str("Content-Encoding: gzip\r\n");
+                        }
+                        if !location.is_empty() {
+                            resp.push_str(&format!("Location: {location}\r\n"));
                         }
                         resp.push_str("\r\n");
                         if sock.write_all(resp.as_bytes()).await.is_err()
@@ -245,6 +265,20 @@ impl ScriptedTarget {
     }
 }
 
+/// The reason phrase a real server sends (Go and Lookout both report it in `lastError`).
+fn http_reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        500 => "Internal Server Error",
+        _ => "X",
+    }
+}
+
 /// Polls `f` until it returns Some or `timeout` passes.
 pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -254,5 +288,105 @@ pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() ->
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Debian's Prometheus 2.42, the peer the comparison tests run.
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// A running `/usr/bin/prometheus` on a private port and data directory, killed on drop.
+pub struct Prometheus {
+    _child: KillOnDrop,
+    pub base: String,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `config` (a prometheus.yml path) and waits until it is ready.
+    /// A missing binary fails with instructions, as everywhere in these tests.
+    pub async fn start(config: &Path, data: &Path) -> Prometheus {
+        assert!(
+            Path::new(PROMETHEUS).is_file(),
+            "{PROMETHEUS} is missing; install Debian's prometheus (scripts/system-deps.sh does)"
+        );
+        let port = free_port();
+        let child = KillOnDrop(
+            Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start prometheus"),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("{base}/-/ready")).call().is_err() {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Prometheus {
+            _child: child,
+            base,
+        }
+    }
+
+    /// GETs an API path and parses the JSON answer.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}{path}", self.base);
+        let body = ureq::get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+    }
+
+    /// `/api/v1/targets` `data`.
+    pub fn targets(&self) -> serde_json::Value {
+        self.get("/api/v1/targets")["data"].clone()
+    }
+
+    /// Every series with a sample since `start` (Unix seconds) whose labels match `matcher`.
+    pub fn series(&self, matcher: &str, start: u64) -> BTreeSet<LabelMap> {
+        let enc: String = matcher
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        self.get(&format!("/api/v1/series?match[]={enc}&start={start}"))["data"]
+            .as_array()
+            .expect("series data")
+            .iter()
+            .map(|s| serde_json::from_value(s.clone()).expect("label map"))
+            .collect()
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Polls an async `f` until it returns Some or `timeout` passes.
+pub async fn eventually_async<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
