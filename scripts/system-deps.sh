@@ -5,6 +5,7 @@
 #   prometheus: the real Prometheus (and promtool) the metrics and scrape tests compare
 #   Lookout with.
 #   openssl: makes the certificates of the scrape manager's TLS tests.
+#   tinyproxy: the HTTP proxy the scrape manager's proxy_url test scrapes through.
 #   iproute2, util-linux: the Docker-bridge test builds a bridge in a private network
 #   namespace (`unshare`, `ip`).
 # Runs apt-get directly as root, through sudo otherwise.
@@ -14,6 +15,7 @@ missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 [ ${#missing[@]} -eq 0 ] && exit 0

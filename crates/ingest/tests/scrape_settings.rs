@@ -1,13 +1,13 @@
 //! The `prometheus.yml` scrape settings beyond targets and relabeling: `target_limit`,
-//! `keep_dropped_targets`, `follow_redirects`, `http_headers`, `track_timestamps_staleness`
-//! and `http_sd_configs`.
+//! `keep_dropped_targets`, `follow_redirects`, `http_headers`, `track_timestamps_staleness`,
+//! `http_sd_configs` and the proxy settings.
 //!
 //! Where Debian's Prometheus 2.42 knows a setting (`target_limit`, `follow_redirects`,
-//! `http_sd_configs`), Lookout's scrape manager and a real Prometheus run the same
+//! `http_sd_configs`, `proxy_url`), Lookout's scrape manager and a real Prometheus run the same
 //! prometheus.yml against the same scripted targets, and their `/api/v1/targets` answers
 //! (health, lastError, discovered labels) and stored series are compared. Settings 2.42
 //! refuses as unknown (`keep_dropped_targets`, `http_headers`, `track_timestamps_staleness`,
-//! all newer) are tested against Lookout alone, following Prometheus 3's documented
+//! `no_proxy`, all newer) are tested against Lookout alone, following Prometheus 3's documented
 //! behaviour; each test says so.
 
 mod scrape_common;
@@ -545,5 +545,156 @@ async fn http_sd_like_prometheus() {
             "{h}"
         );
     }
+    m.shutdown().await;
+}
+
+const TINYPROXY: &str = "/usr/bin/tinyproxy";
+
+/// Debian's tinyproxy on a private port, in the foreground, killed on drop. It marks every
+/// request it forwards with `Via: 1.1 tinyproxy`.
+fn start_tinyproxy(dir: &Path, basic_auth: Option<(&str, &str)>) -> (KillOnDrop, u16) {
+    assert!(
+        Path::new(TINYPROXY).is_file(),
+        "{TINYPROXY} is missing; install Debian's tinyproxy (scripts/system-deps.sh does)"
+    );
+    let port = free_port();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nAllow 127.0.0.1\nViaProxyName \"tinyproxy\"\n"
+    );
+    if root {
+        // tinyproxy refuses to keep running as root.
+        conf.push_str("User nobody\nGroup nogroup\n");
+    }
+    if let Some((u, p)) = basic_auth {
+        conf.push_str(&format!("BasicAuth {u} {p}\n"));
+    }
+    let path = dir.join(format!("tinyproxy-{port}.conf"));
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new(TINYPROXY)
+        .arg("-d")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tinyproxy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tinyproxy did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (KillOnDrop(child), port)
+}
+
+/// `proxy_url` (Prometheus 2.42 has it) through a real proxy, Debian's tinyproxy: the same
+/// health and series as Prometheus for a target behind the proxy, both requests carrying
+/// tinyproxy's `Via`, and both down when the proxy is gone. `no_proxy` and proxy
+/// credentials are newer than 2.42: Lookout alone, following prometheus/common and Go's
+/// `httpproxy` (loopback is never proxied once `no_proxy` is set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_url_through_tinyproxy_like_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, pport) = start_tinyproxy(dir.path(), None);
+    let (_authed, aport) = start_tinyproxy(dir.path(), Some(("pu", "pp")));
+    let behind = ScriptedTarget::start(Answer::Body(TEXT, "behind 1\n".into())).await;
+    let skipped = ScriptedTarget::start(Answer::Body(TEXT, "skipped 1\n".into())).await;
+    let authed = ScriptedTarget::start(Answer::Body(TEXT, "authed 1\n".into())).await;
+    let gone = free_port();
+    let prom_yaml = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: via\n    proxy_url: 'http://127.0.0.1:{pport}'\n    static_configs:\n      - targets: ['{}']\n  - job_name: proxy_gone\n    proxy_url: 'http://127.0.0.1:{gone}'\n    static_configs:\n      - targets: ['{}']\n",
+        behind.addr, behind.addr
+    );
+    let lookout_only = format!(
+        "  - job_name: skipped\n    proxy_url: 'http://127.0.0.1:{pport}'\n    no_proxy: 'example.com,10.0.0.0/8'\n    static_configs:\n      - targets: ['{}']\n  - job_name: authed\n    proxy_url: 'http://pu:pp@127.0.0.1:{aport}'\n    static_configs:\n      - targets: ['{}']\n  - job_name: wrong_auth\n    proxy_url: 'http://pu:nope@127.0.0.1:{aport}'\n    static_configs:\n      - targets: ['{}']\n",
+        skipped.addr, authed.addr, authed.addr
+    );
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, &prom_yaml).unwrap();
+    let start = unix_now() - 1;
+    let prom = Prometheus::start(&cfg, &dir.path().join("data")).await;
+    let ours_cfg = ScrapeConfig::parse_prometheus_yaml(
+        &format!("{prom_yaml}{lookout_only}"),
+        "t.yml",
+        dir.path(),
+    )
+    .unwrap();
+    assert!(ours_cfg.warnings.is_empty(), "{:?}", ours_cfg.warnings);
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(ours_cfg, sink.clone());
+    let pools = ["via", "proxy_gone"];
+    eventually_async(Duration::from_secs(30), "every target scraped", || async {
+        for p in pools {
+            let t = their_targets(&prom, p);
+            if t.len() != 1 || t[0].1 == "unknown" {
+                return None;
+            }
+        }
+        let s = m.targets().await;
+        (s.active.len() == 5 && s.active.iter().all(|a| a.last_scrape.is_some())).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for p in pools {
+        let (t, o) = (their_targets(&prom, p), our_targets(&m, p).await);
+        assert_eq!(t[0].0, o[0].0, "{p}");
+        assert_eq!(t[0].1, o[0].1, "{p}: Prometheus {t:?}, Lookout {o:?}");
+    }
+    assert_eq!(their_targets(&prom, "via")[0].1, "up");
+    assert_eq!(their_targets(&prom, "proxy_gone")[0].1, "down");
+    let gone_err = &our_targets(&m, "proxy_gone").await[0].2;
+    assert!(gone_err.contains("proxyconnect tcp"), "{gone_err}");
+    let theirs = prom.series("{job=~\"via|proxy_gone\"}", start);
+    let ours: BTreeSet<LabelMap> = sink
+        .series()
+        .into_iter()
+        .filter(|s| s["job"] == "via" || s["job"] == "proxy_gone")
+        .collect();
+    assert_same_series(&theirs, &ours);
+
+    let heads = |t: &ScriptedTarget, ua: &str| -> Vec<String> {
+        t.requests
+            .lock()
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .filter(|h| h.contains(&format!("user-agent: {ua}")))
+            .collect()
+    };
+    for ua in ["prometheus/", "lookout/"] {
+        let h = heads(&behind, ua);
+        assert!(!h.is_empty(), "no request from {ua}");
+        assert!(h.iter().all(|h| h.contains("via: 1.1 tinyproxy")), "{h:?}");
+    }
+    // no_proxy set: loopback goes direct.
+    let h = heads(&skipped, "lookout/");
+    assert!(
+        !h.is_empty() && h.iter().all(|h| !h.contains("via:")),
+        "{h:?}"
+    );
+    // Credentials in the proxy URL become Proxy-Authorization, which the proxy consumes.
+    let snap = m.targets().await;
+    let health = |pool: &str| {
+        let t = snap.active.iter().find(|a| a.scrape_pool == pool).unwrap();
+        (t.health.as_str(), t.last_error.clone())
+    };
+    assert_eq!(health("authed"), ("up", String::new()));
+    let (h, e) = health("wrong_auth");
+    assert_eq!(h, "down");
+    // tinyproxy refuses wrong proxy credentials with a 401 (not 407); either way it is the
+    // proxy's status that the scrape reports, as in Go.
+    assert_eq!(e, "server returned HTTP status 401 Unauthorized");
+    let h = heads(&authed, "lookout/");
+    assert!(!h.is_empty() && h.iter().all(|h| h.contains("via: 1.1 tinyproxy")));
+    assert!(
+        h.iter().all(|h| !h.contains("proxy-authorization")),
+        "{h:?}"
+    );
     m.shutdown().await;
 }

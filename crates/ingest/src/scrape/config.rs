@@ -6,13 +6,14 @@
 //! Prometheus validates (`scrape timeout greater than scrape interval`, duplicate job
 //! names, …). Acted on: targets from `static_configs`, `file_sd_configs` and
 //! `http_sd_configs`; relabeling; credentials, `tls_config`, `http_headers` (Prometheus's
-//! reserved headers refused with its words) and `follow_redirects`; the sample, label,
+//! reserved headers refused with its words), `follow_redirects` and the proxy settings
+//! (`proxy_url`, `no_proxy`, `proxy_from_environment`, `proxy_connect_header`); the sample, label,
 //! body-size and `target_limit` limits; `keep_dropped_targets`; `honor_labels`,
 //! `honor_timestamps` and `track_timestamps_staleness`. Job settings left at 0 inherit the
 //! `global` value (`sample_limit`, `target_limit`, `keep_dropped_targets`, …), as in
 //! Prometheus. Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
 //! not act on (`rule_files`, `alerting`, `remote_write`, the other service discoveries,
-//! oauth2, proxies, …) load with a warning naming them, so the same file serves both;
+//! oauth2, `enable_http2`, …) load with a warning naming them, so the same file serves both;
 //! fields Prometheus itself would reject are errors naming file, line and column.
 
 use std::collections::BTreeMap;
@@ -186,6 +187,18 @@ impl RawTls {
     }
 }
 
+/// `proxy_url`, `no_proxy`, `proxy_from_environment` and `proxy_connect_header`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub url: Option<String>,
+    /// Comma-separated hosts, domains, IPs and CIDRs not to proxy (with `url` only).
+    pub no_proxy: String,
+    /// `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` from the environment.
+    pub from_environment: bool,
+    /// Headers of the `CONNECT` request that tunnels `https` targets.
+    pub connect_headers: Vec<(String, Vec<String>)>,
+}
+
 /// One `http_headers` entry: a header name and its values (`values` and `secrets` inline,
 /// `files` read at every request, trimmed), added in that order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +218,7 @@ pub struct HttpSdConfig {
     pub tls: TlsConfig,
     pub follow_redirects: bool,
     pub http_headers: Vec<HttpHeader>,
+    pub proxy: ProxyConfig,
 }
 
 /// The headers Prometheus refuses in `http_headers` (prometheus/common's `ReservedHeaders`),
@@ -305,6 +319,8 @@ pub struct JobConfig {
     pub track_timestamps_staleness: bool,
     /// `http_sd_configs`.
     pub http_sd_configs: Vec<HttpSdConfig>,
+    /// The proxy requests go through.
+    pub proxy: ProxyConfig,
 }
 
 impl JobConfig {
@@ -337,6 +353,7 @@ impl JobConfig {
             http_headers: Vec::new(),
             track_timestamps_staleness: false,
             http_sd_configs: Vec::new(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -699,13 +716,13 @@ struct RawHttpSd {
     #[serde(default)]
     oauth2: Option<IgnoredAny>,
     #[serde(default)]
-    proxy_url: Option<IgnoredAny>,
+    proxy_url: Option<String>,
     #[serde(default)]
-    no_proxy: Option<IgnoredAny>,
+    no_proxy: Option<String>,
     #[serde(default)]
-    proxy_from_environment: Option<IgnoredAny>,
+    proxy_from_environment: Option<bool>,
     #[serde(default)]
-    proxy_connect_header: Option<IgnoredAny>,
+    proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default)]
     enable_http2: Option<IgnoredAny>,
 }
@@ -715,13 +732,6 @@ impl RawHttpSd {
     fn ignored_fields(&self) -> Vec<&'static str> {
         [
             ("oauth2", self.oauth2.is_some()),
-            ("proxy_url", self.proxy_url.is_some()),
-            ("no_proxy", self.no_proxy.is_some()),
-            (
-                "proxy_from_environment",
-                self.proxy_from_environment.is_some(),
-            ),
-            ("proxy_connect_header", self.proxy_connect_header.is_some()),
             ("enable_http2", self.enable_http2.is_some()),
         ]
         .into_iter()
@@ -805,6 +815,14 @@ macro_rules! raw_job {
             track_timestamps_staleness: Option<bool>,
             #[serde(default)]
             http_sd_configs: Option<Vec<RawHttpSd>>,
+            #[serde(default)]
+            proxy_url: Option<String>,
+            #[serde(default)]
+            no_proxy: Option<String>,
+            #[serde(default)]
+            proxy_from_environment: Option<bool>,
+            #[serde(default)]
+            proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
             $(
                 #[serde(default)]
                 $ignored: Option<IgnoredAny>,
@@ -838,10 +856,6 @@ raw_job!(
     metric_name_validation_scheme,
     metric_name_escaping_scheme,
     oauth2,
-    proxy_url,
-    no_proxy,
-    proxy_from_environment,
-    proxy_connect_header,
     enable_http2,
     azure_sd_configs,
     consul_sd_configs,
@@ -953,6 +967,43 @@ fn build_auth(
     Ok(auth)
 }
 
+/// The proxy settings, checked as prometheus/common's `ProxyConfig.Validate`.
+fn build_proxy(
+    url: Option<String>,
+    no_proxy: Option<String>,
+    from_environment: Option<bool>,
+    connect_header: Option<BTreeMap<String, Vec<String>>>,
+    name: &str,
+) -> Result<ProxyConfig, String> {
+    let url = url.filter(|u| !u.is_empty());
+    let no_proxy = no_proxy.unwrap_or_default();
+    let from_environment = from_environment.unwrap_or(false);
+    let connect_headers: Vec<(String, Vec<String>)> =
+        connect_header.unwrap_or_default().into_iter().collect();
+    let fail = |m: &str| Err(format!("job {name:?}: {m}"));
+    if !connect_headers.is_empty() && !from_environment && url.is_none() {
+        return fail("if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured");
+    }
+    if from_environment && url.is_some() {
+        return fail("if proxy_from_environment is configured, proxy_url must not be configured");
+    }
+    if from_environment && !no_proxy.is_empty() {
+        return fail("if proxy_from_environment is configured, no_proxy must not be configured");
+    }
+    if url.is_none() && !no_proxy.is_empty() {
+        return fail("if no_proxy is configured, proxy_url must also be configured");
+    }
+    if let Some(u) = &url {
+        url::Url::parse(u).map_err(|e| format!("job {name:?}: proxy_url: parse {u:?}: {e}"))?;
+    }
+    Ok(ProxyConfig {
+        url,
+        no_proxy,
+        from_environment,
+        connect_headers,
+    })
+}
+
 /// `http_headers`, checked as prometheus/common's `Headers.Validate`.
 fn build_headers(
     raw: Option<BTreeMap<String, RawHeader>>,
@@ -1041,6 +1092,13 @@ impl RawHttpSd {
             tls,
             follow_redirects: self.follow_redirects.unwrap_or(true),
             http_headers: build_headers(self.http_headers, dir, job)?,
+            proxy: build_proxy(
+                self.proxy_url,
+                self.no_proxy,
+                self.proxy_from_environment,
+                self.proxy_connect_header,
+                job,
+            )?,
         })
     }
 }
@@ -1263,6 +1321,13 @@ impl RawJob {
         job.follow_redirects = self.follow_redirects.unwrap_or(true);
         job.http_headers = build_headers(self.http_headers, dir, &name)?;
         job.track_timestamps_staleness = self.track_timestamps_staleness.unwrap_or(false);
+        job.proxy = build_proxy(
+            self.proxy_url,
+            self.no_proxy,
+            self.proxy_from_environment,
+            self.proxy_connect_header,
+            &name,
+        )?;
         for sd in self.http_sd_configs.unwrap_or_default() {
             job.http_sd_configs.push(sd.into_sd(dir, &name, warnings)?);
         }
@@ -1521,7 +1586,7 @@ mod tests {
     #[test]
     fn accepted_but_ignored_fields_warn() {
         let c = parse(
-            "rule_files: ['r.yml']\nalerting:\n  alertmanagers: []\nglobal:\n  evaluation_interval: 1m\nscrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    proxy_url: 'http://proxy:3128'\n",
+            "rule_files: ['r.yml']\nalerting:\n  alertmanagers: []\nglobal:\n  evaluation_interval: 1m\nscrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n    oauth2: {client_id: c}\n",
         )
         .unwrap();
         let w = c.warnings.join("\n");
@@ -1531,7 +1596,7 @@ mod tests {
             w.contains("job \"k\": the scrape manager ignores \"kubernetes_sd_configs\""),
             "{w}"
         );
-        assert!(w.contains("\"proxy_url\""), "{w}");
+        assert!(w.contains("\"oauth2\""), "{w}");
     }
 
     #[test]
@@ -1585,6 +1650,17 @@ scrape_configs:
             })
         );
         assert_eq!(sd.http_headers[0].name, "X-Sd");
+        let c = parse("scrape_configs:\n  - job_name: p\n    proxy_url: 'http://p:3128'\n    no_proxy: 'a.io,10.0.0.0/8'\n    proxy_connect_header: {X-A: [b]}\n").unwrap();
+        assert_eq!(
+            c.jobs[0].proxy,
+            ProxyConfig {
+                url: Some("http://p:3128".into()),
+                no_proxy: "a.io,10.0.0.0/8".into(),
+                from_environment: false,
+                connect_headers: vec![("X-A".into(), vec!["b".into()])],
+            }
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 
         for (yaml, want) in [
@@ -1618,16 +1694,21 @@ scrape_configs:
             ),
             ("    target_limit: -1\n", "invalid type: integer `-1`"),
             ("    keep_dropped_targets: many\n", "invalid type"),
+            ("    no_proxy: example.com\n", "if no_proxy is configured, proxy_url must also be configured"),
+            ("    proxy_from_environment: true\n    proxy_url: 'http://p:1'\n", "if proxy_from_environment is configured, proxy_url must not be configured"),
+            ("    proxy_from_environment: true\n    no_proxy: x\n", "if proxy_from_environment is configured, no_proxy must not be configured"),
+            ("    proxy_connect_header: {X-A: [b]}\n", "if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured"),
+            ("    http_sd_configs: [{url: 'http://h/x', no_proxy: y}]\n", "if no_proxy is configured, proxy_url must also be configured"),
         ] {
             let err = parse(&format!("scrape_configs:\n  - job_name: j\n{yaml}"))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{yaml}: {err}");
         }
-        // Proxy settings of a discovery entry are still ignored, with a warning.
-        let c = parse("scrape_configs:\n  - job_name: j\n    http_sd_configs: [{url: 'http://h/x', proxy_url: 'http://p:1'}]\n").unwrap();
+        // oauth2 of a discovery entry is still ignored, with a warning.
+        let c = parse("scrape_configs:\n  - job_name: j\n    http_sd_configs: [{url: 'http://h/x', oauth2: {client_id: c}}]\n").unwrap();
         assert!(
-            c.warnings[0].contains("ignores \"proxy_url\" in http_sd_configs"),
+            c.warnings[0].contains("ignores \"oauth2\" in http_sd_configs"),
             "{:?}",
             c.warnings
         );

@@ -27,7 +27,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::sync::Arc;
 
-use super::config::{Auth, HttpHeader, Secret, TlsConfig};
+use super::config::{Auth, HttpHeader, ProxyConfig, Secret, TlsConfig};
+use super::proxy::{proxy_authorization, ProxyConnector, ProxySelector};
 
 /// What Prometheus 3.x asks for, narrowed to the formats Lookout parses.
 pub const ACCEPT: &str =
@@ -44,7 +45,9 @@ pub struct Fetched {
 /// A scrape client: connection pool, TLS settings.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<ProxyConnector>, Empty<Bytes>>,
+    /// Which requests go through a proxy (to add `Proxy-Authorization` to plain-HTTP ones).
+    proxy: Arc<ProxySelector>,
     user_agent: String,
     /// Why the TLS settings could not be used (a missing CA file): every scrape reports it.
     broken: Option<String>,
@@ -52,7 +55,7 @@ pub struct HttpClient {
 
 impl Default for HttpClient {
     fn default() -> Self {
-        HttpClient::new(&TlsConfig::default())
+        HttpClient::new(&TlsConfig::default(), &ProxyConfig::default())
     }
 }
 
@@ -167,9 +170,10 @@ fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
 }
 
 impl HttpClient {
-    /// A client with these TLS settings. Settings that cannot be used (a missing CA file)
-    /// make every request fail with the reason, so the targets show it as `lastError`.
-    pub fn new(tls: &TlsConfig) -> HttpClient {
+    /// A client with these TLS and proxy settings. Settings that cannot be used (a missing
+    /// CA file) make every request fail with the reason, so the targets show it as
+    /// `lastError`.
+    pub fn new(tls: &TlsConfig, proxy: &ProxyConfig) -> HttpClient {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -188,6 +192,11 @@ impl HttpClient {
                 }),
                 Some(e),
             ),
+        };
+        let selector = Arc::new(ProxySelector::new(proxy));
+        let http = ProxyConnector {
+            http,
+            selector: selector.clone(),
         };
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
@@ -209,6 +218,7 @@ impl HttpClient {
             .build(connector);
         HttpClient {
             client,
+            proxy: selector,
             user_agent: format!("Lookout/{}", env!("CARGO_PKG_VERSION")),
             broken,
         }
@@ -327,7 +337,7 @@ impl HttpClient {
             let uri: http::Uri = shown
                 .parse()
                 .map_err(|e| format!("invalid scrape URL {shown:?}: {e}"))?;
-            let mut req = http::Request::get(uri);
+            let mut req = http::Request::get(uri.clone());
             let Some(headers) = req.headers_mut() else {
                 return Err(format!("invalid scrape request for {shown:?}"));
             };
@@ -335,6 +345,11 @@ impl HttpClient {
             if let Some(r) = &referer_of {
                 if let Ok(v) = http::HeaderValue::from_str(r) {
                     headers.insert(http::header::REFERER, v);
+                }
+            }
+            if current.scheme() == "http" {
+                if let Some(v) = self.proxy.proxy_for(&uri).and_then(proxy_authorization) {
+                    headers.insert(http::header::PROXY_AUTHORIZATION, v);
                 }
             }
             let host = current.host_str().unwrap_or("");

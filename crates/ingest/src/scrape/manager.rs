@@ -346,11 +346,13 @@ async fn run_discovery(
         .iter()
         .flat_map(|g| group_targets(g, &[]))
         .collect();
-    // Jobs with their own TLS settings get their own client (and connection pool).
-    let client = if job.tls == super::config::TlsConfig::default() {
+    // Jobs with their own TLS or proxy settings get their own client (and connection pool).
+    let client = if job.tls == super::config::TlsConfig::default()
+        && job.proxy == super::config::ProxyConfig::default()
+    {
         deps.client.clone()
     } else {
-        HttpClient::new(&job.tls)
+        HttpClient::new(&job.tls, &job.proxy)
     };
     let mut files: Vec<FileSd> = job
         .file_sd_configs
@@ -372,7 +374,7 @@ async fn run_discovery(
         let mut first_fetches = tokio::task::JoinSet::new();
         for (i, sd) in job.http_sd_configs.iter().enumerate() {
             let sd = Arc::new(sd.clone());
-            let client = HttpClient::new(&sd.tls);
+            let client = HttpClient::new(&sd.tls, &sd.proxy);
             let cell = Arc::new(Mutex::new(Vec::new()));
             http_cells.push(cell.clone());
             let (job_name, wake_tx, stop) = (job.job_name.clone(), wake_tx.clone(), stop.clone());

@@ -5,6 +5,7 @@
 //! - [`target`]: discovered targets into scrape targets (Prometheus's `PopulateLabels`).
 //! - [`parse`]: text format 0.0.4 and OpenMetrics 1.0 parsers (owned: the hot path).
 //! - [`discovery`]: `static_configs`, `file_sd_configs` and `http_sd_configs`.
+//! - [`proxy`]: which requests go through an HTTP proxy, and the connector that does it.
 //! - [`scrape_loop`]: one loop per target: HTTP, parsing, labels, staleness, `up` & co.
 //! - [`manager`]: the [`ScrapeManager`] that runs the loops, reloads and reports targets.
 //!
@@ -32,6 +33,7 @@ pub mod discovery;
 mod http;
 pub mod manager;
 pub mod parse;
+pub mod proxy;
 pub mod relabel;
 pub mod scrape_loop;
 pub mod target;
