@@ -17,6 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+
 use ingest::scrape::{ScrapeConfig, ScrapeManager, TargetsSnapshot};
 use scrape_common::*;
 
@@ -548,52 +550,6 @@ async fn http_sd_like_prometheus() {
     m.shutdown().await;
 }
 
-const TINYPROXY: &str = "/usr/bin/tinyproxy";
-
-/// Debian's tinyproxy on a private port, in the foreground, killed on drop. It marks every
-/// request it forwards with `Via: 1.1 tinyproxy`.
-fn start_tinyproxy(dir: &Path, basic_auth: Option<(&str, &str)>) -> (KillOnDrop, u16) {
-    assert!(
-        Path::new(TINYPROXY).is_file(),
-        "{TINYPROXY} is missing; install Debian's tinyproxy (scripts/system-deps.sh does)"
-    );
-    let port = free_port();
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut conf = format!(
-        "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nAllow 127.0.0.1\nViaProxyName \"tinyproxy\"\n"
-    );
-    if root {
-        // tinyproxy refuses to keep running as root.
-        conf.push_str("User nobody\nGroup nogroup\n");
-    }
-    if let Some((u, p)) = basic_auth {
-        conf.push_str(&format!("BasicAuth {u} {p}\n"));
-    }
-    let path = dir.join(format!("tinyproxy-{port}.conf"));
-    std::fs::write(&path, conf).unwrap();
-    let child = std::process::Command::new(TINYPROXY)
-        .arg("-d")
-        .arg("-c")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start tinyproxy");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tinyproxy did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (KillOnDrop(child), port)
-}
-
 /// `proxy_url` (Prometheus 2.42 has it) through a real proxy, Debian's tinyproxy: the same
 /// health and series as Prometheus for a target behind the proxy, both requests carrying
 /// tinyproxy's `Via`, and both down when the proxy is gone. `no_proxy` and proxy
@@ -602,19 +558,21 @@ fn start_tinyproxy(dir: &Path, basic_auth: Option<(&str, &str)>) -> (KillOnDrop,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_url_through_tinyproxy_like_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    let (_proxy, pport) = start_tinyproxy(dir.path(), None);
-    let (_authed, aport) = start_tinyproxy(dir.path(), Some(("pu", "pp")));
+    let (_proxy, pport) = start_tinyproxy(dir.path(), "");
+    let (_authed, aport) = start_tinyproxy(dir.path(), "BasicAuth pu pp\n");
     let behind = ScriptedTarget::start(Answer::Body(TEXT, "behind 1\n".into())).await;
     let skipped = ScriptedTarget::start(Answer::Body(TEXT, "skipped 1\n".into())).await;
     let authed = ScriptedTarget::start(Answer::Body(TEXT, "authed 1\n".into())).await;
+    // Records the CONNECT request of an https target (then fails the handshake).
+    let fake_proxy = ScriptedTarget::start(Answer::Body(TEXT, String::new())).await;
     let gone = free_port();
     let prom_yaml = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: via\n    proxy_url: 'http://127.0.0.1:{pport}'\n    static_configs:\n      - targets: ['{}']\n  - job_name: proxy_gone\n    proxy_url: 'http://127.0.0.1:{gone}'\n    static_configs:\n      - targets: ['{}']\n",
         behind.addr, behind.addr
     );
     let lookout_only = format!(
-        "  - job_name: skipped\n    proxy_url: 'http://127.0.0.1:{pport}'\n    no_proxy: 'example.com,10.0.0.0/8'\n    static_configs:\n      - targets: ['{}']\n  - job_name: authed\n    proxy_url: 'http://pu:pp@127.0.0.1:{aport}'\n    static_configs:\n      - targets: ['{}']\n  - job_name: wrong_auth\n    proxy_url: 'http://pu:nope@127.0.0.1:{aport}'\n    static_configs:\n      - targets: ['{}']\n",
-        skipped.addr, authed.addr, authed.addr
+        "  - job_name: skipped\n    proxy_url: 'http://127.0.0.1:{pport}'\n    no_proxy: 'example.com,10.0.0.0/8'\n    static_configs:\n      - targets: ['{}']\n  - job_name: authed\n    proxy_url: 'http://pu:pp@127.0.0.1:{aport}'\n    static_configs:\n      - targets: ['{}']\n  - job_name: wrong_auth\n    proxy_url: 'http://pu:nope@127.0.0.1:{aport}'\n    static_configs:\n      - targets: ['{}']\n  - job_name: connect\n    scheme: https\n    proxy_url: 'http://cu:cp@{}'\n    proxy_connect_header: {{X-Hello: [world, again]}}\n    static_configs:\n      - targets: ['127.0.0.1:9']\n",
+        skipped.addr, authed.addr, authed.addr, fake_proxy.addr
     );
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(&cfg, &prom_yaml).unwrap();
@@ -638,7 +596,7 @@ async fn proxy_url_through_tinyproxy_like_prometheus() {
             }
         }
         let s = m.targets().await;
-        (s.active.len() == 5 && s.active.iter().all(|a| a.last_scrape.is_some())).then_some(())
+        (s.active.len() == 6 && s.active.iter().all(|a| a.last_scrape.is_some())).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -696,5 +654,21 @@ async fn proxy_url_through_tinyproxy_like_prometheus() {
         h.iter().all(|h| !h.contains("proxy-authorization")),
         "{h:?}"
     );
+    // https through a proxy: a CONNECT with the credentials and proxy_connect_header.
+    let connect = fake_proxy.requests.lock()[0].clone();
+    let want = base64::engine::general_purpose::STANDARD.encode("cu:cp");
+    assert!(
+        connect.starts_with("CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"),
+        "{connect}"
+    );
+    assert!(
+        connect.contains(&format!("Proxy-Authorization: Basic {want}\r\n")),
+        "{connect}"
+    );
+    assert!(
+        connect.contains("x-hello: world\r\nx-hello: again\r\n"),
+        "{connect}"
+    );
+    assert_eq!(health("connect").0, "down");
     m.shutdown().await;
 }

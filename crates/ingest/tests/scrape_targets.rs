@@ -2,7 +2,8 @@
 //! `lastError` and store nothing but the synthetic series (a target that hangs, broken
 //! exposition text, too many samples, an error status, an oversized body), staleness
 //! markers when series or targets disappear, gzip and the request headers, reload that keeps
-//! unchanged loops running, and file discovery picking up edits.
+//! unchanged loops running, file discovery picking up edits, and https targets (through an
+//! HTTP proxy's CONNECT tunnel too).
 
 mod scrape_common;
 
@@ -480,15 +481,21 @@ async fn https_targets_verify_certificates() {
     let job = |name: &str, tls: &str| {
         format!("  - job_name: {name}\n    scheme: https\n{tls}    static_configs:\n      - targets: ['{addr}']\n")
     };
+    // https through an HTTP proxy is a CONNECT tunnel with TLS end to end; a proxy that
+    // allows CONNECT only to port 443 proves the scrape went through it.
+    let (_open, open_proxy) = start_tinyproxy(dir.path(), "");
+    let (_strict, strict_proxy) = start_tinyproxy(dir.path(), "ConnectPort 443\n");
     let ca = format!("    tls_config:\n      ca_file: {}\n", ca_cert.display());
     let yaml =
         format!(
-        "global:\n  scrape_interval: 300ms\n  scrape_timeout: 250ms\nscrape_configs:\n{}{}{}{}{}",
+        "global:\n  scrape_interval: 300ms\n  scrape_timeout: 250ms\nscrape_configs:\n{}{}{}{}{}{}{}",
         job("trusted", &ca),
         job("untrusted", ""),
         job("insecure", "    tls_config:\n      insecure_skip_verify: true\n"),
         job("wrong_name", &format!("{ca}      server_name: wrong.example\n")),
         job("missing_ca", "    tls_config:\n      ca_file: /nonexistent/ca.pem\n"),
+        job("through_proxy", &format!("{ca}    proxy_url: 'http://127.0.0.1:{open_proxy}'\n    proxy_connect_header: {{X-Hello: [world]}}\n")),
+        job("proxy_refuses", &format!("{ca}    proxy_url: 'http://127.0.0.1:{strict_proxy}'\n")),
     );
     let sink = Arc::new(RecordingSink::default());
     let m = ScrapeManager::start(config(&yaml), sink.clone());
@@ -497,7 +504,7 @@ async fn https_targets_verify_certificates() {
         "every https target scraped",
         || {
             let t = targets_now(&m);
-            (t.active.len() == 5 && t.active.iter().all(|a| a.last_scrape.is_some())).then_some(t)
+            (t.active.len() == 7 && t.active.iter().all(|a| a.last_scrape.is_some())).then_some(t)
         },
     )
     .await;
@@ -540,6 +547,18 @@ async fn https_targets_verify_certificates() {
     assert!(!sink
         .samples_of(&[("__name__", "tls_metric"), ("job", "trusted")])
         .is_empty());
+    assert_eq!(
+        get("through_proxy").health.as_str(),
+        "up",
+        "{}",
+        get("through_proxy").last_error
+    );
+    let e = get("proxy_refuses").last_error;
+    assert_eq!(get("proxy_refuses").health.as_str(), "down");
+    assert!(
+        e.contains(&format!("Get \"https://{addr}/metrics\"")),
+        "{e}"
+    );
     m.shutdown().await;
 }
 

@@ -390,3 +390,48 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+pub const TINYPROXY: &str = "/usr/bin/tinyproxy";
+
+/// Debian's tinyproxy on a private port, in the foreground, killed on drop. It marks every
+/// request it forwards with `Via: 1.1 tinyproxy`; `extra_config` adds directives
+/// (`BasicAuth u p`, `ConnectPort 443`).
+pub fn start_tinyproxy(dir: &Path, extra_config: &str) -> (KillOnDrop, u16) {
+    assert!(
+        Path::new(TINYPROXY).is_file(),
+        "{TINYPROXY} is missing; install Debian's tinyproxy (scripts/system-deps.sh does)"
+    );
+    let port = free_port();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nAllow 127.0.0.1\nViaProxyName \"tinyproxy\"\n"
+    );
+    if root {
+        // tinyproxy refuses to keep running as root.
+        conf.push_str("User nobody\nGroup nogroup\n");
+    }
+    conf.push_str(extra_config);
+    let path = dir.join(format!("tinyproxy-{port}.conf"));
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new(TINYPROXY)
+        .arg("-d")
+        .arg("-c")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tinyproxy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tinyproxy did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (KillOnDrop(child), port)
+}
