@@ -205,6 +205,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn http_sd_answers() {
+        let url = "http://sd/x";
+        let t = parse_http_sd(
+            br#"[{"targets": ["a:1", "b:2"], "labels": {"env": "dev", "__meta_url": "spoof"}}, {"targets": []}]"#,
+            url,
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].get("__address__"), "a:1");
+        assert_eq!(t[0].get("env"), "dev");
+        // The URL label is the discovery's, whatever the answer says.
+        assert_eq!(t[1].get("__meta_url"), url);
+        assert!(parse_http_sd(b"[]", url).unwrap().is_empty());
+        for (body, want) in [
+            (&br#"[null]"#[..], "nil target group item found"),
+            (
+                br#"[{"targets": ["a:1"], "extra": 1}]"#,
+                "unknown field `extra`",
+            ),
+            (
+                br#"[{"targets": ["a:1"], "labels": {"bad-name": "x"}}]"#,
+                "\"bad-name\" is not a valid label name",
+            ),
+            (br#"{"targets": []}"#, "json: "),
+            (b"[", "json: "),
+        ] {
+            let e = parse_http_sd(body, url).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn file_sd_reads_json_and_yaml_and_keeps_last_good() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

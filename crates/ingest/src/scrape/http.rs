@@ -600,3 +600,39 @@ fn header_value(v: &Secret) -> Result<String, String> {
 fn body_limit_error(limit: u64) -> String {
     format!("body size limit exceeded (body_size_limit is {limit} bytes)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_follow_gos_domain_rule() {
+        assert!(domain_or_subdomain("example.com", "example.com"));
+        assert!(domain_or_subdomain("api.Example.com", "example.com"));
+        assert!(!domain_or_subdomain("badexample.com", "example.com"));
+        assert!(!domain_or_subdomain("localhost", "127.0.0.1"));
+        assert!(!domain_or_subdomain("example.com", "api.example.com"));
+    }
+
+    #[test]
+    fn json_content_types_like_prometheus() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"utf-8\"",
+            "application/json;  charset=UTF-8",
+        ] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonx",
+            "application/json;",
+        ] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
+    }
+}
