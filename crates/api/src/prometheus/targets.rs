@@ -64,7 +64,8 @@ async fn targets(State(state): State<PromState>, params: PromParams) -> PromResu
     struct Data<'a> {
         active_targets: Vec<Active<'a>>,
         dropped_targets: Vec<Dropped<'a>>,
-        dropped_target_counts: BTreeMap<&'a str, usize>,
+        /// Only with dropped targets asked for (`null` otherwise), as Prometheus 3 answers.
+        dropped_target_counts: Option<BTreeMap<&'a str, usize>>,
     }
     let snapshot = match &state.scrape {
         Some(s) => s.manager.targets().await,
@@ -120,7 +121,7 @@ async fn targets(State(state): State<PromState>, params: PromParams) -> PromResu
                 scrape_pool: &d.scrape_pool,
             })
             .collect(),
-        dropped_target_counts: counts,
+        dropped_target_counts: show_dropped.then_some(counts),
     };
     Success::new(&data)
 }
@@ -143,4 +144,103 @@ async fn reload_wrong_method() -> Response {
         StatusCode::METHOD_NOT_ALLOWED,
         "Only POST or PUT requests allowed".to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use ingest::metrics::{AppendError, AppendOutcome, MetadataRegistry, MetricsSink, Sample};
+    use ingest::scrape::ScrapeConfig;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::prometheus::{router, PromBuildInfo, PromLimits};
+
+    struct Discard;
+
+    impl MetricsSink for Discard {
+        fn append(&self, s: Vec<Sample>) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+            let appended = s.len();
+            Box::pin(async move {
+                Ok(AppendOutcome {
+                    appended,
+                    ..AppendOutcome::default()
+                })
+            })
+        }
+
+        fn append_all_or_nothing(
+            &self,
+            s: Vec<Sample>,
+        ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+            self.append(s)
+        }
+
+        fn record_metadata(&self, _: Vec<(String, ingest::MetricMetadata)>) {}
+    }
+
+    struct NoReload;
+
+    impl Reload for NoReload {
+        fn reload(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// `droppedTargetCounts` counts every dropped target of every pool, also those
+    /// `keep_dropped_targets` leaves out of `droppedTargets`, and is `null` unless dropped
+    /// targets are asked for (Prometheus 3's answer; 2.42 has no such field).
+    #[tokio::test]
+    async fn dropped_counts_are_true_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb::Tsdb::open(tsdb::TsdbConfig::new(dir.path())).unwrap();
+        let yaml = "global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: a\n    keep_dropped_targets: 1\n    static_configs:\n      - targets: ['h1:1', 'h2:1', 'h3:1']\n    relabel_configs:\n      - {source_labels: [__address__], regex: 'h1:1', action: keep}\n  - job_name: empty\n";
+        let cfg = ScrapeConfig::parse_prometheus_yaml(yaml, "t.yml", Path::new("/")).unwrap();
+        let sink: Arc<dyn MetricsSink> = Arc::new(Discard);
+        let manager = Arc::new(ScrapeManager::start(cfg, sink.clone()));
+        for _ in 0..100 {
+            if manager.targets().await.active.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let state = PromState::new(
+            Arc::new(db),
+            sink,
+            Arc::new(MetadataRegistry::default()),
+            PromBuildInfo::default(),
+            PromLimits::default(),
+        )
+        .with_scrape(ScrapeApi {
+            manager: manager.clone(),
+            reload: Arc::new(NoReload),
+        });
+        let get = |uri: &'static str| {
+            let app = router(state.clone());
+            async move {
+                let r = app
+                    .oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let b = r.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice::<serde_json::Value>(&b).unwrap()["data"].clone()
+            }
+        };
+        let all = get("/api/v1/targets").await;
+        assert_eq!(all["activeTargets"].as_array().unwrap().len(), 1);
+        assert_eq!(all["droppedTargets"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            all["droppedTargetCounts"],
+            serde_json::json!({"a": 2, "empty": 0})
+        );
+        let dropped = get("/api/v1/targets?state=dropped&scrapePool=empty").await;
+        assert_eq!(dropped["droppedTargets"], serde_json::json!([]));
+        assert_eq!(dropped["droppedTargetCounts"]["a"], 2);
+        let active = get("/api/v1/targets?state=active").await;
+        assert!(active["droppedTargetCounts"].is_null(), "{active}");
+        manager.shutdown().await;
+    }
 }
