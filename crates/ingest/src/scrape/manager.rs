@@ -372,7 +372,7 @@ async fn run_discovery(
     let mut http_cells: Vec<Arc<Mutex<Vec<LabelSet>>>> = Vec::new();
     {
         let mut first_fetches = tokio::task::JoinSet::new();
-        for (i, sd) in job.http_sd_configs.iter().enumerate() {
+        for sd in &job.http_sd_configs {
             let sd = Arc::new(sd.clone());
             let client = HttpClient::new(&sd.tls, &sd.proxy);
             let cell = Arc::new(Mutex::new(Vec::new()));
@@ -382,7 +382,7 @@ async fn run_discovery(
                 if let Some(targets) = http_sd_refresh(&client, &sd, &job_name).await {
                     *cell.lock() = targets;
                 }
-                (i, sd, client, cell, job_name, wake_tx, stop)
+                (sd, client, cell, job_name, wake_tx, stop)
             });
         }
         let mut refreshers = Vec::new();
@@ -396,7 +396,7 @@ async fn run_discovery(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-        for (_, sd, client, cell, job_name, wake_tx, stop) in refreshers {
+        for (sd, client, cell, job_name, wake_tx, stop) in refreshers {
             tokio::spawn(http_sd_loop(sd, client, cell, job_name, wake_tx, stop));
         }
     }
@@ -468,9 +468,15 @@ async fn http_sd_refresh(
         follow_redirects: sd.follow_redirects,
         headers: &sd.http_headers,
     };
-    // Prometheus sets the client timeout to the refresh interval.
+    // Prometheus sets the client timeout to the refresh interval (0 would be none in Go;
+    // a minute bounds it here).
+    let timeout = if sd.refresh_interval.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        sd.refresh_interval
+    };
     let res = tokio::time::timeout(
-        sd.refresh_interval,
+        timeout,
         client.fetch_sd(&sd.url, sd.refresh_interval, settings, MAX_HTTP_SD_BYTES),
     )
     .await
@@ -501,7 +507,9 @@ async fn http_sd_loop(
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(sd.refresh_interval) => {}
+            // Prometheus cannot run with a 0 interval (Go's ticker refuses it); a second
+            // keeps a 0 from spinning here.
+            _ = tokio::time::sleep(sd.refresh_interval.max(Duration::from_secs(1))) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let targets = tokio::select! {

@@ -20,9 +20,10 @@
 //! same entries, so a steady scrape clones each label set once, into its sample (measured
 //! with `examples/scrape_throughput.rs`: 100k series, ~1.3 µs per sample steady, release).
 //! Series with explicit timestamps (when honored) get no staleness markers, as in
-//! Prometheus, unless `track_timestamps_staleness` is set. While the pool's forced error is
-//! set (`target_limit` exceeded) a scrape sends no request and fails with it. Two different texts for one label set (`a{x="1"}` and `a{x="1",}`) are
-//! tracked apart; Prometheus tracks by label set, which only differs for such bodies.
+//! Prometheus, unless `track_timestamps_staleness` is set. Two different texts for one
+//! label set (`a{x="1"}` and `a{x="1",}`) are tracked apart; Prometheus tracks by label set,
+//! which only differs for such bodies. While the pool's forced error is set (`target_limit`
+//! exceeded) a scrape sends no request and fails with it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
