@@ -139,6 +139,9 @@ pub(crate) struct Ev<'a> {
     /// [`crate::trim`]).
     pub trims: HashMap<usize, bool>,
     pub annos: Annos,
+    /// Whether some selector carries an `anchored`/`smoothed` modifier (see [`crate::ext`]);
+    /// when false no selector is inspected for one.
+    pub ext: bool,
     pub query: &'a str,
     /// String literals of the query that are not UTF-8 in Go (see `literals`).
     pub non_utf8: Vec<String>,
@@ -560,20 +563,52 @@ impl<'a> Ev<'a> {
             Expr::MatrixSelector(ms) => {
                 let t = self.at_ms(&ms.vs.at).unwrap_or(r.start) - offset_ms(&ms.vs.offset);
                 let range = duration_ms(&ms.range);
-                let sel = self.select(&ms.vs, t - range + 1, t)?;
-                Ok(Val::Matrix(
-                    sel.into_iter()
-                        .map(|(metric, pts, hs)| S {
+                let mode = if self.ext {
+                    crate::ext::mode(&ms.vs)
+                } else {
+                    None
+                };
+                let (ext_lo, ext_hi) = match mode {
+                    None => (0, 0),
+                    Some(crate::ext::Mode::Anchored) => (self.lookback, 0),
+                    Some(crate::ext::Mode::Smoothed) => (self.lookback, self.lookback),
+                };
+                let sel = self.select(&ms.vs, t - range - ext_lo + 1, t + ext_hi)?;
+                let mut out = Vec::with_capacity(sel.len());
+                for (metric, pts, hs) in sel {
+                    let mut pts: Vec<(i64, f64)> = pts
+                        .into_iter()
+                        .filter(|p| !tsdb::is_stale_nan(p.1))
+                        .collect();
+                    let hs: Vec<(i64, H)> = hs.into_iter().filter(|p| !p.1.is_stale()).collect();
+                    if let Some(m) = mode {
+                        if !hs.is_empty() {
+                            return Err(exec(format!(
+                                "{} modifier is not supported with histograms",
+                                if m == crate::ext::Mode::Anchored {
+                                    "anchored"
+                                } else {
+                                    "smoothed"
+                                }
+                            )));
+                        }
+                        pts = crate::ext::extend_floats(
+                            &pts,
+                            t - range,
+                            t,
+                            m == crate::ext::Mode::Smoothed,
+                        );
+                    }
+                    if !pts.is_empty() || !hs.is_empty() {
+                        out.push(S {
                             metric,
                             drop_name: false,
-                            pts: pts
-                                .into_iter()
-                                .filter(|p| !tsdb::is_stale_nan(p.1))
-                                .collect(),
-                            hs: hs.into_iter().filter(|p| !p.1.is_stale()).collect(),
-                        })
-                        .collect(),
-                ))
+                            pts,
+                            hs,
+                        });
+                    }
+                }
+                Ok(Val::Matrix(out))
             }
             Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, r)?)),
             Expr::Call(c) => crate::functions::call(self, c, r),
@@ -591,6 +626,9 @@ impl<'a> Ev<'a> {
                 out.push(Matcher::equal(METRIC_NAME, n.clone()));
             }
             for m in ms {
+                if m.name == crate::ext::MARKER {
+                    continue;
+                }
                 let op = match m.op {
                     PMatchOp::Equal => MatchOp::Equal,
                     PMatchOp::NotEqual => MatchOp::NotEqual,
@@ -645,6 +683,9 @@ impl<'a> Ev<'a> {
         r: Range,
         sample_ts: bool,
     ) -> Result<Vec<S>> {
+        if self.ext && !sample_ts && crate::ext::mode(vs) == Some(crate::ext::Mode::Smoothed) {
+            return crate::ext::smoothed_selector(self, vs, r);
+        }
         let off = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let (lo, hi) = match at {

@@ -458,16 +458,30 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
         }
     }
     let marg = unwrap_paren(args[midx]);
+    // `anchored`/`smoothed` (see `ext`): the window reaches one lookback delta further back,
+    // and for `smoothed` one further forward.
+    let mut ext_mode = None;
+    let (mut ext_lo, mut ext_hi) = (0, 0);
     let (series, range, off, at): (Vec<S>, i64, i64, Option<i64>) = match marg {
         Expr::MatrixSelector(ms) => {
             let range = duration_ms(&ms.range);
             let off = offset_ms(&ms.vs.offset);
             let at = at_of(ev, &ms.vs.at);
+            if ev.ext {
+                if let Some(m) = crate::ext::mode(&ms.vs) {
+                    crate::ext::check_function(m, name)?;
+                    ext_mode = Some(m);
+                    ext_lo = ev.lookback;
+                    if m == crate::ext::Mode::Smoothed {
+                        ext_hi = ev.lookback;
+                    }
+                }
+            }
             let (lo, hi) = match at {
                 Some(t) => (t - off, t - off),
                 None => (r.start - off, r.end - off),
             };
-            let sel = ev.select(&ms.vs, lo - range + 1, hi)?;
+            let sel = ev.select(&ms.vs, lo - range - ext_lo + 1, hi + ext_hi)?;
             let series = sel
                 .into_iter()
                 .map(|(metric, pts, hs)| S {
@@ -536,20 +550,20 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
         for step in 0..r.steps() {
             let ts = r.ts(step);
             let reft = at.unwrap_or(ts) - off;
-            while hi < raw.len() && raw[hi].0 <= reft {
+            while hi < raw.len() && raw[hi].0 <= reft + ext_hi {
                 hi += 1;
             }
-            while lo < hi && raw[lo].0 <= reft - range {
+            while lo < hi && raw[lo].0 <= reft - range - ext_lo {
                 lo += 1;
             }
             let w = &raw[lo..hi.max(lo)];
             let hw: &[(i64, crate::eval::H)] = if rawh.is_empty() {
                 &[]
             } else {
-                while hhi < rawh.len() && rawh[hhi].0 <= reft {
+                while hhi < rawh.len() && rawh[hhi].0 <= reft + ext_hi {
                     hhi += 1;
                 }
-                while hlo < hhi && rawh[hlo].0 <= reft - range {
+                while hlo < hhi && rawh[hlo].0 <= reft - range - ext_lo {
                     hlo += 1;
                 }
                 &rawh[hlo..hhi.max(hlo)]
@@ -558,6 +572,20 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 continue;
             }
             absent_steps[step] = false;
+            if let Some(m) = ext_mode {
+                let c = crate::histfn::Win {
+                    metric: s.metric.get(METRIC_NAME).unwrap_or(""),
+                    pos: &pos,
+                    range_start: reft - range,
+                    range_end: reft,
+                };
+                match crate::ext::window(name, m, w, hw, &c, range, &mut notes) {
+                    crate::histfn::Out::F(v) => pts.push((ts, v)),
+                    crate::histfn::Out::H(h) => hs.push((ts, h)),
+                    crate::histfn::Out::None => {}
+                }
+                continue;
+            }
             if !hw.is_empty() {
                 let c = crate::histfn::Win {
                     metric: s.metric.get(METRIC_NAME).unwrap_or(""),

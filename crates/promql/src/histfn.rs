@@ -35,14 +35,14 @@ pub(crate) fn mixed_exponential_custom(metric: &str) -> String {
     )
 }
 
-fn not_counter(metric: &str) -> String {
+pub(crate) fn not_counter(metric: &str) -> String {
     format!(
         "PromQL warning: this native histogram metric is not a counter: {}",
         go_quote(metric)
     )
 }
 
-fn not_gauge(metric: &str) -> String {
+pub(crate) fn not_gauge(metric: &str) -> String {
     format!(
         "PromQL warning: this native histogram metric is not a gauge: {}",
         go_quote(metric)

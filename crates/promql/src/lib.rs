@@ -29,6 +29,7 @@ pub mod aggregate;
 pub mod durations;
 mod error;
 pub mod eval;
+mod ext;
 pub mod functions;
 mod histfn;
 mod histop;
@@ -118,20 +119,78 @@ pub fn parse_for(query: &str, step_ms: i64, range_ms: i64) -> Result<Expr, Error
 }
 
 /// [`parse_for`], plus which `atan2` operators of the parsed expression were histogram trim
-/// operators (see [`trim`]).
+/// operators (see [`trim`]) and whether any selector carries an `anchored`/`smoothed`
+/// modifier (see [`ext`]).
 fn parse_marked(
     query: &str,
     step_ms: i64,
     range_ms: i64,
-) -> Result<(Expr, Vec<Option<bool>>), Error> {
+) -> Result<(Expr, Vec<Option<bool>>, bool), Error> {
     if query.len() > MAX_QUERY_BYTES {
-        return Ok((parse(query)?, Vec::new()));
+        return Ok((parse(query)?, Vec::new(), false));
     }
-    let text = info::rewrite(&durations::rewrite(query, step_ms, range_ms));
+    let mut text = info::rewrite(&durations::rewrite(query, step_ms, range_ms));
+    let ext = match ext::rewrite(&text)? {
+        Some(t) => {
+            text = t;
+            true
+        }
+        None => false,
+    };
     match trim::rewrite(&text) {
-        Some((text, marks)) => Ok((parse(&text)?, marks)),
-        None => Ok((parse(&text)?, Vec::new())),
+        Some((text, marks)) => Ok((parse(&text)?, marks, ext)),
+        None => Ok((parse(&text)?, Vec::new(), ext)),
     }
+}
+
+/// Whether the query uses Prometheus 3's `anchored` and `smoothed` range modifiers, for
+/// `/api/v1/parse_query`. Queries that do not parse say `(false, false)`.
+pub fn extended_modifiers(query: &str) -> (bool, bool) {
+    let Ok((expr, _, true)) = parse_marked(query, 0, 0) else {
+        return (false, false);
+    };
+    let (mut anchored, mut smoothed) = (false, false);
+    let mut stack = vec![&expr];
+    while let Some(e) = stack.pop() {
+        let vs = match e {
+            Expr::VectorSelector(vs) => Some(vs),
+            Expr::MatrixSelector(ms) => Some(&ms.vs),
+            Expr::Call(c) => {
+                stack.extend(c.args.args.iter().map(|a| a.as_ref()));
+                None
+            }
+            Expr::Binary(b) => {
+                stack.extend([b.lhs.as_ref(), b.rhs.as_ref()]);
+                None
+            }
+            Expr::Aggregate(a) => {
+                stack.push(&a.expr);
+                if let Some(p) = &a.param {
+                    stack.push(p);
+                }
+                None
+            }
+            Expr::Paren(p) => {
+                stack.push(&p.expr);
+                None
+            }
+            Expr::Unary(u) => {
+                stack.push(&u.expr);
+                None
+            }
+            Expr::Subquery(s) => {
+                stack.push(&s.expr);
+                None
+            }
+            _ => None,
+        };
+        match vs.and_then(ext::mode) {
+            Some(ext::Mode::Anchored) => anchored = true,
+            Some(ext::Mode::Smoothed) => smoothed = true,
+            None => {}
+        }
+    }
+    (anchored, smoothed)
 }
 
 /// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.
@@ -171,9 +230,9 @@ impl Engine {
         time_ms: i64,
         cancel: Option<&AtomicBool>,
     ) -> Result<QueryResult, Error> {
-        let (expr, marks) = parse_marked(query, 0, 0)?;
+        let (expr, marks, ext) = parse_marked(query, 0, 0)?;
         self.run(
-            querier, query, &expr, &marks, time_ms, time_ms, 1, cancel, true,
+            querier, query, &expr, &marks, ext, time_ms, time_ms, 1, cancel, true,
         )
     }
 
@@ -202,7 +261,7 @@ impl Engine {
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
             ));
         }
-        let (expr, marks) = parse_marked(query, step_ms, end_ms - start_ms)?;
+        let (expr, marks, ext) = parse_marked(query, step_ms, end_ms - start_ms)?;
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             t => {
@@ -217,7 +276,7 @@ impl Engine {
             }
         }
         self.run(
-            querier, query, &expr, &marks, start_ms, end_ms, step_ms, cancel, false,
+            querier, query, &expr, &marks, ext, start_ms, end_ms, step_ms, cancel, false,
         )
     }
 
@@ -228,6 +287,7 @@ impl Engine {
         query: &str,
         expr: &Expr,
         marks: &[Option<bool>],
+        ext: bool,
         start: i64,
         end: i64,
         step: i64,
@@ -254,6 +314,7 @@ impl Engine {
                 trim::trims_of(expr, marks)
             },
             annos: Annos::default(),
+            ext,
             query,
             non_utf8: literals::non_utf8_literals(query),
         };
