@@ -24,7 +24,7 @@ use promql_parser::parser::{Expr, VectorSelector};
 use tsdb::METRIC_NAME;
 
 use crate::error::Error;
-use crate::eval::{histogram_weight, offset_ms, Ev, Range, Result, S, H};
+use crate::eval::{histogram_weight, offset_ms, Ev, Range, Result, H, S};
 use crate::histfn::{
     mixed_exponential_custom, mixed_floats_histograms, not_counter, not_gauge, reconciled,
     same_histogram, Notes, Out, Win,
@@ -54,6 +54,7 @@ pub(crate) fn mode(vs: &VectorSelector) -> Option<Mode> {
     vs.matchers
         .matchers
         .iter()
+        .chain(vs.matchers.or_matchers.iter().flatten())
         .find(|m| m.name == MARKER)
         .map(|m| {
             if m.value == "anchored" {
@@ -170,8 +171,11 @@ pub(crate) fn rewrite(q: &str) -> std::result::Result<Option<String>, Error> {
                 // `@ <time>` or `@ start()`/`@ end()`: the operand stays what it was.
                 i = skip_at(b, i + 1);
             }
-            c if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
+            c if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_')
+                {
                     i += 1;
                 }
                 last = Last::Operand;
@@ -257,11 +261,7 @@ pub(crate) fn rewrite(q: &str) -> std::result::Result<Option<String>, Error> {
     for (at, inside, m) in inserts {
         let text = if inside {
             let closes = q[at..].trim_start().starts_with('}');
-            format!(
-                "{MARKER}=\"{}\"{}",
-                m.word(),
-                if closes { "" } else { "," }
-            )
+            format!("{MARKER}=\"{}\"{}", m.word(), if closes { "" } else { "," })
         } else {
             format!("{{{MARKER}=\"{}\"}}", m.word())
         };
@@ -371,7 +371,10 @@ pub(crate) fn window(
             let secs = (name == "rate").then_some(range_ms as f64 / 1000.0);
             let smoothed = m == Mode::Smoothed;
             if !w.is_empty() && !hw.is_empty() {
-                notes.push((true, format!("{} ({})", mixed_floats_histograms(c.metric), c.pos)));
+                notes.push((
+                    true,
+                    format!("{} ({})", mixed_floats_histograms(c.metric), c.pos),
+                ));
                 return Out::None;
             }
             if !hw.is_empty() {
@@ -406,7 +409,9 @@ fn interpolate(p1: (i64, f64), p2: (i64, f64), t: i64, counter: bool) -> f64 {
 /// The index of the last sample at or before `start` among all but the last sample, or 0
 /// (Go's `max(0, sort.Search(last, T > start) - 1)`).
 fn first_index<T>(s: &[(i64, T)], last: usize, start: i64) -> usize {
-    s[..last].partition_point(|p| p.0 <= start).saturating_sub(1)
+    s[..last]
+        .partition_point(|p| p.0 <= start)
+        .saturating_sub(1)
 }
 
 /// Prometheus's `extendedRate` over floats: the change between the value at the range start
@@ -601,10 +606,9 @@ fn histogram_rate(
             }
             if let Some(corr) = correction {
                 match res.add(&corr) {
-                    Ok(o) if o.custom_buckets_reconciled => notes.push((
-                        false,
-                        format!("{} ({})", reconciled("addition"), c.pos),
-                    )),
+                    Ok(o) if o.custom_buckets_reconciled => {
+                        notes.push((false, format!("{} ({})", reconciled("addition"), c.pos)))
+                    }
                     Ok(_) => {}
                     Err(IncompatibleSchemas) => {
                         warn(notes, mixed_exponential_custom(c.metric));
@@ -737,7 +741,10 @@ pub(crate) fn smoothed_selector(ev: &mut Ev<'_>, vs: &VectorSelector, r: Range) 
     for (metric, raw, rawh) in sel {
         ev.check()?;
         let loaded = raw.len() + rawh.iter().map(|(_, h)| histogram_weight(h)).sum::<usize>();
-        let raw: Vec<(i64, f64)> = raw.into_iter().filter(|p| !tsdb::is_stale_nan(p.1)).collect();
+        let raw: Vec<(i64, f64)> = raw
+            .into_iter()
+            .filter(|p| !tsdb::is_stale_nan(p.1))
+            .collect();
         let rawh: Vec<(i64, H)> = rawh.into_iter().filter(|p| !p.1.is_stale()).collect();
         let (mut pts, mut hs) = (Vec::new(), Vec::new());
         let (mut flo, mut fhi, mut hlo, mut hhi) = (0usize, 0usize, 0usize, 0usize);
@@ -784,13 +791,17 @@ pub(crate) fn smoothed_selector(ev: &mut Ev<'_>, vs: &VectorSelector, r: Range) 
             if i < hw.len() && hw[i].0 == reft {
                 hs.push((ts, hw[i].1.clone()));
             } else if i > 0 && i < hw.len() {
+                if hw[i - 1].1.uses_custom_buckets() != hw[i].1.uses_custom_buckets() {
+                    // No line between exponential and custom buckets, not even as a reset.
+                    notes.push((true, format!("{} ({p})", mixed_exponential_custom(name))));
+                    continue;
+                }
                 let counter = hw[i].1.counter_reset_hint != CounterResetHint::Gauge;
                 match interpolate_h(&hw[i - 1], &hw[i], reft, counter, &mut notes, p) {
                     Ok(h) => hs.push((ts, Arc::new(h))),
-                    Err(IncompatibleSchemas) => notes.push((
-                        true,
-                        format!("{} ({p})", mixed_exponential_custom(name)),
-                    )),
+                    Err(IncompatibleSchemas) => {
+                        notes.push((true, format!("{} ({p})", mixed_exponential_custom(name))))
+                    }
                 }
             } else if i > 0 {
                 hs.push((ts, hw[i - 1].1.clone()));
@@ -879,18 +890,62 @@ mod tests {
     #[test]
     fn misplaced_modifiers_are_refused() {
         let e = rewrite("rate(m[5m:1m] anchored)").unwrap_err();
-        assert!(e.to_string().contains("not supported for subqueries"), "{e}");
+        assert!(
+            e.to_string().contains("not supported for subqueries"),
+            "{e}"
+        );
         let e = rewrite("sum(m) smoothed").unwrap_err();
-        assert!(e.to_string().contains("smoothed modifier not implemented"), "{e}");
+        assert!(
+            e.to_string().contains("smoothed modifier not implemented"),
+            "{e}"
+        );
         let e = rewrite("m[1m] anchored smoothed").unwrap_err();
         assert!(e.to_string().contains("cannot be used together"), "{e}");
+    }
+
+    #[test]
+    fn the_marker_never_shows_as_a_label() {
+        // Our own cases beyond Prometheus's suite: absent() builds labels from matchers,
+        // and `or` inside braces puts the marker in the first alternative.
+        let r = crate::promqltest::run_script(
+            "ext",
+            r#"
+load 1m
+    m{a="1"} 0+1x10
+    m{a="2"} 0+2x10
+
+eval instant at 5m absent(nope{a="x"} smoothed)
+    {a="x"} 1
+
+eval instant at 150s {__name__="m", a="1" or a="2"} smoothed
+    m{a="1"} 2.5
+    m{a="2"} 5
+
+eval instant at 5m rate(m{a="2"}[2m] anchored)
+    {a="2"} 0.03333333333333333
+
+eval instant at 5m m[2m] anchored
+    expect range vector from 3m to 5m step 1m
+    m{a="1"} 3 4 5
+    m{a="2"} 6 8 10
+
+eval instant at 4m30s m[2m] smoothed
+    expect range vector from 2m30s to 4m30s step 30s
+    m{a="1"} 2.5 3 _ 4 4.5
+    m{a="2"} 5 6 _ 8 9
+"#,
+        );
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(r.passed, 5);
     }
 
     #[test]
     fn only_listed_functions_accept_a_modifier() {
         assert!(check_function(Mode::Anchored, "resets").is_ok());
         assert_eq!(
-            check_function(Mode::Smoothed, "deriv").unwrap_err().to_string(),
+            check_function(Mode::Smoothed, "deriv")
+                .unwrap_err()
+                .to_string(),
             "smoothed modifier can only be used with: delta, increase, rate - not with deriv"
         );
     }

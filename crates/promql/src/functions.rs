@@ -422,7 +422,7 @@ fn absent_labels(e: &Expr) -> Labels {
     let mut pairs: Vec<Label> = Vec::new();
     let mut dup: Vec<String> = Vec::new();
     for m in ms {
-        if m.name == METRIC_NAME {
+        if m.name == METRIC_NAME || m.name == crate::ext::MARKER {
             continue;
         }
         if ms.iter().filter(|o| o.name == m.name).count() > 1 {

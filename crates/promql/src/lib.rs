@@ -11,7 +11,9 @@
 //! - it refuses `info(v, {data=~".*"})` (a selector whose matchers all match the empty
 //!   string, which Prometheus allows as `info()`'s second argument): `info` adds a marker
 //!   matcher before parsing and drops it when evaluating;
-//! - no `anchored`/`smoothed` range modifiers: those queries fail with `bad_data`.
+//! - no `anchored`/`smoothed` range modifiers (Prometheus 3's experimental extended range
+//!   selectors): [`ext`] moves each into a marker matcher on its selector before parsing,
+//!   the evaluator reads it back from there, and selection drops it again.
 //!
 //! Evaluation is ours, because it is the product: [`eval`] walks the expression with
 //! Prometheus's step-wise semantics (lookback delta, staleness markers, left-open range
