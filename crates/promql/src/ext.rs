@@ -200,7 +200,8 @@ pub(crate) fn rewrite(q: &str) -> std::result::Result<Option<String>, Error> {
                     };
                     match last {
                         Last::Selector(at, inside) => {
-                            if let Some(prev) = inserts.iter().find(|x| x.0 == at) {
+                            // Only the newest selector can already carry a modifier.
+                            if let Some(prev) = inserts.last().filter(|x| x.0 == at) {
                                 if prev.2 != m {
                                     return Err(parse_error(
                                         q,
@@ -929,6 +930,15 @@ eval instant at 5m m[2m] anchored
     m{a="1"} 3 4 5
     m{a="2"} 6 8 10
 
+eval range from 0 to 10m step 1m increase(m{a="1"}[2m] anchored)
+    {a="1"} 0 1 2 2 2 2 2 2 2 2 2
+
+eval range from 0 to 10m step 1m increase(m{a="1"}[2m] smoothed)
+    {a="1"} 0 1 2 2 2 2 2 2 2 2 2
+
+eval range from 0 to 4m step 1m m{a="2"} offset -30s smoothed
+    m{a="2"} 1 3 5 7 9
+
 eval instant at 4m30s m[2m] smoothed
     expect range vector from 2m30s to 4m30s step 30s
     m{a="1"} 2.5 3 _ 4 4.5
@@ -936,7 +946,7 @@ eval instant at 4m30s m[2m] smoothed
 "#,
         );
         assert!(r.failures.is_empty(), "{:?}", r.failures);
-        assert_eq!(r.passed, 5);
+        assert_eq!(r.passed, 8);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   string, which Prometheus allows as `info()`'s second argument): `info` adds a marker
 //!   matcher before parsing and drops it when evaluating;
 //! - no `anchored`/`smoothed` range modifiers (Prometheus 3's experimental extended range
-//!   selectors): [`ext`] moves each into a marker matcher on its selector before parsing,
+//!   selectors): `ext` moves each into a marker matcher on its selector before parsing,
 //!   the evaluator reads it back from there, and selection drops it again.
 //!
 //! Evaluation is ours, because it is the product: [`eval`] walks the expression with
@@ -145,54 +145,31 @@ fn parse_marked(
     }
 }
 
-/// Whether the query uses Prometheus 3's `anchored` and `smoothed` range modifiers, for
-/// `/api/v1/parse_query`. Queries that do not parse say `(false, false)`.
-pub fn extended_modifiers(query: &str) -> (bool, bool) {
-    let Ok((expr, _, true)) = parse_marked(query, 0, 0) else {
-        return (false, false);
-    };
-    let (mut anchored, mut smoothed) = (false, false);
-    let mut stack = vec![&expr];
-    while let Some(e) = stack.pop() {
-        let vs = match e {
-            Expr::VectorSelector(vs) => Some(vs),
-            Expr::MatrixSelector(ms) => Some(&ms.vs),
-            Expr::Call(c) => {
-                stack.extend(c.args.args.iter().map(|a| a.as_ref()));
-                None
-            }
-            Expr::Binary(b) => {
-                stack.extend([b.lhs.as_ref(), b.rhs.as_ref()]);
-                None
-            }
-            Expr::Aggregate(a) => {
-                stack.push(&a.expr);
-                if let Some(p) = &a.param {
-                    stack.push(p);
-                }
-                None
-            }
-            Expr::Paren(p) => {
-                stack.push(&p.expr);
-                None
-            }
-            Expr::Unary(u) => {
-                stack.push(&u.expr);
-                None
-            }
-            Expr::Subquery(s) => {
-                stack.push(&s.expr);
-                None
-            }
-            _ => None,
-        };
-        match vs.and_then(ext::mode) {
-            Some(ext::Mode::Anchored) => anchored = true,
-            Some(ext::Mode::Smoothed) => smoothed = true,
-            None => {}
-        }
+/// [`parse`], also accepting Prometheus 3's `anchored`/`smoothed` range modifiers: the
+/// selectors carrying one say so through [`range_modifiers`] (for `/api/v1/parse_query`).
+pub fn parse_with_modifiers(query: &str) -> Result<Expr, Error> {
+    if query.len() > MAX_QUERY_BYTES {
+        return parse(query);
     }
-    (anchored, smoothed)
+    match ext::rewrite(query)? {
+        Some(text) => parse(&text),
+        None => parse(query),
+    }
+}
+
+/// `(anchored, smoothed)` of a selector parsed by [`parse_with_modifiers`].
+pub fn range_modifiers(vs: &promql_parser::parser::VectorSelector) -> (bool, bool) {
+    match ext::mode(vs) {
+        Some(ext::Mode::Anchored) => (true, false),
+        Some(ext::Mode::Smoothed) => (false, true),
+        None => (false, false),
+    }
+}
+
+/// Whether a matcher of a selector parsed by [`parse_with_modifiers`] is the marker that
+/// carries its range modifier rather than one the query wrote.
+pub fn is_modifier_marker(m: &promql_parser::label::Matcher) -> bool {
+    m.name == ext::MARKER
 }
 
 /// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.

@@ -7,7 +7,8 @@
 //! - Go lists the `__name__` matcher of `foo{...}` last among a selector's matchers; the crate
 //!   keeps the name apart, so it is appended here.
 //! - Go keeps a unary `+` as a node; the crate drops it (the value is the same).
-//! - `anchored`/`smoothed` are always false: the parser refuses those modifiers.
+//! - the crate does not know `anchored`/`smoothed`: `promql::parse_with_modifiers` carries
+//!   them as a marker matcher, which is read back into the two flags and not listed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -23,7 +24,7 @@ use super::{PromParams, PromResult, Success};
 
 /// The handler: 400 `bad_data` for a query that does not parse, as `format_query`.
 pub(super) async fn parse_query(params: PromParams) -> PromResult {
-    match promql::parse(params.get("query")) {
+    match promql::parse_with_modifiers(params.get("query")) {
         Ok(expr) => Success::new(&translate(&expr)),
         Err(e) => Err(super::query::invalid("query", e.to_string())),
     }
@@ -148,7 +149,13 @@ pub fn translate(expr: &Expr) -> Value {
 fn selector_fields(n: &mut Node, vs: &VectorSelector) {
     n.insert("name", json!(vs.name.clone().unwrap_or_default()));
     n.insert("offset", json!(offset_ms(vs.offset.as_ref())));
-    let mut matchers: Vec<Value> = vs.matchers.matchers.iter().map(matcher).collect();
+    let mut matchers: Vec<Value> = vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| !promql::is_modifier_marker(m))
+        .map(matcher)
+        .collect();
     if let Some(name) = &vs.name {
         let listed =
             vs.matchers.matchers.iter().any(|m| {
@@ -162,8 +169,9 @@ fn selector_fields(n: &mut Node, vs: &VectorSelector) {
     let (timestamp, start_or_end) = at_fields(vs.at.as_ref());
     n.insert("timestamp", timestamp);
     n.insert("startOrEnd", start_or_end);
-    n.insert("anchored", json!(false));
-    n.insert("smoothed", json!(false));
+    let (anchored, smoothed) = promql::range_modifiers(vs);
+    n.insert("anchored", json!(anchored));
+    n.insert("smoothed", json!(smoothed));
 }
 
 fn matcher(m: &Matcher) -> Value {
@@ -238,11 +246,29 @@ mod tests {
     use super::*;
 
     fn tree(q: &str) -> String {
-        serde_json::to_string(&translate(&promql::parse(q).unwrap())).unwrap()
+        serde_json::to_string(&translate(&promql::parse_with_modifiers(q).unwrap())).unwrap()
     }
 
     fn value(q: &str) -> Value {
-        translate(&promql::parse(q).unwrap())
+        translate(&promql::parse_with_modifiers(q).unwrap())
+    }
+
+    #[test]
+    fn range_modifiers_show_as_flags_not_matchers() {
+        assert_eq!(
+            tree("rate(foo[5m] anchored)"),
+            concat!(
+                r#"{"args":[{"anchored":true,"matchers":[{"name":"__name__","type":"=","#,
+                r#""value":"foo"}],"name":"foo","offset":0,"range":300000,"smoothed":false,"#,
+                r#""startOrEnd":null,"timestamp":null,"type":"matrixSelector"}],"#,
+                r#""func":{"argTypes":["matrix"],"name":"rate","returnType":"vector","#,
+                r#""variadic":0},"type":"call"}"#
+            )
+        );
+        let v = value(r#"foo{a="b"} smoothed"#);
+        assert_eq!(v["smoothed"], json!(true));
+        assert_eq!(v["anchored"], json!(false));
+        assert_eq!(v["matchers"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]
