@@ -560,62 +560,68 @@ impl<'a> Ev<'a> {
                 )),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, r, false)?)),
-            Expr::MatrixSelector(ms) => {
-                let t = self.at_ms(&ms.vs.at).unwrap_or(r.start) - offset_ms(&ms.vs.offset);
-                let range = duration_ms(&ms.range);
-                let mode = if self.ext {
-                    crate::ext::mode(&ms.vs)
-                } else {
-                    None
-                };
-                let (ext_lo, ext_hi) = match mode {
-                    None => (0, 0),
-                    Some(crate::ext::Mode::Anchored) => (self.lookback, 0),
-                    Some(crate::ext::Mode::Smoothed) => (self.lookback, self.lookback),
-                };
-                let sel = self.select(&ms.vs, t - range - ext_lo + 1, t + ext_hi)?;
-                let mut out = Vec::with_capacity(sel.len());
-                for (metric, pts, hs) in sel {
-                    let mut pts: Vec<(i64, f64)> = pts
-                        .into_iter()
-                        .filter(|p| !tsdb::is_stale_nan(p.1))
-                        .collect();
-                    let hs: Vec<(i64, H)> = hs.into_iter().filter(|p| !p.1.is_stale()).collect();
-                    if let Some(m) = mode {
-                        if !hs.is_empty() {
-                            return Err(exec(format!(
-                                "{} modifier is not supported with histograms",
-                                if m == crate::ext::Mode::Anchored {
-                                    "anchored"
-                                } else {
-                                    "smoothed"
-                                }
-                            )));
-                        }
-                        pts = crate::ext::extend_floats(
-                            &pts,
-                            t - range,
-                            t,
-                            m == crate::ext::Mode::Smoothed,
-                        );
-                    }
-                    if !pts.is_empty() || !hs.is_empty() {
-                        out.push(S {
-                            metric,
-                            drop_name: false,
-                            pts,
-                            hs,
-                        });
-                    }
-                }
-                Ok(Val::Matrix(out))
-            }
+            Expr::MatrixSelector(ms) => self.matrix_selector(ms, r),
             Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, r)?)),
             Expr::Call(c) => crate::functions::call(self, c, r),
             Expr::Aggregate(a) => crate::aggregate::aggregate(self, a, r),
             Expr::Binary(b) => self.binary(b, r),
             Expr::Extension(_) => Err(Error::BadData("unsupported expression".into())),
         }
+    }
+
+    /// A bare range selector (a range-vector result): the samples of `(t - range, t]` at the
+    /// first step, extended as Prometheus's `extendFloats` does under `anchored`/`smoothed`.
+    /// Kept out of `eval_node` so the recursive evaluator's frames stay small.
+    #[inline(never)]
+    fn matrix_selector(
+        &mut self,
+        ms: &promql_parser::parser::MatrixSelector,
+        r: Range,
+    ) -> Result<Val> {
+        let t = self.at_ms(&ms.vs.at).unwrap_or(r.start) - offset_ms(&ms.vs.offset);
+        let range = duration_ms(&ms.range);
+        let mode = if self.ext {
+            crate::ext::mode(&ms.vs)
+        } else {
+            None
+        };
+        let (ext_lo, ext_hi) = match mode {
+            None => (0, 0),
+            Some(crate::ext::Mode::Anchored) => (self.lookback, 0),
+            Some(crate::ext::Mode::Smoothed) => (self.lookback, self.lookback),
+        };
+        let sel = self.select(&ms.vs, t - range - ext_lo + 1, t + ext_hi)?;
+        let mut out = Vec::with_capacity(sel.len());
+        for (metric, pts, hs) in sel {
+            let mut pts: Vec<(i64, f64)> = pts
+                .into_iter()
+                .filter(|p| !tsdb::is_stale_nan(p.1))
+                .collect();
+            let hs: Vec<(i64, H)> = hs.into_iter().filter(|p| !p.1.is_stale()).collect();
+            if let Some(m) = mode {
+                if !hs.is_empty() {
+                    return Err(exec(format!(
+                        "{} modifier is not supported with histograms",
+                        if m == crate::ext::Mode::Anchored {
+                            "anchored"
+                        } else {
+                            "smoothed"
+                        }
+                    )));
+                }
+                pts =
+                    crate::ext::extend_floats(&pts, t - range, t, m == crate::ext::Mode::Smoothed);
+            }
+            if !pts.is_empty() || !hs.is_empty() {
+                out.push(S {
+                    metric,
+                    drop_name: false,
+                    pts,
+                    hs,
+                });
+            }
+        }
+        Ok(Val::Matrix(out))
     }
 
     /// The matchers of a selector as the tsdb takes them (one list per `or` alternative).

@@ -186,6 +186,13 @@ fn hostile_queries_answer_with_errors_not_panics() {
         "round(m, 0)",
         "m / on(j) group_left m",
         "sort_by_label(m, \"j\", \"\")",
+        "rate(m[300000000y] smoothed)",
+        "increase(m[1ms] anchored) @ -1e18",
+        "m offset -300000000y smoothed",
+        "m[1000y] smoothed",
+        "changes(m[5m] anchored smoothed)",
+        "smoothed smoothed",
+        "rate((m)[5m:] anchored)",
     ];
     for query in queries {
         for r in [
