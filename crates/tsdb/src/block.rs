@@ -2,10 +2,12 @@
 //!
 //! Layout of `blocks/<mint>-<maxt>.block` (integers little-endian, varints LEB128):
 //! ```text
-//! magic "LKTSDB02" (format 2)
-//! chunk data: the chunks of every series, series by series, in time order; each chunk
-//!   holds up to BLOCK_CHUNK_SAMPLES samples, packed (`packed.rs`) or XOR, whichever is
-//!   smaller (its first byte says which)
+//! magic "LKTSDB03" (format 3)
+//! chunk data: the chunks of every series, series by series, in time order (by first
+//!   sample); a float chunk holds up to BLOCK_CHUNK_SAMPLES samples, packed (`packed.rs`) or
+//!   XOR, whichever is smaller; a native histogram chunk (`histchunk.rs`) up to
+//!   SAMPLES_PER_CHUNK histograms or about BLOCK_HIST_CHUNK_BYTES; the first byte of a chunk
+//!   says which
 //! index:
 //!   symbols: uvarint count, then every label name and value once, sorted, as strings
 //!   uvarint series count; per series (sorted by labels): uvarint label count, per label
@@ -24,7 +26,9 @@
 //! Writing a block (from the head or by compaction) decodes each series' samples and
 //! re-encodes them, so compaction also turns many short chunks into few long ones. Blocks of
 //! format 1 (magic `LKTSDB01`, XOR chunks only, before any release) are refused with an error
-//! that says to delete them.
+//! that says to delete them. Format 3 differs from format 2 only in that its chunks may be
+//! histogram chunks: format-2 blocks are read as they are, and the new magic makes a version
+//! without histograms refuse a format-3 block at open instead of failing on its chunks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -33,16 +37,23 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use model::histogram::FloatHistogram;
+
 use crate::chunk::{chunk_len, ChunkIter};
 use crate::codec::{put_bytes, put_uvarint, Reader};
 use crate::head::{ClosedChunk, SeriesChunks};
+use crate::histchunk;
 use crate::index::{Matcher, Postings, SeriesRef};
 use crate::labels::Label;
 use crate::packed;
 use crate::querier::Series;
 use crate::{Labels, TsdbError};
 
-const MAGIC: &[u8; 8] = b"LKTSDB02";
+const MAGIC: &[u8; 8] = b"LKTSDB03";
+/// Magic of format 2 (float chunks only), still read.
+const MAGIC_V2: &[u8; 8] = b"LKTSDB02";
+/// Most bytes in one block histogram chunk before the next begins (the index allows 1 MiB).
+const BLOCK_HIST_CHUNK_BYTES: usize = 64 * 1024;
 /// Magic of the first block format (XOR chunks only), which this version no longer reads.
 const MAGIC_V1: &[u8; 8] = b"LKTSDB01";
 /// Most samples in one block chunk: packed chunks pay a few dozen bytes of header and index
@@ -125,13 +136,45 @@ fn rechunk(samples: &[(i64, f64)]) -> Vec<ClosedChunk> {
         .collect()
 }
 
-/// A series' samples from its chunks and out-of-order samples, in time order; the in-order
-/// sample wins a tie. A chunk that does not decode whole is an error, so a block is never
-/// written (or compacted) with a silent hole.
+/// A series' histogram samples from its histogram chunks, in time order, re-encoded as block
+/// chunks. A chunk that does not decode is an error, as for floats.
+fn rechunk_histograms(chunks: &[ClosedChunk]) -> Result<Vec<ClosedChunk>, TsdbError> {
+    let mut all: Vec<(i64, Arc<FloatHistogram>)> = Vec::new();
+    for c in chunks.iter().filter(|c| is_hist(c)) {
+        all.extend(histchunk::decode(&c.bytes).map_err(|e| TsdbError::Corrupt {
+            what: "histogram chunk".to_string(),
+            reason: format!("chunk of [{}, {}] does not decode: {e}", c.min_t, c.max_t),
+        })?);
+    }
+    if !all.windows(2).all(|p| p[0].0 < p[1].0) {
+        all.sort_by_key(|s| s.0);
+        all.dedup_by_key(|s| s.0);
+    }
+    Ok(histchunk::encode_chunks(
+        &all,
+        crate::chunk::SAMPLES_PER_CHUNK,
+        BLOCK_HIST_CHUNK_BYTES,
+    )
+    .into_iter()
+    .map(|(min_t, max_t, bytes)| ClosedChunk {
+        bytes: bytes.into(),
+        min_t,
+        max_t,
+    })
+    .collect())
+}
+
+fn is_hist(c: &ClosedChunk) -> bool {
+    c.bytes.first() == Some(&histchunk::ENC_HIST)
+}
+
+/// A series' float samples from its float chunks and out-of-order samples, in time order;
+/// the in-order sample wins a tie. A chunk that does not decode whole is an error, so a
+/// block is never written (or compacted) with a silent hole.
 fn merge_samples(chunks: &[ClosedChunk], ooo: &[(i64, f64)]) -> Result<Vec<(i64, f64)>, TsdbError> {
     let mut all: Vec<(i64, f64)> =
         Vec::with_capacity(chunks.iter().map(|c| chunk_len(&c.bytes)).sum::<usize>() + ooo.len());
-    for c in chunks {
+    for c in chunks.iter().filter(|c| !is_hist(c)) {
         let mut it = ChunkIter::new(&c.bytes);
         all.extend(it.by_ref());
         if it.is_corrupt() {
@@ -165,7 +208,12 @@ pub fn write_block(
     data.extend_from_slice(MAGIC);
     let mut kept: Vec<(Labels, Vec<ClosedChunk>)> = Vec::with_capacity(series.len());
     for (labels, chunks, ooo) in series {
-        let chunks = rechunk(&merge_samples(&chunks, &ooo)?);
+        let hists = rechunk_histograms(&chunks)?;
+        let mut chunks = rechunk(&merge_samples(&chunks, &ooo)?);
+        if !hists.is_empty() {
+            chunks.extend(hists);
+            chunks.sort_by_key(|c| c.min_t);
+        }
         if !chunks.is_empty() {
             kept.push((labels, chunks));
         }
@@ -249,7 +297,7 @@ impl Block {
                         .to_string(),
             });
         }
-        if &magic != MAGIC {
+        if &magic != MAGIC && &magic != MAGIC_V2 {
             return Err(corrupt("not a block file (bad magic)"));
         }
         let mut footer = [0u8; FOOTER_LEN as usize];

@@ -476,6 +476,7 @@ pub fn chunk_len(bytes: &[u8]) -> usize {
     match bytes {
         [ENC_XOR, a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
         [crate::packed::ENC_PACKED, ..] => crate::packed::packed_len(bytes),
+        [crate::histchunk::ENC_HIST, ..] => crate::histchunk::hist_len(bytes),
         _ => 0,
     }
 }

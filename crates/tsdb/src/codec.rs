@@ -9,7 +9,20 @@
 //! definitions checkpoint written at each head cut), not once per sample. A checkpoint of
 //! samples (kind byte `4`) holds, per series, its WAL id and a chunk (packed or XOR) of the
 //! head's samples, so the WAL segments before it can be deleted after a head cut.
+//!
+//! Native histograms: a batch holding any is written as version `5`, version 3 with one more
+//! value tag ([`HIST_VALUE`]) followed by the whole histogram ([`crate::histchunk`]'s
+//! stand-alone form), so floats and histograms keep their order within the record (a
+//! series may switch between them, and replay must apply samples in the order they were
+//! accepted). Float-only batches stay version 3, readable by versions before histograms.
+//! Checkpoint records hold histogram chunks beside float chunks, told apart by their
+//! encoding byte.
 
+use std::sync::Arc;
+
+use model::histogram::FloatHistogram;
+
+use crate::head::Value;
 use crate::labels::Label;
 use crate::{Labels, TsdbError};
 
@@ -21,6 +34,13 @@ pub const WAL_RECORD_V3: u8 = 3;
 
 /// Kind byte of checkpoint records holding head samples as chunks.
 pub const WAL_CHECKPOINT_SAMPLES: u8 = 4;
+
+/// Version byte of live records that carry native histograms too.
+pub const WAL_RECORD_V5: u8 = 5;
+
+/// The value tag of version 5 meaning "a histogram follows": `zigzag(1) << 4 | 15`, a
+/// pattern the raw-value tag (exactly 15) never takes.
+const HIST_VALUE: u64 = 31;
 
 /// Appends `v` as a LEB128 varint.
 pub fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
@@ -76,6 +96,11 @@ impl<'a> Reader<'a> {
     /// Bytes left.
     pub fn remaining(&self) -> usize {
         self.data.len() - self.pos
+    }
+
+    /// The next byte, without consuming it.
+    pub fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
     }
 
     /// One byte.
@@ -155,16 +180,35 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One sample of a WAL record: series WAL id, timestamp, value bits.
+/// One float sample of a WAL record: series WAL id, timestamp, value bits.
 pub type WalSample = (u64, i64, u64);
+
+/// A decoded sample value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WalValue {
+    /// Float bits.
+    Float(u64),
+    /// A native histogram.
+    Histogram(Arc<FloatHistogram>),
+}
+
+impl WalValue {
+    /// The value as the head takes it.
+    pub fn as_value(&self) -> Value<'_> {
+        match self {
+            WalValue::Float(b) => Value::Float(*b),
+            WalValue::Histogram(h) => Value::Histogram(h),
+        }
+    }
+}
 
 /// A decoded WAL record.
 #[derive(Debug, Default, PartialEq)]
 pub struct WalRecord {
     /// Series it defines: WAL id and labels.
     pub defs: Vec<(u64, Labels)>,
-    /// Its samples.
-    pub samples: Vec<WalSample>,
+    /// Its samples (WAL id, timestamp, value), in the order they were accepted.
+    pub samples: Vec<(u64, i64, WalValue)>,
     /// Whether it is a checkpoint of head samples (replayed before every live record).
     pub checkpoint: bool,
 }
@@ -217,19 +261,46 @@ fn read_value(r: &mut Reader<'_>) -> Result<u64, TsdbError> {
 /// one byte for the id, one for the timestamp and two to four for the value. A checkpoint
 /// of definitions is a record with definitions only.
 pub fn encode_record(defs: &[(u64, &Labels)], samples: &[WalSample]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(16 + defs.len() * 64 + samples.len() * 6);
-    buf.push(WAL_RECORD_V3);
+    encode(
+        defs,
+        samples.len(),
+        false,
+        samples.iter().map(|&(id, t, v)| (id, t, Value::Float(v))),
+    )
+}
+
+/// Encodes a live record of float and histogram samples in their order: version 3 when
+/// all are floats, else version 5 (see the module docs).
+pub fn encode_record_values(defs: &[(u64, &Labels)], samples: &[(u64, i64, Value<'_>)]) -> Vec<u8> {
+    let hists = samples.iter().any(|s| matches!(s.2, Value::Histogram(_)));
+    encode(defs, samples.len(), hists, samples.iter().copied())
+}
+
+fn encode<'a>(
+    defs: &[(u64, &Labels)],
+    n: usize,
+    hists: bool,
+    samples: impl Iterator<Item = (u64, i64, Value<'a>)>,
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16 + defs.len() * 64 + n * 6);
+    buf.push(if hists { WAL_RECORD_V5 } else { WAL_RECORD_V3 });
     put_uvarint(&mut buf, defs.len() as u64);
     for &(id, l) in defs {
         put_uvarint(&mut buf, id);
         put_labels(&mut buf, l);
     }
-    put_uvarint(&mut buf, samples.len() as u64);
+    put_uvarint(&mut buf, n as u64);
     let (mut prev_id, mut prev_t) = (0u64, 0i64);
-    for &(id, t, v) in samples {
+    for (id, t, v) in samples {
         put_uvarint(&mut buf, zigzag(id.wrapping_sub(prev_id) as i64));
         put_uvarint(&mut buf, zigzag(t.wrapping_sub(prev_t)));
-        put_value(&mut buf, v);
+        match v {
+            Value::Float(v) => put_value(&mut buf, v),
+            Value::Histogram(h) => {
+                put_uvarint(&mut buf, HIST_VALUE);
+                crate::histchunk::put_histogram(&mut buf, h);
+            }
+        }
         (prev_id, prev_t) = (id, t);
     }
     buf
@@ -252,7 +323,7 @@ pub fn decode_record(rec: &[u8]) -> Result<WalRecord, TsdbError> {
     let mut r = Reader::new(rec, "wal record");
     let version = r.u8()?;
     match version {
-        WAL_RECORD_V2 | WAL_RECORD_V3 => {}
+        WAL_RECORD_V2 | WAL_RECORD_V3 | WAL_RECORD_V5 => {}
         WAL_CHECKPOINT_SAMPLES => return decode_checkpoint(r),
         _ => return Err(r.err(&format!("unknown record version {version}"))),
     }
@@ -273,12 +344,18 @@ pub fn decode_record(rec: &[u8]) -> Result<WalRecord, TsdbError> {
             let id = r.uvarint()?;
             let t = prev_t.wrapping_add(unzigzag(r.uvarint()?));
             prev_t = t;
-            samples.push((id, t, r.u64_le()?));
+            samples.push((id, t, WalValue::Float(r.u64_le()?)));
         } else {
             let id = prev_id.wrapping_add(unzigzag(r.uvarint()?) as u64);
             let t = prev_t.wrapping_add(unzigzag(r.uvarint()?));
             (prev_id, prev_t) = (id, t);
-            samples.push((id, t, read_value(&mut r)?));
+            let v = if version == WAL_RECORD_V5 && r.peek() == Some(HIST_VALUE as u8) {
+                r.u8()?;
+                WalValue::Histogram(Arc::new(crate::histchunk::read_histogram(&mut r)?))
+            } else {
+                WalValue::Float(read_value(&mut r)?)
+            };
+            samples.push((id, t, v));
         }
     }
     if !r.is_empty() {
@@ -297,8 +374,16 @@ fn decode_checkpoint(mut r: Reader<'_>) -> Result<WalRecord, TsdbError> {
         let id = r.uvarint()?;
         let n = r.len(r.remaining())?;
         let chunk = r.bytes(n)?;
+        if chunk.first() == Some(&crate::histchunk::ENC_HIST) {
+            let hs = crate::histchunk::decode(chunk)?;
+            samples.extend(hs.into_iter().map(|(t, h)| (id, t, WalValue::Histogram(h))));
+            continue;
+        }
         let mut it = crate::chunk::ChunkIter::new(chunk);
-        samples.extend(it.by_ref().map(|(t, v)| (id, t, v.to_bits())));
+        samples.extend(
+            it.by_ref()
+                .map(|(t, v)| (id, t, WalValue::Float(v.to_bits()))),
+        );
         if it.is_corrupt() {
             return Err(r.err("checkpoint chunk does not decode"));
         }
@@ -313,6 +398,17 @@ fn decode_checkpoint(mut r: Reader<'_>) -> Result<WalRecord, TsdbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The float samples of a decoded record (histograms fail the test).
+    fn floats(samples: &[(u64, i64, WalValue)]) -> Vec<WalSample> {
+        samples
+            .iter()
+            .map(|(id, t, v)| match v {
+                WalValue::Float(b) => (*id, *t, *b),
+                WalValue::Histogram(_) => panic!("unexpected histogram"),
+            })
+            .collect()
+    }
 
     #[test]
     fn records_round_trip_and_garbage_is_an_error() {
@@ -331,7 +427,7 @@ mod tests {
         } = decode_record(&rec).unwrap();
         assert!(!checkpoint);
         assert_eq!(defs, [(7, a), (1 << 40, b)]);
-        assert_eq!(got, samples);
+        assert_eq!(floats(&got), samples);
         for cut in 0..rec.len() {
             assert!(decode_record(&rec[..cut]).is_err(), "{cut}");
         }
@@ -370,7 +466,7 @@ mod tests {
             .map(|(i, v)| (100 - i as u64, 1_700_000_000_000 + i as i64, v.to_bits()))
             .collect();
         let rec = encode_record(&[], &samples);
-        assert_eq!(decode_record(&rec).unwrap().samples, samples);
+        assert_eq!(floats(&decode_record(&rec).unwrap().samples), samples);
         for cut in 0..rec.len() {
             assert!(decode_record(&rec[..cut]).is_err(), "{cut}");
         }
@@ -386,7 +482,7 @@ mod tests {
             .collect();
         let rec = encode_record(&[], &batch);
         assert!(rec.len() < 5 * batch.len(), "{} bytes", rec.len());
-        assert_eq!(decode_record(&rec).unwrap().samples, batch);
+        assert_eq!(floats(&decode_record(&rec).unwrap().samples), batch);
     }
 
     /// Records of the previous version (raw value bits) still replay.
@@ -400,7 +496,7 @@ mod tests {
         }
         let got = decode_record(&rec).unwrap();
         assert_eq!(
-            got.samples,
+            floats(&got.samples),
             [(7, 1000, 1.5f64.to_bits()), (9, 990, (-0.0f64).to_bits())]
         );
     }
@@ -415,12 +511,76 @@ mod tests {
         let got = decode_record(&rec).unwrap();
         assert!(got.checkpoint && got.defs.is_empty());
         assert_eq!(got.samples.len(), 301);
-        assert_eq!(got.samples[299], (5, 299 * 30_000, 29.9f64.to_bits()));
-        assert_eq!(got.samples[300], (1 << 33, 0, 0.0f64.to_bits()));
+        let got_floats = floats(&got.samples);
+        assert_eq!(got_floats[299], (5, 299 * 30_000, 29.9f64.to_bits()));
+        assert_eq!(got_floats[300], (1 << 33, 0, 0.0f64.to_bits()));
         // A cut between two series is a valid record (the WAL's CRC catches it); any other
         // cut is an error.
         for cut in (2..rec.len()).filter(|&c| c != first_end) {
             assert!(decode_record(&rec[..cut]).is_err(), "{cut}");
         }
+    }
+
+    fn hist(n: f64) -> Arc<FloatHistogram> {
+        Arc::new(FloatHistogram {
+            schema: 1,
+            count: 3.0 * n,
+            sum: 1.5 * n,
+            zero_threshold: 1e-128,
+            zero_count: n,
+            positive_spans: vec![model::histogram::Span {
+                offset: -1,
+                length: 2,
+            }],
+            positive_buckets: vec![n, n],
+            ..Default::default()
+        })
+    }
+
+    /// Floats and histograms keep their order in a version-5 record, and the record is
+    /// refused when cut anywhere; a float-only batch is still version 3.
+    #[test]
+    fn histogram_records_keep_sample_order() {
+        let (h1, h2) = (hist(1.0), hist(2.5));
+        let a = Labels::new([("__name__", "h")]).unwrap();
+        let samples = [
+            (3, 1000, Value::Histogram(&h1)),
+            (3, 2000, Value::Float(crate::STALE_NAN_BITS)),
+            (4, 2000, Value::Float(1.5f64.to_bits())),
+            (3, 3000, Value::Histogram(&h2)),
+        ];
+        let rec = encode_record_values(&[(3, &a)], &samples);
+        assert_eq!(rec[0], WAL_RECORD_V5);
+        let got = decode_record(&rec).unwrap();
+        assert_eq!(got.defs, [(3, a)]);
+        let want: Vec<(u64, i64, WalValue)> = vec![
+            (3, 1000, WalValue::Histogram(h1.clone())),
+            (3, 2000, WalValue::Float(crate::STALE_NAN_BITS)),
+            (4, 2000, WalValue::Float(1.5f64.to_bits())),
+            (3, 3000, WalValue::Histogram(h2.clone())),
+        ];
+        assert_eq!(got.samples, want);
+        for cut in 0..rec.len() {
+            assert!(decode_record(&rec[..cut]).is_err(), "{cut}");
+        }
+        let floats_only = encode_record_values(&[], &samples[1..3]);
+        assert_eq!(floats_only[0], WAL_RECORD_V3);
+        // A version-3 record never carries the histogram tag.
+        let mut v3 = rec.clone();
+        v3[0] = WAL_RECORD_V3;
+        assert!(decode_record(&v3).is_err());
+    }
+
+    #[test]
+    fn checkpoint_records_hold_histogram_chunks() {
+        let hs: Vec<(i64, Arc<FloatHistogram>)> =
+            (1..=5).map(|i| (i * 1000, hist(i as f64))).collect();
+        let mut rec = checkpoint_record();
+        put_checkpoint_chunk(&mut rec, 9, &crate::histchunk::encode(&hs));
+        put_checkpoint_chunk(&mut rec, 9, &crate::packed::encode_best(&[(6000, 1.0)]));
+        let got = decode_record(&rec).unwrap();
+        assert_eq!(got.samples.len(), 6);
+        assert_eq!(got.samples[4], (9, 5000, WalValue::Histogram(hist(5.0))));
+        assert_eq!(got.samples[5], (9, 6000, WalValue::Float(1.0f64.to_bits())));
     }
 }

@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use model::histogram::FloatHistogram;
 use parking_lot::{Mutex, RwLock};
 use wal::{SegmentId, Wal, WalOptions};
 
 use crate::block::{self, Block};
 use crate::codec;
-use crate::head::{Head, HeadOptions, MemSeries, Rejection, Verdict};
+use crate::head::{Head, HeadOptions, MemSeries, Rejection, Value, Verdict};
 use crate::index::Matcher;
 use crate::querier::{Querier, Series, SeriesSet};
 use crate::{Labels, TsdbError};
@@ -71,6 +72,40 @@ impl TsdbConfig {
             max_batch_samples: 1_000_000,
             max_block_bytes: None,
             max_future: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A sample value of a batch that may hold native histograms ([`Tsdb::append_values`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SampleValue {
+    /// A float sample (the staleness marker included).
+    Float(f64),
+    /// A native histogram; the caller has checked it with
+    /// [`FloatHistogram::validate`], since readers rely on its invariants.
+    Histogram(Arc<FloatHistogram>),
+}
+
+/// What an append batch's values can be: plain `f64` (the common, float-only batch) or
+/// [`SampleValue`]. Generic so the float-only path pays nothing for histograms.
+pub trait AppendValue {
+    /// The value as the head judges it.
+    fn value(&self) -> Value<'_>;
+}
+
+impl AppendValue for f64 {
+    #[inline]
+    fn value(&self) -> Value<'_> {
+        Value::Float(self.to_bits())
+    }
+}
+
+impl AppendValue for SampleValue {
+    #[inline]
+    fn value(&self) -> Value<'_> {
+        match self {
+            SampleValue::Float(v) => Value::Float(v.to_bits()),
+            SampleValue::Histogram(h) => Value::Histogram(h),
         }
     }
 }
@@ -295,7 +330,7 @@ impl Tsdb {
                         for (id, t, v) in r.samples {
                             match by_id.get(&id) {
                                 Some(s) => {
-                                    head.commit(s, t, v);
+                                    head.commit(s, t, v.as_value());
                                 }
                                 // Only a series dropped from the head (all its samples in
                                 // blocks) loses its definition with deleted segments; its
@@ -362,9 +397,22 @@ impl Tsdb {
         self.append_inner(samples, true).await
     }
 
-    async fn append_inner(
+    /// [`Tsdb::append`] (or, with `all_or_nothing`, [`Tsdb::append_all_or_nothing`]) for a
+    /// batch that may hold native histograms. A series holds one sample per timestamp,
+    /// float or histogram, and may switch between the two; the verdicts are Prometheus's
+    /// for both (a histogram equal to the stored one is a duplicate, a different one at the
+    /// same timestamp is refused). Histograms are never accepted out of order.
+    pub async fn append_values(
         &self,
-        samples: Vec<(Labels, i64, f64)>,
+        samples: Vec<(Labels, i64, SampleValue)>,
+        all_or_nothing: bool,
+    ) -> Result<AppendReport, TsdbError> {
+        self.append_inner(samples, all_or_nothing).await
+    }
+
+    async fn append_inner<V: AppendValue>(
+        &self,
+        samples: Vec<(Labels, i64, V)>,
         all_or_nothing: bool,
     ) -> Result<AppendReport, TsdbError> {
         if samples.len() > self.cfg.max_batch_samples {
@@ -394,7 +442,7 @@ impl Tsdb {
             hash: u64,
             series: Option<Arc<MemSeries>>,
             slot: u32,
-            last: Option<(i64, u64)>,
+            last: Option<(i64, Value<'a>)>,
         }
         let mut entries: Vec<BatchSeries<'_>> = Vec::new();
         let mut by_hash: HashMap<u64, Vec<u32>, BuildHasherDefault<PremixedHasher>> =
@@ -410,7 +458,7 @@ impl Tsdb {
                 report.count(labels, *t, Verdict::Reject(Rejection::OutOfBounds));
                 continue;
             }
-            let v = v.to_bits();
+            let v = v.value();
             let hash = labels.stable_hash();
             let candidates = by_hash.entry(hash).or_default();
             let e = match candidates
@@ -473,15 +521,16 @@ impl Tsdb {
             .filter(|s| !s.logged.load(Ordering::Acquire))
             .map(|s| (s.wal_id, &s.labels))
             .collect();
-        let wal_samples: Vec<codec::WalSample> = accepted
+        let wal_samples: Vec<(u64, i64, Value<'_>)> = accepted
             .iter()
             .map(|p| {
                 let (_, t, v) = &samples[p.idx];
-                (refs[p.series as usize].wal_id, *t, v.to_bits())
+                (refs[p.series as usize].wal_id, *t, v.value())
             })
             .collect();
         let newest = wal_samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
-        let record = codec::encode_record(&defs, &wal_samples);
+        let record = codec::encode_record_values(&defs, &wal_samples);
+        drop(wal_samples);
         let defined = !defs.is_empty();
         drop(defs);
         let pos = self.wal.append(record).await?;
@@ -499,7 +548,7 @@ impl Tsdb {
         // 3. The head, checking again against concurrent batches.
         for p in &accepted {
             let (labels, t, v) = &samples[p.idx];
-            let verdict = self.head.commit(&refs[p.series as usize], *t, v.to_bits());
+            let verdict = self.head.commit(&refs[p.series as usize], *t, v.value());
             debug_assert!(matches!(p.verdict, Verdict::Append | Verdict::OutOfOrder));
             report.count(labels, *t, verdict);
         }
@@ -671,13 +720,8 @@ impl Tsdb {
                 let mut records = Vec::new();
                 let mut rec = codec::checkpoint_record();
                 for s in &part {
-                    let samples = s.all_samples();
-                    for run in samples.chunks(crate::packed::MAX_PACKED_SAMPLES) {
-                        codec::put_checkpoint_chunk(
-                            &mut rec,
-                            s.wal_id,
-                            &crate::packed::encode_best(run),
-                        );
+                    for chunk in checkpoint_chunks(&s.all_samples(), &s.all_histograms()) {
+                        codec::put_checkpoint_chunk(&mut rec, s.wal_id, &chunk);
                     }
                     if rec.len() >= RECORD_BYTES {
                         records.push(std::mem::replace(&mut rec, codec::checkpoint_record()));
@@ -818,6 +862,42 @@ impl Tsdb {
     pub fn wal_stats(&self) -> wal::WalStats {
         self.wal.stats()
     }
+}
+
+/// A series' samples as checkpoint chunks in time order: packed float chunks and histogram
+/// chunks, one run of each kind after the other as the series switched, so replaying them in
+/// order appends every sample in order.
+fn checkpoint_chunks(floats: &[(i64, f64)], hists: &[(i64, Arc<FloatHistogram>)]) -> Vec<Vec<u8>> {
+    /// Histogram checkpoint chunks stay well under the WAL's record bound.
+    const HIST_CHUNK_BYTES: usize = 1 << 20;
+    let mut out = Vec::new();
+    let (mut f, mut h) = (floats, hists);
+    while !f.is_empty() || !h.is_empty() {
+        let float_first = match (f.first(), h.first()) {
+            (Some(a), Some(b)) => a.0 < b.0,
+            (a, _) => a.is_some(),
+        };
+        if float_first {
+            let next_h = h.first().map_or(i64::MAX, |x| x.0);
+            let n = f.partition_point(|x| x.0 < next_h);
+            for run in f[..n].chunks(crate::packed::MAX_PACKED_SAMPLES) {
+                out.push(crate::packed::encode_best(run));
+            }
+            f = &f[n..];
+        } else {
+            let next_f = f.first().map_or(i64::MAX, |x| x.0);
+            // At least one, so a (never written) float and histogram at the same timestamp
+            // cannot stall the loop.
+            let n = h.partition_point(|x| x.0 < next_f).max(1);
+            for (_, _, bytes) in
+                crate::histchunk::encode_chunks(&h[..n], usize::from(u16::MAX), HIST_CHUNK_BYTES)
+            {
+                out.push(bytes);
+            }
+            h = &h[n..];
+        }
+    }
+    out
 }
 
 impl Querier for Tsdb {

@@ -20,7 +20,10 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use model::histogram::FloatHistogram;
+
 use crate::chunk::{ChunkIter, XorChunk, SAMPLES_PER_CHUNK};
+use crate::histchunk::{self, HistChunk, ENC_HIST};
 use crate::index::{Matcher, Postings, SeriesRef};
 use crate::querier::Series;
 use crate::Labels;
@@ -44,6 +47,44 @@ impl Rejection {
             Rejection::DuplicateTimestamp => "duplicate sample for timestamp",
             Rejection::OutOfBounds => "out of bounds",
         }
+    }
+}
+
+/// A sample's value as the head judges and stores it: float bits (compared bit for bit, so
+/// the staleness marker is just another value) or a native histogram.
+#[derive(Clone, Copy, Debug)]
+pub enum Value<'a> {
+    /// A float sample's bits.
+    Float(u64),
+    /// A native histogram sample (validated by the receiver).
+    Histogram(&'a Arc<FloatHistogram>),
+}
+
+impl Value<'_> {
+    /// Whether two values are the same sample (a harmless re-send).
+    fn same(self, other: Value<'_>) -> bool {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Histogram(a), Value::Histogram(b)) => {
+                Arc::ptr_eq(a, b) || histchunk::identical(a, b)
+            }
+            _ => false,
+        }
+    }
+
+    fn is_histogram(self) -> bool {
+        matches!(self, Value::Histogram(_))
+    }
+}
+
+/// The verdict for a sample older than the newest one (`newest`): out-of-order floats
+/// within the window are kept aside; histograms never are (Prometheus 2.x refuses
+/// out-of-order native histograms too, and the out-of-order buffer holds floats only).
+fn behind(window: i64, t: i64, newest: i64, v: Value<'_>) -> Verdict {
+    if window > 0 && t >= newest.saturating_sub(window) && !v.is_histogram() {
+        Verdict::OutOfOrder
+    } else {
+        Verdict::Reject(Rejection::OutOfOrder)
     }
 }
 
@@ -71,11 +112,23 @@ pub struct ClosedChunk {
     pub max_t: i64,
 }
 
+/// The open histogram chunk of a series whose newest sample is a histogram.
+#[derive(Debug)]
+struct HistOpen {
+    chunk: HistChunk,
+    min_t: i64,
+}
+
+/// A series' samples. Closed chunks are XOR or packed float chunks or histogram chunks
+/// (their first byte says which), in time order; at most one open chunk is in use: the
+/// float one, or `hist` when the newest sample is a histogram. A switch between floats and
+/// histograms closes the open chunk, as Prometheus cuts a new chunk on such a switch.
 #[derive(Debug)]
 struct SeriesData {
     closed: Vec<ClosedChunk>,
     open: XorChunk,
     open_min_t: i64,
+    hist: Option<Box<HistOpen>>,
     /// Newest in-order sample; `i64::MIN` when there is none.
     last_t: i64,
     last_v: u64,
@@ -89,6 +142,7 @@ impl SeriesData {
             closed: Vec::new(),
             open: XorChunk::new(),
             open_min_t: i64::MIN,
+            hist: None,
             last_t: i64::MIN,
             last_v: 0,
             ooo: BTreeMap::new(),
@@ -100,7 +154,8 @@ impl SeriesData {
             .closed
             .first()
             .map(|c| c.min_t)
-            .or((!self.open.is_empty()).then_some(self.open_min_t));
+            .or((!self.open.is_empty()).then_some(self.open_min_t))
+            .or(self.hist.as_ref().map(|h| h.min_t));
         let ooo = self.ooo.keys().next().copied();
         match (chunks, ooo) {
             (Some(a), Some(b)) => a.min(b),
@@ -113,31 +168,38 @@ impl SeriesData {
         self.last_t.max(ooo)
     }
 
-    fn check(&self, t: i64, v: u64, window: i64) -> Verdict {
+    /// The newest in-order sample's value.
+    fn last_value(&self) -> Value<'_> {
+        match self.hist.as_ref().and_then(|h| h.chunk.last()) {
+            Some(h) => Value::Histogram(h),
+            None => Value::Float(self.last_v),
+        }
+    }
+
+    fn check(&self, t: i64, v: Value<'_>, window: i64) -> Verdict {
         if self.last_t == i64::MIN || t > self.last_t {
             return Verdict::Append;
         }
         if t == self.last_t {
-            return if v == self.last_v {
+            return if v.same(self.last_value()) {
                 Verdict::Duplicate
             } else {
                 Verdict::Reject(Rejection::DuplicateTimestamp)
             };
         }
-        if window > 0 && t >= self.last_t.saturating_sub(window) {
-            return match self.ooo.get(&t) {
-                Some(&old) if old == v => Verdict::Duplicate,
-                Some(_) => Verdict::Reject(Rejection::DuplicateTimestamp),
-                None => Verdict::OutOfOrder,
-            };
+        match behind(window, t, self.last_t, v) {
+            Verdict::OutOfOrder => match (self.ooo.get(&t), v) {
+                (Some(&old), Value::Float(v)) if old == v => Verdict::Duplicate,
+                (Some(_), _) => Verdict::Reject(Rejection::DuplicateTimestamp),
+                (None, _) => Verdict::OutOfOrder,
+            },
+            other => other,
         }
-        Verdict::Reject(Rejection::OutOfOrder)
     }
 
-    fn append(&mut self, t: i64, v: u64, block_range: i64) {
-        let crosses = !self.open.is_empty()
-            && t.div_euclid(block_range) != self.open_min_t.div_euclid(block_range);
-        if self.open.len() >= SAMPLES_PER_CHUNK || crosses || self.open.is_full() {
+    /// Moves the open float chunk to the closed ones.
+    fn close_float(&mut self) {
+        if !self.open.is_empty() {
             let open = std::mem::take(&mut self.open);
             self.closed.push(ClosedChunk {
                 bytes: open.bytes().into(),
@@ -145,12 +207,60 @@ impl SeriesData {
                 max_t: self.last_t,
             });
         }
-        if self.open.is_empty() {
-            self.open_min_t = t;
+    }
+
+    /// Moves the open histogram chunk to the closed ones.
+    fn close_hist(&mut self) {
+        if let Some(h) = self.hist.take() {
+            self.closed.push(ClosedChunk {
+                bytes: h.chunk.bytes().into(),
+                min_t: h.min_t,
+                max_t: self.last_t,
+            });
         }
-        self.open.append(t, f64::from_bits(v));
+    }
+
+    fn append(&mut self, t: i64, v: Value<'_>, block_range: i64) {
+        match v {
+            Value::Float(v) => {
+                self.close_hist();
+                let crosses = !self.open.is_empty()
+                    && t.div_euclid(block_range) != self.open_min_t.div_euclid(block_range);
+                if self.open.len() >= SAMPLES_PER_CHUNK || crosses || self.open.is_full() {
+                    self.close_float();
+                }
+                if self.open.is_empty() {
+                    self.open_min_t = t;
+                }
+                self.open.append(t, f64::from_bits(v));
+                self.last_v = v;
+            }
+            Value::Histogram(h) => {
+                self.close_float();
+                if let Some(o) = &self.hist {
+                    let crosses = t.div_euclid(block_range) != o.min_t.div_euclid(block_range);
+                    if o.chunk.len() >= SAMPLES_PER_CHUNK || crosses || o.chunk.is_full() {
+                        self.close_hist();
+                    }
+                }
+                let o = self.hist.get_or_insert_with(|| {
+                    Box::new(HistOpen {
+                        chunk: HistChunk::new(),
+                        min_t: t,
+                    })
+                });
+                o.chunk.append(t, h.clone());
+            }
+        }
         self.last_t = t;
-        self.last_v = v;
+    }
+
+    /// The open chunk in use, if any: `(bytes, min_t)`.
+    fn open_chunk(&self) -> Option<(Arc<[u8]>, i64)> {
+        if let Some(h) = &self.hist {
+            return Some((h.chunk.bytes().into(), h.min_t));
+        }
+        (!self.open.is_empty()).then(|| (self.open.bytes().into(), self.open_min_t))
     }
 
     /// A queryable copy of the samples in `[start, end]`, or `None` if there are none.
@@ -164,8 +274,10 @@ impl SeriesData {
             .filter(|c| c.max_t >= start && c.min_t <= end)
             .map(|c| c.bytes.clone())
             .collect();
-        if !self.open.is_empty() && self.last_t >= start && self.open_min_t <= end {
-            chunks.push(self.open.bytes().into());
+        if let Some((bytes, min_t)) = self.open_chunk() {
+            if self.last_t >= start && min_t <= end {
+                chunks.push(bytes);
+            }
         }
         let extra: Vec<(i64, f64)> = self
             .ooo
@@ -197,7 +309,12 @@ impl MemSeries {
     pub fn all_samples(&self) -> Vec<(i64, f64)> {
         let (chunks, ooo) = {
             let d = self.data.lock();
-            let mut chunks: Vec<Arc<[u8]>> = d.closed.iter().map(|c| c.bytes.clone()).collect();
+            let mut chunks: Vec<Arc<[u8]>> = d
+                .closed
+                .iter()
+                .filter(|c| c.bytes.first() != Some(&ENC_HIST))
+                .map(|c| c.bytes.clone())
+                .collect();
             if !d.open.is_empty() {
                 chunks.push(d.open.bytes().into());
             }
@@ -215,6 +332,29 @@ impl MemSeries {
             all.dedup_by_key(|s| s.0);
         }
         all
+    }
+
+    /// Every histogram sample the series holds, in time order (what a WAL checkpoint of
+    /// histograms stores). Chunks are decoded after the series' lock is released; head
+    /// chunks were encoded here from validated histograms, so they decode.
+    pub fn all_histograms(&self) -> Vec<(i64, Arc<FloatHistogram>)> {
+        let chunks: Vec<Arc<[u8]>> = {
+            let d = self.data.lock();
+            let mut chunks: Vec<Arc<[u8]>> = d
+                .closed
+                .iter()
+                .filter(|c| c.bytes.first() == Some(&ENC_HIST))
+                .map(|c| c.bytes.clone())
+                .collect();
+            if let Some(h) = &d.hist {
+                chunks.push(h.chunk.bytes().into());
+            }
+            chunks
+        };
+        chunks
+            .iter()
+            .flat_map(|c| histchunk::decode(c).unwrap_or_default())
+            .collect()
     }
 }
 
@@ -351,13 +491,13 @@ impl Head {
     }
 
     /// Classifies a sample for `series` (or a new series when `None`) whose newest sample so
-    /// far in this batch is `batch_last` (timestamp and value bits), without changing state.
+    /// far in this batch is `batch_last` (timestamp and value), without changing state.
     pub fn check(
         &self,
         series: Option<&MemSeries>,
-        batch_last: Option<(i64, u64)>,
+        batch_last: Option<(i64, Value<'_>)>,
         t: i64,
-        v: u64,
+        v: Value<'_>,
     ) -> Verdict {
         if t < self.min_valid_t.load(Ordering::Relaxed) {
             return Verdict::Reject(Rejection::OutOfBounds);
@@ -365,7 +505,7 @@ impl Head {
         let window = self.opts.out_of_order_window_ms;
         match (series, batch_last) {
             (_, Some((bt, bv))) if t >= bt => {
-                if t == bt && bv != v {
+                if t == bt && !bv.same(v) {
                     Verdict::Reject(Rejection::DuplicateTimestamp)
                 } else if t == bt {
                     Verdict::Duplicate
@@ -379,29 +519,17 @@ impl Head {
                 match (verdict, batch_last) {
                     // Older than this batch's newest sample for the series: the batch itself
                     // is out of order unless the window allows it.
-                    (Verdict::Append, Some((bt, _))) if t < bt => {
-                        if window > 0 && t >= bt.saturating_sub(window) {
-                            Verdict::OutOfOrder
-                        } else {
-                            Verdict::Reject(Rejection::OutOfOrder)
-                        }
-                    }
-                    (v, _) => v,
+                    (Verdict::Append, Some((bt, _))) if t < bt => behind(window, t, bt, v),
+                    (verdict, _) => verdict,
                 }
             }
-            (None, Some((bt, _))) => {
-                if window > 0 && t >= bt.saturating_sub(window) {
-                    Verdict::OutOfOrder
-                } else {
-                    Verdict::Reject(Rejection::OutOfOrder)
-                }
-            }
+            (None, Some((bt, _))) => behind(window, t, bt, v),
             (None, None) => Verdict::Append,
         }
     }
 
     /// Applies one sample (checking again); returns what happened.
-    pub fn commit(&self, series: &MemSeries, t: i64, v: u64) -> Verdict {
+    pub fn commit(&self, series: &MemSeries, t: i64, v: Value<'_>) -> Verdict {
         if t < self.min_valid_t.load(Ordering::Relaxed) {
             return Verdict::Reject(Rejection::OutOfBounds);
         }
@@ -410,7 +538,10 @@ impl Head {
         match verdict {
             Verdict::Append => d.append(t, v, self.opts.block_range_ms),
             Verdict::OutOfOrder => {
-                d.ooo.insert(t, v);
+                // `behind` never lets a histogram through as out of order.
+                if let Value::Float(v) = v {
+                    d.ooo.insert(t, v);
+                }
             }
             Verdict::Duplicate | Verdict::Reject(_) => return verdict,
         }
@@ -451,7 +582,7 @@ impl Head {
             .iter()
             .map(|s| {
                 let d = s.data.lock();
-                d.closed.len() + usize::from(!d.open.is_empty())
+                d.closed.len() + usize::from(!d.open.is_empty() || d.hist.is_some())
             })
             .sum()
     }
@@ -577,10 +708,10 @@ impl Head {
                     .filter(|c| c.max_t < before)
                     .cloned()
                     .collect();
-                if !d.open.is_empty() && d.last_t < before {
+                if let Some((bytes, min_t)) = d.open_chunk().filter(|_| d.last_t < before) {
                     chunks.push(ClosedChunk {
-                        bytes: d.open.bytes().into(),
-                        min_t: d.open_min_t,
+                        bytes,
+                        min_t,
                         max_t: d.last_t,
                     });
                 }
@@ -612,12 +743,13 @@ impl Head {
             let Some(s) = slot else { continue };
             let mut d = s.data.lock();
             d.closed.retain(|c| c.max_t >= before);
-            if !d.open.is_empty() && d.last_t < before {
+            if d.last_t < before {
                 d.open = XorChunk::new();
                 d.open_min_t = i64::MIN;
+                d.hist = None;
             }
             d.ooo = d.ooo.split_off(&before);
-            if d.closed.is_empty() && d.open.is_empty() && d.ooo.is_empty() {
+            if d.closed.is_empty() && d.open.is_empty() && d.hist.is_none() && d.ooo.is_empty() {
                 dead.push(r as SeriesRef);
             } else {
                 min_t = min_t.min(d.min_t());
@@ -689,7 +821,7 @@ mod tests {
 
     fn add(h: &Head, l: &Labels, t: i64, v: f64) -> Verdict {
         let s = h.get_or_create(l, l.stable_hash());
-        h.commit(&s, t, v.to_bits())
+        h.commit(&s, t, Value::Float(v.to_bits()))
     }
 
     #[test]

@@ -31,13 +31,14 @@ pub mod chunk;
 mod codec;
 mod db;
 pub mod head;
+pub mod histchunk;
 pub mod index;
 pub mod packed;
 pub mod querier;
 
 pub use db::{
-    AppendReport, MaintenanceReport, SampleRejection, Tsdb, TsdbConfig, TsdbStats,
-    MAX_LISTED_REJECTIONS,
+    AppendReport, AppendValue, MaintenanceReport, SampleRejection, SampleValue, Tsdb, TsdbConfig,
+    TsdbStats, MAX_LISTED_REJECTIONS,
 };
 pub use head::Rejection;
 pub use index::{CardinalityStats, MatchOp, Matcher, SeriesRef};

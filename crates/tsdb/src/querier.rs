@@ -5,12 +5,15 @@
 //! labels and shared pointers to the compressed chunks that overlap the range (plus a copy of
 //! the open chunk and of any out-of-order samples), and decodes samples lazily: a select over
 //! many series costs pointer copies, not decoded samples, until the engine reads them.
+//! Native histogram chunks are the exception: they are decoded when the series is selected
+//! (into [`Series::histograms`]), since a histogram is a structure the engine reads whole.
 
 use std::sync::Arc;
 
 use model::histogram::FloatHistogram;
 
 use crate::chunk::ChunkIter;
+use crate::histchunk::ENC_HIST;
 use crate::index::Matcher;
 use crate::{Labels, TsdbError};
 
@@ -65,18 +68,39 @@ impl Series {
         s
     }
 
+    /// A series from its chunks in time order (float and histogram chunks mixed, told apart
+    /// by their encoding byte) and out-of-order float samples. Histogram chunks are decoded
+    /// here, keeping the samples in `[start, end]`; one that does not decode is skipped with a
+    /// warning (block chunks are CRC-checked before they get here).
     pub(crate) fn from_parts(
         labels: Labels,
-        chunks: Vec<Arc<[u8]>>,
+        mut chunks: Vec<Arc<[u8]>>,
         extra: Vec<(i64, f64)>,
         start: i64,
         end: i64,
     ) -> Series {
+        let mut histograms = Vec::new();
+        if chunks.iter().any(|c| c.first() == Some(&ENC_HIST)) {
+            chunks.retain(|c| {
+                if c.first() != Some(&ENC_HIST) {
+                    return true;
+                }
+                match crate::histchunk::decode(c) {
+                    Ok(hs) => {
+                        histograms.extend(hs.into_iter().filter(|h| h.0 >= start && h.0 <= end))
+                    }
+                    Err(e) => tracing::warn!(error = %e, "skipping a damaged histogram chunk"),
+                }
+                false
+            });
+            histograms.sort_by_key(|h: &(i64, Arc<FloatHistogram>)| h.0);
+            histograms.dedup_by_key(|h| h.0);
+        }
         Series {
             labels,
             chunks,
             extra,
-            histograms: Vec::new(),
+            histograms,
             start,
             end,
         }
