@@ -16,7 +16,8 @@ pub mod remote_write;
 pub mod scrape;
 
 pub use metrics::{
-    AppendError, AppendOutcome, MetadataRegistry, MetricMetadata, MetricType, MetricsSink, Sample,
+    AppendError, AppendOutcome, HistogramSample, MetadataRegistry, MetricMetadata, MetricType,
+    MetricsSink, Sample,
 };
 pub use otlp::{
     otlp_router, prometheus_otlp_router, serve, BoxFuture, ExportError, OtlpConfig, OtlpState,

@@ -8,6 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use model::histogram::FloatHistogram;
 use model::labels::Labels;
 use parking_lot::RwLock;
 
@@ -15,6 +18,10 @@ use crate::otlp::{BoxFuture, SinkError};
 
 /// One sample: the series, its timestamp in milliseconds since the Unix epoch, its value.
 pub type Sample = (Labels, i64, f64);
+
+/// One native histogram sample: the series, its timestamp in milliseconds, the histogram
+/// (checked with [`FloatHistogram::validate`] by the receiver).
+pub type HistogramSample = (Labels, i64, Arc<FloatHistogram>);
 
 /// What happened to a batch of samples the store accepted for processing.
 ///
@@ -109,6 +116,33 @@ pub trait MetricsSink: Send + Sync + 'static {
         &self,
         samples: Vec<Sample>,
     ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>>;
+
+    /// Stores float samples and native histogram samples as one batch (each series' floats
+    /// before its histograms, as Prometheus appends a remote_write series); with
+    /// `all_or_nothing`, nothing is stored when any sample would be rejected. Rejected
+    /// histograms are counted with the float rejections.
+    ///
+    /// The provided version serves sinks without native histograms: a batch without
+    /// histograms goes to [`MetricsSink::append`] or [`MetricsSink::append_all_or_nothing`],
+    /// one with histograms is refused as a whole, naming the first.
+    fn append_with_histograms(
+        &self,
+        samples: Vec<Sample>,
+        histograms: Vec<HistogramSample>,
+        all_or_nothing: bool,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        if let Some((labels, t, _)) = histograms.first() {
+            let e = AppendError::Invalid(format!(
+                "series {labels} carries a native histogram at timestamp {t}, which this store does not keep; send classic histograms"
+            ));
+            return Box::pin(async move { Err(e) });
+        }
+        if all_or_nothing {
+            self.append_all_or_nothing(samples)
+        } else {
+            self.append(samples)
+        }
+    }
 
     /// Remembers the metadata of metric families (by family name, e.g. `http_requests`
     /// for a counter whose samples are named `http_requests_total`).

@@ -3,17 +3,28 @@
 //! The protobuf walker is our own rather than prost-generated structs: remote_write is the
 //! metrics ingest hot path, and walking the bytes builds each series' [`Labels`] straight
 //! from the wire, with no intermediate owned message tree to allocate and free. It reads
-//! only what Lookout stores (series labels, float samples, metric metadata), skips exemplars
-//! and unknown fields as protobuf requires, and refuses native histogram samples with a
-//! clear error instead of dropping them unseen.
+//! only what Lookout stores (series labels, float samples, native histogram samples, metric
+//! metadata) and skips exemplars and unknown fields as protobuf requires.
+//!
+//! Native histograms (`TimeSeries.histograms`, Prometheus's `prompb.Histogram`) become
+//! [`FloatHistogram`]s: integer histograms' delta-encoded buckets are summed into absolute
+//! counts, float histograms' counts are taken as they are, and every histogram must pass
+//! [`FloatHistogram::validate`], so what storage gets is well-formed. A histogram that mixes
+//! the two encodings (an integer count with float bucket counts, or the reverse) is refused
+//! rather than half-read. A histogram whose sum is the staleness marker is Prometheus's
+//! staleness marker for a histogram series and becomes a float staleness marker, the form
+//! the tsdb and the PromQL engine know.
 //!
 //! Everything is checked before anything is returned: a request is either decoded whole or
 //! refused with a [`DecodeError`] that names the problem (the HTTP layer answers 400, as
 //! Prometheus does, so the sender does not retry it).
 
+use std::sync::Arc;
+
+use model::histogram::{CounterResetHint, FloatHistogram, HistogramError, Span};
 use model::labels::{LabelError, Labels};
 
-use crate::metrics::{MetricMetadata, MetricType, Sample};
+use crate::metrics::{HistogramSample, MetricMetadata, MetricType, Sample};
 
 /// Default bound on a request body, compressed or not (VictoriaMetrics' default too).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 << 20;
@@ -26,6 +37,9 @@ const MAX_LABELS_ON_WIRE: usize = 1024;
 pub struct WriteRequest {
     /// Every float sample, in request order.
     pub samples: Vec<Sample>,
+    /// Every native histogram sample, in request order (each series' after its floats, as
+    /// Prometheus appends them).
+    pub histograms: Vec<HistogramSample>,
     /// Metric family metadata the sender included.
     pub metadata: Vec<(String, MetricMetadata)>,
     /// Time series in the request (with or without samples).
@@ -52,9 +66,13 @@ pub enum DecodeError {
     /// A series without a metric name.
     #[error("series {series} has no metric name (__name__ label)")]
     MissingMetricName { series: String },
-    /// Native histogram samples, which Lookout's tsdb does not store yet.
-    #[error("series {series} carries native histogram samples, which Lookout does not store yet; send classic histograms (send_native_histograms: false)")]
-    NativeHistograms { series: String },
+    /// A native histogram sample that is not well-formed.
+    #[error("series {series}: native histogram at timestamp {timestamp}: {reason}")]
+    InvalidHistogram {
+        series: String,
+        timestamp: i64,
+        reason: String,
+    },
 }
 
 /// Decompresses and decodes a remote_write 1.0 body.
@@ -108,7 +126,8 @@ fn decode_series<'a>(
 ) -> Result<(), DecodeError> {
     pairs.clear();
     values.clear();
-    let mut histograms = false;
+    // Histograms are decoded once the labels are known (they may precede them on the wire).
+    let mut histograms: Vec<&'a [u8]> = Vec::new();
     let mut r = Reader::new(buf);
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
@@ -121,10 +140,7 @@ fn decode_series<'a>(
                 pairs.push(decode_label(r.bytes()?)?);
             }
             (2, WIRE_LEN) => values.push(decode_sample(r.bytes()?)?),
-            (4, WIRE_LEN) => {
-                r.bytes()?;
-                histograms = true;
-            }
+            (4, WIRE_LEN) => histograms.push(r.bytes()?),
             (1 | 2 | 4, _) => return Err(wrong_wire("TimeSeries", field, wire)),
             _ => r.skip(wire)?,
         }
@@ -162,10 +178,18 @@ fn decode_series<'a>(
             series: describe(pairs),
         });
     }
-    if histograms {
-        return Err(DecodeError::NativeHistograms {
-            series: labels.to_string(),
-        });
+    for hbuf in histograms {
+        let (t, h) = decode_histogram(hbuf).map_err(|(timestamp, reason)| {
+            DecodeError::InvalidHistogram {
+                series: labels.to_string(),
+                timestamp,
+                reason,
+            }
+        })?;
+        match h {
+            Some(h) => out.histograms.push((labels.clone(), t, Arc::new(h))),
+            None => values.push((t, f64::from_bits(crate::scrape::STALE_NAN_BITS))),
+        }
     }
     match values.len() {
         0 => {}
@@ -180,6 +204,201 @@ fn decode_series<'a>(
         }
     }
     Ok(())
+}
+
+/// Most buckets one histogram may carry on one side: Prometheus's own limit of useful
+/// resolution is far below (schema 8 spans 2^8 buckets per power of two).
+const MAX_HISTOGRAM_BUCKETS: usize = 1 << 16;
+
+/// One side's bucket counts as the wire carries them.
+#[derive(Default)]
+struct Side {
+    spans: Vec<Span>,
+    /// Packed or unpacked `sint64` deltas (integer histograms).
+    deltas: Vec<i64>,
+    /// Packed or unpacked doubles (float histograms).
+    counts: Vec<f64>,
+}
+
+/// One `Histogram` (see the module docs): its timestamp and the histogram, or `None` for a
+/// staleness marker. Errors carry the timestamp (0 until read) and the reason.
+fn decode_histogram(buf: &[u8]) -> Result<(i64, Option<FloatHistogram>), (i64, String)> {
+    let mut count_int: Option<u64> = None;
+    let mut count_float: Option<f64> = None;
+    let mut zero_int: Option<u64> = None;
+    let mut zero_float: Option<f64> = None;
+    let mut h = FloatHistogram::default();
+    let mut neg = Side::default();
+    let mut pos = Side::default();
+    let mut timestamp = 0i64;
+    let mut hint = 0u64;
+    let mut r = Reader::new(buf);
+    let proto = |e: DecodeError| (0, e.to_string());
+    while let Some((field, wire)) = r.key().map_err(proto)? {
+        match (field, wire) {
+            (1, WIRE_VARINT) => count_int = Some(r.varint().map_err(proto)?),
+            (2, WIRE_FIXED64) => count_float = Some(f64::from_bits(r.fixed64().map_err(proto)?)),
+            (3, WIRE_FIXED64) => h.sum = f64::from_bits(r.fixed64().map_err(proto)?),
+            (4, WIRE_VARINT) => {
+                let z = r.varint().map_err(proto)?;
+                h.schema = unzigzag32(z).map_err(proto)?;
+            }
+            (5, WIRE_FIXED64) => h.zero_threshold = f64::from_bits(r.fixed64().map_err(proto)?),
+            (6, WIRE_VARINT) => zero_int = Some(r.varint().map_err(proto)?),
+            (7, WIRE_FIXED64) => zero_float = Some(f64::from_bits(r.fixed64().map_err(proto)?)),
+            (8, WIRE_LEN) => neg
+                .spans
+                .push(decode_span(r.bytes().map_err(proto)?).map_err(proto)?),
+            (11, WIRE_LEN) => pos
+                .spans
+                .push(decode_span(r.bytes().map_err(proto)?).map_err(proto)?),
+            (9 | 12, WIRE_LEN | WIRE_VARINT) => {
+                let side = if field == 9 { &mut neg } else { &mut pos };
+                if wire == WIRE_LEN {
+                    let mut p = Reader::new(r.bytes().map_err(proto)?);
+                    while !p.buf.is_empty() {
+                        side.deltas.push(unzigzag64(p.varint().map_err(proto)?));
+                    }
+                } else {
+                    side.deltas.push(unzigzag64(r.varint().map_err(proto)?));
+                }
+            }
+            (10 | 13 | 16, WIRE_LEN | WIRE_FIXED64) => {
+                let dst = match field {
+                    10 => &mut neg.counts,
+                    13 => &mut pos.counts,
+                    _ => &mut h.custom_values,
+                };
+                if wire == WIRE_LEN {
+                    let b = r.bytes().map_err(proto)?;
+                    if b.len() % 8 != 0 {
+                        return Err((0, "packed doubles are not a multiple of 8 bytes".into()));
+                    }
+                    dst.extend(b.chunks_exact(8).map(|c| {
+                        let mut a = [0u8; 8];
+                        a.copy_from_slice(c);
+                        f64::from_bits(u64::from_le_bytes(a))
+                    }));
+                } else {
+                    dst.push(f64::from_bits(r.fixed64().map_err(proto)?));
+                }
+            }
+            (14, WIRE_VARINT) => hint = r.varint().map_err(proto)?,
+            (15, WIRE_VARINT) => timestamp = r.varint().map_err(proto)? as i64,
+            (1..=16, _) => return Err(proto(wrong_wire("Histogram", field, wire))),
+            _ => r.skip(wire).map_err(proto)?,
+        }
+        if [
+            neg.deltas.len(),
+            neg.counts.len(),
+            pos.deltas.len(),
+            pos.counts.len(),
+        ]
+        .iter()
+        .any(|&n| n > MAX_HISTOGRAM_BUCKETS)
+        {
+            return Err((
+                timestamp,
+                format!("more than {MAX_HISTOGRAM_BUCKETS} buckets on one side"),
+            ));
+        }
+    }
+    let fail = |m: String| Err((timestamp, m));
+    if h.sum.to_bits() == crate::scrape::STALE_NAN_BITS {
+        return Ok((timestamp, None));
+    }
+    h.counter_reset_hint = match hint {
+        0 => CounterResetHint::Unknown,
+        1 => CounterResetHint::CounterReset,
+        2 => CounterResetHint::NotCounterReset,
+        3 => CounterResetHint::Gauge,
+        n => return fail(format!("unknown reset_hint {n}")),
+    };
+    // A float histogram is one whose count is a float (Prometheus's IsFloatHistogram);
+    // without a count at all it is an integer histogram with count 0.
+    let is_float = count_float.is_some();
+    if count_int.is_some() && is_float {
+        return fail("both count_int and count_float are set".into());
+    }
+    if zero_int.is_some() && zero_float.is_some() {
+        return fail("both zero_count_int and zero_count_float are set".into());
+    }
+    if is_float {
+        if zero_int.is_some() || !neg.deltas.is_empty() || !pos.deltas.is_empty() {
+            return fail(
+                "a float histogram (count_float) carries integer zero_count_int or bucket deltas"
+                    .into(),
+            );
+        }
+        h.count = count_float.unwrap_or(0.0);
+        h.zero_count = zero_float.unwrap_or(0.0);
+        h.negative_buckets = neg.counts;
+        h.positive_buckets = pos.counts;
+    } else {
+        if zero_float.is_some() || !neg.counts.is_empty() || !pos.counts.is_empty() {
+            return fail(
+                "an integer histogram (count_int) carries float zero_count_float or bucket counts"
+                    .into(),
+            );
+        }
+        h.count = count_int.unwrap_or(0) as f64;
+        h.zero_count = zero_int.unwrap_or(0) as f64;
+        h.negative_buckets = absolute("negative", &neg.deltas).map_err(|m| (timestamp, m))?;
+        h.positive_buckets = absolute("positive", &pos.deltas).map_err(|m| (timestamp, m))?;
+    }
+    h.negative_spans = neg.spans;
+    h.positive_spans = pos.spans;
+    h.validate().map_err(|HistogramError(m)| (timestamp, m))?;
+    Ok((timestamp, Some(h)))
+}
+
+/// Integer buckets from deltas (each bucket's count minus the previous one's, the first
+/// from zero); a count below zero is refused.
+fn absolute(side: &str, deltas: &[i64]) -> Result<Vec<f64>, String> {
+    let mut acc = 0i64;
+    let mut out = Vec::with_capacity(deltas.len());
+    for (i, &d) in deltas.iter().enumerate() {
+        acc = acc
+            .checked_add(d)
+            .ok_or_else(|| format!("{side} bucket {i} overflows"))?;
+        if acc < 0 {
+            return Err(format!(
+                "{side} bucket {i} has count {acc}; counts must be zero or positive"
+            ));
+        }
+        out.push(acc as f64);
+    }
+    Ok(out)
+}
+
+/// One `BucketSpan`: offset (1, sint32), length (2, uint32).
+fn decode_span(buf: &[u8]) -> Result<Span, DecodeError> {
+    let mut span = Span {
+        offset: 0,
+        length: 0,
+    };
+    let mut r = Reader::new(buf);
+    while let Some((field, wire)) = r.key()? {
+        match (field, wire) {
+            (1, WIRE_VARINT) => span.offset = unzigzag32(r.varint()?)?,
+            (2, WIRE_VARINT) => {
+                span.length = u32::try_from(r.varint()?)
+                    .map_err(|_| DecodeError::Protobuf("span length exceeds uint32".into()))?
+            }
+            (1 | 2, _) => return Err(wrong_wire("BucketSpan", field, wire)),
+            _ => r.skip(wire)?,
+        }
+    }
+    Ok(span)
+}
+
+fn unzigzag64(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A `sint32`: zigzag in a varint that must fit 32 bits.
+fn unzigzag32(v: u64) -> Result<i32, DecodeError> {
+    i32::try_from(unzigzag64(v)).map_err(|_| DecodeError::Protobuf("sint32 out of range".into()))
 }
 
 /// One `Label`: name (1), value (2).
@@ -472,12 +691,6 @@ mod tests {
         assert!(e.to_string().contains("not unique"), "{e}");
         let e = one(series(&[("__name__", "1m")], &[])).unwrap_err();
         assert!(e.to_string().contains("invalid metric name"), "{e}");
-        let mut ts = series(&[("__name__", "m")], &[]);
-        ts.extend(W::default().bytes(4, b"").0.clone());
-        assert!(matches!(
-            one(ts).unwrap_err(),
-            DecodeError::NativeHistograms { .. }
-        ));
         // Truncated input, a length past the end, a group wire type, a runaway varint.
         let mut w = W::default();
         w.bytes(1, &series(&[("__name__", "m")], &[(1, 1.0)]));
@@ -494,5 +707,281 @@ mod tests {
         assert!(decode(&[0x08, 0x01]).is_err());
         assert!(decode(&[0x00]).is_err());
         assert_eq!(decode(&[]).unwrap().series, 0);
+    }
+
+    // Native histograms, encoded by prost from Prometheus's `prompb` definitions, so the
+    // walker is checked against an independent encoder.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PbWriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        timeseries: Vec<PbTimeSeries>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PbTimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        labels: Vec<PbLabel>,
+        #[prost(message, repeated, tag = "2")]
+        samples: Vec<PbSample>,
+        #[prost(message, repeated, tag = "4")]
+        histograms: Vec<PbHistogram>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PbLabel {
+        #[prost(string, tag = "1")]
+        name: String,
+        #[prost(string, tag = "2")]
+        value: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PbSample {
+        #[prost(double, tag = "1")]
+        value: f64,
+        #[prost(int64, tag = "2")]
+        timestamp: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PbHistogram {
+        #[prost(oneof = "PbCount", tags = "1, 2")]
+        count: Option<PbCount>,
+        #[prost(double, tag = "3")]
+        sum: f64,
+        #[prost(sint32, tag = "4")]
+        schema: i32,
+        #[prost(double, tag = "5")]
+        zero_threshold: f64,
+        #[prost(oneof = "PbZeroCount", tags = "6, 7")]
+        zero_count: Option<PbZeroCount>,
+        #[prost(message, repeated, tag = "8")]
+        negative_spans: Vec<PbSpan>,
+        #[prost(sint64, repeated, tag = "9")]
+        negative_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "10")]
+        negative_counts: Vec<f64>,
+        #[prost(message, repeated, tag = "11")]
+        positive_spans: Vec<PbSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        positive_counts: Vec<f64>,
+        #[prost(int32, tag = "14")]
+        reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        timestamp: i64,
+        #[prost(double, repeated, tag = "16")]
+        custom_values: Vec<f64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    enum PbCount {
+        #[prost(uint64, tag = "1")]
+        Int(u64),
+        #[prost(double, tag = "2")]
+        Float(f64),
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    enum PbZeroCount {
+        #[prost(uint64, tag = "6")]
+        Int(u64),
+        #[prost(double, tag = "7")]
+        Float(f64),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PbSpan {
+        #[prost(sint32, tag = "1")]
+        offset: i32,
+        #[prost(uint32, tag = "2")]
+        length: u32,
+    }
+
+    fn pb_span(offset: i32, length: u32) -> PbSpan {
+        PbSpan { offset, length }
+    }
+
+    /// An integer histogram: 9 observations, buckets 2, 1, 3 (deltas 2, -1, 2) at indexes
+    /// -1, 0 and 3, one negative at 1, a zero bucket of 2.
+    fn int_hist(t: i64) -> PbHistogram {
+        PbHistogram {
+            count: Some(PbCount::Int(9)),
+            sum: 18.5,
+            schema: 1,
+            zero_threshold: 1e-128,
+            zero_count: Some(PbZeroCount::Int(2)),
+            negative_spans: vec![pb_span(1, 1)],
+            negative_deltas: vec![1],
+            positive_spans: vec![pb_span(-1, 2), pb_span(2, 1)],
+            positive_deltas: vec![2, -1, 2],
+            reset_hint: 2,
+            timestamp: t,
+            ..Default::default()
+        }
+    }
+
+    fn float_hist(t: i64) -> PbHistogram {
+        PbHistogram {
+            count: Some(PbCount::Float(4.5)),
+            sum: -3.25,
+            schema: -53,
+            positive_spans: vec![pb_span(0, 3)],
+            positive_counts: vec![1.5, 0.0, 3.0],
+            custom_values: vec![0.1, 1.0],
+            reset_hint: 3,
+            timestamp: t,
+            ..Default::default()
+        }
+    }
+
+    fn request(series: Vec<(&str, Vec<(i64, f64)>, Vec<PbHistogram>)>) -> Vec<u8> {
+        prost::Message::encode_to_vec(&PbWriteRequest {
+            timeseries: series
+                .into_iter()
+                .map(|(name, samples, histograms)| PbTimeSeries {
+                    labels: vec![PbLabel {
+                        name: "__name__".into(),
+                        value: name.into(),
+                    }],
+                    samples: samples
+                        .into_iter()
+                        .map(|(timestamp, value)| PbSample { value, timestamp })
+                        .collect(),
+                    histograms,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn decodes_integer_and_float_native_histograms() {
+        let stale = PbHistogram {
+            sum: f64::from_bits(crate::scrape::STALE_NAN_BITS),
+            timestamp: 3000,
+            ..Default::default()
+        };
+        let req = decode(&request(vec![
+            ("h", vec![], vec![int_hist(1000), int_hist(2000), stale]),
+            ("f", vec![(500, 1.0)], vec![float_hist(1000)]),
+        ]))
+        .unwrap();
+        assert_eq!(req.series, 2);
+        assert_eq!(req.histograms.len(), 3);
+        let (l, t, h) = &req.histograms[0];
+        assert_eq!((l.to_string().as_str(), *t), ("h{}", 1000));
+        let want = FloatHistogram {
+            counter_reset_hint: CounterResetHint::NotCounterReset,
+            schema: 1,
+            zero_threshold: 1e-128,
+            zero_count: 2.0,
+            count: 9.0,
+            sum: 18.5,
+            positive_spans: vec![
+                Span {
+                    offset: -1,
+                    length: 2,
+                },
+                Span {
+                    offset: 2,
+                    length: 1,
+                },
+            ],
+            positive_buckets: vec![2.0, 1.0, 3.0],
+            negative_spans: vec![Span {
+                offset: 1,
+                length: 1,
+            }],
+            negative_buckets: vec![1.0],
+            custom_values: vec![],
+        };
+        assert_eq!(**h, want);
+        let (_, _, f) = &req.histograms[2];
+        assert_eq!(f.counter_reset_hint, CounterResetHint::Gauge);
+        assert_eq!(f.positive_buckets, [1.5, 0.0, 3.0]);
+        assert_eq!(f.custom_values, [0.1, 1.0]);
+        assert_eq!(f.count, 4.5);
+        // The staleness marker of a histogram series becomes a float one.
+        let stale: Vec<_> = req
+            .samples
+            .iter()
+            .filter(|s| s.0.to_string() == "h{}")
+            .collect();
+        assert_eq!(stale.len(), 1);
+        assert_eq!(
+            (stale[0].1, stale[0].2.to_bits()),
+            (3000, crate::scrape::STALE_NAN_BITS)
+        );
+        // Unpacked repeated fields (allowed by protobuf) decode the same.
+        let mut w = W::default();
+        w.key(1, WIRE_VARINT).varint(3);
+        w.bytes(11, &[0x08, 0x00, 0x10, 0x02]);
+        w.key(12, WIRE_VARINT).varint(2); // zigzag(1)
+        w.key(12, WIRE_VARINT).varint(2);
+        let mut ts = series(&[("__name__", "u")], &[]);
+        ts.extend(W::default().bytes(4, &w.0).0.clone());
+        let req = decode(&W::default().bytes(1, &ts).0).unwrap();
+        assert_eq!(req.histograms[0].2.positive_buckets, [1.0, 2.0]);
+    }
+
+    #[test]
+    fn refuses_broken_native_histograms_precisely() {
+        let refused = |h: PbHistogram, words: &str| {
+            let e = decode(&request(vec![
+                ("ok", vec![(1, 1.0)], vec![]),
+                ("bad", vec![], vec![h]),
+            ]))
+            .unwrap_err();
+            assert!(matches!(e, DecodeError::InvalidHistogram { .. }), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.starts_with("series bad{}: native histogram at timestamp 7: "),
+                "{text}"
+            );
+            assert!(text.contains(words), "{words:?} not in {text:?}");
+        };
+        let mut h = int_hist(7);
+        h.positive_deltas = vec![2, -3, 2];
+        refused(h, "positive bucket 1 has count -1");
+        let mut h = int_hist(7);
+        h.positive_deltas.push(1);
+        refused(h, "positive spans cover 3 buckets but 4 counts");
+        let mut h = int_hist(7);
+        h.schema = 9;
+        refused(h, "schema 9");
+        let mut h = int_hist(7);
+        h.count = Some(PbCount::Int(5));
+        refused(h, "count 5 is less than");
+        let mut h = int_hist(7);
+        h.positive_counts = vec![1.0];
+        refused(h, "integer histogram (count_int) carries float");
+        let mut h = float_hist(7);
+        h.positive_deltas = vec![1];
+        refused(h, "float histogram (count_float) carries integer");
+        let mut h = float_hist(7);
+        h.custom_values = vec![1.0, 0.5];
+        refused(h, "strictly ascending");
+        let mut h = float_hist(7);
+        h.positive_counts[1] = f64::NAN;
+        refused(h, "positive bucket 1 has count NaN");
+        let mut h = int_hist(7);
+        h.reset_hint = 9;
+        refused(h, "unknown reset_hint 9");
+        let mut h = int_hist(7);
+        h.positive_deltas = vec![i64::MAX, i64::MAX, 0];
+        refused(h, "overflows");
+        // A histogram field with the wrong wire type, a truncated span.
+        let mut ts = series(&[("__name__", "m")], &[]);
+        ts.extend(W::default().bytes(4, &[0x08 | 1, 0, 0]).0.clone());
+        assert!(decode(&W::default().bytes(1, &ts).0).is_err());
+        let mut ts = series(&[("__name__", "m")], &[]);
+        ts.extend(W::default().bytes(4, &[0x5a, 0x03, 0x08]).0.clone());
+        assert!(decode(&W::default().bytes(1, &ts).0).is_err());
+        // Every truncation of a good request is an error, never a panic.
+        let good = request(vec![("h", vec![], vec![int_hist(1), float_hist(2)])]);
+        for cut in 1..good.len() {
+            let _ = decode(&good[..cut]);
+        }
     }
 }

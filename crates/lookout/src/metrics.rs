@@ -334,6 +334,32 @@ impl MetricsSink for TsdbSink {
         })
     }
 
+    fn append_with_histograms(
+        &self,
+        samples: Vec<Sample>,
+        histograms: Vec<ingest::HistogramSample>,
+        all_or_nothing: bool,
+    ) -> ingest::BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        Box::pin(async move {
+            let mut batch = Vec::with_capacity(samples.len() + histograms.len());
+            batch.extend(
+                samples
+                    .into_iter()
+                    .map(|(l, t, v)| (l, t, tsdb::SampleValue::Float(v))),
+            );
+            batch.extend(
+                histograms
+                    .into_iter()
+                    .map(|(l, t, h)| (l, t, tsdb::SampleValue::Histogram(h))),
+            );
+            self.db
+                .append_values(batch, all_or_nothing)
+                .await
+                .map(outcome)
+                .map_err(append_error)
+        })
+    }
+
     fn record_metadata(&self, metadata: Vec<(String, MetricMetadata)>) {
         self.metadata.record(metadata);
     }
@@ -424,5 +450,17 @@ fn register_self_metrics(db: &Arc<Tsdb>) {
         "Samples refused by the metrics store (out of order, out of bounds, duplicate timestamp).",
         &[],
         stat(|db| db.stats().rejected_samples as f64),
+    );
+    r.counter_fn(
+        "lookout_tsdb_head_histogram_samples_appended_total",
+        "Native histogram samples appended to the metrics head since start (WAL replay included; also in lookout_tsdb_head_samples_appended_total).",
+        &[],
+        stat(|db| db.stats().head_histogram_samples as f64),
+    );
+    r.counter_fn(
+        "lookout_tsdb_rejected_histogram_samples_total",
+        "Native histogram samples refused by the metrics store (also in lookout_tsdb_rejected_samples_total).",
+        &[],
+        stat(|db| db.stats().rejected_histogram_samples as f64),
     );
 }

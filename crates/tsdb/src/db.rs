@@ -188,6 +188,11 @@ pub struct TsdbStats {
     pub head_samples: u64,
     /// Samples rejected since open, by any reason.
     pub rejected_samples: u64,
+    /// Native histogram samples appended to the head since open (counted in
+    /// `head_samples` too).
+    pub head_histogram_samples: u64,
+    /// Native histogram samples rejected since open (counted in `rejected_samples` too).
+    pub rejected_histogram_samples: u64,
     /// Out-of-order samples rejected since open.
     pub out_of_order_samples: u64,
     /// WAL records replayed at open.
@@ -224,6 +229,7 @@ pub struct Tsdb {
     /// One maintenance at a time.
     maintenance: tokio::sync::Mutex<()>,
     rejected: AtomicU64,
+    rejected_histograms: AtomicU64,
     out_of_order: AtomicU64,
     replayed: u64,
 }
@@ -364,6 +370,7 @@ impl Tsdb {
             checkpoint_segment: AtomicU64::new(0),
             maintenance: tokio::sync::Mutex::new(()),
             rejected: AtomicU64::new(0),
+            rejected_histograms: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             replayed,
         })
@@ -449,6 +456,7 @@ impl Tsdb {
             HashMap::default();
         let mut table: Vec<u32> = Vec::new();
         let mut accepted: Vec<Pending> = Vec::with_capacity(samples.len());
+        let mut hist_rejected = 0u64;
         let newest_allowed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, ms)
@@ -495,10 +503,17 @@ impl Tsdb {
                         verdict,
                     });
                 }
-                other => report.count(labels, *t, other),
+                other => {
+                    if matches!(other, Verdict::Reject(_)) && v.is_histogram() {
+                        hist_rejected += 1;
+                    }
+                    report.count(labels, *t, other)
+                }
             }
         }
         if accepted.is_empty() || (all_or_nothing && report.rejected() > 0) {
+            self.rejected_histograms
+                .fetch_add(hist_rejected, Ordering::Relaxed);
             self.note_rejections(&report);
             return Ok(report);
         }
@@ -548,10 +563,16 @@ impl Tsdb {
         // 3. The head, checking again against concurrent batches.
         for p in &accepted {
             let (labels, t, v) = &samples[p.idx];
-            let verdict = self.head.commit(&refs[p.series as usize], *t, v.value());
+            let v = v.value();
+            let verdict = self.head.commit(&refs[p.series as usize], *t, v);
+            if matches!(verdict, Verdict::Reject(_)) && v.is_histogram() {
+                hist_rejected += 1;
+            }
             debug_assert!(matches!(p.verdict, Verdict::Append | Verdict::OutOfOrder));
             report.count(labels, *t, verdict);
         }
+        self.rejected_histograms
+            .fetch_add(hist_rejected, Ordering::Relaxed);
         self.note_rejections(&report);
         Ok(report)
     }
@@ -837,6 +858,8 @@ impl Tsdb {
             head_series: self.head.num_series(),
             head_samples: self.head.num_samples(),
             rejected_samples: self.rejected.load(Ordering::Relaxed),
+            head_histogram_samples: self.head.num_histogram_samples(),
+            rejected_histogram_samples: self.rejected_histograms.load(Ordering::Relaxed),
             out_of_order_samples: self.out_of_order.load(Ordering::Relaxed),
             replayed_records: self.replayed,
         }

@@ -72,7 +72,8 @@ impl Value<'_> {
         }
     }
 
-    fn is_histogram(self) -> bool {
+    /// Whether the value is a native histogram.
+    pub fn is_histogram(self) -> bool {
         matches!(self, Value::Histogram(_))
     }
 }
@@ -430,6 +431,7 @@ pub struct Head {
     min_t: AtomicI64,
     max_t: AtomicI64,
     samples: AtomicU64,
+    histogram_samples: AtomicU64,
     next_wal_id: AtomicU64,
 }
 
@@ -443,6 +445,7 @@ impl Head {
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
             samples: AtomicU64::new(0),
+            histogram_samples: AtomicU64::new(0),
             next_wal_id: AtomicU64::new(0),
         }
     }
@@ -549,6 +552,9 @@ impl Head {
         self.min_t.fetch_min(t, Ordering::Relaxed);
         self.max_t.fetch_max(t, Ordering::Relaxed);
         self.samples.fetch_add(1, Ordering::Relaxed);
+        if v.is_histogram() {
+            self.histogram_samples.fetch_add(1, Ordering::Relaxed);
+        }
         verdict
     }
 
@@ -565,6 +571,12 @@ impl Head {
     /// Number of samples stored since the head was created.
     pub fn num_samples(&self) -> u64 {
         self.samples.load(Ordering::Relaxed)
+    }
+
+    /// Native histogram samples stored since the head was created (part of
+    /// [`Head::num_samples`]).
+    pub fn num_histogram_samples(&self) -> u64 {
+        self.histogram_samples.load(Ordering::Relaxed)
     }
 
     /// Oldest and newest sample timestamps, if any.

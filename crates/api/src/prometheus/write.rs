@@ -2,8 +2,8 @@
 //!
 //! Answers as Prometheus's write handler does, in plain text like Go's `http.Error`:
 //! 204 once every sample is durable; 400 for anything a retry cannot fix (a body that is not
-//! snappy, broken protobuf, invalid labels, an out-of-order or duplicate sample, which fail
-//! the whole request so nothing of it is stored); 413 past the size bound; 415 for remote
+//! snappy, broken protobuf, invalid labels, a malformed native histogram, an out-of-order
+//! or duplicate sample, which fail the whole request so nothing of it is stored); 413 past the size bound; 415 for remote
 //! write 2.0 or another compression; 5xx only when the store is overloaded or unavailable,
 //! which a retry can fix (the sender retries 5xx with backoff).
 
@@ -97,12 +97,19 @@ async fn write(State(state): State<PromState>, req: Request) -> Response {
     if !request.metadata.is_empty() {
         state.sink.record_metadata(request.metadata);
     }
-    if request.samples.is_empty() {
+    if request.samples.is_empty() && request.histograms.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
     // The write runs on its own task so a client hanging up cannot abandon it halfway.
     let sink = state.sink.clone();
-    let task = tokio::spawn(async move { sink.append_all_or_nothing(request.samples).await });
+    let task = tokio::spawn(async move {
+        if request.histograms.is_empty() {
+            sink.append_all_or_nothing(request.samples).await
+        } else {
+            sink.append_with_histograms(request.samples, request.histograms, true)
+                .await
+        }
+    });
     match task.await {
         Ok(Ok(outcome)) if outcome.rejected() == 0 => StatusCode::NO_CONTENT.into_response(),
         Ok(Ok(outcome)) => {
