@@ -107,16 +107,23 @@ async fn write(
         message: t.error_message(),
         store_error: None,
     };
-    if t.samples.is_empty() {
+    if t.samples.is_empty() && t.histograms.is_empty() {
         return Ok(exported);
     }
     let reached_store = points - t.rejected_points;
-    let sample_count = t.samples.len();
+    let sample_count = t.samples.len() + t.histograms.len();
     let Translation {
-        samples, metadata, ..
+        samples,
+        histograms,
+        metadata,
+        ..
     } = t;
     let task = tokio::spawn(async move {
         let result = match mode {
+            _ if !histograms.is_empty() => {
+                sink.append_with_histograms(samples, histograms, mode == Append::AllOrNothing)
+                    .await
+            }
             Append::Each => sink.append(samples).await,
             Append::AllOrNothing => sink.append_all_or_nothing(samples).await,
         };

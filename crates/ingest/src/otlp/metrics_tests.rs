@@ -38,6 +38,8 @@ enum Mode {
 struct RecordingSink {
     mode: Mutex<Mode>,
     samples: Mutex<Vec<Sample>>,
+    /// Native histograms, kept whatever the mode (which applies to the floats).
+    histograms: Mutex<Vec<crate::metrics::HistogramSample>>,
     metadata: Mutex<Vec<(String, MetricMetadata)>>,
     /// Whether the last append was all or nothing.
     all_or_nothing: Mutex<Option<bool>>,
@@ -56,6 +58,22 @@ impl MetricsSink for RecordingSink {
         samples: Vec<Sample>,
     ) -> crate::otlp::BoxFuture<'_, Result<AppendOutcome, AppendError>> {
         self.store(samples, true)
+    }
+
+    fn append_with_histograms(
+        &self,
+        samples: Vec<Sample>,
+        histograms: Vec<crate::metrics::HistogramSample>,
+        all_or_nothing: bool,
+    ) -> crate::otlp::BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        let n = histograms.len();
+        self.histograms.lock().unwrap().extend(histograms);
+        let floats = self.store(samples, all_or_nothing);
+        Box::pin(async move {
+            let mut outcome = floats.await?;
+            outcome.appended += n;
+            Ok(outcome)
+        })
     }
 
     fn record_metadata(&self, metadata: Vec<(String, MetricMetadata)>) {
@@ -123,6 +141,7 @@ impl Fixture {
         let sink = Arc::new(RecordingSink {
             mode: Mutex::new(mode),
             samples: Mutex::new(Vec::new()),
+            histograms: Mutex::new(Vec::new()),
             metadata: Mutex::new(Vec::new()),
             all_or_nothing: Mutex::new(None),
         });
@@ -419,7 +438,7 @@ async fn http_json_conformance_example_is_partly_accepted() {
 }
 
 #[tokio::test]
-async fn delta_and_exponential_histograms_get_partial_success() {
+async fn delta_sums_get_partial_success_and_exponential_histograms_are_stored() {
     let f = Fixture::new(Mode::Accept);
     let eh = metric(
         "latency",
@@ -427,7 +446,13 @@ async fn delta_and_exponential_histograms_get_partial_success() {
         pm::metric::Data::ExponentialHistogram(pm::ExponentialHistogram {
             data_points: vec![pm::ExponentialHistogramDataPoint {
                 time_unix_nano: T,
-                count: 1,
+                count: 3,
+                scale: 2,
+                zero_count: 1,
+                positive: Some(pm::exponential_histogram_data_point::Buckets {
+                    offset: 0,
+                    bucket_counts: vec![2],
+                }),
                 ..Default::default()
             }],
             aggregation_temporality: 2,
@@ -445,11 +470,15 @@ async fn delta_and_exponential_histograms_get_partial_success() {
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let partial = answer(&body).partial_success.unwrap();
-    assert_eq!(partial.rejected_data_points, 2);
+    assert_eq!(partial.rejected_data_points, 1);
     assert!(partial.error_message.contains("\"delta\""));
-    assert!(partial
-        .error_message
-        .contains("exponential histogram \"latency\" is dropped"));
+    let hs = f.sink.histograms.lock().unwrap().clone();
+    assert_eq!(hs.len(), 1);
+    assert_eq!(
+        hs[0].0.to_string(),
+        r#"latency_seconds{instance="i-1", job="checkout"}"#
+    );
+    assert_eq!((hs[0].2.schema, hs[0].2.count), (2, 3.0));
     assert_eq!(
         f.stored(),
         [
@@ -459,8 +488,8 @@ async fn delta_and_exponential_histograms_get_partial_success() {
             ),
         ]
     );
-    assert_eq!(f.received("http_protobuf"), 1);
-    assert_eq!(f.rejected("http_protobuf"), 2);
+    assert_eq!(f.received("http_protobuf"), 2);
+    assert_eq!(f.rejected("http_protobuf"), 1);
 }
 
 #[tokio::test]

@@ -34,12 +34,22 @@
 //! - **Refused, as Prometheus refuses them**: sums and histograms whose temporality is not
 //!   cumulative (Prometheus accepts delta only behind a feature flag), and metrics whose name
 //!   normalises to nothing. Their data points are counted as rejected with Prometheus's message.
-//! - **Exponential histograms**: Prometheus stores them only as native histograms, and with
-//!   native histograms disabled its write fails ("native histograms are disabled"). Lookout's
-//!   tsdb stores floats only, so their data points are rejected with a message saying how to
-//!   export explicit-bucket histograms instead; the rest of the request is still stored
-//!   (Prometheus would refuse the whole request with a 500, which makes exporters retry
-//!   forever).
+//! - **Exponential histograms** become native histograms, as Prometheus 3's
+//!   `exponentialToNativeHistogram` makes them: the scale is the schema; scales above 8 are
+//!   brought down to 8 by merging `2^(scale-8)` neighbouring buckets; scales below -4 are
+//!   refused ("Scale must be >= -4"); OTLP bucket index `k` (covering `(base^k, base^(k+1)]`)
+//!   is Prometheus index `k+1` (the same range: Prometheus numbers a bucket by its upper
+//!   bound's exponent);
+//!   the dense OTLP buckets become spans, where runs of up to two empty buckets stay inside
+//!   a span and longer ones start a new span, exactly as Prometheus lays them out; the zero
+//!   bucket keeps its count with Prometheus's fixed threshold `1e-128` (it ignores OTLP's
+//!   `zero_threshold` too); the counter-reset hint is "unknown" (cumulative only, so never
+//!   "gauge"); the series is named like the metric, with no `_bucket`/`_count` suffixes
+//!   and no `_total`. A histogram whose buckets hold more than its count is refused. A point
+//!   flagged "no recorded value" becomes a float staleness marker, the tsdb's and the
+//!   engine's form of a histogram series' staleness marker. Explicit-bucket histograms stay
+//!   classic (Prometheus converts them to custom-bucket native histograms only behind a
+//!   setting that is off by default).
 //!
 //! One deliberate difference: an attribute named `le` on a histogram point (`quantile` on a
 //! summary point) gives Prometheus a series with that label twice, which its write path then
@@ -61,7 +71,11 @@ use proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use proto::common::v1::{any_value, AnyValue, KeyValue};
 use proto::metrics::v1 as pm;
 
-use crate::metrics::{MetricMetadata, MetricType, Sample};
+use std::sync::Arc;
+
+use model::histogram::{FloatHistogram, Span, MAX_EXPONENTIAL_SCHEMA, MIN_EXPONENTIAL_SCHEMA};
+
+use crate::metrics::{HistogramSample, MetricMetadata, MetricType, Sample};
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern means "this series
 /// ended here" (what the tsdb writes when a scraped series disappears).
@@ -106,6 +120,8 @@ pub enum TranslateError {
 pub struct Translation {
     /// The samples to store, in request order.
     pub samples: Vec<Sample>,
+    /// The native histogram samples (from exponential histograms), in request order.
+    pub histograms: Vec<HistogramSample>,
     /// Metadata per metric family (the normalised name, e.g. `requests_total`).
     pub metadata: Vec<(String, MetricMetadata)>,
     /// Data points in the request.
@@ -319,16 +335,6 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
             return;
         }
     };
-    if kind == MetricKind::ExponentialHistogram {
-        t.reject(
-            points,
-            format!(
-                "exponential histogram {:?} is dropped: Prometheus stores exponential histograms only as native histograms, which lookout does not store; export explicit-bucket histograms instead (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)",
-                metric.name
-            ),
-        );
-        return;
-    }
     let metric_type = match kind {
         MetricKind::Gauge | MetricKind::NonMonotonicCounter => MetricType::Gauge,
         MetricKind::MonotonicCounter => MetricType::Counter,
@@ -417,8 +423,129 @@ fn translate_metric(t: &mut Translation, metric: &pm::Metric, resource: &Resourc
                 point.finish(t);
             }
         }
-        Data::ExponentialHistogram(_) => {}
+        Data::ExponentialHistogram(h) => {
+            for p in &h.data_points {
+                let mut point = Point::new(
+                    t,
+                    resource,
+                    &family,
+                    &p.attributes,
+                    p.time_unix_nano,
+                    p.flags,
+                );
+                match exponential_to_native(p) {
+                    Ok(h) => point.histogram(&family, h),
+                    Err(e) => point.base = Err(format!("series {family}: {e}")),
+                }
+                point.finish(t);
+            }
+        }
     }
+}
+
+/// Prometheus's zero threshold for histograms translated from OTLP.
+const OTLP_ZERO_THRESHOLD: f64 = 1e-128;
+
+/// One exponential histogram data point as a native histogram (see the module docs).
+fn exponential_to_native(p: &pm::ExponentialHistogramDataPoint) -> Result<FloatHistogram, String> {
+    if p.scale < MIN_EXPONENTIAL_SCHEMA {
+        return Err(format!(
+            "cannot convert exponential to native histogram. Scale must be >= {MIN_EXPONENTIAL_SCHEMA}, was {}",
+            p.scale
+        ));
+    }
+    let scale_down = (p.scale - MAX_EXPONENTIAL_SCHEMA).max(0) as u32;
+    let (positive_spans, positive_buckets) = match &p.positive {
+        Some(b) => native_buckets(b.offset, &b.bucket_counts, scale_down)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let (negative_spans, negative_buckets) = match &p.negative {
+        Some(b) => native_buckets(b.offset, &b.bucket_counts, scale_down)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let h = FloatHistogram {
+        schema: p.scale.min(MAX_EXPONENTIAL_SCHEMA),
+        zero_threshold: OTLP_ZERO_THRESHOLD,
+        zero_count: p.zero_count as f64,
+        count: p.count as f64,
+        sum: p.sum.unwrap_or(0.0),
+        positive_spans,
+        negative_spans,
+        positive_buckets,
+        negative_buckets,
+        ..Default::default()
+    };
+    h.validate().map_err(|e| e.to_string())?;
+    Ok(h)
+}
+
+/// One side's dense OTLP buckets (`counts[i]` is OTLP index `offset + i`) as Prometheus
+/// spans and absolute counts at Prometheus indexes (`((offset + i) >> scale_down) + 1`,
+/// neighbours merged when scaling down).
+///
+/// The layout is Prometheus's: the first span starts at the first bucket's index; a merged
+/// bucket is listed when it is not empty or is the last one; before a listed bucket, up to
+/// two empty buckets are listed as zeros inside the span, more start a new span whose
+/// offset is the gap.
+fn native_buckets(
+    offset: i32,
+    counts: &[u64],
+    scale_down: u32,
+) -> Result<(Vec<Span>, Vec<f64>), String> {
+    if counts.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let index = |i: usize| -> Result<i32, String> {
+        let otlp = i64::from(offset) + i as i64;
+        i32::try_from((otlp >> scale_down) + 1)
+            .map_err(|_| format!("bucket index {otlp} is out of range"))
+    };
+    let start = index(0)?;
+    index(counts.len() - 1)?;
+    let mut spans = vec![Span {
+        offset: start,
+        length: 0,
+    }];
+    let mut buckets: Vec<f64> = Vec::new();
+    // The index the current span would list next.
+    let mut next = start;
+    let mut emit = |idx: i32, count: u64, spans: &mut Vec<Span>, buckets: &mut Vec<f64>| {
+        let gap = idx - next;
+        if gap > 2 {
+            spans.push(Span {
+                offset: gap,
+                length: 0,
+            });
+        } else {
+            for _ in 0..gap {
+                buckets.push(0.0);
+            }
+            if let Some(last) = spans.last_mut() {
+                last.length += gap as u32;
+            }
+        }
+        buckets.push(count as f64);
+        if let Some(last) = spans.last_mut() {
+            last.length += 1;
+        }
+        next = idx + 1;
+    };
+    let mut group = start;
+    let mut sum = 0u64;
+    for (i, &c) in counts.iter().enumerate() {
+        let idx = index(i)?;
+        if idx != group {
+            if sum != 0 {
+                emit(group, sum, &mut spans, &mut buckets);
+            }
+            group = idx;
+            sum = 0;
+        }
+        sum = sum.saturating_add(c);
+    }
+    // The last group is listed even when empty, as Prometheus lists it.
+    emit(group, sum, &mut spans, &mut buckets);
+    Ok((spans, buckets))
 }
 
 /// The samples of one data point, collected apart so a point whose labels turn out invalid
@@ -436,6 +563,7 @@ struct Point {
     timestamp: i64,
     stale: bool,
     samples: Vec<Sample>,
+    histograms: Vec<HistogramSample>,
     /// Bytes the samples hold, and how many the translation may still take.
     bytes: usize,
     room: usize,
@@ -455,6 +583,7 @@ impl Point {
             timestamp: (time_unix_nano / 1_000_000) as i64,
             stale: flags & FLAG_NO_RECORDED_VALUE != 0,
             samples: Vec::new(),
+            histograms: Vec::new(),
             bytes: 0,
             room: t.limit.saturating_sub(t.bytes),
         }
@@ -483,12 +612,35 @@ impl Point {
         }
     }
 
+    /// Adds the point's native histogram series (named `name`); a point flagged "no
+    /// recorded value" gives the float staleness marker instead.
+    fn histogram(&mut self, name: &str, h: FloatHistogram) {
+        if self.stale {
+            self.sample(name, None, f64::NAN);
+            return;
+        }
+        let Ok(base) = &self.base else {
+            return;
+        };
+        match series_labels(base, name, None) {
+            Ok(labels) => {
+                self.bytes += sample_bytes(&labels)
+                    + std::mem::size_of::<FloatHistogram>()
+                    + 8 * (h.positive_buckets.len() + h.negative_buckets.len())
+                    + 8 * (h.positive_spans.len() + h.negative_spans.len());
+                self.histograms.push((labels, self.timestamp, Arc::new(h)));
+            }
+            Err(e) => self.base = Err(e),
+        }
+    }
+
     fn finish(self, t: &mut Translation) {
         match self.base {
             Ok(_) if self.bytes > self.room => t.over = true,
             Ok(_) => {
                 t.bytes += self.bytes;
                 t.samples.extend(self.samples);
+                t.histograms.extend(self.histograms);
             }
             Err(e) => t.reject(1, e),
         }

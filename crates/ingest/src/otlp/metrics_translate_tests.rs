@@ -577,33 +577,143 @@ fn no_recorded_value_becomes_staleness_markers_on_every_series() {
         .all(|(_, _, v)| v.to_bits() == STALE_NAN_BITS));
 }
 
-#[test]
-fn exponential_histograms_are_rejected_with_a_way_out() {
-    let eh = metric(
+fn exponential(points: Vec<pm::ExponentialHistogramDataPoint>) -> pm::Metric {
+    metric(
         "latency",
         "s",
         Data::ExponentialHistogram(pm::ExponentialHistogram {
-            data_points: vec![pm::ExponentialHistogramDataPoint {
-                time_unix_nano: T0,
-                count: 1,
-                ..Default::default()
-            }],
+            data_points: points,
             aggregation_temporality: TEMPORALITY_CUMULATIVE,
         }),
+    )
+}
+
+fn buckets(offset: i32, counts: &[u64]) -> Option<pm::exponential_histogram_data_point::Buckets> {
+    Some(pm::exponential_histogram_data_point::Buckets {
+        offset,
+        bucket_counts: counts.to_vec(),
+    })
+}
+
+fn spans(pairs: &[(i32, u32)]) -> Vec<Span> {
+    pairs
+        .iter()
+        .map(|&(offset, length)| Span { offset, length })
+        .collect()
+}
+
+/// Layouts worked out by hand from Prometheus's `convertBucketsLayout`: OTLP index k is
+/// Prometheus index k+1; gaps of up to two empty buckets stay in the span, longer ones start
+/// a new span; the last bucket is listed even when empty.
+#[test]
+fn exponential_histograms_become_native_histograms() {
+    let p = pm::ExponentialHistogramDataPoint {
+        attributes: vec![s("route", "/a")],
+        time_unix_nano: T0,
+        count: 12,
+        sum: Some(5.5),
+        scale: 3,
+        zero_count: 2,
+        // Bucket 0.1 is ignored, as Prometheus ignores it (it uses 1e-128).
+        zero_threshold: 0.1,
+        positive: buckets(-2, &[1, 2, 0, 0, 0, 4]),
+        negative: buckets(0, &[3]),
+        ..Default::default()
+    };
+    let t = tr(&request(vec![], vec![exponential(vec![p])]));
+    assert!(t.samples.is_empty());
+    assert_eq!(t.histograms.len(), 1);
+    let (l, ts, h) = &t.histograms[0];
+    assert_eq!(
+        *l,
+        labels(&[("__name__", "latency_seconds"), ("route", "/a")])
     );
+    assert_eq!(*ts, (T0 / 1_000_000) as i64);
+    let want = FloatHistogram {
+        schema: 3,
+        zero_threshold: 1e-128,
+        zero_count: 2.0,
+        count: 12.0,
+        sum: 5.5,
+        positive_spans: spans(&[(-1, 2), (3, 1)]),
+        positive_buckets: vec![1.0, 2.0, 4.0],
+        negative_spans: spans(&[(1, 1)]),
+        negative_buckets: vec![3.0],
+        ..Default::default()
+    };
+    assert_eq!(**h, want);
+    assert_eq!(t.metadata[0].0, "latency_seconds");
+    assert_eq!(t.metadata[0].1.metric_type, MetricType::Histogram);
+}
+
+#[test]
+fn exponential_scales_above_8_merge_buckets() {
+    // Scale 10 is two steps above 8: four OTLP buckets make one.
+    let p = pm::ExponentialHistogramDataPoint {
+        time_unix_nano: T0,
+        count: 15,
+        scale: 10,
+        positive: buckets(5, &[1, 1, 1, 1, 1, 1, 1, 1]),
+        // OTLP -3..=7 → Prometheus 0 (-3..=-1), 1 (0..=3), 2 (4..=7): the empty middle
+        // bucket stays inside the span.
+        negative: buckets(-3, &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]),
+        ..Default::default()
+    };
+    let t = tr(&request(vec![], vec![exponential(vec![p])]));
+    let h = &t.histograms[0].2;
+    assert_eq!(h.schema, 8);
+    assert_eq!(h.positive_spans, spans(&[(2, 3)]));
+    assert_eq!(h.positive_buckets, [3.0, 4.0, 1.0]);
+    assert_eq!(h.negative_spans, spans(&[(0, 3)]));
+    assert_eq!(h.negative_buckets, [2.0, 0.0, 5.0]);
+    // A trailing empty bucket is listed; leading empty ones far from the first count
+    // leave an empty first span, as in Prometheus.
+    let p = pm::ExponentialHistogramDataPoint {
+        time_unix_nano: T0,
+        count: 8,
+        positive: buckets(0, &[3, 0]),
+        negative: buckets(0, &[0, 0, 0, 0, 5]),
+        ..Default::default()
+    };
+    let t = tr(&request(vec![], vec![exponential(vec![p])]));
+    let h = &t.histograms[0].2;
+    assert_eq!(h.positive_spans, spans(&[(1, 2)]));
+    assert_eq!(h.positive_buckets, [3.0, 0.0]);
+    assert_eq!(h.negative_spans, spans(&[(1, 0), (4, 1)]));
+    assert_eq!(h.negative_buckets, [5.0]);
+}
+
+#[test]
+fn exponential_histograms_refused_or_stale_like_prometheus() {
+    let point = |scale: i32, count: u64, flags: u32| pm::ExponentialHistogramDataPoint {
+        time_unix_nano: T0,
+        count,
+        scale,
+        flags,
+        positive: buckets(0, &[1, 2]),
+        ..Default::default()
+    };
     let t = tr(&request(
         vec![],
-        vec![eh, gauge("g", "", vec![gauge_point(1.0, vec![])])],
+        vec![
+            exponential(vec![point(-5, 3, 0)]),
+            gauge("g", "", vec![gauge_point(1.0, vec![])]),
+        ],
     ));
     assert_eq!(t.rejected_points, 1);
     assert_eq!(t.samples.len(), 1);
-    assert!(t.metadata.iter().all(|(n, _)| n != "latency_seconds"));
     let msg = t.error_message().unwrap();
-    assert!(
-        msg.contains("exponential histogram \"latency\" is dropped"),
-        "{msg}"
-    );
-    assert!(msg.contains("explicit_bucket_histogram"), "{msg}");
+    assert!(msg.contains("Scale must be >= -4, was -5"), "{msg}");
+    // Buckets holding more than the count.
+    let t = tr(&request(vec![], vec![exponential(vec![point(0, 2, 0)])]));
+    assert_eq!(t.rejected_points, 1);
+    assert!(t.error_message().unwrap().contains("less than"), "{t:?}");
+    // No recorded value: the float staleness marker.
+    let t = tr(&request(vec![], vec![exponential(vec![point(0, 3, 1)])]));
+    assert!(t.histograms.is_empty());
+    assert_eq!(t.samples.len(), 1);
+    assert_eq!(t.samples[0].2.to_bits(), STALE_NAN_BITS);
+    assert_eq!(t.samples[0].0, labels(&[("__name__", "latency_seconds")]));
 }
 
 #[test]
