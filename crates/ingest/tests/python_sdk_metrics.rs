@@ -20,6 +20,7 @@ use ingest::{
 #[derive(Default)]
 struct Recording {
     samples: Mutex<Vec<Sample>>,
+    histograms: Mutex<Vec<ingest::HistogramSample>>,
     metadata: Mutex<Vec<(String, MetricMetadata)>>,
 }
 
@@ -40,6 +41,23 @@ impl MetricsSink for Recording {
         samples: Vec<Sample>,
     ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
         self.append(samples)
+    }
+
+    fn append_with_histograms(
+        &self,
+        samples: Vec<Sample>,
+        histograms: Vec<ingest::HistogramSample>,
+        _all_or_nothing: bool,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        Box::pin(async move {
+            let appended = samples.len() + histograms.len();
+            self.samples.lock().unwrap().extend(samples);
+            self.histograms.lock().unwrap().extend(histograms);
+            Ok(AppendOutcome {
+                appended,
+                ..AppendOutcome::default()
+            })
+        })
     }
 
     fn record_metadata(&self, metadata: Vec<(String, MetricMetadata)>) {
@@ -214,7 +232,43 @@ async fn python_sdk_metrics_get_prometheus_names_over_every_protocol() {
         ] {
             assert!(types.contains(&want), "{protocol}: {want:?} in {types:?}");
         }
-        // The exponential histogram is the one data point refused (partial success).
+        // The exponential histogram (one observation of 1024 bytes) is a native histogram.
+        // The SDK picks its largest scale, 20, for a single value; Prometheus's schema 8 merges
+        // 2^12 of its buckets: 1024 = 2^10 is OTLP bucket 10·2^20 - 1 (upper bounds are
+        // inclusive), merged into index 2559, shifted to Prometheus's 2560, which covers
+        // (2^(2559/256), 2^10].
+        let hs = sink.histograms.lock().unwrap().clone();
+        assert_eq!(hs.len(), 1, "{protocol}");
+        let (labels, t, h) = &hs[0];
+        assert_eq!(
+            labels.to_string(),
+            r#"payload_size_bytes{instance="instance-1", job="demo/shop-api"}"#
+        );
+        assert_eq!(*t, ts);
+        let want = model::histogram::FloatHistogram {
+            schema: 8,
+            zero_threshold: 1e-128,
+            count: 1.0,
+            sum: 1024.0,
+            positive_spans: vec![model::histogram::Span {
+                offset: 2560,
+                length: 1,
+            }],
+            positive_buckets: vec![1.0],
+            // The SDK sends an empty negative side as one zero bucket at offset 0, which
+            // Prometheus's layout keeps as a zero bucket at index 1.
+            negative_spans: vec![model::histogram::Span {
+                offset: 1,
+                length: 1,
+            }],
+            negative_buckets: vec![0.0],
+            ..Default::default()
+        };
+        assert_eq!(**h, want, "{protocol}");
+        assert!(
+            types.contains(&("payload_size_bytes", MetricType::Histogram, "By")),
+            "{protocol}: {types:?}"
+        );
         let proto_label = match protocol {
             "grpc" => "grpc",
             _ => "http_protobuf",
@@ -230,12 +284,12 @@ async fn python_sdk_metrics_get_prometheus_names_over_every_protocol() {
         };
         assert_eq!(
             counter("lookout_otlp_rejected_items_total"),
-            1,
+            0,
             "{protocol}"
         );
         assert_eq!(
             counter("lookout_otlp_received_items_total"),
-            5,
+            6,
             "{protocol}"
         );
 

@@ -12,7 +12,7 @@ Instruments (cumulative temporality, the OTLP exporters' default):
     temperature          Gauge                unit Cel        21.5
     cpu.utilization      ObservableGauge      unit 1          0.25
     http.server.duration Histogram            unit ms         5, 15, 250 (default buckets)
-    payload.size         Histogram            unit By         exponential buckets (a View)
+    payload.size         Histogram            unit By         1024, exponential buckets (a View)
 
 Output: one JSON line {"result": "SUCCESS"} (anything else exits non-zero).
 
