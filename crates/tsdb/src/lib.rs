@@ -21,7 +21,13 @@
 //! samples and get typed errors back ([`TsdbError`], whose sample rejections use
 //! Prometheus's wording so API layers can pass them on).
 //!
-//! Not here yet: native histograms; interning label strings shared between series (a set
+//! Native histograms (`model::histogram::FloatHistogram`) are samples like floats: a series
+//! holds one sample per timestamp, float or histogram, and may switch between them (the
+//! switch closes the open chunk). They live in their own chunks ([`histchunk`]) in the head,
+//! WAL checkpoints and blocks, and in version-5 WAL records; [`Querier`] hands them out
+//! decoded through `Series::histograms`. They are never accepted out of order.
+//!
+//! Not here yet: interning label strings shared between series (a set
 //! is two allocations, but `job="node"` is stored once per series); memory limits with
 //! back-pressure; compaction of blocks written out of order (out-of-order samples older than
 //! the head's range are rejected as out of bounds).
