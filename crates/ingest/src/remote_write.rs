@@ -836,7 +836,10 @@ mod tests {
         }
     }
 
-    fn request(series: Vec<(&str, Vec<(i64, f64)>, Vec<PbHistogram>)>) -> Vec<u8> {
+    /// A series for [`request`]: metric name, float samples, histograms.
+    type PbSeries<'a> = (&'a str, Vec<(i64, f64)>, Vec<PbHistogram>);
+
+    fn request(series: Vec<PbSeries<'_>>) -> Vec<u8> {
         prost::Message::encode_to_vec(&PbWriteRequest {
             timeseries: series
                 .into_iter()
