@@ -599,6 +599,23 @@ fn otlp_metrics_from_the_python_sdk_are_stored_under_prometheus_names() {
     );
     let md = lookout.get_json("/api/v1/metadata?metric=requests_total", 200);
     assert_eq!(md["data"]["requests_total"][0]["type"], "counter", "{md}");
+    // The exponential histogram is stored as a native histogram under its plain name, and
+    // the tsdb's querier finds it.
+    assert_eq!(
+        series("payload_size_bytes"),
+        json(
+            r#"[{"__name__":"payload_size_bytes","instance":"instance-1","job":"demo/shop-api"}]"#
+        )
+    );
+    assert!(series("payload_size_bytes_bucket")
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    let md = lookout.get_json("/api/v1/metadata?metric=payload_size_bytes", 200);
+    assert_eq!(
+        md["data"]["payload_size_bytes"][0]["type"], "histogram",
+        "{md}"
+    );
+    assert!(lookout.metric("lookout_tsdb_head_histogram_samples_appended_total", &[]) >= 2.0);
 }
 
 /// Sends the load generator's node-exporter-like series to a remote_write URL.
