@@ -349,7 +349,35 @@ fn decode_histogram(buf: &[u8]) -> Result<(i64, Option<FloatHistogram>), (i64, S
     h.negative_spans = neg.spans;
     h.positive_spans = pos.spans;
     h.validate().map_err(|HistogramError(m)| (timestamp, m))?;
+    for (side, spans) in [
+        ("positive", &h.positive_spans),
+        ("negative", &h.negative_spans),
+    ] {
+        check_index_range(side, spans).map_err(|m| (timestamp, m))?;
+    }
     Ok((timestamp, Some(h)))
+}
+
+/// Bucket indexes must fit an `i32` (the span offsets' type): spans whose offsets add up
+/// past it would describe buckets no reader can number.
+fn check_index_range(side: &str, spans: &[Span]) -> Result<(), String> {
+    let mut idx = 0i64;
+    for (n, s) in spans.iter().enumerate() {
+        idx = if n == 0 {
+            i64::from(s.offset)
+        } else {
+            idx + i64::from(s.offset)
+        };
+        idx += i64::from(s.length);
+        if idx - 1 > i64::from(i32::MAX) {
+            return Err(format!(
+                "{side} span {n} reaches bucket index {}, past the largest index {}",
+                idx - 1,
+                i32::MAX
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Integer buckets from deltas (each bucket's count minus the previous one's, the first
@@ -974,6 +1002,9 @@ mod tests {
         let mut h = int_hist(7);
         h.positive_deltas = vec![i64::MAX, i64::MAX, 0];
         refused(h, "overflows");
+        let mut h = int_hist(7);
+        h.positive_spans[1].offset = i32::MAX;
+        refused(h, "past the largest index");
         // A histogram field with the wrong wire type, a truncated span.
         let mut ts = series(&[("__name__", "m")], &[]);
         ts.extend(W::default().bytes(4, &[0x08 | 1, 0, 0]).0.clone());

@@ -741,7 +741,7 @@ impl Tsdb {
                 let mut records = Vec::new();
                 let mut rec = codec::checkpoint_record();
                 for s in &part {
-                    for chunk in checkpoint_chunks(&s.all_samples(), &s.all_histograms()) {
+                    for chunk in checkpoint_chunks(&s.all_samples(), &s.all_histograms()?) {
                         codec::put_checkpoint_chunk(&mut rec, s.wal_id, &chunk);
                     }
                     if rec.len() >= RECORD_BYTES {
@@ -751,10 +751,10 @@ impl Tsdb {
                 if rec.len() > 1 {
                     records.push(rec);
                 }
-                records
+                Ok::<_, TsdbError>(records)
             })
             .await
-            .map_err(|e| TsdbError::Task(e.to_string()))?;
+            .map_err(|e| TsdbError::Task(e.to_string()))??;
             for rec in records {
                 self.wal.append(rec).await?;
             }

@@ -336,9 +336,10 @@ impl MemSeries {
     }
 
     /// Every histogram sample the series holds, in time order (what a WAL checkpoint of
-    /// histograms stores). Chunks are decoded after the series' lock is released; head
-    /// chunks were encoded here from validated histograms, so they decode.
-    pub fn all_histograms(&self) -> Vec<(i64, Arc<FloatHistogram>)> {
+    /// histograms stores). Chunks are decoded after the series' lock is released. Head
+    /// chunks were encoded here from validated histograms, so an error means a bug; it is
+    /// returned rather than skipped because the checkpoint replaces the WAL segments.
+    pub fn all_histograms(&self) -> Result<Vec<(i64, Arc<FloatHistogram>)>, crate::TsdbError> {
         let chunks: Vec<Arc<[u8]>> = {
             let d = self.data.lock();
             let mut chunks: Vec<Arc<[u8]>> = d
@@ -352,10 +353,11 @@ impl MemSeries {
             }
             chunks
         };
-        chunks
-            .iter()
-            .flat_map(|c| histchunk::decode(c).unwrap_or_default())
-            .collect()
+        let mut out = Vec::new();
+        for c in &chunks {
+            out.extend(histchunk::decode(c)?);
+        }
+        Ok(out)
     }
 }
 
