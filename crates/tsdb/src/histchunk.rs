@@ -15,8 +15,8 @@
 //!   integers" (bit 3);
 //! - the layout only when it differs from the previous sample's (always for the first):
 //!   schema, zero threshold bits, positive and negative spans, custom bounds;
-//! - the sum XORed with the previous sum (a byte of trailing zero count, then the shifted
-//!   XOR as a varint: one byte when unchanged);
+//! - the sum XORed with the previous sum (a byte counting the XOR's zero bytes at the top
+//!   and bottom, then the bytes between: one byte when unchanged, at most nine);
 //! - `count`, `zero_count` and every bucket count: as zigzag varint differences from the
 //!   same field of the previous sample when both are integer-valued and the layout is
 //!   unchanged (a counter histogram's buckets grow by small integers: a byte or two each),
@@ -117,29 +117,31 @@ fn counts(h: &FloatHistogram) -> impl Iterator<Item = f64> + '_ {
         .chain(h.negative_buckets.iter().copied())
 }
 
+/// Appends a XOR of two floats' bits: a byte holding the number of zero bytes at the top
+/// (high nibble) and at the bottom (low nibble), then the bytes between, most significant
+/// first. Equal values cost one byte; floats of the same sign and magnitude share their top
+/// byte or two, so a changed value usually costs eight bytes or fewer (nine at most).
 fn put_xor(buf: &mut Vec<u8>, x: u64) {
     if x == 0 {
-        buf.push(64);
-    } else {
-        let tz = x.trailing_zeros();
-        buf.push(tz as u8);
-        put_uvarint(buf, x >> tz);
+        buf.push(8 << 4);
+        return;
     }
+    let lead = x.leading_zeros() / 8;
+    let trail = x.trailing_zeros() / 8;
+    buf.push(((lead << 4) | trail) as u8);
+    let bytes = x.to_be_bytes();
+    buf.extend_from_slice(&bytes[lead as usize..(8 - trail) as usize]);
 }
 
 fn read_xor(r: &mut Reader<'_>) -> Result<u64, TsdbError> {
-    let tz = u32::from(r.u8()?);
-    match tz {
-        64 => Ok(0),
-        0..=63 => {
-            let v = r.uvarint()?;
-            if v == 0 || v.leading_zeros() < tz {
-                return Err(r.err("bad XOR value"));
-            }
-            Ok(v << tz)
-        }
-        _ => Err(r.err("bad XOR value")),
+    let h = r.u8()?;
+    let (lead, trail) = (usize::from(h >> 4), usize::from(h & 15));
+    if lead + trail > 8 {
+        return Err(r.err("bad XOR header"));
     }
+    let mut bytes = [0u8; 8];
+    bytes[lead..8 - trail].copy_from_slice(r.bytes(8 - lead - trail)?);
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn put_spans(buf: &mut Vec<u8>, spans: &[Span]) {
