@@ -314,6 +314,12 @@ async fn federate(State(state): State<PromState>, params: PromParams) -> Respons
                 .iter()
                 .filter_map(|s| {
                     let (t, v) = s.samples().last()?;
+                    // A native histogram newer than the newest float is the series' newest
+                    // sample; the text format cannot carry it, so the series is left out
+                    // (as Prometheus leaves histograms out of text federation).
+                    if s.histograms().last().is_some_and(|(ht, _)| ht > t) {
+                        return None;
+                    }
                     (!tsdb::is_stale_nan(v)).then(|| (s.labels.clone(), t, v))
                 })
                 .collect();

@@ -1076,6 +1076,18 @@ fn native_histograms_over_remote_write_are_listed_as_prometheus_lists_them() {
     let theirs = sorted_series(json(&text));
     assert_eq!(ours, theirs);
     assert_eq!(ours["data"].as_array().map(Vec::len), Some(2));
+    // Text federation cannot carry native histograms: a series whose newest sample is one
+    // is left out, by both.
+    let fed = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("rw_hist"))
+            .map(str::to_string)
+            .collect()
+    };
+    let path_fed = format!("/federate?match[]={}", encode("rw_hist"));
+    let (code, text) = prom.get(&path_fed);
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(fed(lookout.get(&path_fed).text()), fed(text));
 
     // A broken histogram (a bucket count below zero) fails its whole request, as a float
     // sample out of order does: the good series beside it is not stored.
