@@ -408,7 +408,8 @@ impl Tsdb {
     /// batch that may hold native histograms. A series holds one sample per timestamp,
     /// float or histogram, and may switch between the two; the verdicts are Prometheus's
     /// for both (a histogram equal to the stored one is a duplicate, a different one at the
-    /// same timestamp is refused). Histograms are never accepted out of order.
+    /// same timestamp is refused). Within the out-of-order window histograms are accepted
+    /// out of order as floats are, as Prometheus 3 accepts them.
     pub async fn append_values(
         &self,
         samples: Vec<(Labels, i64, SampleValue)>,

@@ -78,11 +78,34 @@ impl Value<'_> {
     }
 }
 
-/// The verdict for a sample older than the newest one (`newest`): out-of-order floats
-/// within the window are kept aside; histograms never are (Prometheus 2.x refuses
-/// out-of-order native histograms too, and the out-of-order buffer holds floats only).
-fn behind(window: i64, t: i64, newest: i64, v: Value<'_>) -> Verdict {
-    if window > 0 && t >= newest.saturating_sub(window) && !v.is_histogram() {
+/// An out-of-order sample as the head keeps it.
+#[derive(Clone, Debug)]
+enum Stored {
+    Float(u64),
+    Histogram(Arc<FloatHistogram>),
+}
+
+impl Stored {
+    fn of(v: Value<'_>) -> Stored {
+        match v {
+            Value::Float(b) => Stored::Float(b),
+            Value::Histogram(h) => Stored::Histogram(h.clone()),
+        }
+    }
+
+    fn value(&self) -> Value<'_> {
+        match self {
+            Stored::Float(b) => Value::Float(*b),
+            Stored::Histogram(h) => Value::Histogram(h),
+        }
+    }
+}
+
+/// The verdict for a sample older than the newest one (`newest`): within the window it is
+/// kept aside as out of order, floats and histograms alike (Prometheus 3 accepts
+/// out-of-order native histograms whenever its out-of-order window is set).
+fn behind(window: i64, t: i64, newest: i64) -> Verdict {
+    if window > 0 && t >= newest.saturating_sub(window) {
         Verdict::OutOfOrder
     } else {
         Verdict::Reject(Rejection::OutOfOrder)
@@ -134,7 +157,7 @@ struct SeriesData {
     last_t: i64,
     last_v: u64,
     /// Accepted out-of-order samples (only with a window); small by construction.
-    ooo: BTreeMap<i64, u64>,
+    ooo: BTreeMap<i64, Stored>,
 }
 
 impl SeriesData {
@@ -188,11 +211,11 @@ impl SeriesData {
                 Verdict::Reject(Rejection::DuplicateTimestamp)
             };
         }
-        match behind(window, t, self.last_t, v) {
-            Verdict::OutOfOrder => match (self.ooo.get(&t), v) {
-                (Some(&old), Value::Float(v)) if old == v => Verdict::Duplicate,
-                (Some(_), _) => Verdict::Reject(Rejection::DuplicateTimestamp),
-                (None, _) => Verdict::OutOfOrder,
+        match behind(window, t, self.last_t) {
+            Verdict::OutOfOrder => match self.ooo.get(&t) {
+                Some(old) if old.value().same(v) => Verdict::Duplicate,
+                Some(_) => Verdict::Reject(Rejection::DuplicateTimestamp),
+                None => Verdict::OutOfOrder,
             },
             other => other,
         }
@@ -280,12 +303,16 @@ impl SeriesData {
                 chunks.push(bytes);
             }
         }
-        let extra: Vec<(i64, f64)> = self
-            .ooo
-            .range(start..=end)
-            .map(|(&t, &v)| (t, f64::from_bits(v)))
-            .collect();
-        let s = Series::from_parts(labels.clone(), chunks, extra, start, end);
+        let mut extra: Vec<(i64, f64)> = Vec::new();
+        let mut extra_hists: Vec<(i64, Arc<FloatHistogram>)> = Vec::new();
+        for (&t, v) in self.ooo.range(start..=end) {
+            match v {
+                Stored::Float(b) => extra.push((t, f64::from_bits(*b))),
+                Stored::Histogram(h) => extra_hists.push((t, h.clone())),
+            }
+        }
+        let s = Series::from_parts(labels.clone(), chunks, extra, start, end)
+            .with_histograms(extra_hists);
         (!s.is_empty()).then_some(s)
     }
 }
@@ -322,7 +349,10 @@ impl MemSeries {
             let ooo: Vec<(i64, f64)> = d
                 .ooo
                 .iter()
-                .map(|(&t, &v)| (t, f64::from_bits(v)))
+                .filter_map(|(&t, v)| match v {
+                    Stored::Float(b) => Some((t, f64::from_bits(*b))),
+                    Stored::Histogram(_) => None,
+                })
                 .collect();
             (chunks, ooo)
         };
@@ -340,7 +370,7 @@ impl MemSeries {
     /// chunks were encoded here from validated histograms, so an error means a bug; it is
     /// returned rather than skipped because the checkpoint replaces the WAL segments.
     pub fn all_histograms(&self) -> Result<Vec<(i64, Arc<FloatHistogram>)>, crate::TsdbError> {
-        let chunks: Vec<Arc<[u8]>> = {
+        let (chunks, ooo) = {
             let d = self.data.lock();
             let mut chunks: Vec<Arc<[u8]>> = d
                 .closed
@@ -351,11 +381,17 @@ impl MemSeries {
             if let Some(h) = &d.hist {
                 chunks.push(h.chunk.bytes().into());
             }
-            chunks
+            (chunks, ooo_histograms(&d.ooo, ..))
         };
         let mut out = Vec::new();
         for c in &chunks {
             out.extend(histchunk::decode(c)?);
+        }
+        if !ooo.is_empty() {
+            out.extend(ooo);
+            // Stable: the in-order sample stays ahead of an out-of-order one at its time.
+            out.sort_by_key(|s| s.0);
+            out.dedup_by_key(|s| s.0);
         }
         Ok(out)
     }
@@ -524,11 +560,11 @@ impl Head {
                 match (verdict, batch_last) {
                     // Older than this batch's newest sample for the series: the batch itself
                     // is out of order unless the window allows it.
-                    (Verdict::Append, Some((bt, _))) if t < bt => behind(window, t, bt, v),
+                    (Verdict::Append, Some((bt, _))) if t < bt => behind(window, t, bt),
                     (verdict, _) => verdict,
                 }
             }
-            (None, Some((bt, _))) => behind(window, t, bt, v),
+            (None, Some((bt, _))) => behind(window, t, bt),
             (None, None) => Verdict::Append,
         }
     }
@@ -543,10 +579,7 @@ impl Head {
         match verdict {
             Verdict::Append => d.append(t, v, self.opts.block_range_ms),
             Verdict::OutOfOrder => {
-                // `behind` never lets a histogram through as out of order.
-                if let Value::Float(v) = v {
-                    d.ooo.insert(t, v);
-                }
+                d.ooo.insert(t, Stored::of(v));
             }
             Verdict::Duplicate | Verdict::Reject(_) => return verdict,
         }
@@ -732,8 +765,22 @@ impl Head {
                 let ooo: Vec<(i64, f64)> = d
                     .ooo
                     .range(..before)
-                    .map(|(&t, &v)| (t, f64::from_bits(v)))
+                    .filter_map(|(&t, v)| match v {
+                        Stored::Float(b) => Some((t, f64::from_bits(*b))),
+                        Stored::Histogram(_) => None,
+                    })
                     .collect();
+                // Out-of-order histograms travel as one more histogram chunk, after the
+                // in-order ones: the block writer sorts and keeps the in-order sample of a
+                // tie.
+                let hists = ooo_histograms(&d.ooo, ..before);
+                if let (Some(first), Some(last)) = (hists.first(), hists.last()) {
+                    chunks.push(ClosedChunk {
+                        min_t: first.0,
+                        max_t: last.0,
+                        bytes: histchunk::encode(&hists).into(),
+                    });
+                }
                 (s.labels.clone(), chunks, ooo)
             })
             .filter(|(_, c, o)| !c.is_empty() || !o.is_empty())
@@ -781,6 +828,19 @@ impl Head {
         self.max_t.store(max_t, Ordering::Relaxed);
         dead.len()
     }
+}
+
+/// The out-of-order histograms of `ooo` in `range`, in time order.
+fn ooo_histograms(
+    ooo: &BTreeMap<i64, Stored>,
+    range: impl std::ops::RangeBounds<i64>,
+) -> Vec<(i64, Arc<FloatHistogram>)> {
+    ooo.range(range)
+        .filter_map(|(&t, v)| match v {
+            Stored::Histogram(h) => Some((t, h.clone())),
+            Stored::Float(_) => None,
+        })
+        .collect()
 }
 
 /// A series' labels, chunks and out-of-order samples, for block writing.

@@ -25,7 +25,8 @@
 //! holds one sample per timestamp, float or histogram, and may switch between them (the
 //! switch closes the open chunk). They live in their own chunks ([`histchunk`]) in the head,
 //! WAL checkpoints and blocks, and in version-5 WAL records; [`Querier`] hands them out
-//! decoded through `Series::histograms`. They are never accepted out of order.
+//! decoded through `Series::histograms`. Out of order (within the window) they wait beside
+//! the out-of-order floats until a block or a checkpoint puts them in order.
 //!
 //! Not here yet: interning label strings shared between series (a set
 //! is two allocations, but `job="node"` is stored once per series); memory limits with

@@ -106,6 +106,24 @@ impl Series {
         }
     }
 
+    /// Adds decoded histogram samples (out-of-order ones, in time order) to those of the
+    /// chunks; a chunk's sample wins a tie, and a float sharing a timestamp with a histogram
+    /// gives way to it (a series holds one sample per timestamp).
+    pub(crate) fn with_histograms(mut self, extra: Vec<(i64, Arc<FloatHistogram>)>) -> Series {
+        if !extra.is_empty() {
+            self.histograms.extend(extra);
+            // Stable: the chunks' samples (first) stay ahead of the extra ones at a tie.
+            self.histograms.sort_by_key(|h| h.0);
+            self.histograms.dedup_by_key(|h| h.0);
+        }
+        if !self.histograms.is_empty() && !self.extra.is_empty() {
+            let hs = &self.histograms;
+            self.extra
+                .retain(|(t, _)| hs.binary_search_by_key(t, |h| h.0).is_err());
+        }
+        self
+    }
+
     /// Appends the chunks and samples of a later part of the same series (a block followed
     /// by the head).
     pub(crate) fn extend(&mut self, other: Series) {

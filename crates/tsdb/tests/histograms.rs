@@ -85,7 +85,7 @@ fn h(v: Arc<FloatHistogram>) -> SampleValue {
 async fn histogram_verdicts_follow_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    // The window admits floats out of order, never histograms.
+    // The window admits floats and histograms out of order (Prometheus 3's rule).
     cfg.out_of_order_window = std::time::Duration::from_secs(600);
     let db = Tsdb::open(cfg).unwrap();
     let l = series("lat", "a");
@@ -109,14 +109,27 @@ async fn histogram_verdicts_follow_prometheus() {
                 (l.clone(), 2000, h(hist(3))),
                 // A float at a histogram's timestamp.
                 (l.clone(), 2000, SampleValue::Float(1.0)),
-                // Older than the newest sample, inside the window: still out of order.
+                // Older than the newest sample, inside the window: kept out of order.
                 (l.clone(), 1500, h(hist(3))),
+                // The same again: ignored; a different one: refused.
+                (l.clone(), 1500, h(hist(3))),
+                (l.clone(), 1500, h(hist(4))),
+                // Older than the window: out of order.
+                (l.clone(), 2000 - 601_000, h(hist(3))),
             ],
             false,
         )
         .await
         .unwrap();
-    assert_eq!((r.duplicate_timestamp, r.out_of_order), (2, 1));
+    assert_eq!(
+        (
+            r.appended,
+            r.duplicates_ignored,
+            r.duplicate_timestamp,
+            r.out_of_order
+        ),
+        (1, 1, 3, 1)
+    );
     assert_eq!(
         r.first_error().unwrap().to_string().split(':').next(),
         Some("duplicate sample for timestamp")
@@ -142,7 +155,7 @@ async fn histogram_verdicts_follow_prometheus() {
         .append_values(
             vec![
                 (series("other", "a"), 1000, SampleValue::Float(1.0)),
-                (l.clone(), 1000, h(hist(9))),
+                (l.clone(), -700_000, h(hist(9))),
             ],
             true,
         )
@@ -163,9 +176,10 @@ async fn histogram_verdicts_follow_prometheus() {
     );
     assert_eq!(
         hists.iter().map(|x| x.0).collect::<Vec<_>>(),
-        [1000, 2000, 4000]
+        [1000, 1500, 2000, 4000]
     );
-    assert_eq!(hists[1].1, *hist(2));
+    assert_eq!(hists[1].1, *hist(3));
+    assert_eq!(hists[2].1, *hist(2));
     // A range that holds only the float part selects no histograms, and the reverse.
     let s = db
         .select(&[Matcher::equal("__name__", "lat")], 3000, 3000)
@@ -179,7 +193,7 @@ async fn histogram_verdicts_follow_prometheus() {
         .unwrap()
         .next()
         .unwrap();
-    assert_eq!((s.histograms().count(), s.samples().count()), (2, 0));
+    assert_eq!((s.histograms().count(), s.samples().count()), (3, 0));
 }
 
 /// Writes `minutes` of a mixed workload: a histogram series, a float series, and a series
@@ -279,6 +293,44 @@ async fn histograms_survive_replay_checkpoints_blocks_and_compaction() {
     let first = lat[0].2.first().unwrap().0;
     assert!(first >= 3 * HOUR, "{first}");
     assert_eq!(lat[0].2.last().unwrap().0, (5 * 60 - 1) * MIN);
+}
+
+/// Histograms arriving out of order inside the window are kept through blocks,
+/// checkpoints and replay, in time order with the in-order ones.
+#[tokio::test]
+async fn out_of_order_histograms_reach_blocks_and_survive_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.block_range = std::time::Duration::from_secs(3600);
+    cfg.out_of_order_window = std::time::Duration::from_secs(1800);
+    cfg.retention = std::time::Duration::from_secs(100 * 3600);
+    let l = series("late", "a");
+    {
+        let db = Tsdb::open(cfg.clone()).unwrap();
+        for m in (0..240i64).step_by(2) {
+            // The even minute in order, then the odd minute before it, a minute late.
+            let mut batch = vec![(l.clone(), m * MIN, h(hist(m)))];
+            if m > 0 {
+                batch.push((l.clone(), (m - 1) * MIN, h(hist(m - 1))));
+            }
+            let r = db.append_values(batch, true).await.unwrap();
+            assert_eq!(r.rejected(), 0, "{m}: {r:?}");
+            if m % 30 == 0 {
+                db.maintain().await.unwrap();
+            }
+        }
+        db.maintain().await.unwrap();
+        assert!(!db.blocks().is_empty(), "{:?}", db.blocks());
+        let got = read_all(&db, "late");
+        let want: Vec<(i64, FloatHistogram)> =
+            (0..239).map(|m| (m * MIN, (*hist(m)).clone())).collect();
+        assert_eq!(got[0].2, want);
+        db.sync().await.unwrap();
+    }
+    let db = Tsdb::open(cfg).unwrap();
+    let got = read_all(&db, "late");
+    assert_eq!(got[0].2.len(), 239);
+    assert!(got[0].2.windows(2).all(|w| w[0].0 + MIN == w[1].0));
 }
 
 #[test]
