@@ -708,8 +708,11 @@ fn promql_answers_as_prometheus_on_the_same_remote_written_data() {
     let lookout = dir.start();
     let prom = Prometheus::start("global: {}\n");
     // 2000 series (2 hosts x 50 metrics x 20 cpus) over 30 minutes, ending a minute ago.
+    // Samples sit 7.5 s off the 15 s grid, so none falls on a subquery step (a multiple of
+    // the step since the epoch): there Prometheus 2's left-closed and 3's left-open windows
+    // would select different samples.
     let rounds = 120;
-    let start = (now_ms() - 60_000 - rounds as i64 * 15_000) / 1000 * 1000;
+    let start = (now_ms() - 60_000 - rounds as i64 * 15_000) / 15_000 * 15_000 + 7_500;
     load(
         &format!("http://{}/api/v1/write", lookout.http),
         2000,
@@ -722,12 +725,13 @@ fn promql_answers_as_prometheus_on_the_same_remote_written_data() {
         rounds,
         start,
     );
-    // Evaluate between samples (7.5 s off the 15 s grid), so Prometheus 2's left-closed and
-    // Prometheus 3's left-open range windows select the same samples. And keep every window
+    // Evaluate between samples, half a minute off the minute grid: windows ending there
+    // start off every sample and off every subquery step, so Prometheus 2's left-closed and
+    // Prometheus 3's left-open windows (and subquery ranges) select the same points. And keep every window
     // clear of the series' first sample: there Debian's Prometheus 2.42 extrapolates rate()
     // toward the counter's zero point before applying the 1.1-interval threshold, where
     // Prometheus 3 (and Lookout) applies the threshold first, so their answers differ.
-    let end = start + (rounds as i64 - 1) * 15_000 - 7_500;
+    let end = (start + (rounds as i64 - 1) * 15_000) / 60_000 * 60_000 - 30_000;
     let t = |ms: i64| format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
     let queries = [
         "node_load1",
