@@ -486,6 +486,44 @@ impl Head {
         out
     }
 
+    /// The row order of this head's block: spans grouped by trace, a trace's spans by
+    /// `(start, span id)`, traces by their earliest `(start, trace id)`.
+    ///
+    /// Built from the per-trace chains, so what is sorted is each trace's few spans and one
+    /// key per trace, not every span through an index (that sort, with its cache misses on
+    /// every comparison, was a sixth of block building).
+    pub fn block_order(&self) -> Vec<u32> {
+        let mut chained: Vec<u32> = Vec::with_capacity(self.len());
+        // (earliest start, trace, where its chain starts in `chained`, its length)
+        let mut runs: Vec<(UnixNanos, TraceId, u32, u32)> = Vec::with_capacity(self.traces.len());
+        for (id, &(first, _)) in &self.traces {
+            let from = chained.len();
+            let mut i = first;
+            while i != NONE {
+                chained.push(i);
+                i = self.spans[i as usize].next;
+            }
+            let chain = &mut chained[from..];
+            if chain.len() > 1 {
+                chain.sort_unstable_by_key(|&i| {
+                    let s = &self.spans[i as usize];
+                    (s.start, s.span_id)
+                });
+            }
+            let Some(&earliest) = chain.first() else {
+                continue;
+            };
+            let start = self.spans[earliest as usize].start;
+            runs.push((start, *id, from as u32, chain.len() as u32));
+        }
+        runs.sort_unstable_by_key(|r| (r.0, r.1));
+        let mut order = Vec::with_capacity(chained.len());
+        for (_, _, from, len) in runs {
+            order.extend_from_slice(&chained[from as usize..(from + len) as usize]);
+        }
+        order
+    }
+
     /// Rebuilds the full span at `idx`.
     pub fn span(&self, idx: u32) -> Result<Span, TraceError> {
         let s = &self.spans[idx as usize];
@@ -715,6 +753,45 @@ mod tests {
         assert!(chain.windows(2).all(|w| w[0] < w[1]));
         let last = h.len() as u32 - 1;
         assert_eq!(h.span(last).unwrap(), spans[spans.len() - 1]);
+    }
+
+    /// The chain-built block order is the order a sort of every span by (trace, start,
+    /// span id), then of the traces by their first (start, trace id), gives.
+    #[test]
+    fn block_order_is_the_sorted_order() {
+        let mut spans = Vec::new();
+        let base = rich_spans();
+        // Interleaved traces, starts out of order, shared starts broken by span id, and a
+        // trace whose first span arrives last.
+        for n in 0..300u32 {
+            let mut s = base[n as usize % base.len()].clone();
+            s.trace_id = TraceId([(n % 37) as u8; 16]);
+            s.span_id = SpanId((n.wrapping_mul(2_654_435_761) as u64).to_le_bytes());
+            s.start_unix_nano = T0 + u64::from((n * 7919) % 101);
+            spans.push(s);
+        }
+        let mut h = Head::default();
+        for chunk in spans.chunks(50) {
+            h.insert(&mut Prepared::new(chunk.to_vec()), SystemTime::now());
+        }
+        let mut by_trace: Vec<u32> = (0..h.len() as u32).collect();
+        let key = |i: &u32| {
+            let s = &h.spans[*i as usize];
+            (s.trace_id, s.start, s.span_id)
+        };
+        by_trace.sort_by_key(key);
+        let mut runs: Vec<&[u32]> = by_trace
+            .chunk_by(|a, b| h.spans[*a as usize].trace_id == h.spans[*b as usize].trace_id)
+            .collect();
+        runs.sort_by_key(|r| {
+            (
+                h.spans[r[0] as usize].start,
+                h.spans[r[0] as usize].trace_id,
+            )
+        });
+        let want: Vec<u32> = runs.concat();
+        assert_eq!(h.block_order(), want);
+        assert_eq!(Head::default().block_order(), Vec::<u32>::new());
     }
 
     #[test]

@@ -240,6 +240,26 @@ pub(crate) fn rest_tag_hashes(rest: &[u8], f: &mut impl FnMut((u64, u64))) -> Re
     })
 }
 
+/// The status message of a rest blob (`Span.status.message`), read from its bytes: what
+/// decoding the blob and taking `status.message` gives (the last occurrence wins, as protobuf
+/// merges repeated message fields), without decoding a dozen attributes to find it.
+/// Block building needs it for every span and it is almost always empty.
+pub(crate) fn rest_status_message(rest: &[u8]) -> Result<&str, String> {
+    let mut msg: &[u8] = &[];
+    fields(rest, |field, wt, _, p| {
+        if (field, wt) == (15, 2) {
+            fields(p, |f2, w2, _, q| {
+                if (f2, w2) == (2, 2) {
+                    msg = q;
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(true)
+    })?;
+    std::str::from_utf8(msg).map_err(|_| BAD_BLOB.to_string())
+}
+
 /// The key and the encoded `AnyValue` (absent when the field is) of one encoded `KeyValue`.
 fn kv_parts(kv: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
     let (mut key, mut value): (&[u8], Option<&[u8]>) = (&[], None);
@@ -284,7 +304,20 @@ fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> 
 }
 
 /// Reads a protobuf varint at `*pos`.
+#[inline]
 fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
+    // Keys, lengths and most small numbers fit in one byte; block building reads several per
+    // attribute of every span.
+    match b.get(*pos) {
+        Some(&byte) if byte < 0x80 => {
+            *pos += 1;
+            Ok(byte as u64)
+        }
+        _ => varint_long(b, pos),
+    }
+}
+
+fn varint_long(b: &[u8], pos: &mut usize) -> Result<u64, String> {
     let mut x = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos).ok_or(BAD_BLOB)?;
@@ -560,6 +593,74 @@ mod tests {
                 assert_eq!(got, want, "{k}={v} {status:?}");
             }
         }
+    }
+
+    /// The status message read from a blob's bytes is what decoding it gives: absent,
+    /// present, repeated (the last wins), and in every truncation or flipped byte of the
+    /// blob, either the decoded message or an error, never a panic.
+    #[test]
+    fn raw_status_message_agrees_with_decoding() {
+        let decoded = |b: &[u8]| {
+            pt::Span::decode(b)
+                .ok()
+                .map(|s| s.status.unwrap_or_default().message)
+        };
+        let with = rest();
+        let mut without = rest();
+        without.status = None;
+        let mut twice = with.encode_to_vec();
+        twice.extend(
+            pt::Span {
+                status: Some(pt::Status {
+                    message: "second".into(),
+                    code: 2,
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        assert_eq!(rest_status_message(&with.encode_to_vec()), Ok("boom"));
+        assert_eq!(rest_status_message(&without.encode_to_vec()), Ok(""));
+        assert_eq!(rest_status_message(&twice), Ok("second"));
+        assert_eq!(decoded(&twice).as_deref(), Some("second"));
+        let blob = with.encode_to_vec();
+        for cut in 0..blob.len() {
+            let mut flipped = blob.clone();
+            flipped[cut] ^= 0xff;
+            for b in [&blob[..cut], &flipped[..]] {
+                if let Ok(got) = rest_status_message(b) {
+                    if let Some(want) = decoded(b) {
+                        assert_eq!(got, want, "{b:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Varints of every length read back, and overlong or cut ones are errors.
+    #[test]
+    fn varints_of_every_length() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX.into(),
+            u64::MAX,
+        ] {
+            let mut b = Vec::new();
+            prost::encoding::encode_varint(v, &mut b);
+            let mut pos = 0;
+            assert_eq!(varint(&b, &mut pos), Ok(v));
+            assert_eq!(pos, b.len());
+            let mut pos = 0;
+            assert!(varint(&b[..b.len() - 1], &mut pos).is_err());
+        }
+        let mut pos = 0;
+        assert!(varint(&[0xff; 11], &mut pos).is_err());
     }
 
     /// Broken blobs are errors or answers, never panics.
