@@ -505,7 +505,7 @@ pub(crate) fn write_block(
             ids.push(t);
             traces += 1;
         }
-        write_row_group(&mut writer, head, &strings, &order[start..end])
+        let rests = write_row_group(&mut writer, head, &strings, &order[start..end])
             .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(ids.len() as u64);
         for t in &ids {
@@ -513,12 +513,12 @@ pub(crate) fn write_block(
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
-        for w in (start..end).step_by(SEARCH_WINDOW_ROWS) {
+        // From the row group's copy of the blobs, which is contiguous and was just read.
+        for window in rests.chunks(SEARCH_WINDOW_ROWS) {
             pairs.clear();
             let mut broken = false;
-            for idx in &order[w..(w + SEARCH_WINDOW_ROWS).min(end)] {
-                let rest = &head.spans[*idx as usize].rest;
-                broken |= crate::query::rest_tag_hashes(rest, &mut |h| {
+            for rest in window {
+                broken |= crate::query::rest_tag_hashes(rest.data(), &mut |h| {
                     pairs.insert(h);
                 })
                 .is_err();
@@ -611,12 +611,14 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
     f.sync_all().map_err(io_err(path))
 }
 
+/// Writes the spans `rows` of `head` as one row group; returns their rest blobs (slices of
+/// one buffer, in row order) for the search filters.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
     strings: &[Bytes],
     rows: &[u32],
-) -> parquet::errors::Result<()> {
+) -> parquet::errors::Result<Vec<ByteArray>> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
     let mut span_id = Vec::with_capacity(n);
@@ -639,9 +641,10 @@ fn write_row_group<W: Write + Send>(
     let (mut ids_buf, mut rest_buf) = (Vec::with_capacity(n * 24), Vec::new());
     rest_buf.reserve(
         rows.iter()
-            .map(|i| head.spans[*i as usize].rest.len())
+            .map(|i| head.rest(&head.spans[*i as usize]).len())
             .sum(),
     );
+    let mut rest_ends = Vec::with_capacity(n);
     // The rows of the current trace (contiguous in `rows`), for finding parents by span id.
     let mut trace_rows = 0..0;
     let mut by_id: HashMap<SpanId, usize, ahash::RandomState> = HashMap::default();
@@ -699,8 +702,12 @@ fn write_row_group<W: Write + Send>(
         duration.push(s.end.saturating_sub(s.start) as i64);
         status.push(s.status as i32);
         // The message also rides in the rest blob; the column is for readers like DuckDB.
-        // Read from the blob's bytes: decoding every blob for it was a third of block building.
-        let msg = crate::query::rest_status_message(&s.rest).unwrap_or_default();
+        // Read from the blob's bytes (decoding every blob for it was a third of block
+        // building), in the copy, which is in cache.
+        let at = rest_buf.len();
+        rest_buf.extend_from_slice(head.rest(s));
+        rest_ends.push(rest_buf.len());
+        let msg = crate::query::rest_status_message(&rest_buf[at..]).unwrap_or_default();
         status_msg.push(if msg.is_empty() {
             empty.clone()
         } else {
@@ -708,21 +715,19 @@ fn write_row_group<W: Write + Send>(
         });
         resource.push(ByteArray::from(res.bytes.clone()));
         scope.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
-        rest_buf.extend_from_slice(&s.rest);
     }
     let ids_buf = Bytes::from(ids_buf);
     let rest_buf = Bytes::from(rest_buf);
     let mut at = 0;
-    for (row, idx) in rows.iter().enumerate() {
-        let len = head.spans[*idx as usize].rest.len();
+    for (row, end) in rest_ends.into_iter().enumerate() {
         trace_id.push(FixedLenByteArray::from(ByteArray::from(
             ids_buf.slice(row * 24..row * 24 + 16),
         )));
         span_id.push(FixedLenByteArray::from(ByteArray::from(
             ids_buf.slice(row * 24 + 16..row * 24 + 24),
         )));
-        rest.push(ByteArray::from(rest_buf.slice(at..at + len)));
-        at += len;
+        rest.push(ByteArray::from(rest_buf.slice(at..end)));
+        at = end;
     }
     let mut rg = writer.next_row_group()?;
     let mut col = 0;
@@ -763,7 +768,7 @@ fn write_row_group<W: Write + Send>(
         col += 1;
     }
     rg.close()?;
-    Ok(())
+    Ok(rest)
 }
 
 /// Reads `take` values of column `col` after skipping `skip` rows; for the optional column,
