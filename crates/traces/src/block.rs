@@ -513,7 +513,6 @@ pub(crate) fn write_block(
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
-        // From the row group's copy of the blobs, which is contiguous and was just read.
         for window in rests.chunks(SEARCH_WINDOW_ROWS) {
             pairs.clear();
             let mut broken = false;
@@ -611,8 +610,8 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Writes the spans `rows` of `head` as one row group; returns their rest blobs (slices of
-/// one buffer, in row order) for the search filters.
+/// Writes the spans `rows` of `head` as one row group; returns their rest blobs (in row
+/// order) for the search filters.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
@@ -636,15 +635,9 @@ fn write_row_group<W: Write + Send>(
     let mut scope = Vec::with_capacity(n);
     let mut rest = Vec::with_capacity(n);
     let empty = ByteArray::from(Bytes::new());
-    // Ids and rest blobs are copied into one buffer per column and handed to Parquet as
-    // slices of it: one allocation per row group instead of three per span.
-    let (mut ids_buf, mut rest_buf) = (Vec::with_capacity(n * 24), Vec::new());
-    rest_buf.reserve(
-        rows.iter()
-            .map(|i| head.rest(&head.spans[*i as usize]).len())
-            .sum(),
-    );
-    let mut rest_ends = Vec::with_capacity(n);
+    // Ids are copied into one buffer and handed to Parquet as slices of it, rest blobs as
+    // slices of the head's buffers: no allocation or copy per span.
+    let mut ids_buf = Vec::with_capacity(n * 24);
     // The rows of the current trace (contiguous in `rows`), for finding parents by span id.
     let mut trace_rows = 0..0;
     let mut by_id: HashMap<SpanId, usize, ahash::RandomState> = HashMap::default();
@@ -702,12 +695,10 @@ fn write_row_group<W: Write + Send>(
         duration.push(s.end.saturating_sub(s.start) as i64);
         status.push(s.status as i32);
         // The message also rides in the rest blob; the column is for readers like DuckDB.
-        // Read from the blob's bytes (decoding every blob for it was a third of block
-        // building), in the copy, which is in cache.
-        let at = rest_buf.len();
-        rest_buf.extend_from_slice(head.rest(s));
-        rest_ends.push(rest_buf.len());
-        let msg = crate::query::rest_status_message(&rest_buf[at..]).unwrap_or_default();
+        // Read from the blob's bytes: decoding every blob for it was a third of block
+        // building.
+        let blob = head.rest_shared(s);
+        let msg = crate::query::rest_status_message(&blob).unwrap_or_default();
         status_msg.push(if msg.is_empty() {
             empty.clone()
         } else {
@@ -715,19 +706,16 @@ fn write_row_group<W: Write + Send>(
         });
         resource.push(ByteArray::from(res.bytes.clone()));
         scope.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
+        rest.push(ByteArray::from(blob));
     }
     let ids_buf = Bytes::from(ids_buf);
-    let rest_buf = Bytes::from(rest_buf);
-    let mut at = 0;
-    for (row, end) in rest_ends.into_iter().enumerate() {
+    for row in 0..n {
         trace_id.push(FixedLenByteArray::from(ByteArray::from(
             ids_buf.slice(row * 24..row * 24 + 16),
         )));
         span_id.push(FixedLenByteArray::from(ByteArray::from(
             ids_buf.slice(row * 24 + 16..row * 24 + 24),
         )));
-        rest.push(ByteArray::from(rest_buf.slice(at..end)));
-        at = end;
     }
     let mut rg = writer.next_row_group()?;
     let mut col = 0;

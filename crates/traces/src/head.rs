@@ -286,8 +286,9 @@ pub(crate) struct Head {
     pub max_end: UnixNanos,
     /// When the first span arrived (for cutting by age).
     pub first_write: Option<SystemTime>,
-    /// The rest blobs of the rows, in the buffers their batches encoded them into.
-    rests: Vec<Vec<u8>>,
+    /// The rest blobs of the rows, in the buffers their batches encoded them into (as
+    /// `Bytes`, so a block hands slices of them to Parquet without copying).
+    rests: Vec<Bytes>,
     rest_bytes: usize,
 }
 
@@ -390,7 +391,7 @@ impl Head {
                 c.shrink_to_fit();
             }
             self.rest_bytes += c.capacity();
-            self.rests.push(c);
+            self.rests.push(Bytes::from(c));
         }
         let mut refs = std::mem::take(&mut batch.rests.refs)
             .into_iter()
@@ -523,6 +524,12 @@ impl Head {
     pub fn rest(&self, s: &HeadSpan) -> &[u8] {
         let r = s.rest;
         &self.rests[r.chunk as usize][r.start as usize..(r.start + r.len) as usize]
+    }
+
+    /// The rest blob of a span of this head as a shared slice of its buffer.
+    pub fn rest_shared(&self, s: &HeadSpan) -> Bytes {
+        let r = s.rest;
+        self.rests[r.chunk as usize].slice(r.start as usize..(r.start + r.len) as usize)
     }
 
     /// The service name of a span.
