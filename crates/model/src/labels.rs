@@ -200,6 +200,34 @@ impl Labels {
         }
     }
 
+    /// Like [`Labels::from_sorted_refs_unchecked`] from an iterator that can be walked twice
+    /// (once to size the buffers, once to fill them): for a store that keeps label pairs
+    /// interned and hands out sets built from them.
+    pub fn from_sorted_pairs_unchecked<'a, I>(pairs: I) -> Labels
+    where
+        I: IntoIterator<Item = LabelRef<'a>>,
+        I::IntoIter: Clone,
+    {
+        let pairs = pairs.into_iter();
+        let (mut total, mut n) = (0, 0);
+        for l in pairs.clone() {
+            total += l.name.len() + l.value.len();
+            n += 1;
+        }
+        let mut buf = String::with_capacity(total);
+        let mut ends = Vec::with_capacity(n * 2);
+        for l in pairs {
+            buf.push_str(l.name);
+            ends.push(buf.len() as u32);
+            buf.push_str(l.value);
+            ends.push(buf.len() as u32);
+        }
+        Labels {
+            buf: buf.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
     /// Builds from pairs already sorted, unique, valid and without empty values (the tsdb
     /// decoding its own files and WAL records, validated before they were written). Unchecked
     /// input breaks the set's invariants (equality, hashing), never memory safety.
@@ -427,6 +455,7 @@ mod tests {
         let refs: Vec<LabelRef<'_>> = built.iter().collect();
         let fast = Labels::from_sorted_refs_unchecked(&refs);
         assert_eq!(fast, built);
+        assert_eq!(Labels::from_sorted_pairs_unchecked(refs.iter().copied()), built);
         assert_eq!(fast.stable_hash(), built.stable_hash());
         assert_eq!(Labels::from_sorted_refs_unchecked(&[]), Labels::empty());
     }

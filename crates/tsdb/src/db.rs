@@ -532,10 +532,12 @@ impl Tsdb {
                 }
             })
             .collect();
+        // The batch's own label set names each new series (the head keeps interned pairs).
         let defs: Vec<(u64, &Labels)> = refs
             .iter()
-            .filter(|s| !s.logged.load(Ordering::Acquire))
-            .map(|s| (s.wal_id, &s.labels))
+            .zip(&table)
+            .filter(|(s, _)| !s.logged.load(Ordering::Acquire))
+            .map(|(s, &e)| (s.wal_id, entries[e as usize].labels))
             .collect();
         let wal_samples: Vec<(u64, i64, Value<'_>)> = accepted
             .iter()
@@ -712,7 +714,9 @@ impl Tsdb {
         let series = self.head.all_series();
         let mut first = None;
         for part in series.chunks(PER_RECORD) {
-            let defs: Vec<(u64, &Labels)> = part.iter().map(|s| (s.wal_id, &s.labels)).collect();
+            let labels = self.head.labels_of_many(part);
+            let defs: Vec<(u64, &Labels)> =
+                part.iter().map(|s| s.wal_id).zip(&labels).collect();
             let pos = self.wal.append(codec::encode_record(&defs, &[])).await?;
             first.get_or_insert(pos.segment);
             for s in part {

@@ -24,7 +24,7 @@ use model::histogram::FloatHistogram;
 
 use crate::chunk::{ChunkIter, XorChunk, SAMPLES_PER_CHUNK};
 use crate::histchunk::{self, HistChunk, ENC_HIST};
-use crate::index::{Matcher, Postings, SeriesRef};
+use crate::index::{Matcher, PairId, Postings, SeriesRef};
 use crate::querier::Series;
 use crate::Labels;
 
@@ -320,8 +320,9 @@ impl SeriesData {
 /// One series in the head.
 #[derive(Debug)]
 pub struct MemSeries {
-    /// The series' labels.
-    pub labels: Labels,
+    /// The series' labels as the ids of their pairs in the head's postings, in label order
+    /// ([`Head::labels_of`] reads them back): four bytes a pair instead of its strings.
+    ids: Box<[PairId]>,
     /// The id WAL records use for this series; unique across restarts.
     pub wal_id: u64,
     /// Whether a WAL record defining `wal_id` is durable; until then every record that
@@ -415,7 +416,30 @@ impl HeadIndex {
         std::iter::once(first)
             .chain(self.collisions.get(&hash).into_iter().flatten().copied())
             .filter_map(|r| self.series[r as usize].as_ref())
-            .find(|s| s.labels == *labels)
+            .find(|s| self.has_labels(s, labels))
+    }
+
+    /// Whether `s` is the series named `labels`.
+    #[inline]
+    fn has_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        s.ids.len() == labels.len()
+            && s.ids
+                .iter()
+                .zip(labels)
+                .all(|(&id, l)| self.postings.pair(id) == l)
+    }
+
+    /// The label set of `s`, a series of this index.
+    fn labels(&self, s: &MemSeries) -> Labels {
+        Labels::from_sorted_pairs_unchecked(s.ids.iter().map(|&id| self.postings.pair(id)))
+    }
+
+    /// Whether the series numbered `r` is still `s` (not truncated away since).
+    fn holds(&self, r: SeriesRef, s: &Arc<MemSeries>) -> bool {
+        self.series
+            .get(r as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|x| Arc::ptr_eq(x, s))
     }
 
     fn insert_hash(&mut self, hash: u64, r: SeriesRef) {
@@ -518,8 +542,9 @@ impl Head {
             return s.clone();
         }
         let r = idx.series.len() as SeriesRef;
+        let ids = idx.postings.add_interned(r, labels);
         let s = Arc::new(MemSeries {
-            labels: labels.clone(),
+            ids,
             wal_id: id.unwrap_or_else(|| self.next_wal_id.fetch_add(1, Ordering::Relaxed)),
             logged: AtomicBool::new(id.is_some()),
             data: Mutex::new(SeriesData::new()),
@@ -527,8 +552,37 @@ impl Head {
         idx.series.push(Some(s.clone()));
         idx.live += 1;
         idx.insert_hash(hash, r);
-        idx.postings.add(r, labels);
         s
+    }
+
+    /// The labels of a series of this head. Valid while the series is in the head (its pairs
+    /// may be renumbered once [`Head::truncate`] removed it).
+    pub fn labels_of(&self, series: &MemSeries) -> Labels {
+        self.index.read().labels(series)
+    }
+
+    /// [`Head::labels_of`] for many series under one lock.
+    pub fn labels_of_many(&self, series: &[Arc<MemSeries>]) -> Vec<Labels> {
+        let idx = self.index.read();
+        series.iter().map(|s| idx.labels(s)).collect()
+    }
+
+    /// Attaches the labels of each series still in the head (a truncation may have removed
+    /// some since they were picked; they are left out), a few thousand per hold of the index
+    /// lock so series creation never waits long.
+    fn attach_labels<T>(&self, picked: Vec<(SeriesRef, Arc<MemSeries>, T)>) -> Vec<(Labels, T)> {
+        const PER_LOCK: usize = 4096;
+        let mut out = Vec::with_capacity(picked.len());
+        let mut it = picked.into_iter().peekable();
+        while it.peek().is_some() {
+            let idx = self.index.read();
+            for (r, s, x) in it.by_ref().take(PER_LOCK) {
+                if idx.holds(r, &s) {
+                    out.push((idx.labels(&s), x));
+                }
+            }
+        }
+        out
     }
 
     /// Classifies a sample for `series` (or a new series when `None`) whose newest sample so
@@ -651,17 +705,29 @@ impl Head {
 
     /// The series matching `matchers` with samples in `[start, end]`, sorted by labels.
     pub fn select(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Series> {
-        let series: Vec<Arc<MemSeries>> = {
+        let series: Vec<(SeriesRef, Arc<MemSeries>)> = {
             let idx = self.index.read();
             idx.postings
                 .select(matchers)
                 .into_iter()
-                .filter_map(|r| idx.series[r as usize].clone())
+                .filter_map(|r| Some((r, idx.series[r as usize].clone()?)))
                 .collect()
         };
-        let mut out: Vec<Series> = series
-            .iter()
-            .filter_map(|s| s.data.lock().snapshot(&s.labels, start, end))
+        // Samples first, outside the index lock; labels only for the series that have some.
+        let picked: Vec<(SeriesRef, Arc<MemSeries>, Series)> = series
+            .into_iter()
+            .filter_map(|(r, s)| {
+                let snap = s.data.lock().snapshot(&Labels::empty(), start, end)?;
+                Some((r, s, snap))
+            })
+            .collect();
+        let mut out: Vec<Series> = self
+            .attach_labels(picked)
+            .into_iter()
+            .map(|(labels, mut snap)| {
+                snap.labels = labels;
+                snap
+            })
             .collect();
         out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         out
@@ -679,14 +745,13 @@ impl Head {
                 .map(str::to_string)
                 .collect();
         }
-        let mut names: Vec<String> = self
-            .matching_series(matchers, start, end)
-            .iter()
-            .flat_map(|s| s.labels.iter().map(|l| l.name.to_string()))
+        let idx = self.index.read();
+        let mut names: Vec<&str> = Self::matching_series(&idx, matchers, start, end)
+            .flat_map(|s| s.ids.iter().map(|&id| idx.postings.pair(id).name))
             .collect();
         names.sort_unstable();
         names.dedup();
-        names
+        names.into_iter().map(str::to_string).collect()
     }
 
     /// Sorted values of label `name` over series matching `matchers` with samples in range.
@@ -706,14 +771,19 @@ impl Head {
                 .map(str::to_string)
                 .collect();
         }
-        let mut values: Vec<String> = self
-            .matching_series(matchers, start, end)
-            .iter()
-            .filter_map(|s| s.labels.get(name).map(str::to_string))
+        let idx = self.index.read();
+        let mut values: Vec<&str> = Self::matching_series(&idx, matchers, start, end)
+            .filter_map(|s| {
+                s.ids
+                    .iter()
+                    .map(|&id| idx.postings.pair(id))
+                    .find(|l| l.name == name)
+                    .map(|l| l.value)
+            })
             .collect();
         values.sort_unstable();
         values.dedup();
-        values
+        values.into_iter().map(str::to_string).collect()
     }
 
     /// Whether `[start, end]` covers every sample in the head, so the postings alone answer.
@@ -722,20 +792,24 @@ impl Head {
             .is_none_or(|(a, b)| start <= a && b <= end)
     }
 
-    fn matching_series(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<Arc<MemSeries>> {
-        let idx = self.index.read();
+    /// The series of `idx` matching `matchers` (all when empty) with samples in range.
+    fn matching_series<'a>(
+        idx: &'a HeadIndex,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> impl Iterator<Item = &'a MemSeries> + 'a {
         let refs = if matchers.is_empty() {
             idx.postings.all().to_vec()
         } else {
             idx.postings.select(matchers)
         };
         refs.into_iter()
-            .filter_map(|r| idx.series[r as usize].clone())
-            .filter(|s| {
+            .filter_map(|r| idx.series[r as usize].as_deref())
+            .filter(move |s| {
                 let d = s.data.lock();
                 d.max_t() >= start && d.min_t() <= end
             })
-            .collect()
     }
 
     /// Every series' data older than `before`: its chunks that end before it (the open one
@@ -743,11 +817,17 @@ impl Head {
     /// series without such data left out. This is what a block for a range ending at
     /// `before` holds.
     pub fn data_before(&self, before: i64) -> Vec<SeriesChunks> {
-        let series: Vec<Arc<MemSeries>> =
-            self.index.read().series.iter().flatten().cloned().collect();
-        let mut out: Vec<SeriesChunks> = series
+        let series: Vec<(SeriesRef, Arc<MemSeries>)> = self
+            .index
+            .read()
+            .series
             .iter()
-            .map(|s| {
+            .enumerate()
+            .filter_map(|(r, s)| Some((r as SeriesRef, s.clone()?)))
+            .collect();
+        let picked: Vec<_> = series
+            .into_iter()
+            .map(|(r, s)| {
                 let d = s.data.lock();
                 let mut chunks: Vec<ClosedChunk> = d
                     .closed
@@ -781,9 +861,15 @@ impl Head {
                         bytes: histchunk::encode(&hists).into(),
                     });
                 }
-                (s.labels.clone(), chunks, ooo)
+                drop(d);
+                (r, s, (chunks, ooo))
             })
-            .filter(|(_, c, o)| !c.is_empty() || !o.is_empty())
+            .filter(|(_, _, (c, o))| !c.is_empty() || !o.is_empty())
+            .collect();
+        let mut out: Vec<SeriesChunks> = self
+            .attach_labels(picked)
+            .into_iter()
+            .map(|(labels, (chunks, ooo))| (labels, chunks, ooo))
             .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
@@ -819,10 +905,12 @@ impl Head {
         }
         for &r in &dead {
             if let Some(s) = idx.series[r as usize].take() {
-                idx.remove_hash(s.labels.stable_hash(), r);
+                let hash = idx.labels(&s).stable_hash();
+                idx.remove_hash(hash, r);
             }
         }
         idx.live -= dead.len();
+        // Last: the dead series' pair ids stay readable until here.
         idx.postings.remove(&dead);
         self.min_t.store(min_t, Ordering::Relaxed);
         self.max_t.store(max_t, Ordering::Relaxed);
@@ -866,8 +954,9 @@ mod tests {
             .map(|i| Labels::new([("__name__", "m"), ("i", &i.to_string())]).unwrap())
             .collect();
         for (r, l) in sets.iter().enumerate() {
+            let ids = idx.postings.add_interned(r as SeriesRef, l);
             idx.series.push(Some(Arc::new(MemSeries {
-                labels: l.clone(),
+                ids,
                 wal_id: r as u64,
                 logged: AtomicBool::new(true),
                 data: Mutex::new(SeriesData::new()),
@@ -876,7 +965,7 @@ mod tests {
             idx.insert_hash(7, r as SeriesRef);
         }
         for l in &sets {
-            assert_eq!(idx.find(l, 7).map(|s| &s.labels), Some(l));
+            assert_eq!(idx.find(l, 7).map(|s| idx.labels(s)).as_ref(), Some(l));
         }
         idx.remove_hash(7, 0);
         assert!(idx.find(&sets[0], 7).is_none());
@@ -995,6 +1084,42 @@ mod tests {
         assert_eq!(h.label_values("job", &up, 0, 2000), ["a"]);
         assert_eq!(h.label_values("job", &[], 0, 10_000), ["a", "b"]);
         assert!(h.label_values("nope", &[], 0, 10_000).is_empty());
+    }
+
+    /// Series keep their labels as interned pair ids: a truncation frees the ids of pairs no
+    /// live series carries, and a new series reusing them must not change what the
+    /// survivors' labels read back as.
+    #[test]
+    fn truncated_series_free_their_pairs_and_survivors_keep_their_labels() {
+        let h = head(0);
+        let a = Labels::new([("__name__", "m"), ("job", "a")]).unwrap();
+        let b = Labels::new([("__name__", "m"), ("job", "b")]).unwrap();
+        add(&h, &a, 1000, 1.0);
+        add(&h, &b, 1000, 2.0);
+        add(&h, &b, 9_000_000, 2.0);
+        assert_eq!(h.truncate(7_200_000), 1);
+        assert!(h.get(&a, a.stable_hash()).is_none());
+        assert_eq!(h.cardinality(10).num_label_pairs, 2, "job=a is gone");
+        // job="c" takes the id job="a" had.
+        let c = Labels::new([("__name__", "m"), ("job", "c"), ("zone", "z")]).unwrap();
+        add(&h, &c, 9_000_001, 3.0);
+        let sb = h.get(&b, b.stable_hash()).unwrap();
+        assert_eq!(h.labels_of(&sb), b);
+        let all = |h: &Head| -> Vec<Labels> {
+            h.select(&[Matcher::equal("__name__", "m")], 0, i64::MAX)
+                .into_iter()
+                .map(|s| s.labels)
+                .collect()
+        };
+        assert_eq!(all(&h), [b.clone(), c.clone()]);
+        assert_eq!(h.label_values("job", &[], 0, i64::MAX), ["b", "c"]);
+        let up = [Matcher::equal("zone", "z")];
+        assert_eq!(h.label_names(&up, 9_000_000, i64::MAX), ["__name__", "job", "zone"]);
+        assert_eq!(h.label_values("job", &up, 9_000_000, i64::MAX), ["c"]);
+        add(&h, &a, 9_000_002, 4.0);
+        assert_eq!(all(&h), [a.clone(), b.clone(), c.clone()]);
+        let blocks: Vec<Labels> = h.data_before(i64::MAX).into_iter().map(|d| d.0).collect();
+        assert_eq!(blocks, [a, b, c]);
     }
 
     #[test]

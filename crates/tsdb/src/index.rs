@@ -12,10 +12,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
-use crate::{Labels, TsdbError};
+use crate::{LabelRef, Labels, TsdbError};
 
 /// A series' number inside one head or block.
 pub type SeriesRef = u32;
@@ -211,13 +212,32 @@ pub fn subtract(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
     out
 }
 
-/// Postings of one index: label name → value → sorted refs.
+/// Number of one `name="value"` pair inside one [`Postings`]. A pair's id lives as long as
+/// some series carries the pair; after [`Postings::remove`] drops its last series the id may
+/// be given to another pair.
+pub type PairId = u32;
+
+/// One interned label pair and the sorted refs of the series that carry it.
+#[derive(Debug)]
+struct Pair {
+    name: Arc<str>,
+    value: Arc<str>,
+    refs: Vec<SeriesRef>,
+}
+
+/// Postings of one index: label name → value → pair, each pair with its sorted refs.
 ///
-/// Names and values are kept in `BTreeMap`s so label-name and label-value queries come out
-/// sorted, as Prometheus answers them, without sorting per query.
+/// Every distinct pair is stored once, and numbered ([`PairId`]): the head keeps a series'
+/// labels as the ids of its pairs (four bytes a pair) and reads the strings back from here,
+/// so `job="node"` is held once, not once per series. Names and values are kept in
+/// `BTreeMap`s so label-name and label-value queries come out sorted, as Prometheus answers
+/// them, without sorting per query; a name's `Arc<str>` is shared by all its pairs.
 #[derive(Debug, Default)]
 pub struct Postings {
-    lists: BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>,
+    names: BTreeMap<Arc<str>, BTreeMap<Arc<str>, PairId>>,
+    /// By id; `None` for a freed id (listed in `free`).
+    pairs: Vec<Option<Pair>>,
+    free: Vec<PairId>,
     all: Vec<SeriesRef>,
 }
 
@@ -229,35 +249,99 @@ impl Postings {
 
     /// Adds a series. Refs must be added in increasing order.
     pub fn add(&mut self, r: SeriesRef, labels: &Labels) {
-        debug_assert!(self.all.last().is_none_or(|&l| l < r));
-        self.all.push(r);
+        self.all_push(r);
         for l in labels {
-            let values = match self.lists.get_mut(l.name) {
-                Some(v) => v,
-                None => self.lists.entry(l.name.to_string()).or_default(),
-            };
-            match values.get_mut(l.value) {
-                Some(list) => list.push(r),
-                None => {
-                    values.insert(l.value.to_string(), vec![r]);
-                }
-            }
+            self.add_pair(r, l.name, l.value);
         }
     }
 
-    /// Removes series (retention of a head's dead series); `refs` sorted.
+    /// [`Postings::add`] that also returns the ids of the series' pairs, in label order: what
+    /// the head keeps instead of the label strings ([`Postings::pair`] reads them back).
+    pub fn add_interned(&mut self, r: SeriesRef, labels: &Labels) -> Box<[PairId]> {
+        self.all_push(r);
+        labels
+            .iter()
+            .map(|l| self.add_pair(r, l.name, l.value))
+            .collect()
+    }
+
+    fn all_push(&mut self, r: SeriesRef) {
+        debug_assert!(self.all.last().is_none_or(|&l| l < r));
+        self.all.push(r);
+    }
+
+    fn add_pair(&mut self, r: SeriesRef, name: &str, value: &str) -> PairId {
+        if let Some(&id) = self.names.get(name).and_then(|v| v.get(value)) {
+            if let Some(p) = &mut self.pairs[id as usize] {
+                p.refs.push(r);
+            }
+            return id;
+        }
+        let name: Arc<str> = match self.names.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(name);
+                self.names.insert(k.clone(), BTreeMap::new());
+                k
+            }
+        };
+        let value: Arc<str> = Arc::from(value);
+        let pair = Pair {
+            name: name.clone(),
+            value: value.clone(),
+            refs: vec![r],
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.pairs[id as usize] = Some(pair);
+                id
+            }
+            None => {
+                self.pairs.push(Some(pair));
+                (self.pairs.len() - 1) as PairId
+            }
+        };
+        if let Some(values) = self.names.get_mut(&name) {
+            values.insert(value, id);
+        }
+        id
+    }
+
+    /// The pair numbered `id`. Panics if no series carries it: the ids a caller holds come
+    /// from [`Postings::add_interned`] for a series not removed since.
+    #[inline]
+    pub fn pair(&self, id: PairId) -> LabelRef<'_> {
+        let p = self.pairs[id as usize]
+            .as_ref()
+            .expect("pair id of a live series");
+        LabelRef {
+            name: &p.name,
+            value: &p.value,
+        }
+    }
+
+    /// Removes series (retention of a head's dead series); `refs` sorted. Pairs left
+    /// without series are dropped and their ids freed.
     pub fn remove(&mut self, refs: &[SeriesRef]) {
         if refs.is_empty() {
             return;
         }
         self.all = subtract(&self.all, refs);
-        self.lists.retain(|_, values| {
-            values.retain(|_, list| {
-                *list = subtract(list, refs);
-                !list.is_empty()
-            });
-            !values.is_empty()
-        });
+        for (id, slot) in self.pairs.iter_mut().enumerate() {
+            let Some(p) = slot else { continue };
+            p.refs = subtract(&p.refs, refs);
+            if !p.refs.is_empty() {
+                continue;
+            }
+            if let Some(values) = self.names.get_mut(&p.name) {
+                values.remove(&p.value);
+                if values.is_empty() {
+                    self.names.remove(&p.name);
+                }
+            }
+            *slot = None;
+            self.free.push(id as PairId);
+        }
     }
 
     /// Every series ref, sorted.
@@ -265,40 +349,50 @@ impl Postings {
         &self.all
     }
 
+    /// The refs of the pair numbered `id` (sorted; empty for a freed id).
+    fn refs(&self, id: PairId) -> &[SeriesRef] {
+        self.pairs
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .map_or(&[], |p| p.refs.as_slice())
+    }
+
     /// The refs of `name="value"`.
     pub fn get(&self, name: &str, value: &str) -> &[SeriesRef] {
-        self.lists
+        self.names
             .get(name)
             .and_then(|v| v.get(value))
-            .map_or(&[], |l| l.as_slice())
+            .map_or(&[], |&id| self.refs(id))
     }
 
     /// Every label name, sorted.
     pub fn label_names(&self) -> impl Iterator<Item = &str> {
-        self.lists.keys().map(String::as_str)
+        self.names.keys().map(|k| &**k)
     }
 
     /// Every value of label `name`, sorted.
     pub fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.lists
+        self.names
             .get(name)
             .into_iter()
-            .flat_map(|v| v.keys().map(String::as_str))
+            .flat_map(|v| v.keys().map(|k| &**k))
     }
 
     /// Refs of the series with label `name` and a value `m` accepts (or rejects, when
     /// `accepting` is false).
     fn values_matching(&self, m: &Matcher, accepting: bool) -> Vec<SeriesRef> {
-        let Some(values) = self.lists.get(&m.name) else {
+        let Some(values) = self.names.get(m.name.as_str()) else {
             return Vec::new();
         };
         if m.op == MatchOp::Equal && accepting {
-            return values.get(&m.value).cloned().unwrap_or_default();
+            return values
+                .get(m.value.as_str())
+                .map_or_else(Vec::new, |&id| self.refs(id).to_vec());
         }
         let lists: Vec<&[SeriesRef]> = values
             .iter()
             .filter(|(v, _)| m.matches(v) == accepting)
-            .map(|(_, l)| l.as_slice())
+            .map(|(_, &id)| self.refs(id))
             .collect();
         union_many(&lists)
     }
@@ -365,18 +459,22 @@ impl Postings {
         let mut bytes_by_name = Vec::new();
         let mut pairs = Vec::new();
         let mut num_pairs = 0;
-        for (name, values) in &self.lists {
+        for (name, values) in &self.names {
             num_pairs += values.len();
-            values_by_name.push((name.clone(), values.len()));
+            values_by_name.push((name.to_string(), values.len()));
             bytes_by_name.push((
-                name.clone(),
-                values.iter().map(|(v, l)| v.len() * l.len()).sum(),
+                name.to_string(),
+                values
+                    .iter()
+                    .map(|(v, &id)| v.len() * self.refs(id).len())
+                    .sum(),
             ));
-            for (value, list) in values {
-                if name == crate::METRIC_NAME {
-                    by_metric.push((value.clone(), list.len()));
+            for (value, &id) in values {
+                let n = self.refs(id).len();
+                if &**name == crate::METRIC_NAME {
+                    by_metric.push((value.to_string(), n));
                 }
-                pairs.push((format!("{name}={value}"), list.len()));
+                pairs.push((format!("{name}={value}"), n));
             }
         }
         CardinalityStats {
