@@ -455,7 +455,10 @@ mod tests {
         let refs: Vec<LabelRef<'_>> = built.iter().collect();
         let fast = Labels::from_sorted_refs_unchecked(&refs);
         assert_eq!(fast, built);
-        assert_eq!(Labels::from_sorted_pairs_unchecked(refs.iter().copied()), built);
+        assert_eq!(
+            Labels::from_sorted_pairs_unchecked(refs.iter().copied()),
+            built
+        );
         assert_eq!(fast.stable_hash(), built.stable_hash());
         assert_eq!(Labels::from_sorted_refs_unchecked(&[]), Labels::empty());
     }

@@ -84,7 +84,10 @@ fn rss() -> usize {
 fn labels(i: u64) -> Labels {
     let per_instance = NAMES.len() as u64 * 20;
     Labels::new([
-        ("__name__", NAMES[(i % NAMES.len() as u64) as usize].to_string()),
+        (
+            "__name__",
+            NAMES[(i % NAMES.len() as u64) as usize].to_string(),
+        ),
         ("cpu", ((i / NAMES.len() as u64) % 20).to_string()),
         ("instance", format!("host-{}:9100", i / per_instance)),
         ("job", "node".to_string()),
@@ -110,7 +113,10 @@ fn main() {
     });
     let before = rss();
     let start = Instant::now();
-    let series: Vec<_> = sets.iter().map(|(l, h)| head.get_or_create(l, *h)).collect();
+    let series: Vec<_> = sets
+        .iter()
+        .map(|(l, h)| head.get_or_create(l, *h))
+        .collect();
     let create = start.elapsed();
     let created = rss();
     drop(series);

@@ -28,7 +28,7 @@ pub const SAMPLES_PER_CHUNK: usize = 120;
 pub struct BitWriter {
     buf: Vec<u8>,
     /// Free bits in the last byte (0 when it is full or there is none).
-    free: u32,
+    free: u8,
 }
 
 impl BitWriter {
@@ -45,11 +45,12 @@ impl BitWriter {
                 self.buf.push(0);
                 self.free = 8;
             }
-            let take = self.free.min(n);
+            let free = u32::from(self.free);
+            let take = free.min(n);
             let chunk = (v >> (n - take)) & ((1u64 << take) - 1);
             let last = self.buf.len() - 1;
-            self.buf[last] |= (chunk << (self.free - take)) as u8;
-            self.free -= take;
+            self.buf[last] |= (chunk << (free - take)) as u8;
+            self.free -= take as u8;
             n -= take;
         }
     }
@@ -233,18 +234,24 @@ pub const ENC_XOR: u8 = 1;
 const HEADER: usize = 3;
 
 /// Sentinel for "no XOR window yet".
-const NO_WINDOW: u32 = u32::MAX;
+const NO_WINDOW: u8 = u8::MAX;
 
 /// An appendable XOR chunk.
+///
+/// Every series in the head holds one, so its fields are kept narrow (56 bytes): the bit
+/// writer's buffer and free-bit count sit here directly rather than in a padded
+/// [`BitWriter`], and the XOR window's bounds (at most 64) are bytes.
 #[derive(Clone, Debug)]
 pub struct XorChunk {
-    w: BitWriter,
-    count: u16,
+    buf: Vec<u8>,
     t: i64,
     delta: i64,
     v: u64,
-    leading: u32,
-    trailing: u32,
+    count: u16,
+    /// The writer's free bits in the last byte.
+    free: u8,
+    leading: u8,
+    trailing: u8,
 }
 
 impl Default for XorChunk {
@@ -257,7 +264,8 @@ impl XorChunk {
     /// An empty chunk.
     pub fn new() -> XorChunk {
         XorChunk {
-            w: BitWriter::with_bytes(vec![ENC_XOR, 0, 0]),
+            buf: vec![ENC_XOR, 0, 0],
+            free: 0,
             count: 0,
             t: 0,
             delta: 0,
@@ -284,7 +292,7 @@ impl XorChunk {
 
     /// The encoded chunk, header included.
     pub fn bytes(&self) -> &[u8] {
-        self.w.bytes()
+        &self.buf
     }
 
     /// Appends a sample. The caller keeps timestamps increasing (the head does); the encoding
@@ -294,22 +302,26 @@ impl XorChunk {
             return;
         }
         let bits = v.to_bits();
+        let mut w = BitWriter {
+            buf: std::mem::take(&mut self.buf),
+            free: self.free,
+        };
         match self.count {
             0 => {
-                self.w.write_uvarint(zigzag(t));
-                self.w.write_bits(bits, 64);
+                w.write_uvarint(zigzag(t));
+                w.write_bits(bits, 64);
             }
             1 => {
                 let delta = t.wrapping_sub(self.t);
-                self.w.write_uvarint(zigzag(delta));
-                self.write_value(bits);
+                w.write_uvarint(zigzag(delta));
+                self.write_value(&mut w, bits);
                 self.delta = delta;
             }
             _ => {
                 let delta = t.wrapping_sub(self.t);
                 let dod = delta.wrapping_sub(self.delta);
-                self.write_dod(dod);
-                self.write_value(bits);
+                Self::write_dod(&mut w, dod);
+                self.write_value(&mut w, bits);
                 self.delta = delta;
             }
         }
@@ -317,48 +329,50 @@ impl XorChunk {
         self.v = bits;
         self.count += 1;
         let c = self.count.to_be_bytes();
-        self.w.bytes_mut()[1..HEADER].copy_from_slice(&c);
+        w.bytes_mut()[1..HEADER].copy_from_slice(&c);
+        self.buf = w.buf;
+        self.free = w.free;
     }
 
-    fn write_dod(&mut self, dod: i64) {
+    fn write_dod(w: &mut BitWriter, dod: i64) {
         // (prefix, prefix bits, value bits); values are two's complement in that width.
         const BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 7), (0b110, 3, 14), (0b1110, 4, 20)];
         if dod == 0 {
-            self.w.write_bit(false);
+            w.write_bit(false);
             return;
         }
         for (prefix, pbits, vbits) in BUCKETS {
             let lo = -(1i64 << (vbits - 1));
             let hi = (1i64 << (vbits - 1)) - 1;
             if (lo..=hi).contains(&dod) {
-                self.w.write_bits(prefix, pbits);
-                self.w.write_bits(dod as u64 & ((1u64 << vbits) - 1), vbits);
+                w.write_bits(prefix, pbits);
+                w.write_bits(dod as u64 & ((1u64 << vbits) - 1), vbits);
                 return;
             }
         }
-        self.w.write_bits(0b1111, 4);
-        self.w.write_bits(dod as u64, 64);
+        w.write_bits(0b1111, 4);
+        w.write_bits(dod as u64, 64);
     }
 
-    fn write_value(&mut self, bits: u64) {
+    fn write_value(&mut self, w: &mut BitWriter, bits: u64) {
         let xor = bits ^ self.v;
         if xor == 0 {
-            self.w.write_bit(false);
+            w.write_bit(false);
             return;
         }
-        let lead = xor.leading_zeros().min(31);
-        let trail = xor.trailing_zeros();
+        let lead = xor.leading_zeros().min(31) as u8;
+        let trail = xor.trailing_zeros() as u8;
         if self.leading != NO_WINDOW && lead >= self.leading && trail >= self.trailing {
-            self.w.write_bits(0b10, 2);
-            let sig = 64 - self.leading - self.trailing;
-            self.w.write_bits(xor >> self.trailing, sig);
+            w.write_bits(0b10, 2);
+            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            w.write_bits(xor >> self.trailing, sig);
         } else {
-            let sig = 64 - lead - trail;
-            self.w.write_bits(0b11, 2);
-            self.w.write_bits(u64::from(lead), 5);
+            let sig = 64 - u32::from(lead) - u32::from(trail);
+            w.write_bits(0b11, 2);
+            w.write_bits(u64::from(lead), 5);
             // 64 significant bits do not fit 6 bits; 0 stands for 64 (0 cannot occur).
-            self.w.write_bits(u64::from(sig) & 0x3f, 6);
-            self.w.write_bits(xor >> trail, sig);
+            w.write_bits(u64::from(sig) & 0x3f, 6);
+            w.write_bits(xor >> trail, sig);
             self.leading = lead;
             self.trailing = trail;
         }
@@ -813,6 +827,46 @@ mod tests {
             assert_eq!(got, want);
             assert_eq!(it.is_corrupt(), want_corrupt);
         }
+    }
+
+    /// The encoder's bytes must never change: WAL checkpoints and blocks written by earlier
+    /// builds hold them. 500 random chunks (jitter, huge and negative jumps, NaN payloads, the
+    /// staleness marker, ±Inf, -0.0) hash to the value the encoder gave before its fields
+    /// were narrowed.
+    #[test]
+    fn xor_encoding_is_pinned() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xf0_12a7);
+        let mut h = crc32fast::Hasher::new();
+        let mut total = 0usize;
+        for _ in 0..500 {
+            let n = rng.random_range(1..=240);
+            let mut t: i64 = rng.random_range(-1_000_000_000_000i64..2_000_000_000_000);
+            let mut v = 0.0f64;
+            let mut c = XorChunk::new();
+            for _ in 0..n {
+                t = t.wrapping_add(match rng.random_range(0..6) {
+                    0 => 15_000,
+                    1 => rng.random_range(0..20),
+                    2 => rng.random_range(0..1_000_000),
+                    3 => rng.random(),
+                    4 => -rng.random_range(0..1_000_000),
+                    _ => 15_000 + rng.random_range(-3..=3),
+                });
+                v = match rng.random_range(0..8) {
+                    0 => v,
+                    1 => v + rng.random_range(0..100) as f64,
+                    2 => f64::from_bits(rng.random()),
+                    3 => f64::from_bits(STALE_NAN),
+                    4 => [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0][rng.random_range(0..4)],
+                    5 => rng.random_range(0..1000) as f64 / 10.0,
+                    _ => -v,
+                };
+                c.append(t, v);
+            }
+            total += c.bytes().len();
+            h.update(c.bytes());
+        }
+        assert_eq!((h.finalize(), total), (0xffc0_0254, 747_747));
     }
 
     #[test]

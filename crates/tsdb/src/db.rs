@@ -715,8 +715,7 @@ impl Tsdb {
         let mut first = None;
         for part in series.chunks(PER_RECORD) {
             let labels = self.head.labels_of_many(part);
-            let defs: Vec<(u64, &Labels)> =
-                part.iter().map(|s| s.wal_id).zip(&labels).collect();
+            let defs: Vec<(u64, &Labels)> = part.iter().map(|s| s.wal_id).zip(&labels).collect();
             let pos = self.wal.append(codec::encode_record(&defs, &[])).await?;
             first.get_or_insert(pos.segment);
             for s in part {

@@ -398,12 +398,44 @@ impl MemSeries {
     }
 }
 
+/// Hashes a key that is already a well-mixed hash: one multiplication spreads its bits over
+/// the high bits too, which the hash table's probing uses (SipHash would cost more than the
+/// rest of a lookup).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u32` is used; fold anything else in so it still works.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, k: u32) {
+        self.0 = u64::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type KeyMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// The 32-bit key of a series hash in the head's hash index. Series whose keys collide are
+/// told apart by their labels, as those whose full hashes collide are.
+#[inline]
+fn hash_key(hash: u64) -> u32 {
+    (hash ^ (hash >> 32)) as u32
+}
+
 #[derive(Debug, Default)]
 struct HeadIndex {
-    /// The series of each label-set hash. One ref per hash in the map itself (12 bytes an
-    /// entry, no allocation); the rare further series sharing a hash go to `collisions`.
-    by_hash: HashMap<u64, SeriesRef>,
-    collisions: HashMap<u64, Vec<SeriesRef>>,
+    /// The series of each label-set hash, keyed by [`hash_key`]. One ref per key in the map
+    /// itself (8 bytes an entry, no allocation: half what a 64-bit key takes, with a million
+    /// series about 17 bytes a series less); the further series sharing a key (about a
+    /// hundred at a million series) go to `collisions`.
+    by_hash: KeyMap<SeriesRef>,
+    collisions: KeyMap<Vec<SeriesRef>>,
     /// By ref; `None` once a series was truncated away (refs are never reused).
     series: Vec<Option<Arc<MemSeries>>>,
     live: usize,
@@ -412,9 +444,10 @@ struct HeadIndex {
 
 impl HeadIndex {
     fn find(&self, labels: &Labels, hash: u64) -> Option<&Arc<MemSeries>> {
-        let first = *self.by_hash.get(&hash)?;
+        let key = hash_key(hash);
+        let first = *self.by_hash.get(&key)?;
         std::iter::once(first)
-            .chain(self.collisions.get(&hash).into_iter().flatten().copied())
+            .chain(self.collisions.get(&key).into_iter().flatten().copied())
             .filter_map(|r| self.series[r as usize].as_ref())
             .find(|s| self.has_labels(s, labels))
     }
@@ -443,33 +476,35 @@ impl HeadIndex {
     }
 
     fn insert_hash(&mut self, hash: u64, r: SeriesRef) {
-        match self.by_hash.entry(hash) {
+        let key = hash_key(hash);
+        match self.by_hash.entry(key) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(r);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push(r);
+                self.collisions.entry(key).or_default().push(r);
             }
         }
     }
 
     fn remove_hash(&mut self, hash: u64, r: SeriesRef) {
-        let list = self.collisions.get_mut(&hash);
-        if self.by_hash.get(&hash) == Some(&r) {
+        let key = hash_key(hash);
+        let list = self.collisions.get_mut(&key);
+        if self.by_hash.get(&key) == Some(&r) {
             // Promote a colliding series, if any, into the map.
             match list.and_then(|l| l.pop()) {
                 Some(next) => {
-                    self.by_hash.insert(hash, next);
+                    self.by_hash.insert(key, next);
                 }
                 None => {
-                    self.by_hash.remove(&hash);
+                    self.by_hash.remove(&key);
                 }
             }
         } else if let Some(l) = list {
             l.retain(|&x| x != r);
         }
-        if self.collisions.get(&hash).is_some_and(Vec::is_empty) {
-            self.collisions.remove(&hash);
+        if self.collisions.get(&key).is_some_and(Vec::is_empty) {
+            self.collisions.remove(&key);
         }
     }
 }
@@ -1114,7 +1149,10 @@ mod tests {
         assert_eq!(all(&h), [b.clone(), c.clone()]);
         assert_eq!(h.label_values("job", &[], 0, i64::MAX), ["b", "c"]);
         let up = [Matcher::equal("zone", "z")];
-        assert_eq!(h.label_names(&up, 9_000_000, i64::MAX), ["__name__", "job", "zone"]);
+        assert_eq!(
+            h.label_names(&up, 9_000_000, i64::MAX),
+            ["__name__", "job", "zone"]
+        );
         assert_eq!(h.label_values("job", &up, 9_000_000, i64::MAX), ["c"]);
         add(&h, &a, 9_000_002, 4.0);
         assert_eq!(all(&h), [a.clone(), b.clone(), c.clone()]);
