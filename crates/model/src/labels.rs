@@ -155,11 +155,12 @@ impl Labels {
     pub fn new<N: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Result<Labels, LabelError> {
-        let mut b = LabelsBuilder::new();
-        for (n, v) in pairs {
-            b.push(n.as_ref(), v.as_ref())?;
+        let owned: Vec<(N, V)> = pairs.into_iter().collect();
+        let mut refs: Vec<LabelRef<'_>> = Vec::with_capacity(owned.len());
+        for (n, v) in &owned {
+            push_checked(&mut refs, n.as_ref(), v.as_ref())?;
         }
-        b.build()
+        build_sorted(&mut refs)
     }
 
     /// Builds a set from raw bytes as they arrive on the wire (remote_write, exposition
@@ -167,7 +168,9 @@ impl Labels {
     pub fn from_bytes<'a>(
         pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Labels, LabelError> {
-        let mut b = LabelsBuilder::new();
+        // Borrowed pairs: no allocation per label, only the set's own two at the end.
+        let pairs = pairs.into_iter();
+        let mut refs: Vec<LabelRef<'a>> = Vec::with_capacity(pairs.size_hint().0);
         for (n, v) in pairs {
             let name = std::str::from_utf8(n).map_err(|_| LabelError::InvalidLabelName {
                 name: String::from_utf8_lossy(n).into_owned(),
@@ -175,9 +178,9 @@ impl Labels {
             let value = std::str::from_utf8(v).map_err(|_| LabelError::InvalidLabelValue {
                 name: name.to_string(),
             })?;
-            b.push(name, value)?;
+            push_checked(&mut refs, name, value)?;
         }
-        b.build()
+        build_sorted(&mut refs)
     }
 
     /// Like [`Labels::from_sorted_unchecked`] from borrowed pairs, in two allocations
@@ -375,10 +378,69 @@ impl fmt::Display for Labels {
     }
 }
 
+/// Validates one pair, `kept` pairs having been kept before it: the checks every way of
+/// building a set shares, in Prometheus's order. The caller then keeps the pair unless its
+/// value is empty (Prometheus treats `x=""` as no label `x`).
+fn check_pair(name: &str, value: &str, kept: usize) -> Result<(), LabelError> {
+    if !is_valid_label_name(name) {
+        return Err(LabelError::InvalidLabelName {
+            name: truncate(name),
+        });
+    }
+    if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+        return Err(LabelError::LabelTooLong {
+            name: truncate(name),
+            max: MAX_LABEL_BYTES,
+        });
+    }
+    if kept >= MAX_LABELS {
+        return Err(LabelError::TooManyLabels { max: MAX_LABELS });
+    }
+    Ok(())
+}
+
+/// [`check_pair`], then keeps a pair with a value.
+fn push_checked<'a>(
+    pairs: &mut Vec<LabelRef<'a>>,
+    name: &'a str,
+    value: &'a str,
+) -> Result<(), LabelError> {
+    check_pair(name, value, pairs.len())?;
+    if !value.is_empty() {
+        pairs.push(LabelRef { name, value });
+    }
+    Ok(())
+}
+
+/// Sorts checked pairs by name, refuses duplicate names and an invalid metric name, and
+/// builds the set.
+fn build_sorted(pairs: &mut [LabelRef<'_>]) -> Result<Labels, LabelError> {
+    pairs.sort_unstable_by(|a, b| a.name.cmp(b.name));
+    if let Some(w) = pairs.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(LabelError::DuplicateLabelName {
+            name: w[0].name.to_string(),
+        });
+    }
+    if let Some(l) = pairs.iter().find(|l| l.name == METRIC_NAME) {
+        if !is_valid_metric_name(l.value) {
+            return Err(LabelError::InvalidMetricName {
+                name: truncate(l.value),
+            });
+        }
+    }
+    Ok(Labels::from_sorted_pairs_unchecked(pairs.iter().copied()))
+}
+
 /// Collects pairs, validating each, then sorts them once.
+///
+/// Names and values are copied into one buffer as they come (no allocation per label);
+/// [`LabelsBuilder::build`] sorts references into it.
 #[derive(Debug, Default)]
 pub struct LabelsBuilder {
-    pairs: Vec<Label>,
+    buf: String,
+    /// Per kept pair: where its name ends and its value ends in `buf` (each starts where
+    /// the previous one ended).
+    ends: Vec<(u32, u32)>,
 }
 
 impl LabelsBuilder {
@@ -389,46 +451,29 @@ impl LabelsBuilder {
 
     /// Adds one pair after checking the name and sizes; an empty value is dropped.
     pub fn push(&mut self, name: &str, value: &str) -> Result<&mut Self, LabelError> {
-        if !is_valid_label_name(name) {
-            return Err(LabelError::InvalidLabelName {
-                name: truncate(name),
-            });
-        }
-        if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
-            return Err(LabelError::LabelTooLong {
-                name: truncate(name),
-                max: MAX_LABEL_BYTES,
-            });
-        }
-        if self.pairs.len() >= MAX_LABELS {
-            return Err(LabelError::TooManyLabels { max: MAX_LABELS });
-        }
+        check_pair(name, value, self.ends.len())?;
         if !value.is_empty() {
-            self.pairs.push(Label {
-                name: name.to_string(),
-                value: value.to_string(),
-            });
+            self.buf.push_str(name);
+            let name_end = self.buf.len() as u32;
+            self.buf.push_str(value);
+            self.ends.push((name_end, self.buf.len() as u32));
         }
         Ok(self)
     }
 
     /// Sorts and checks for duplicate names and an invalid metric name.
-    pub fn build(mut self) -> Result<Labels, LabelError> {
-        self.pairs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        if let Some(w) = self.pairs.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(LabelError::DuplicateLabelName {
-                name: w[0].name.clone(),
+    pub fn build(self) -> Result<Labels, LabelError> {
+        let mut refs: Vec<LabelRef<'_>> = Vec::with_capacity(self.ends.len());
+        let mut start = 0usize;
+        for &(name_end, value_end) in &self.ends {
+            let (n, v) = (name_end as usize, value_end as usize);
+            refs.push(LabelRef {
+                name: &self.buf[start..n],
+                value: &self.buf[n..v],
             });
+            start = v;
         }
-        let labels = Labels::from_sorted_unchecked(self.pairs);
-        if let Some(name) = labels.metric_name() {
-            if !is_valid_metric_name(name) {
-                return Err(LabelError::InvalidMetricName {
-                    name: truncate(name),
-                });
-            }
-        }
-        Ok(labels)
+        build_sorted(&mut refs)
     }
 }
 
@@ -507,6 +552,99 @@ mod tests {
         assert_eq!(c.get("b"), None);
         assert_eq!(format!("{c:?}"), r#"{"a": "b", "c": "d"}"#);
         assert!(Labels::empty().iter().next().is_none());
+    }
+
+    /// The builder this module had before it stopped allocating per label: owned pairs,
+    /// a stable sort, the same checks. The reference for the ways of building below.
+    fn reference_build(pairs: &[(&str, &str)]) -> Result<Labels, LabelError> {
+        let mut kept: Vec<Label> = Vec::new();
+        for &(name, value) in pairs {
+            if !is_valid_label_name(name) {
+                return Err(LabelError::InvalidLabelName {
+                    name: truncate(name),
+                });
+            }
+            if name.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+                return Err(LabelError::LabelTooLong {
+                    name: truncate(name),
+                    max: MAX_LABEL_BYTES,
+                });
+            }
+            if kept.len() >= MAX_LABELS {
+                return Err(LabelError::TooManyLabels { max: MAX_LABELS });
+            }
+            if !value.is_empty() {
+                kept.push(Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                });
+            }
+        }
+        kept.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = kept.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(LabelError::DuplicateLabelName {
+                name: w[0].name.clone(),
+            });
+        }
+        let labels = Labels::from_sorted_unchecked(kept);
+        if let Some(name) = labels.metric_name() {
+            if !is_valid_metric_name(name) {
+                return Err(LabelError::InvalidMetricName {
+                    name: truncate(name),
+                });
+            }
+        }
+        Ok(labels)
+    }
+
+    /// Property test: `new`, `from_bytes` and the builder give the reference's set or its
+    /// exact error on random input (bad names, duplicates, empty values, bad metric names,
+    /// too many labels), with the same hash.
+    #[test]
+    fn every_way_of_building_agrees_with_the_reference() {
+        // A small deterministic generator, so the test needs no dependency.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let names = ["__name__", "job", "a", "b", "zz", "1bad", "", "a-b", "_x"];
+        let values = ["", "v", "up", "1bad", "ü", "a b", "x:y"];
+        let many: Vec<String> = (0..=MAX_LABELS).map(|i| format!("l{i}")).collect();
+        for case in 0..20_000 {
+            let pairs: Vec<(&str, &str)> = if case % 500 == 0 {
+                many.iter()
+                    .take(MAX_LABELS - 1 + (case / 500) % 3)
+                    .map(|n| (n.as_str(), "v"))
+                    .collect()
+            } else {
+                (0..next(6))
+                    .map(|_| {
+                        (
+                            names[next(names.len() as u64) as usize],
+                            values[next(values.len() as u64) as usize],
+                        )
+                    })
+                    .collect()
+            };
+            let want = reference_build(&pairs);
+            let new = Labels::new(pairs.iter().copied());
+            let bytes =
+                Labels::from_bytes(pairs.iter().map(|&(n, v)| (n.as_bytes(), v.as_bytes())));
+            let mut b = LabelsBuilder::new();
+            let built = pairs
+                .iter()
+                .try_for_each(|&(n, v)| b.push(n, v).map(|_| ()))
+                .and_then(|()| b.build());
+            for got in [new, bytes, built] {
+                assert_eq!(got, want, "{pairs:?}");
+                if let (Ok(g), Ok(w)) = (&got, &want) {
+                    assert_eq!(g.stable_hash(), w.stable_hash());
+                }
+            }
+        }
     }
 
     #[test]
