@@ -71,16 +71,63 @@ fn encode(samples: &[(i64, f64)]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
-    const N: usize = SAMPLES_PER_CHUNK * 100;
-    type Encoder = fn(&[(i64, f64)]) -> Vec<Vec<u8>>;
-    for (name, samples) in [
+const N: usize = SAMPLES_PER_CHUNK * 100;
+type Encoder = fn(&[(i64, f64)]) -> Vec<Vec<u8>>;
+
+fn datasets() -> [(&'static str, Vec<(i64, f64)>); 3] {
+    [
         ("counter", counter_samples(N)),
         ("gauge", gauge_samples(N)),
         ("loadgen_counter", loadgen_counter_samples(N)),
-    ] {
-        let encoders: [(&str, Encoder); 2] = [("xor", encode), ("packed", encode_packed)];
-        for (enc, f) in encoders {
+    ]
+}
+
+const ENCODERS: [(&str, Encoder); 2] = [("xor", encode), ("packed", encode_packed)];
+
+fn decode_all(chunks: &[Vec<u8>]) -> f64 {
+    let mut sum = 0.0;
+    for ch in chunks {
+        for (_, v) in ChunkIter::new(ch) {
+            sum += v;
+        }
+    }
+    sum
+}
+
+/// With `LOOKOUT_DECODE_PASSES=N` (and optionally `LOOKOUT_DECODE_ONLY=counter_xor`) the
+/// bench only decodes each data set N times and exits: a fixed amount of work whose
+/// instructions `valgrind --tool=callgrind` can count, where wall time on a shared machine
+/// is too noisy to compare two builds.
+fn fixed_passes() -> bool {
+    let Some(passes) = std::env::var("LOOKOUT_DECODE_PASSES")
+        .ok()
+        .and_then(|p| p.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let only = std::env::var("LOOKOUT_DECODE_ONLY").unwrap_or_default();
+    let mut sum = 0.0;
+    for (name, samples) in datasets() {
+        for (enc, f) in ENCODERS {
+            if !only.is_empty() && only != format!("{name}_{enc}") {
+                continue;
+            }
+            let chunks = f(&samples);
+            for _ in 0..passes {
+                sum += decode_all(&chunks);
+            }
+        }
+    }
+    eprintln!("decoded (checksum {sum})");
+    true
+}
+
+fn bench(c: &mut Criterion) {
+    if fixed_passes() {
+        return;
+    }
+    for (name, samples) in datasets() {
+        for (enc, f) in ENCODERS {
             let chunks = f(&samples);
             let bytes: usize = chunks.iter().map(Vec::len).sum();
             eprintln!(
@@ -90,17 +137,7 @@ fn bench(c: &mut Criterion) {
             let mut g = c.benchmark_group(format!("chunk_{name}_{enc}"));
             g.throughput(Throughput::Elements(N as u64));
             g.bench_function("encode", |b| b.iter(|| f(&samples)));
-            g.bench_function("decode", |b| {
-                b.iter(|| {
-                    let mut sum = 0.0;
-                    for ch in &chunks {
-                        for (_, v) in ChunkIter::new(ch) {
-                            sum += v;
-                        }
-                    }
-                    sum
-                })
-            });
+            g.bench_function("decode", |b| b.iter(|| decode_all(&chunks)));
             g.finish();
         }
     }

@@ -8,6 +8,13 @@
 //! closed after [`SAMPLES_PER_CHUNK`] samples or when a sample crosses a block boundary, so
 //! every closed chunk belongs to exactly one future block.
 //!
+//! Memory per series is what bounds a head, so a series keeps its labels as the ids of its
+//! label pairs, interned once in the postings (every series of a fleet shares `job="node"`),
+//! and the hash index keys on 32 bits. Label sets are built back from the ids when a query,
+//! a block or the WAL needs them; ids are only reused after [`Head::truncate`] removed every
+//! series carrying the pair, so anything that reads a series' labels outside the index lock
+//! first checks the series is still in the head.
+//!
 //! Appending is split in two so the database can validate a whole batch before it writes the
 //! WAL: [`Head::check`] classifies each sample against the series' newest sample without
 //! changing anything, and [`Head::commit`] applies accepted samples. `commit` checks again,

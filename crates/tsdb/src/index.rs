@@ -9,6 +9,9 @@
 //! matcher that does match the empty string also selects series without the label, so it is
 //! applied by subtracting the lists of the values it rejects. If every matcher matches the
 //! empty string, the start is the list of all series.
+//!
+//! Each distinct pair is stored once and numbered ([`PairId`]), which lets the head keep a
+//! series' labels as four bytes a pair instead of its own copy of the strings.
 
 use std::collections::BTreeMap;
 use std::fmt;

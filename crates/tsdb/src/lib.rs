@@ -28,9 +28,11 @@
 //! decoded through `Series::histograms`. Out of order (within the window) they wait beside
 //! the out-of-order floats until a block or a checkpoint puts them in order.
 //!
-//! Not here yet: interning label strings shared between series (a set
-//! is two allocations, but `job="node"` is stored once per series); memory limits with
-//! back-pressure; compaction of blocks written out of order (out-of-order samples older than
+//! The head holds each series' labels as ids of label pairs interned in its postings
+//! ([`index::Postings`]), so a string such as `job="node"` is stored once, not once per
+//! series.
+//!
+//! Not here yet: memory limits with back-pressure; compaction of blocks written out of order (out-of-order samples older than
 //! the head's range are rejected as out of bounds).
 
 pub mod block;
