@@ -32,8 +32,8 @@
 //! ([`index::Postings`]), so a string such as `job="node"` is stored once, not once per
 //! series.
 //!
-//! Not here yet: memory limits with back-pressure; compaction of blocks written out of order (out-of-order samples older than
-//! the head's range are rejected as out of bounds).
+//! Not here yet: memory limits with back-pressure; compaction of blocks written out of
+//! order (out-of-order samples older than the head's range are rejected as out of bounds).
 
 pub mod block;
 pub mod chunk;
