@@ -16,63 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+use model::synthetic;
+
 use crate::cli::LoadgenMetricsArgs;
-
-const NAMES: [&str; 50] = [
-    "node_cpu_seconds_total",
-    "node_memory_MemFree_bytes",
-    "node_memory_Cached_bytes",
-    "node_network_receive_bytes_total",
-    "node_network_transmit_bytes_total",
-    "node_disk_read_bytes_total",
-    "node_disk_written_bytes_total",
-    "node_disk_io_time_seconds_total",
-    "node_filesystem_avail_bytes",
-    "node_filesystem_size_bytes",
-    "node_load1",
-    "node_load5",
-    "node_load15",
-    "node_context_switches_total",
-    "node_intr_total",
-    "node_forks_total",
-    "node_procs_running",
-    "node_procs_blocked",
-    "node_sockstat_TCP_inuse",
-    "node_netstat_Tcp_ActiveOpens",
-    "http_requests_total",
-    "http_request_duration_seconds_sum",
-    "http_request_duration_seconds_count",
-    "http_response_size_bytes_sum",
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "go_goroutines",
-    "go_gc_duration_seconds_sum",
-    "go_memstats_alloc_bytes",
-    "go_memstats_heap_inuse_bytes",
-    "grpc_server_handled_total",
-    "grpc_server_started_total",
-    "db_queries_total",
-    "db_query_errors_total",
-    "db_connections_open",
-    "cache_hits_total",
-    "cache_misses_total",
-    "queue_depth",
-    "queue_processed_total",
-    "jobs_failed_total",
-    "jobs_succeeded_total",
-    "kafka_consumer_lag",
-    "kafka_messages_consumed_total",
-    "redis_commands_total",
-    "redis_keys",
-    "nginx_connections_active",
-    "nginx_requests_total",
-    "app_temperature_celsius",
-    "app_build_info",
-];
-
-/// Series per simulated host: every metric name for 20 `cpu` values.
-const PER_INSTANCE: u64 = NAMES.len() as u64 * 20;
 
 /// A small, fast, deterministic generator (SplitMix64) so every run sends the same values.
 fn mix(mut z: u64) -> u64 {
@@ -84,17 +30,9 @@ fn mix(mut z: u64) -> u64 {
 
 /// The protobuf encoding of series `i`'s labels (the `TimeSeries.labels` fields).
 fn labels_bytes(i: u64) -> Vec<u8> {
-    let instance = format!("host-{}:9100", i / PER_INSTANCE);
-    let name = NAMES[(i % NAMES.len() as u64) as usize];
-    let cpu = ((i / NAMES.len() as u64) % 20).to_string();
     let mut out = Vec::with_capacity(96);
     // Sorted by name, as Prometheus sends them.
-    for (n, v) in [
-        ("__name__", name),
-        ("cpu", cpu.as_str()),
-        ("instance", instance.as_str()),
-        ("job", "node"),
-    ] {
+    for (n, v) in synthetic::node_series(i) {
         let mut label = Vec::with_capacity(n.len() + v.len() + 4);
         field_bytes(&mut label, 1, n.as_bytes());
         field_bytes(&mut label, 2, v.as_bytes());
@@ -106,7 +44,7 @@ fn labels_bytes(i: u64) -> Vec<u8> {
 /// Series `i`'s value in round `r`: counters (names ending `_total`/`_sum`/`_count`) grow
 /// by irregular steps, gauges wander.
 fn value(i: u64, r: u64) -> f64 {
-    let name = NAMES[(i % NAMES.len() as u64) as usize];
+    let name = synthetic::metric_name(i);
     let counter = name.ends_with("_total") || name.ends_with("_sum") || name.ends_with("_count");
     if counter {
         // Sum of r steps of 0..=99, approximated cheaply but deterministically.

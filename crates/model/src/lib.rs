@@ -10,6 +10,7 @@
 //! - [`labels`] names metric series: sorted, validated label sets.
 //! - [`otlp`] converts OTLP protobuf messages into these types, validating as it goes, and back;
 //!   its `ValidTraces::from_protobuf` checks an encoded trace request in place (`otlp_wire`).
+//! - [`synthetic`] is the series shape of the metrics load generator and benches.
 //! - [`otlp_json`] is the OTLP/JSON encoding (the spec's rules, not protobuf's canonical JSON).
 
 pub mod gofmt;
@@ -19,6 +20,7 @@ pub mod otlp;
 pub mod otlp_json;
 mod otlp_wire;
 mod span;
+pub mod synthetic;
 
 pub use span::*;
 

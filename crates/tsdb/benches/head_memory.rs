@@ -17,59 +17,6 @@ use tsdb::Labels;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const NAMES: [&str; 50] = [
-    "node_cpu_seconds_total",
-    "node_memory_MemFree_bytes",
-    "node_memory_Cached_bytes",
-    "node_network_receive_bytes_total",
-    "node_network_transmit_bytes_total",
-    "node_disk_read_bytes_total",
-    "node_disk_written_bytes_total",
-    "node_disk_io_time_seconds_total",
-    "node_filesystem_avail_bytes",
-    "node_filesystem_size_bytes",
-    "node_load1",
-    "node_load5",
-    "node_load15",
-    "node_context_switches_total",
-    "node_intr_total",
-    "node_forks_total",
-    "node_procs_running",
-    "node_procs_blocked",
-    "node_sockstat_TCP_inuse",
-    "node_netstat_Tcp_ActiveOpens",
-    "http_requests_total",
-    "http_request_duration_seconds_sum",
-    "http_request_duration_seconds_count",
-    "http_response_size_bytes_sum",
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_open_fds",
-    "go_goroutines",
-    "go_gc_duration_seconds_sum",
-    "go_memstats_alloc_bytes",
-    "go_memstats_heap_inuse_bytes",
-    "grpc_server_handled_total",
-    "grpc_server_started_total",
-    "db_queries_total",
-    "db_query_errors_total",
-    "db_connections_open",
-    "cache_hits_total",
-    "cache_misses_total",
-    "queue_depth",
-    "queue_processed_total",
-    "jobs_failed_total",
-    "jobs_succeeded_total",
-    "kafka_consumer_lag",
-    "kafka_messages_consumed_total",
-    "redis_commands_total",
-    "redis_keys",
-    "nginx_connections_active",
-    "nginx_requests_total",
-    "app_temperature_celsius",
-    "app_build_info",
-];
-
 /// Resident bytes of this process.
 fn rss() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -82,17 +29,7 @@ fn rss() -> usize {
 }
 
 fn labels(i: u64) -> Labels {
-    let per_instance = NAMES.len() as u64 * 20;
-    Labels::new([
-        (
-            "__name__",
-            NAMES[(i % NAMES.len() as u64) as usize].to_string(),
-        ),
-        ("cpu", ((i / NAMES.len() as u64) % 20).to_string()),
-        ("instance", format!("host-{}:9100", i / per_instance)),
-        ("job", "node".to_string()),
-    ])
-    .expect("valid labels")
+    Labels::new(model::synthetic::node_series(i)).expect("valid labels")
 }
 
 fn main() {
