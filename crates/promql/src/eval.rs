@@ -336,18 +336,23 @@ impl Acc {
         t: i64,
         v: f64,
     ) -> Result<()> {
+        let slot = self.keyed_slot(key, metric);
+        self.push_slot(slot, drop_name, t, v)
+    }
+
+    /// The output slot of `key`, made from `metric()` the first time the key is seen.
+    fn keyed_slot(&mut self, key: usize, metric: impl FnOnce() -> Labels) -> usize {
         if key >= self.by_key.len() {
             self.by_key.resize(key + 1, usize::MAX);
         }
-        let slot = match self.by_key[key] {
+        match self.by_key[key] {
             usize::MAX => {
                 let slot = self.slot(metric());
                 self.by_key[key] = slot;
                 slot
             }
             slot => slot,
-        };
-        self.push_slot(slot, drop_name, t, v)
+        }
     }
 
     fn slot(&mut self, metric: Labels) -> usize {
@@ -368,17 +373,7 @@ impl Acc {
         t: i64,
         h: H,
     ) -> Result<()> {
-        if key >= self.by_key.len() {
-            self.by_key.resize(key + 1, usize::MAX);
-        }
-        let slot = match self.by_key[key] {
-            usize::MAX => {
-                let slot = self.slot(metric());
-                self.by_key[key] = slot;
-                slot
-            }
-            slot => slot,
-        };
+        let slot = self.keyed_slot(key, metric);
         let s = &mut self.out[slot];
         if s.hs.last().is_some_and(|p| p.0 == t) || s.pts.last().is_some_and(|p| p.0 == t) {
             return Err(exec("vector cannot contain metrics with the same labelset"));

@@ -1214,6 +1214,35 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
+/// Drops the classic bucket groups whose labels a native histogram of the same step also
+/// has, and says which natives clashed (Prometheus then answers neither for those labels).
+fn drop_classic_clashes(
+    natives: &[(usize, &crate::eval::H)],
+    v: &[S],
+    groups: &mut Vec<Buckets>,
+) -> Vec<bool> {
+    let mut mixed = vec![false; natives.len()];
+    if !natives.is_empty() {
+        groups.retain(|g| {
+            let clash = natives.iter().position(|(i, _)| v[*i].metric == g.metric);
+            if let Some(k) = clash {
+                mixed[k] = true;
+            }
+            clash.is_none()
+        });
+    }
+    mixed
+}
+
+/// Prometheus's warning for a metric with both classic and native histograms.
+fn warn_mixed_histograms(ev: &mut Ev<'_>, metric: &Labels, at: &Expr) {
+    ev.annos.warn(format!(
+        "PromQL warning: vector contains a mix of classic and native histograms for metric name {} ({})",
+        crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
+        position(ev, at)
+    ));
+}
+
 fn group_buckets(ev: &mut Ev<'_>, v: &[S], samples: &[(usize, f64)], input: &Expr) -> Vec<Buckets> {
     let mut out: Vec<Buckets> = Vec::new();
     let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
@@ -1392,24 +1421,11 @@ fn quantiles(
             }
         }
         let mut groups = group_buckets(ev, v, samples, input);
-        let mut mixed: Vec<bool> = vec![false; natives.len()];
-        if !natives.is_empty() {
-            groups.retain(|g| {
-                let clash = natives.iter().position(|(i, _)| v[*i].metric == g.metric);
-                if let Some(k) = clash {
-                    mixed[k] = true;
-                }
-                clash.is_none()
-            });
-        }
+        let mixed = drop_classic_clashes(natives, v, &mut groups);
         for (k, (i, h)) in natives.iter().enumerate() {
             let metric = &v[*i].metric;
             if mixed[k] {
-                ev.annos.warn(format!(
-                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {} ({})",
-                    crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
-                    position(ev, input)
-                ));
+                warn_mixed_histograms(ev, metric, input);
                 continue;
             }
             for (q, _) in qs {
@@ -1536,24 +1552,11 @@ fn histogram_fraction(ev: &mut Ev<'_>, args: &[&Expr], r: Range) -> Result<Val> 
     for (step, samples) in steps.iter().enumerate() {
         let natives = &hsteps[step];
         let mut groups = group_buckets(ev, &v, samples, args[2]);
-        let mut mixed: Vec<bool> = vec![false; natives.len()];
-        if !natives.is_empty() {
-            groups.retain(|g| {
-                let clash = natives.iter().position(|(i, _)| v[*i].metric == g.metric);
-                if let Some(k) = clash {
-                    mixed[k] = true;
-                }
-                clash.is_none()
-            });
-        }
+        let mixed = drop_classic_clashes(natives, &v, &mut groups);
         for (k, (i, h)) in natives.iter().enumerate() {
             let metric = &v[*i].metric;
             if mixed[k] {
-                ev.annos.warn(format!(
-                    "PromQL warning: vector contains a mix of classic and native histograms for metric name {} ({})",
-                    crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or("")),
-                    position(ev, args[2])
-                ));
+                warn_mixed_histograms(ev, metric, args[2]);
                 continue;
             }
             if h.has_nan_observations() {
