@@ -17,7 +17,7 @@ pub fn rewrite(query: &str, step_ms: i64, range_ms: i64) -> String {
     while i < b.len() {
         match b[i] {
             b'"' | b'\'' | b'`' => {
-                i = skip_string(b, i);
+                i = crate::literals::skip_string(b, i);
             }
             b'[' => {
                 let Some(end) = matching(b, i, b'[', b']') else {
@@ -66,29 +66,13 @@ fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b':'
 }
 
-fn skip_string(b: &[u8], i: usize) -> usize {
-    let q = b[i];
-    let mut j = i + 1;
-    while j < b.len() {
-        if b[j] == b'\\' && q != b'`' {
-            j += 2;
-            continue;
-        }
-        if b[j] == q {
-            return j + 1;
-        }
-        j += 1;
-    }
-    b.len()
-}
-
 fn matching(b: &[u8], i: usize, open: u8, close: u8) -> Option<usize> {
     let mut depth = 0;
     let mut j = i;
     while j < b.len() {
         match b[j] {
             b'"' | b'\'' | b'`' => {
-                j = skip_string(b, j);
+                j = crate::literals::skip_string(b, j);
                 continue;
             }
             c if c == open => depth += 1,

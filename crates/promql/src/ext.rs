@@ -130,14 +130,7 @@ pub(crate) fn rewrite(q: &str) -> std::result::Result<Option<String>, Error> {
         let c = b[i];
         match c {
             b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
+                i = crate::literals::skip_string(b, i);
                 last = Last::Operand;
             }
             b'#' => {
@@ -293,13 +286,8 @@ fn skip_group(b: &[u8], mut i: usize, open: u8, close: u8) -> usize {
     while i < b.len() {
         let c = b[i];
         if c == b'"' || c == b'\'' || c == b'`' {
-            i += 1;
-            while i < b.len() && b[i] != c {
-                if b[i] == b'\\' && c != b'`' {
-                    i += 1;
-                }
-                i += 1;
-            }
+            i = crate::literals::skip_string(b, i);
+            continue;
         } else if c == open {
             depth += 1;
         } else if c == close {

@@ -29,17 +29,7 @@ pub(crate) fn rewrite(query: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'"' | b'\'' | b'`' => {
-                let q = b[i];
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
+            b'"' | b'\'' | b'`' => i = crate::literals::skip_string(b, i),
             b'i' if query[i..].starts_with("info")
                 && (i == 0
                     || !(b[i - 1].is_ascii_alphanumeric()
@@ -77,14 +67,8 @@ pub(crate) fn rewrite(query: &str) -> String {
                                 break;
                             }
                             b'"' | b'\'' | b'`' => {
-                                let q = b[k];
-                                k += 1;
-                                while k < b.len() && b[k] != q {
-                                    if b[k] == b'\\' && q != b'`' {
-                                        k += 1;
-                                    }
-                                    k += 1;
-                                }
+                                k = crate::literals::skip_string(b, k);
+                                continue;
                             }
                             _ => {}
                         }

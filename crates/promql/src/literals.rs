@@ -4,6 +4,26 @@
 //! [`non_utf8_literals`] finds such literals in the query text beforehand, as the parser
 //! will have decoded them, so label-name checks can refuse them as Prometheus does.
 
+/// The index just past the string literal that opens at `b[i]` (a `"`, `'` or `` ` ``; raw
+/// backtick strings have no escapes), or the end of the query if it is unterminated. The
+/// query rewrites (`durations`, `info`, `trim`, `ext`) skip literals with it so they never
+/// touch text inside strings.
+pub(crate) fn skip_string(b: &[u8], i: usize) -> usize {
+    let q = b[i];
+    let mut j = i + 1;
+    while j < b.len() {
+        if b[j] == b'\\' && q != b'`' {
+            j += 2;
+            continue;
+        }
+        if b[j] == q {
+            return j + 1;
+        }
+        j += 1;
+    }
+    b.len()
+}
+
 /// The parser's decoding of every string literal whose Go bytes are not valid UTF-8.
 pub(crate) fn non_utf8_literals(query: &str) -> Vec<String> {
     let b = query.as_bytes();

@@ -27,16 +27,7 @@ pub(crate) fn rewrite(q: &str) -> Option<(String, Vec<Option<bool>>)> {
     while i < b.len() {
         let c = b[i];
         match c {
-            b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    if b[i] == b'\\' && c != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
+            b'"' | b'\'' | b'`' => i = crate::literals::skip_string(b, i),
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
