@@ -96,6 +96,36 @@ pub(crate) struct Win<'a> {
 /// Annotations collected while evaluating a window: `(is_warning, message)`.
 pub(crate) type Notes = Vec<(bool, String)>;
 
+/// `h -= other` (`subtract`) or `h += other` inside a range function: Prometheus's info when
+/// custom bucket bounds had to be reconciled; `false`, after its warning, when exponential and
+/// custom buckets meet (the function then has no answer for the series).
+fn combine_noting(
+    h: &mut FloatHistogram,
+    other: &FloatHistogram,
+    subtract: bool,
+    c: &Win<'_>,
+    notes: &mut Notes,
+) -> bool {
+    let (result, op) = if subtract {
+        (h.sub(other), "subtraction")
+    } else {
+        (h.add(other), "addition")
+    };
+    match result {
+        Ok(o) => {
+            if o.custom_buckets_reconciled {
+                notes.push((false, format!("{} ({})", reconciled(op), c.pos)));
+            }
+            true
+        }
+        Err(IncompatibleSchemas) => {
+            let m = mixed_exponential_custom(c.metric);
+            notes.push((true, format!("{m} ({})", c.pos)));
+            false
+        }
+    }
+}
+
 /// A range function over a window holding at least one histogram (`hw` non-empty).
 pub(crate) fn window(
     name: &str,
@@ -167,18 +197,8 @@ pub(crate) fn window(
                 {
                     warn(notes, not_counter(c.metric));
                 }
-                if !lh.detect_reset(ph) {
-                    match res.sub(ph) {
-                        Ok(o) => {
-                            if o.custom_buckets_reconciled {
-                                info(notes, reconciled("subtraction"));
-                            }
-                        }
-                        Err(IncompatibleSchemas) => {
-                            warn(notes, mixed_exponential_custom(c.metric));
-                            return Out::None;
-                        }
-                    }
+                if !lh.detect_reset(ph) && !combine_noting(&mut res, ph, true, c, notes) {
+                    return Out::None;
                 }
             } else {
                 if lh.counter_reset_hint != CounterResetHint::Gauge
@@ -186,16 +206,8 @@ pub(crate) fn window(
                 {
                     warn(notes, not_gauge(c.metric));
                 }
-                match res.sub(ph) {
-                    Ok(o) => {
-                        if o.custom_buckets_reconciled {
-                            info(notes, reconciled("subtraction"));
-                        }
-                    }
-                    Err(IncompatibleSchemas) => {
-                        warn(notes, mixed_exponential_custom(c.metric));
-                        return Out::None;
-                    }
+                if !combine_noting(&mut res, ph, true, c, notes) {
+                    return Out::None;
                 }
             }
             res.counter_reset_hint = CounterResetHint::Gauge;
@@ -351,7 +363,6 @@ fn histogram_rate(
     notes: &mut Notes,
 ) -> Option<FloatHistogram> {
     let warn = |notes: &mut Notes, m: String| notes.push((true, format!("{m} ({})", c.pos)));
-    let info = |notes: &mut Notes, m: String| notes.push((false, format!("{m} ({})", c.pos)));
     let mut prev: FloatHistogram = (*hw[0].1).clone();
     let last = &hw[hw.len() - 1].1;
     let mut custom = prev.uses_custom_buckets();
@@ -391,32 +402,14 @@ fn histogram_rate(
         }
     }
     let mut h = last.copy_to_schema(min_schema);
-    match h.sub(&prev) {
-        Ok(o) => {
-            if o.custom_buckets_reconciled {
-                info(notes, reconciled("subtraction"));
-            }
-        }
-        Err(IncompatibleSchemas) => {
-            warn(notes, mixed_exponential_custom(c.metric));
-            return None;
-        }
+    if !combine_noting(&mut h, &prev, true, c, notes) {
+        return None;
     }
     if counter {
         let mut p: &FloatHistogram = &prev;
         for (_, cur) in &hw[1..] {
-            if cur.detect_reset(p) {
-                match h.add(p) {
-                    Ok(o) => {
-                        if o.custom_buckets_reconciled {
-                            info(notes, reconciled("addition"));
-                        }
-                    }
-                    Err(IncompatibleSchemas) => {
-                        warn(notes, mixed_exponential_custom(c.metric));
-                        return None;
-                    }
-                }
+            if cur.detect_reset(p) && !combine_noting(&mut h, p, false, c, notes) {
+                return None;
             }
             p = cur;
         }
