@@ -188,19 +188,7 @@ impl Labels {
     /// series from it (one per histogram bucket).
     pub fn from_sorted_refs_unchecked(pairs: &[LabelRef<'_>]) -> Labels {
         debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
-        let total: usize = pairs.iter().map(|l| l.name.len() + l.value.len()).sum();
-        let mut buf = String::with_capacity(total);
-        let mut ends = Vec::with_capacity(pairs.len() * 2);
-        for l in pairs {
-            buf.push_str(l.name);
-            ends.push(buf.len() as u32);
-            buf.push_str(l.value);
-            ends.push(buf.len() as u32);
-        }
-        Labels {
-            buf: buf.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-        }
+        Labels::from_sorted_pairs_unchecked(pairs.iter().copied())
     }
 
     /// Like [`Labels::from_sorted_refs_unchecked`] from an iterator that can be walked twice

@@ -718,7 +718,7 @@ pub(crate) fn extend_floats(
 /// unless they say they are gauges.
 pub(crate) fn smoothed_selector(ev: &mut Ev<'_>, vs: &VectorSelector, r: Range) -> Result<Vec<S>> {
     let off = offset_ms(&vs.offset);
-    let at = at_of(ev, &vs.at);
+    let at = crate::functions::at_of(ev, &vs.at);
     let (lo, hi) = match at {
         Some(t) => (t - off, t - off),
         None => (r.start - off, r.end - off),
@@ -816,16 +816,6 @@ pub(crate) fn smoothed_selector(ev: &mut Ev<'_>, vs: &VectorSelector, r: Range) 
         }
     }
     Ok(out)
-}
-
-fn at_of(ev: &Ev<'_>, at: &Option<promql_parser::parser::AtModifier>) -> Option<i64> {
-    use promql_parser::parser::AtModifier;
-    match at {
-        None => None,
-        Some(AtModifier::Start) => Some(ev.query_start),
-        Some(AtModifier::End) => Some(ev.query_end),
-        Some(AtModifier::At(t)) => Some(crate::eval::system_time_ms(t)),
-    }
 }
 
 #[cfg(test)]

@@ -771,7 +771,8 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
     Ok(Val::Vector(out))
 }
 
-fn at_of(ev: &Ev<'_>, at: &Option<promql_parser::parser::AtModifier>) -> Option<i64> {
+/// The fixed evaluation time an `@` modifier sets, if any.
+pub(crate) fn at_of(ev: &Ev<'_>, at: &Option<promql_parser::parser::AtModifier>) -> Option<i64> {
     use promql_parser::parser::AtModifier;
     match at {
         None => None,
