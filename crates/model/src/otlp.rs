@@ -93,6 +93,16 @@ pub enum SpanBody<'a> {
     },
 }
 
+impl SpanBody<'_> {
+    /// `status.message`, empty when the span has none.
+    pub fn status_message(&self) -> &str {
+        match self {
+            SpanBody::Decoded(span) => span.status.as_ref().map_or("", |st| st.message.as_str()),
+            SpanBody::Encoded { status_message, .. } => status_message,
+        }
+    }
+}
+
 /// The fields of an encoded span other than its [`SpanHeader`] columns and its name:
 /// trace state, attributes, dropped counts, events, links and flags as received, and the
 /// status reduced to its message (its code is a column).

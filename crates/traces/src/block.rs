@@ -695,10 +695,8 @@ fn write_row_group<W: Write + Send>(
         duration.push(s.end.saturating_sub(s.start) as i64);
         status.push(s.status as i32);
         // The message also rides in the rest blob; the column is for readers like DuckDB.
-        // Read from the blob's bytes: decoding every blob for it was a third of block
-        // building.
-        let blob = head.rest_shared(s);
-        let msg = crate::query::rest_status_message(&blob).unwrap_or_default();
+        // The head knows which spans have one, so only their blobs are read.
+        let msg = head.status_message(s).unwrap_or_default();
         status_msg.push(if msg.is_empty() {
             empty.clone()
         } else {
@@ -706,7 +704,7 @@ fn write_row_group<W: Write + Send>(
         });
         resource.push(ByteArray::from(res.bytes.clone()));
         scope.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
-        rest.push(ByteArray::from(blob));
+        rest.push(ByteArray::from(head.rest_shared(s)));
     }
     let ids_buf = Bytes::from(ids_buf);
     for row in 0..n {

@@ -35,6 +35,9 @@ pub(crate) struct HeadSpan {
     pub scope: u32,
     pub kind: SpanKind,
     pub status: StatusCode,
+    /// Whether the span has a status message (in its rest blob), so that block building
+    /// reads the blob for it only then: it is almost always empty.
+    pub status_message: bool,
     /// The next span of the same trace, or `NONE`.
     next: u32,
     /// Where the span's rest blob is in the head's [`Head::rest`] buffers.
@@ -434,7 +437,17 @@ impl Head {
                         end_unix_nano: s.end_unix_nano,
                         status_code: s.status_code,
                     };
-                    self.push(&h, &s.name, resource, scope, rest, &mut names, &mut new_ops);
+                    let has_msg = !s.status_message.is_empty();
+                    self.push(
+                        &h,
+                        &s.name,
+                        has_msg,
+                        resource,
+                        scope,
+                        rest,
+                        &mut names,
+                        &mut new_ops,
+                    );
                 }
             }
             Batch::Request { traces, groups } => {
@@ -448,6 +461,7 @@ impl Head {
                             self.push(
                                 span.header,
                                 span.name,
+                                !span.body.status_message().is_empty(),
                                 resource,
                                 scope,
                                 rest,
@@ -468,6 +482,7 @@ impl Head {
         &mut self,
         h: &SpanHeader,
         name: &str,
+        status_message: bool,
         resource: u32,
         scope: u32,
         rest: RestRef,
@@ -515,6 +530,7 @@ impl Head {
             scope,
             kind: h.kind,
             status: h.status_code,
+            status_message,
             next: NONE,
             rest,
         });
@@ -530,6 +546,14 @@ impl Head {
     pub fn rest_shared(&self, s: &HeadSpan) -> Bytes {
         let r = s.rest;
         self.rests[r.chunk as usize].slice(r.start as usize..(r.start + r.len) as usize)
+    }
+
+    /// The status message of a span of this head, empty when it has none.
+    pub fn status_message(&self, s: &HeadSpan) -> Result<&str, String> {
+        if !s.status_message {
+            return Ok("");
+        }
+        crate::query::rest_status_message(self.rest(s))
     }
 
     /// The service name of a span.

@@ -754,3 +754,63 @@ async fn trace_by_id_finds_every_trace_of_a_multi_page_block() {
         assert!(store.trace(id(i)).unwrap().is_none());
     }
 }
+
+/// The block's `status_message` column (for readers like DuckDB) holds each span's message,
+/// whichever way the spans arrived: model spans, a request read in place, a decoded request
+/// (as OTLP/JSON gives).
+#[tokio::test]
+async fn status_message_column_matches_every_write_path() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // three_tier gives one span with a message ("cart missing") and two without.
+    store.write(three_tier(1, 0, "ns")).await.unwrap();
+    let encoded = model::otlp::request_from_spans(&three_tier(2, 100, "ns")).encode_to_vec();
+    let valid = model::otlp::ValidTraces::from_protobuf(encoded.into()).unwrap();
+    store.write_request(valid, None).await.unwrap();
+    let decoded = model::otlp::request_from_spans(&three_tier(3, 200, "ns"));
+    let valid = model::otlp::ValidTraces::new(decoded).unwrap();
+    store.write_request(valid, None).await.unwrap();
+    store.flush().await.unwrap();
+
+    let mut files = Vec::new();
+    for e in walk(&dir.path().join("blocks")) {
+        if e.extension().is_some_and(|x| x == "parquet") {
+            files.push(e);
+        }
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let mut got = Vec::new();
+    for row in reader.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        let field = |name: &str| {
+            let (_, v) = row.get_column_iter().find(|(n, _)| *n == name).unwrap();
+            v.to_string()
+        };
+        got.push((field("name"), field("status_message")));
+    }
+    got.sort();
+    // Each of the three traces contributes every span of three_tier with its own message.
+    let mut want: Vec<(String, String)> = three_tier(1, 0, "ns")
+        .iter()
+        .map(|s| (format!("{:?}", s.name), format!("{:?}", s.status_message)))
+        .flat_map(|row| std::iter::repeat_n(row, 3))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
