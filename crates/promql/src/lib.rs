@@ -32,6 +32,7 @@ pub mod durations;
 mod error;
 pub mod eval;
 mod ext;
+mod format;
 pub mod functions;
 mod histfn;
 mod histop;
@@ -109,9 +110,25 @@ pub fn parse(query: &str) -> Result<Expr, Error> {
     promql_parser::parser::parse(query).map_err(Error::BadData)
 }
 
-/// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Prettify` lays it out.
+/// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Prettify` lays it out,
+/// including the syntax our rewrites carry (see [`format`]).
 pub fn format_query(query: &str) -> Result<String, Error> {
-    Ok(parse(query)?.prettify())
+    if query.len() > MAX_QUERY_BYTES {
+        // Refused with the length error before any rewrite scans it.
+        parse(query)?;
+    }
+    let (text, durations) = durations::keep(query);
+    let (expr, marks, _) = parse_rewritten(text)?;
+    let trims = if marks.is_empty() {
+        Default::default()
+    } else {
+        trim::trims_of(&expr, &marks)
+    };
+    let printer = format::Printer {
+        durations: &durations,
+        trims: &trims,
+    };
+    Ok(printer.pretty(&expr))
 }
 
 /// Parses a query for evaluation with the given step and range (both 0 for an instant
@@ -131,7 +148,13 @@ fn parse_marked(
     if query.len() > MAX_QUERY_BYTES {
         return Ok((parse(query)?, Vec::new(), false));
     }
-    let mut text = info::rewrite(&durations::rewrite(query, step_ms, range_ms));
+    parse_rewritten(durations::rewrite(query, step_ms, range_ms))
+}
+
+/// [`parse_marked`] after the duration expressions are rewritten: the other rewrites, then
+/// the parser.
+fn parse_rewritten(text: String) -> Result<(Expr, Vec<Option<bool>>, bool), Error> {
+    let mut text = info::rewrite(&text);
     let ext = match ext::rewrite(&text)? {
         Some(t) => {
             text = t;
