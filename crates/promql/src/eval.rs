@@ -500,7 +500,13 @@ impl<'a> Ev<'a> {
             return Ok(match v {
                 Val::Scalar(s) => Val::Scalar(vec![s.first().copied().unwrap_or(f64::NAN); n]),
                 Val::Vector(series) => {
-                    self.add_samples(series.len() * n)?;
+                    // The one step already counted; each repeat counts again, a histogram by
+                    // its size (Prometheus's StepInvariantExpr).
+                    let once: usize = series
+                        .iter()
+                        .map(|s| s.hs.first().map_or(1, |(_, h)| histogram_weight(h)))
+                        .sum();
+                    self.add_samples(once * (n - 1))?;
                     Val::Vector(
                         series
                             .into_iter()
@@ -650,8 +656,21 @@ impl<'a> Ev<'a> {
         }
     }
 
-    /// Selects and decodes the samples of `vs` in `[mint, maxt]`, sorted by labels.
+    /// Selects and decodes the samples of `vs` in `[mint, maxt]`, sorted by labels, each
+    /// counted against the limit as loaded (range selectors hold them all).
     pub fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Selected> {
+        self.select_counting(vs, mint, maxt, true)
+    }
+
+    /// [`Ev::select`], counting the loaded samples only with `count`: an instant selector
+    /// counts the points it outputs instead, as Prometheus's `evalSeries` streams them.
+    pub(crate) fn select_counting(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        count: bool,
+    ) -> Result<Selected> {
         let sets = Self::matchers(vs)?;
         let mut out: Selected = Vec::new();
         for ms in &sets {
@@ -662,9 +681,11 @@ impl<'a> Ev<'a> {
                 if self.stats_mode {
                     stats_hints(&mut hs);
                 }
-                // A histogram weighs as much as its buckets (Prometheus counts it by size).
-                let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
-                self.add_samples(pts.len() + weight)?;
+                if count {
+                    // A histogram weighs as much as its buckets (Prometheus counts it by size).
+                    let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
+                    self.add_samples(pts.len() + weight)?;
+                }
                 out.push((s.labels, pts, hs));
             }
         }
@@ -693,7 +714,7 @@ impl<'a> Ev<'a> {
             Some(t) => (t - off, t - off),
             None => (r.start - off, r.end - off),
         };
-        let sel = self.select(vs, lo - self.lookback + 1, hi)?;
+        let sel = self.select_counting(vs, lo - self.lookback + 1, hi, false)?;
         let mut out = Vec::with_capacity(sel.len());
         for (metric, raw, rawh) in sel {
             let mut pts = Vec::new();
@@ -741,9 +762,6 @@ impl<'a> Ev<'a> {
                     (None, None) => {}
                 }
             }
-            self.release_samples(
-                raw.len() + rawh.iter().map(|(_, h)| histogram_weight(h)).sum::<usize>(),
-            );
             if !pts.is_empty() || !hs.is_empty() {
                 let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
                 self.add_samples(pts.len() + weight)?;
@@ -780,7 +798,10 @@ impl<'a> Ev<'a> {
             return Ok(Vec::new());
         }
         let inner = Range { start, end, step };
-        if inner.steps() > self.max_samples {
+        // Prometheus has no such check; ours keeps a hostile step count from allocating
+        // before anything is counted, without refusing what Prometheus would answer at
+        // small limits.
+        if inner.steps() > self.max_samples.max(1_000_000) {
             return Err(Error::TooManySamples);
         }
         match self.eval(&sq.expr, inner)? {
@@ -1344,13 +1365,17 @@ pub(crate) fn finish(series: Vec<S>) -> Result<Vec<S>> {
     Ok(out)
 }
 
-/// How many samples a histogram counts as against the max-samples limit: Prometheus weighs a
-/// histogram by its size in units of a float sample (16 bytes), at least 1.
+/// How many samples a histogram point counts as against the max-samples limit: Prometheus's
+/// `HPoint.size()`, the point's bytes in units of a float point (16 bytes): Go's
+/// `FloatHistogram.Size()` (a 168-byte struct plus 8 bytes per span, bucket and custom
+/// bound) plus the 8-byte timestamp, so 11 for a histogram without buckets.
 pub(crate) fn histogram_weight(h: &FloatHistogram) -> usize {
-    let bytes = 80
-        + 16 * (h.positive_spans.len() + h.negative_spans.len())
-        + 8 * (h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len());
-    (bytes / 16).max(1)
+    let elements = h.positive_spans.len()
+        + h.negative_spans.len()
+        + h.positive_buckets.len()
+        + h.negative_buckets.len()
+        + h.custom_values.len();
+    (168 + 8 + 8 * elements) / 16
 }
 
 /// Counter-reset hints as Prometheus's `HistogramStatsIterator` gives them: gauges stay

@@ -13,7 +13,8 @@ use tsdb::{Label, Labels, METRIC_NAME};
 use crate::aggregate::go_g;
 use crate::error::{exec, Error};
 use crate::eval::{
-    by_step, duration_ms, labels_from, offset_ms, to_pairs, Acc, Ev, Range, Result, Val, S,
+    by_step, duration_ms, histogram_weight, labels_from, offset_ms, to_pairs, Acc, Ev, Range,
+    Result, Val, S,
 };
 
 /// Go's `math.Max`: NaN wins.
@@ -462,6 +463,11 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
     // and for `smoothed` one further forward.
     let mut ext_mode = None;
     let (mut ext_lo, mut ext_hi) = (0, 0);
+    // Samples held before the argument: Prometheus counts, on top of them, the argument's
+    // subquery result while it is iterated, each series' window buffer as it slides, and the
+    // outputs so far (its `matrixIterSlice` and range-function loop); at the end only the
+    // outputs stay counted.
+    let original = ev.samples;
     let (series, range, off, at): (Vec<S>, i64, i64, Option<i64>) = match marg {
         Expr::MatrixSelector(ms) => {
             let range = duration_ms(&ms.range);
@@ -481,7 +487,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 Some(t) => (t - off, t - off),
                 None => (r.start - off, r.end - off),
             };
-            let sel = ev.select(&ms.vs, lo - range - ext_lo + 1, hi + ext_hi)?;
+            let sel = ev.select_counting(&ms.vs, lo - range - ext_lo + 1, hi + ext_hi, false)?;
             let series = sel
                 .into_iter()
                 .map(|(metric, pts, hs)| S {
@@ -539,8 +545,11 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
     let mut scratch: Vec<f64> = Vec::new();
     let pos = position(ev, args[midx]);
     let mut notes: crate::histfn::Notes = Vec::new();
+    let mut base = ev.samples;
+    let mut outputs = 0usize;
     for s in series {
         ev.check()?;
+        let mut load = 0usize;
         let raw = &s.pts;
         let rawh = &s.hs;
         let (mut lo, mut hi) = (0usize, 0usize);
@@ -568,6 +577,10 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                 }
                 &rawh[hlo..hhi.max(hlo)]
             };
+            load = w.len() + hw.iter().map(|(_, h)| histogram_weight(h)).sum::<usize>();
+            if base + load > ev.max_samples {
+                return Err(Error::TooManySamples);
+            }
             if w.is_empty() && hw.is_empty() {
                 continue;
             }
@@ -725,7 +738,12 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
             }
         }
         if !pts.is_empty() || !hs.is_empty() {
-            ev.add_samples(pts.len() + hs.len())?;
+            let n = pts.len() + hs.iter().map(|(_, h)| histogram_weight(h)).sum::<usize>();
+            if base + load + n > ev.max_samples {
+                return Err(Error::TooManySamples);
+            }
+            base += n;
+            outputs += n;
             out.push(S {
                 metric: s.metric,
                 drop_name: !keep_name || s.drop_name,
@@ -734,6 +752,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
             });
         }
     }
+    ev.samples = original + outputs;
     for (is_warn, m) in notes {
         if is_warn {
             ev.annos.warn(m);

@@ -532,31 +532,11 @@ pub fn run_script(file: &str, text: &str) -> Report {
             .or_else(|| line.strip_prefix("load "))
         {
             let end = body_end(i);
-            let interval = parse_duration(rest.trim()).unwrap_or(60_000);
             let nhcb = line.starts_with("load_with_nhcb ");
-            let mut loaded: Vec<Labels> = Vec::new();
-            for (k, l) in lines[i..end].iter().enumerate() {
-                let t = l.trim();
-                if t.is_empty() || t.starts_with('#') {
-                    continue;
-                }
-                match parse_series_desc(t).and_then(|(ls, r)| Ok((ls, expand_points(r)?))) {
-                    Ok((ls, pts)) => {
-                        loaded.push(ls.clone());
-                        let e = data.entry(ls).or_default();
-                        for (n, p) in pts.into_iter().enumerate() {
-                            if !matches!(p, Point::Omitted) {
-                                e.insert(n as i64 * interval, p);
-                            }
-                        }
-                    }
-                    Err(err) => report
-                        .failures
-                        .push(format!("{file}:{}: bad load line: {err}", i + k + 1)),
-                }
-            }
-            if nhcb {
-                add_nhcb(&mut data, &loaded);
+            for (k, err) in load_into(&mut data, rest, &lines[i..end], nhcb) {
+                report
+                    .failures
+                    .push(format!("{file}:{}: bad load line: {err}", i + k + 1));
             }
             querier = None;
             i = end;
@@ -566,16 +546,7 @@ pub fn run_script(file: &str, text: &str) -> Report {
             let end = body_end(i);
             let body = &lines[i..end];
             i = end;
-            let q = querier.get_or_insert_with(|| {
-                VecQuerier::new(
-                    data.iter()
-                        .map(|(l, s)| {
-                            let (floats, hists) = stored_samples(s);
-                            tsdb::Series::from_samples_and_histograms(l.clone(), floats, hists)
-                        })
-                        .collect(),
-                )
-            });
+            let q = querier.get_or_insert_with(|| querier_of(&data));
             match run_eval(&engine, q, line, body) {
                 Ok(()) => report.passed += 1,
                 Err(e) => report
@@ -589,6 +560,66 @@ pub fn run_script(file: &str, text: &str) -> Report {
             .push(format!("{file}:{lineno}: unknown command {line:?}"));
     }
     report
+}
+
+/// The series of one `load <interval>` block (its indented lines, in the scripts' notation),
+/// as a querier holding what the TSDB would give back: for tests that need data in
+/// Prometheus's notation outside a script.
+pub fn load(interval: &str, lines: &str) -> Result<VecQuerier, String> {
+    let mut data = BTreeMap::new();
+    let lines: Vec<&str> = lines.lines().collect();
+    if let Some((k, err)) = load_into(&mut data, interval, &lines, false)
+        .into_iter()
+        .next()
+    {
+        return Err(format!("line {}: {err}", k + 1));
+    }
+    Ok(querier_of(&data))
+}
+
+/// Adds a load block's series to `data`; returns the bad lines (index, error).
+fn load_into(
+    data: &mut BTreeMap<Labels, BTreeMap<i64, Point>>,
+    interval: &str,
+    lines: &[&str],
+    nhcb: bool,
+) -> Vec<(usize, String)> {
+    let interval = parse_duration(interval.trim()).unwrap_or(60_000);
+    let mut loaded: Vec<Labels> = Vec::new();
+    let mut bad = Vec::new();
+    for (k, l) in lines.iter().enumerate() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        match parse_series_desc(t).and_then(|(ls, r)| Ok((ls, expand_points(r)?))) {
+            Ok((ls, pts)) => {
+                loaded.push(ls.clone());
+                let e = data.entry(ls).or_default();
+                for (n, p) in pts.into_iter().enumerate() {
+                    if !matches!(p, Point::Omitted) {
+                        e.insert(n as i64 * interval, p);
+                    }
+                }
+            }
+            Err(err) => bad.push((k, err)),
+        }
+    }
+    if nhcb {
+        add_nhcb(data, &loaded);
+    }
+    bad
+}
+
+fn querier_of(data: &BTreeMap<Labels, BTreeMap<i64, Point>>) -> VecQuerier {
+    VecQuerier::new(
+        data.iter()
+            .map(|(l, s)| {
+                let (floats, hists) = stored_samples(s);
+                tsdb::Series::from_samples_and_histograms(l.clone(), floats, hists)
+            })
+            .collect(),
+    )
 }
 
 /// `load_with_nhcb`: each classic histogram among the just-loaded series (`<name>_bucket`
