@@ -8,7 +8,8 @@
 //! Rendering: an instant vector is a table with one column per label name and the value last;
 //! a range result is one sparkline row per series (eight block heights, each series scaled to
 //! its own minimum and maximum, a blank where a step has no point) with min/max/last and the
-//! labels as its legend. Server errors print as one line (`error: bad_data: ...`) and exit 1.
+//! labels as its legend. A series of native histograms has no single value per step, so it
+//! gets two rows, its observation count and its sum per step, each legend saying which. Server errors print as one line (`error: bad_data: ...`) and exit 1.
 //! Times (`--time`, `--start`, `--end`) are Unix seconds, RFC 3339, `now` or `now-DURATION`;
 //! the relative forms are resolved here, the others are passed through for the server to parse.
 
@@ -356,34 +357,43 @@ fn render_chart(
     let ts: Vec<f64> = series
         .iter()
         .flat_map(|s| {
-            s["values"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| p[0].as_f64())
+            ["values", "histograms"].into_iter().flat_map(move |key| {
+                s[key]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| p[0].as_f64())
+            })
         })
         .collect();
     let lo = start.unwrap_or_else(|| ts.iter().copied().fold(f64::INFINITY, f64::min));
     let hi = end.unwrap_or_else(|| ts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
     let width = CHART_WIDTH;
     for s in series.iter().take(MAX_SERIES_SHOWN) {
-        let pts: Vec<(f64, f64)> = s["values"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_str()?.parse::<f64>().ok()?)))
-            .collect();
-        let (line, min, max, last) = sparkline(&pts, lo, hi, width);
-        let _ = writeln!(
-            out,
-            "{line}  min {:>9}  max {:>9}  last {:>9}  {}",
-            format_value(min),
-            format_value(max),
-            format_value(last),
-            series_name(&s["metric"])
-        );
+        let name = series_name(&s["metric"]);
+        let floats = points(&s["values"], |v| v.as_str());
+        let counts = points(&s["histograms"], |h| h["count"].as_str());
+        let sums = points(&s["histograms"], |h| h["sum"].as_str());
+        // A series may hold both kinds (a float then histograms): each gets its rows.
+        let mut rows: Vec<(Vec<(f64, f64)>, String)> = Vec::new();
+        if !floats.is_empty() || counts.is_empty() {
+            rows.push((floats, name.clone()));
+        }
+        if !counts.is_empty() {
+            rows.push((counts, format!("{name}  histogram count")));
+            rows.push((sums, format!("{name}  histogram sum")));
+        }
+        for (pts, legend) in rows {
+            let (line, min, max, last) = sparkline(&pts, lo, hi, width);
+            let _ = writeln!(
+                out,
+                "{line}  min {:>9}  max {:>9}  last {:>9}  {legend}",
+                format_value(min),
+                format_value(max),
+                format_value(last),
+            );
+        }
     }
     if series.len() > MAX_SERIES_SHOWN {
         let _ = writeln!(
@@ -393,6 +403,17 @@ fn render_chart(
         );
     }
     out
+}
+
+/// `[time, x]` pairs of a series' `values` or `histograms`, with the number `value` reads
+/// from each `x` (the API writes numbers as strings).
+fn points(list: &Value, value: impl Fn(&Value) -> Option<&str>) -> Vec<(f64, f64)> {
+    list.as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some((p[0].as_f64()?, value(&p[1])?.parse::<f64>().ok()?)))
+        .collect()
 }
 
 /// One series drawn in `width` columns over `[lo, hi]`: each column shows the mean of the
@@ -515,6 +536,30 @@ mod tests {
             "NAME                                     VALUE\n\
              h     {count:4, sum:5, [-1,-0.5):1, (0.5,1]:3}\n"
         );
+    }
+
+    #[test]
+    fn histogram_series_chart_their_count_and_sum() {
+        let h = |t: f64, count: &str, sum: &str| json!([t, {"count": count, "sum": sum, "buckets": [[0, "0", "1", count]]}]);
+        let result = json!([
+            {"metric": {"__name__": "f"}, "values": [[0.0, "1"], [60.0, "2"]]},
+            {"metric": {"__name__": "h", "job": "a"},
+             "histograms": [h(0.0, "4", "10"), h(60.0, "8", "30")]},
+        ]);
+        let out = render_chart("x", &result, Some(0.0), Some(60.0), "60");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(lines[1].ends_with("  f"), "{out}");
+        assert!(lines[2].contains("max         8"), "{out}");
+        assert!(
+            lines[2].ends_with(r#"h{job="a"}  histogram count"#),
+            "{out}"
+        );
+        assert!(lines[3].contains("last        30"), "{out}");
+        assert!(lines[3].ends_with(r#"h{job="a"}  histogram sum"#), "{out}");
+        // The count rises from 4 to 8: the first column is the lowest bar, the last the
+        // highest.
+        assert!(lines[2].starts_with('▁') && lines[2].contains('█'), "{out}");
     }
 
     #[test]
