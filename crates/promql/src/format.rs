@@ -25,7 +25,7 @@ use promql_parser::parser::{
 
 use crate::durations::Kept;
 use crate::eval::{duration_ms, go_quote, system_time_ms};
-use crate::{ext, info};
+use crate::ext;
 
 /// Lines longer than this are split (Prometheus's `maxCharactersPerLine`).
 const MAX_LINE: usize = 100;
@@ -244,7 +244,7 @@ impl Printer<'_> {
             .matchers
             .matchers
             .iter()
-            .filter(|m| m.name != ext::MARKER && m.name != info::SELECTOR_MARKER)
+            .filter(|m| !crate::is_modifier_marker(m))
             .filter(|m| {
                 !(m.name == "__name__"
                     && matches!(m.op, MatchOp::Equal)

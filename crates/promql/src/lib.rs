@@ -168,15 +168,17 @@ fn parse_rewritten(text: String) -> Result<(Expr, Vec<Option<bool>>, bool), Erro
     }
 }
 
-/// [`parse`], also accepting Prometheus 3's `anchored`/`smoothed` range modifiers: the
-/// selectors carrying one say so through [`range_modifiers`] (for `/api/v1/parse_query`).
+/// [`parse`], also accepting Prometheus 3's `anchored`/`smoothed` range modifiers (the
+/// selectors carrying one say so through [`range_modifiers`]) and `info()` selectors that
+/// match the empty string (for `/api/v1/parse_query`).
 pub fn parse_with_modifiers(query: &str) -> Result<Expr, Error> {
     if query.len() > MAX_QUERY_BYTES {
         return parse(query);
     }
-    match ext::rewrite(query)? {
-        Some(text) => parse(&text),
-        None => parse(query),
+    let text = info::rewrite(query);
+    match ext::rewrite(&text)? {
+        Some(t) => parse(&t),
+        None => parse(&text),
     }
 }
 
@@ -189,10 +191,10 @@ pub fn range_modifiers(vs: &promql_parser::parser::VectorSelector) -> (bool, boo
     }
 }
 
-/// Whether a matcher of a selector parsed by [`parse_with_modifiers`] is the marker that
-/// carries its range modifier rather than one the query wrote.
+/// Whether a matcher of a selector parsed by [`parse_with_modifiers`] is a marker our
+/// rewrites added (a range modifier, an `info()` selector) rather than one the query wrote.
 pub fn is_modifier_marker(m: &promql_parser::label::Matcher) -> bool {
-    m.name == ext::MARKER
+    m.name == ext::MARKER || m.name == info::SELECTOR_MARKER
 }
 
 /// A cheap guard against stack exhaustion by hostile nesting, before the parser recurses.

@@ -8,7 +8,10 @@
 //!   keeps the name apart, so it is appended here.
 //! - Go keeps a unary `+` as a node; the crate drops it (the value is the same).
 //! - the crate does not know `anchored`/`smoothed`: `promql::parse_with_modifiers` carries
-//!   them as a marker matcher, which is read back into the two flags and not listed.
+//!   them as a marker matcher, which is read back into the two flags and not listed; the
+//!   marker that lets `info()` selectors match the empty string is not listed either.
+//! - not translated yet: duration expressions (`[5m+1m]`) and the trims `</`, `>/`, which
+//!   `format_query` prints but this tree does not carry.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -269,6 +272,15 @@ mod tests {
         assert_eq!(v["smoothed"], json!(true));
         assert_eq!(v["anchored"], json!(false));
         assert_eq!(v["matchers"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn info_selectors_matching_the_empty_string_parse_without_the_marker() {
+        let v = value(r#"info(x, {data=~".*"})"#);
+        assert_eq!(
+            v["args"][1]["matchers"],
+            json!([{"name": "data", "type": "=~", "value": ".*"}])
+        );
     }
 
     #[test]
