@@ -360,7 +360,7 @@ fn decode_histogram(buf: &[u8]) -> Result<(i64, Option<FloatHistogram>), (i64, S
 
 /// Bucket indexes must fit an `i32` (the span offsets' type): spans whose offsets add up
 /// past it would describe buckets no reader can number.
-fn check_index_range(side: &str, spans: &[Span]) -> Result<(), String> {
+pub(crate) fn check_index_range(side: &str, spans: &[Span]) -> Result<(), String> {
     let mut idx = 0i64;
     for (n, s) in spans.iter().enumerate() {
         idx = if n == 0 {
@@ -382,7 +382,7 @@ fn check_index_range(side: &str, spans: &[Span]) -> Result<(), String> {
 
 /// Integer buckets from deltas (each bucket's count minus the previous one's, the first
 /// from zero); a count below zero is refused.
-fn absolute(side: &str, deltas: &[i64]) -> Result<Vec<f64>, String> {
+pub(crate) fn absolute(side: &str, deltas: &[i64]) -> Result<Vec<f64>, String> {
     let mut acc = 0i64;
     let mut out = Vec::with_capacity(deltas.len());
     for (i, &d) in deltas.iter().enumerate() {
@@ -513,18 +513,18 @@ fn wrong_wire(message: &str, field: u64, wire: u8) -> DecodeError {
     ))
 }
 
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
+pub(crate) const WIRE_VARINT: u8 = 0;
+pub(crate) const WIRE_FIXED64: u8 = 1;
+pub(crate) const WIRE_LEN: u8 = 2;
+pub(crate) const WIRE_FIXED32: u8 = 5;
 
-/// A cursor over protobuf wire format.
-struct Reader<'a> {
+/// A cursor over protobuf wire format (also walks the scrape's delimited protobuf bodies).
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
         Reader { buf }
     }
 
@@ -532,7 +532,7 @@ impl<'a> Reader<'a> {
         DecodeError::Protobuf("unexpected end of input".into())
     }
 
-    fn varint(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut v = 0u64;
         for (i, &b) in self.buf.iter().enumerate().take(10) {
             v |= u64::from(b & 0x7f) << (7 * i);
@@ -549,7 +549,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field number and wire type, or `None` at the end.
-    fn key(&mut self) -> Result<Option<(u64, u8)>, DecodeError> {
+    pub(crate) fn key(&mut self) -> Result<Option<(u64, u8)>, DecodeError> {
         if self.buf.is_empty() {
             return Ok(None);
         }
@@ -561,7 +561,12 @@ impl<'a> Reader<'a> {
         Ok(Some((field, (k & 7) as u8)))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    /// Bytes left to read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
             return Err(Self::eof());
         }
@@ -570,7 +575,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.varint()?;
         let n = usize::try_from(n).map_err(|_| Self::eof())?;
         self.take(n)
@@ -583,7 +588,7 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn skip(&mut self, wire: u8) -> Result<(), DecodeError> {
+    pub(crate) fn skip(&mut self, wire: u8) -> Result<(), DecodeError> {
         match wire {
             WIRE_VARINT => self.varint().map(drop),
             WIRE_FIXED64 => self.take(8).map(drop),

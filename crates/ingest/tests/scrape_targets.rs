@@ -182,7 +182,7 @@ async fn series_and_targets_going_away_get_staleness_markers() {
 
     // Headers as Prometheus sends them.
     let head = target.requests.lock()[0].to_lowercase();
-    assert!(head.contains("accept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"), "{head}");
+    assert!(head.contains("accept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"), "{head}");
     assert!(head.contains("accept-encoding: gzip"), "{head}");
     assert!(
         head.contains("x-prometheus-scrape-timeout-seconds: 0.15"),

@@ -9,9 +9,12 @@
 //! reserved headers refused with its words), `follow_redirects` and the proxy settings
 //! (`proxy_url`, `no_proxy`, `proxy_from_environment`, `proxy_connect_header`); the sample, label,
 //! body-size and `target_limit` limits; `keep_dropped_targets`; `honor_labels`,
-//! `honor_timestamps` and `track_timestamps_staleness`. Job settings left at 0 inherit the
-//! `global` value (`sample_limit`, `target_limit`, `keep_dropped_targets`, …), as in
-//! Prometheus. Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
+//! `honor_timestamps` and `track_timestamps_staleness`; `scrape_protocols` (the `Accept`
+//! header, defaulting as Prometheus 3 does: protobuf first only with
+//! `scrape_native_histograms`), `scrape_native_histograms` and
+//! `always_scrape_classic_histograms` (2.x: `scrape_classic_histograms`). Job settings left
+//! at 0 (or unset) inherit the `global` value (`sample_limit`, `target_limit`,
+//! `keep_dropped_targets`, the protocol and histogram settings, …), as in Prometheus. Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
 //! not act on (`rule_files`, `alerting`, `remote_write`, the other service discoveries,
 //! oauth2, `enable_http2`, …) load with a warning naming them, so the same file serves both;
 //! fields Prometheus itself would reject are errors naming file, line and column.
@@ -321,6 +324,15 @@ pub struct JobConfig {
     pub http_sd_configs: Vec<HttpSdConfig>,
     /// The proxy requests go through.
     pub proxy: ProxyConfig,
+    /// `scrape_protocols`: the formats asked for, most wanted first (the `Accept` header).
+    pub scrape_protocols: Vec<ScrapeProtocol>,
+    /// `scrape_native_histograms`: store the native histograms of protobuf scrapes (else
+    /// their classic buckets only); also puts `PrometheusProto` first in the default
+    /// `scrape_protocols`.
+    pub scrape_native_histograms: bool,
+    /// `always_scrape_classic_histograms` (2.x: `scrape_classic_histograms`): a histogram
+    /// exposed both ways is stored as its classic series too.
+    pub always_scrape_classic_histograms: bool,
 }
 
 impl JobConfig {
@@ -354,8 +366,125 @@ impl JobConfig {
             track_timestamps_staleness: false,
             http_sd_configs: Vec::new(),
             proxy: ProxyConfig::default(),
+            scrape_protocols: DEFAULT_SCRAPE_PROTOCOLS.to_vec(),
+            scrape_native_histograms: false,
+            always_scrape_classic_histograms: false,
         }
     }
+}
+
+/// One format a scrape may ask for, by the name `scrape_protocols` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScrapeProtocol {
+    /// Varint-delimited `io.prometheus.client.MetricFamily` protobuf messages.
+    PrometheusProto,
+    OpenMetricsText1_0_0,
+    OpenMetricsText0_0_1,
+    PrometheusText1_0_0,
+    PrometheusText0_0_4,
+}
+
+/// Every protocol, in the order Prometheus lists them when refusing an unknown one.
+const ALL_SCRAPE_PROTOCOLS: [ScrapeProtocol; 5] = [
+    ScrapeProtocol::OpenMetricsText0_0_1,
+    ScrapeProtocol::OpenMetricsText1_0_0,
+    ScrapeProtocol::PrometheusProto,
+    ScrapeProtocol::PrometheusText0_0_4,
+    ScrapeProtocol::PrometheusText1_0_0,
+];
+
+/// Prometheus 3's `DefaultScrapeProtocols`: what a job asks for unless it or `global` says.
+pub const DEFAULT_SCRAPE_PROTOCOLS: [ScrapeProtocol; 4] = [
+    ScrapeProtocol::OpenMetricsText1_0_0,
+    ScrapeProtocol::OpenMetricsText0_0_1,
+    ScrapeProtocol::PrometheusText1_0_0,
+    ScrapeProtocol::PrometheusText0_0_4,
+];
+
+/// Prometheus 3's `DefaultProtoFirstScrapeProtocols`: the default of a job with
+/// `scrape_native_histograms` (and of Prometheus 2.x with its native-histograms feature).
+pub const PROTO_FIRST_SCRAPE_PROTOCOLS: [ScrapeProtocol; 5] = [
+    ScrapeProtocol::PrometheusProto,
+    ScrapeProtocol::OpenMetricsText1_0_0,
+    ScrapeProtocol::OpenMetricsText0_0_1,
+    ScrapeProtocol::PrometheusText1_0_0,
+    ScrapeProtocol::PrometheusText0_0_4,
+];
+
+impl ScrapeProtocol {
+    /// The name `scrape_protocols` uses (case-sensitive, as in Prometheus).
+    pub fn name(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => "PrometheusProto",
+            ScrapeProtocol::OpenMetricsText1_0_0 => "OpenMetricsText1.0.0",
+            ScrapeProtocol::OpenMetricsText0_0_1 => "OpenMetricsText0.0.1",
+            ScrapeProtocol::PrometheusText1_0_0 => "PrometheusText1.0.0",
+            ScrapeProtocol::PrometheusText0_0_4 => "PrometheusText0.0.4",
+        }
+    }
+
+    /// The media type (with parameters) the `Accept` header names it by. The 1.0.0 text
+    /// formats also say that UTF-8 metric names may come unescaped (`escaping=allow-utf-8`,
+    /// Prometheus 3's default `metric_name_escaping_scheme`): both text parsers read
+    /// quoted names.
+    pub fn accept_value(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => {
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+            }
+            ScrapeProtocol::OpenMetricsText1_0_0 => {
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+            }
+            ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::PrometheusText1_0_0 => "text/plain;version=1.0.0;escaping=allow-utf-8",
+            ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4",
+        }
+    }
+
+    fn parse(name: &str) -> Result<ScrapeProtocol, String> {
+        ALL_SCRAPE_PROTOCOLS
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALL_SCRAPE_PROTOCOLS.iter().map(|p| p.name()).collect();
+                format!(
+                    "unknown scrape protocol {name}, supported: [{}]",
+                    names.join(" ")
+                )
+            })
+    }
+}
+
+/// Prometheus's `acceptHeader`: each protocol with a q-value one tenth lower than the one
+/// before it (from 0.6, or higher for more protocols than the five known), then `*/*`.
+pub fn accept_header(protocols: &[ScrapeProtocol]) -> String {
+    let mut weight = ALL_SCRAPE_PROTOCOLS.len() + 1;
+    let mut out = String::new();
+    for p in protocols {
+        out.push_str(p.accept_value());
+        out.push_str(&format!(";q=0.{weight},"));
+        weight = weight.saturating_sub(1);
+    }
+    out.push_str(&format!("*/*;q=0.{weight}"));
+    out
+}
+
+/// Checks a `scrape_protocols` list as Prometheus's `validateAcceptScrapeProtocols` does.
+fn parse_scrape_protocols(names: &[String]) -> Result<Vec<ScrapeProtocol>, String> {
+    if names.is_empty() {
+        return Err("scrape_protocols cannot be empty".into());
+    }
+    let mut out: Vec<ScrapeProtocol> = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].iter().any(|m| m.eq_ignore_ascii_case(n)) {
+            return Err(format!(
+                "duplicated protocol in scrape_protocols, got [{}]",
+                names.join(" ")
+            ));
+        }
+        out.push(ScrapeProtocol::parse(n).map_err(|e| format!("scrape_protocols: {e}"))?);
+    }
+    Ok(out)
 }
 
 /// The job name of Lookout's self-scrape.
@@ -607,7 +736,8 @@ struct RawConfig {
     runtime: Option<IgnoredAny>,
 }
 
-/// The `global` section; the settings after `target_limit` (but `keep_dropped_targets`) are
+/// The `global` section; the settings after `target_limit` (but `keep_dropped_targets`,
+/// `scrape_protocols`, `scrape_native_histograms` and `always_scrape_classic_histograms`) are
 /// accepted so Prometheus's files load, and not acted on.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -640,7 +770,9 @@ struct RawGlobal {
     #[serde(default)]
     scrape_failure_log_file: Option<IgnoredAny>,
     #[serde(default)]
-    scrape_protocols: Option<IgnoredAny>,
+    scrape_protocols: Option<Vec<String>>,
+    #[serde(default)]
+    scrape_native_histograms: Option<bool>,
     #[serde(default)]
     keep_dropped_targets: Option<usize>,
     #[serde(default)]
@@ -648,7 +780,7 @@ struct RawGlobal {
     #[serde(default)]
     metric_name_escaping_scheme: Option<IgnoredAny>,
     #[serde(default)]
-    always_scrape_classic_histograms: Option<IgnoredAny>,
+    always_scrape_classic_histograms: Option<bool>,
     #[serde(default)]
     convert_classic_histograms_to_nhcb: Option<IgnoredAny>,
     #[serde(default)]
@@ -823,6 +955,14 @@ macro_rules! raw_job {
             proxy_from_environment: Option<bool>,
             #[serde(default)]
             proxy_connect_header: Option<BTreeMap<String, Vec<String>>>,
+            #[serde(default)]
+            scrape_protocols: Option<Vec<String>>,
+            #[serde(default)]
+            scrape_native_histograms: Option<bool>,
+            #[serde(default)]
+            always_scrape_classic_histograms: Option<bool>,
+            #[serde(default)]
+            scrape_classic_histograms: Option<bool>,
             $(
                 #[serde(default)]
                 $ignored: Option<IgnoredAny>,
@@ -845,11 +985,8 @@ macro_rules! raw_job {
 }
 
 raw_job!(
-    scrape_protocols,
     fallback_scrape_protocol,
     scrape_failure_log_file,
-    scrape_classic_histograms,
-    always_scrape_classic_histograms,
     convert_classic_histograms_to_nhcb,
     native_histogram_bucket_limit,
     native_histogram_min_bucket_factor,
@@ -1183,6 +1320,9 @@ impl RawConfig {
         if interval.is_zero() {
             return Err("global scrape interval cannot be 0".into());
         }
+        if let Some(p) = &g.scrape_protocols {
+            parse_scrape_protocols(p).map_err(|e| format!("{e} for global config"))?;
+        }
         let external_labels = g.external_labels.clone().unwrap_or_default();
         for name in external_labels.keys() {
             if !model::labels::is_valid_label_name(name) {
@@ -1331,6 +1471,31 @@ impl RawJob {
         for sd in self.http_sd_configs.unwrap_or_default() {
             job.http_sd_configs.push(sd.into_sd(dir, &name, warnings)?);
         }
+        job.scrape_native_histograms = self
+            .scrape_native_histograms
+            .or(g.scrape_native_histograms)
+            .unwrap_or(false);
+        job.scrape_protocols = match (&self.scrape_protocols, &g.scrape_protocols) {
+            (Some(p), _) => parse_scrape_protocols(p)
+                .map_err(|e| format!("{e} for scrape config with job name {name:?}"))?,
+            (None, Some(p)) => {
+                parse_scrape_protocols(p).map_err(|e| format!("{e} for global config"))?
+            }
+            (None, None) if job.scrape_native_histograms => PROTO_FIRST_SCRAPE_PROTOCOLS.to_vec(),
+            (None, None) => DEFAULT_SCRAPE_PROTOCOLS.to_vec(),
+        };
+        if self.always_scrape_classic_histograms.is_some()
+            && self.scrape_classic_histograms.is_some()
+        {
+            return Err(format!(
+                "job {name:?}: set always_scrape_classic_histograms (Prometheus 3's name) or scrape_classic_histograms (2.x's), not both"
+            ));
+        }
+        job.always_scrape_classic_histograms = self
+            .always_scrape_classic_histograms
+            .or(self.scrape_classic_histograms)
+            .or(g.always_scrape_classic_histograms)
+            .unwrap_or(false);
         Ok(job)
     }
 }
@@ -1581,6 +1746,65 @@ mod tests {
             .to_string();
         assert!(err.contains("prometheus.yml:4:"), "{err}");
         assert!(err.contains("requires non-zero modulus"), "{err}");
+    }
+
+    #[test]
+    fn scrape_protocols_and_histogram_settings() {
+        use ScrapeProtocol::*;
+        let c = parse(
+            "scrape_configs:\n  - job_name: plain\n  - job_name: native\n    scrape_native_histograms: true\n  - job_name: listed\n    scrape_native_histograms: true\n    scrape_protocols: [PrometheusText0.0.4, PrometheusProto]\n    scrape_classic_histograms: true\n",
+        )
+        .unwrap();
+        let [plain, native, listed] = &c.jobs[..] else {
+            panic!("{:?}", c.jobs)
+        };
+        assert_eq!(plain.scrape_protocols, DEFAULT_SCRAPE_PROTOCOLS);
+        assert!(!plain.scrape_native_histograms && !plain.always_scrape_classic_histograms);
+        assert_eq!(native.scrape_protocols, PROTO_FIRST_SCRAPE_PROTOCOLS);
+        assert_eq!(
+            listed.scrape_protocols,
+            [PrometheusText0_0_4, PrometheusProto]
+        );
+        assert!(listed.always_scrape_classic_histograms && listed.scrape_native_histograms);
+        // Prometheus 3's exact default Accept header, and the proto-first one.
+        assert_eq!(
+            accept_header(&plain.scrape_protocols),
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        );
+        assert_eq!(
+            accept_header(&native.scrape_protocols),
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+        );
+        assert_eq!(
+            accept_header(&[PrometheusProto]),
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,*/*;q=0.5"
+        );
+        // Global settings are inherited; a global protocol list wins over the native default.
+        let c = parse(
+            "global:\n  scrape_native_histograms: true\n  always_scrape_classic_histograms: true\nscrape_configs:\n  - job_name: a\n  - job_name: b\n    always_scrape_classic_histograms: false\n",
+        )
+        .unwrap();
+        assert_eq!(c.jobs[0].scrape_protocols, PROTO_FIRST_SCRAPE_PROTOCOLS);
+        assert!(c.jobs[0].always_scrape_classic_histograms);
+        assert!(!c.jobs[1].always_scrape_classic_histograms);
+        let c = parse(
+            "global:\n  scrape_native_histograms: true\n  scrape_protocols: [OpenMetricsText1.0.0]\nscrape_configs:\n  - job_name: a\n",
+        )
+        .unwrap();
+        assert_eq!(c.jobs[0].scrape_protocols, [OpenMetricsText1_0_0]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // Refusals in Prometheus's words.
+        for (yaml, want) in [
+            ("scrape_configs:\n  - job_name: a\n    scrape_protocols: []\n", "scrape_protocols cannot be empty for scrape config with job name \"a\""),
+            ("scrape_configs:\n  - job_name: a\n    scrape_protocols: [prometheusproto]\n", "scrape_protocols: unknown scrape protocol prometheusproto, supported: [OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4 PrometheusText1.0.0] for scrape config with job name \"a\""),
+            ("scrape_configs:\n  - job_name: a\n    scrape_protocols: [PrometheusProto, PrometheusProto]\n", "duplicated protocol in scrape_protocols, got [PrometheusProto PrometheusProto]"),
+            ("global:\n  scrape_protocols: [Nope]\n", "unknown scrape protocol Nope"),
+            ("scrape_configs:\n  - job_name: a\n    scrape_classic_histograms: true\n    always_scrape_classic_histograms: true\n", "not both"),
+            ("scrape_configs:\n  - job_name: a\n    scrape_native_histograms: maybe\n", "invalid"),
+        ] {
+            let e = parse(yaml).err().unwrap_or_else(|| panic!("{yaml} loaded")).to_string();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
     }
 
     #[test]

@@ -30,10 +30,6 @@ use std::sync::Arc;
 use super::config::{Auth, HttpHeader, ProxyConfig, Secret, TlsConfig};
 use super::proxy::{proxy_authorization, ProxyConnector, ProxySelector};
 
-/// What Prometheus 3.x asks for, narrowed to the formats Lookout parses.
-pub const ACCEPT: &str =
-    "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1";
-
 /// A scrape response.
 pub struct Fetched {
     /// The uncompressed body.
@@ -418,18 +414,22 @@ impl HttpClient {
         }
     }
 
-    /// A scrape: GETs `url` with Prometheus's scrape headers, reads at most `body_limit`
+    /// A scrape: GETs `url` with Prometheus's scrape headers (`accept` from the job's
+    /// `scrape_protocols`, [`super::config::accept_header`]), reads at most `body_limit`
     /// bytes (after gzip), and fails on any status but 200 as Prometheus does.
     pub async fn fetch(
         &self,
         url: &str,
         timeout: Duration,
         settings: RequestSettings<'_>,
+        accept: &str,
         body_limit: u64,
         gzip: bool,
     ) -> Result<Fetched, String> {
         let mut base = http::HeaderMap::new();
-        base.insert(http::header::ACCEPT, http::HeaderValue::from_static(ACCEPT));
+        if let Ok(v) = http::HeaderValue::from_str(accept) {
+            base.insert(http::header::ACCEPT, v);
+        }
         if let Ok(v) = http::HeaderValue::from_str(&self.user_agent) {
             base.insert(http::header::USER_AGENT, v);
         }

@@ -4,6 +4,8 @@
 //! - [`relabel`]: `relabel_configs` / `metric_relabel_configs`, every action.
 //! - [`target`]: discovered targets into scrape targets (Prometheus's `PopulateLabels`).
 //! - [`parse`]: text format 0.0.4 and OpenMetrics 1.0 parsers (owned: the hot path).
+//! - [`proto`]: the protobuf exposition format (delimited `MetricFamily` messages), the one
+//!   that carries native histograms.
 //! - [`discovery`]: `static_configs`, `file_sd_configs` and `http_sd_configs`.
 //! - [`proxy`]: which requests go through an HTTP proxy, and the connector that does it.
 //! - [`scrape_loop`]: one loop per target: HTTP, parsing, labels, staleness, `up` & co.
@@ -33,14 +35,16 @@ pub mod discovery;
 mod http;
 pub mod manager;
 pub mod parse;
+pub mod proto;
 pub mod proxy;
 pub mod relabel;
 pub mod scrape_loop;
 pub mod target;
 
 pub use config::{
-    self_scrape_job, ConfigError, GlobalConfig, JobConfig, ScrapeConfig, TomlScrapeConfig,
-    TomlScrapeJob, SELF_SCRAPE_JOB,
+    accept_header, self_scrape_job, ConfigError, GlobalConfig, JobConfig, ScrapeConfig,
+    ScrapeProtocol, TomlScrapeConfig, TomlScrapeJob, DEFAULT_SCRAPE_PROTOCOLS,
+    PROTO_FIRST_SCRAPE_PROTOCOLS, SELF_SCRAPE_JOB,
 };
 pub use http::{HttpClient, RequestSettings};
 pub use manager::{ActiveTarget, DroppedTarget, Health, ScrapeManager, TargetsSnapshot};

@@ -1,4 +1,5 @@
-//! Exposition format parsers: Prometheus text format 0.0.4 and OpenMetrics 1.0.
+//! Exposition format parsers: Prometheus text format 0.0.4 and OpenMetrics 1.0 (the
+//! protobuf format is [`super::proto`]'s).
 //!
 //! Owned because it is the scrape hot path: the parser walks the body once, without
 //! allocating per sample. Each sample comes out as its series text (`name{labels}`, the
@@ -29,6 +30,9 @@ pub enum Format {
     Text,
     /// `application/openmetrics-text`.
     OpenMetrics,
+    /// `application/vnd.google.protobuf` (delimited `io.prometheus.client.MetricFamily`
+    /// messages): read by [`super::proto::ProtoParser`], not by [`Parser`].
+    Protobuf,
 }
 
 impl Format {
@@ -37,6 +41,8 @@ impl Format {
         let media = ct.split(';').next().unwrap_or("").trim();
         if media.eq_ignore_ascii_case("application/openmetrics-text") {
             Format::OpenMetrics
+        } else if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+            Format::Protobuf
         } else {
             Format::Text
         }
@@ -192,8 +198,13 @@ fn unescape(raw: &str, help: bool) -> String {
 }
 
 impl<'a> Parser<'a> {
-    /// A parser over `body` in `format`.
+    /// A parser over `body` in `format` (a text format: [`Format::Protobuf`] is read as
+    /// [`Format::Text`], which fails on the first byte that is not text).
     pub fn new(body: &'a [u8], format: Format) -> Parser<'a> {
+        let format = match format {
+            Format::Protobuf => Format::Text,
+            f => f,
+        };
         Parser {
             b: body,
             pos: 0,
@@ -257,7 +268,7 @@ impl<'a> Parser<'a> {
     /// Consumes the single space OpenMetrics requires, or any run of blanks in text format.
     fn sep(&mut self, what: &str, line_start: usize) -> Result<(), ParseError> {
         match self.format {
-            Format::Text => {
+            Format::Text | Format::Protobuf => {
                 if !matches!(self.peek(), Some(b' ' | b'\t')) {
                     return Err(self.expected(what, line_start));
                 }
@@ -644,7 +655,7 @@ impl<'a> Parser<'a> {
         })?;
         let mut timestamp = None;
         match self.format {
-            Format::Text => {
+            Format::Text | Format::Protobuf => {
                 // The last line may end without a newline (Prometheus's lexer ends the
                 // line at the end of data).
                 self.skip_ws();
@@ -1061,6 +1072,12 @@ h_bucket{le=\"+Inf\"} 3 # {} 1\n\
             Format::Text
         );
         assert_eq!(Format::from_content_type(""), Format::Text);
+        assert_eq!(
+            Format::from_content_type(
+                "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+            ),
+            Format::Protobuf
+        );
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! One scrape loop per target: fetch, parse, label, append, report.
 //!
+//! The request asks for the job's `scrape_protocols` (the `Accept` header); the response's
+//! `Content-Type` picks the parser: [`super::parse`] for the text formats, [`super::proto`]
+//! for protobuf, whose native histograms go to the sink beside the float samples (the path
+//! remote_write and OTLP use). Both parsers feed the same cache, labelling, limits and
+//! metadata.
+//!
 //! Each scrape is one `append` to the sink: the samples, the staleness markers of series
-//! that vanished since the previous scrape, and the five synthetic series (`up`,
-//! `scrape_duration_seconds`, `scrape_samples_scraped`,
-//! `scrape_samples_post_metric_relabeling`, `scrape_series_added`). A scrape that fails
-//! anywhere (HTTP, timeout, a syntax error, `sample_limit`, an invalid label set) stores none
+//! that vanished since the previous scrape (float markers, for histogram series too, as in
+//! Prometheus), and the five synthetic series (`up`, `scrape_duration_seconds`,
+//! `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling`, `scrape_series_added`;
+//! a native histogram counts as one sample). A scrape that fails anywhere (HTTP, timeout, a
+//! syntax error, an invalid native histogram, `sample_limit`, an invalid label set) stores none
 //! of its samples: only staleness markers for all the previous scrape's series, and the
 //! synthetic series with `up` 0, as Prometheus does. The failure becomes the target's
 //! `lastError`.
@@ -13,7 +20,8 @@
 //! on a clash the exposed label is kept as `exported_<name>` unless `honor_labels` is set,
 //! in which case the exposed value wins. `metric_relabel_configs` run afterwards.
 //!
-//! The cache maps a series' exposition text to its final label set (or to "dropped by
+//! The cache maps a series' exposition text (for protobuf, its name and label pairs) to its
+//! final label set (or to "dropped by
 //! relabeling"), so a steady target costs a hash lookup per line (a keyed hash: a target
 //! cannot make its own cache degenerate); entries not seen in a successful scrape are
 //! evicted after it, which keeps `scrape_series_added` exact. Staleness is tracked on the
@@ -33,13 +41,16 @@ use model::labels::{Labels, LabelsBuilder, METRIC_NAME};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::config::accept_header;
 use super::config::JobConfig;
 use super::http::{HttpClient, RequestSettings};
 use super::parse::{Entry, Format, Parser};
+use super::proto::{ProtoEntry, ProtoOptions, ProtoParser};
 use super::relabel::{process, LabelSet};
 use super::stale_nan;
 use super::target::Target;
-use crate::metrics::{MetricMetadata, MetricType, MetricsSink, Sample};
+use crate::metrics::{HistogramSample, MetricMetadata, MetricType, MetricsSink, Sample};
+use model::histogram::FloatHistogram;
 
 /// A target's health as `/api/v1/targets` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +139,8 @@ struct CacheEntry {
 /// The result of turning one body into samples.
 struct Appended {
     samples: Vec<Sample>,
+    /// Native histogram samples (protobuf scrapes only).
+    histograms: Vec<HistogramSample>,
     total: usize,
     added: usize,
     series_added: usize,
@@ -167,6 +180,14 @@ pub struct ScrapeLoop {
     /// `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
     /// `scrape_samples_post_metric_relabeling`, `scrape_series_added`.
     report: [Labels; 5],
+    /// The `Accept` header, from the job's `scrape_protocols`.
+    accept: String,
+}
+
+/// A scraped sample's value.
+enum Value {
+    Float(f64),
+    Histogram(Box<FloatHistogram>),
 }
 
 const REPORT_NAMES: [&str; 5] = [
@@ -240,7 +261,6 @@ impl ScrapeLoop {
         }
         ScrapeLoop {
             target,
-            job,
             sink,
             client,
             health: Arc::new(Mutex::new(TargetHealth::default())),
@@ -250,6 +270,8 @@ impl ScrapeLoop {
             iter: 0,
             last_metadata: BTreeMap::new(),
             report,
+            accept: accept_header(&job.scrape_protocols),
+            job,
         }
     }
 
@@ -334,24 +356,44 @@ impl ScrapeLoop {
         ts: i64,
     ) -> Result<Appended, ScrapeFailure> {
         self.iter += 1;
-        let iter = self.iter;
-        let format = Format::from_content_type(content_type);
-        let mut parser = Parser::new(body, format);
         let mut out = Appended {
             samples: Vec::with_capacity(self.cache.len() + 16),
+            histograms: Vec::new(),
             total: 0,
             added: 0,
             series_added: 0,
             metadata: BTreeMap::new(),
         };
-        let mut scratch = Vec::new();
         let job = self.job.clone();
-        loop {
-            let entry = match parser.next() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(e) => return Err(out.fail(e.to_string())),
-            };
+        let parsed = match Format::from_content_type(content_type) {
+            Format::Protobuf => self.append_proto(body, &job, ts, &mut out),
+            format => self.append_text(body, format, &job, ts, &mut out),
+        };
+        if let Err(e) = parsed {
+            return Err(out.fail(e));
+        }
+        if job.sample_limit > 0 && out.added > job.sample_limit {
+            let msg = format!(
+                "sample limit exceeded ({} samples after metric relabeling, sample_limit is {})",
+                out.added, job.sample_limit
+            );
+            return Err(out.fail(msg));
+        }
+        Ok(out)
+    }
+
+    /// A text format or OpenMetrics body into `out`.
+    fn append_text(
+        &mut self,
+        body: &[u8],
+        format: Format,
+        job: &JobConfig,
+        ts: i64,
+        out: &mut Appended,
+    ) -> Result<(), String> {
+        let mut parser = Parser::new(body, format);
+        let mut scratch = Vec::new();
+        while let Some(entry) = parser.next().map_err(|e| e.to_string())? {
             match entry {
                 Entry::Help { name, help } => {
                     out.metadata
@@ -375,57 +417,136 @@ impl ScrapeLoop {
                     series,
                     value,
                     timestamp,
-                } => {
-                    out.total += 1;
-                    let tracked = timestamp.is_none()
-                        || !job.honor_timestamps
-                        || job.track_timestamps_staleness;
-                    let labels = match self.cache.get_mut(series) {
-                        Some(e) => {
-                            e.seen = iter;
-                            e.cur_tracked = tracked;
-                            e.labels.clone()
-                        }
-                        None => {
-                            parser.labels(&mut scratch);
-                            let labels = self.build_series(&mut scratch, &job).map_err(|e| {
-                                out.fail(format!("line {}: {e}", parser.line().saturating_sub(1)))
-                            })?;
-                            if labels.is_some() {
-                                out.series_added += 1;
-                            }
-                            self.cache.insert(
-                                series.into(),
-                                CacheEntry {
-                                    labels: labels.clone(),
-                                    seen: iter,
-                                    cur_tracked: tracked,
-                                    prev_tracked: false,
-                                },
-                            );
-                            labels
-                        }
-                    };
-                    let Some(labels) = labels else {
-                        continue;
-                    };
-                    out.added += 1;
-                    let t = match timestamp {
-                        Some(t) if job.honor_timestamps => t,
-                        _ => ts,
-                    };
-                    out.samples.push((labels, t, value));
-                }
+                } => self.add_sample(
+                    out,
+                    job,
+                    series,
+                    timestamp,
+                    ts,
+                    Value::Float(value),
+                    |scratch| parser.labels(scratch),
+                    &mut scratch,
+                    || format!("line {}", parser.line().saturating_sub(1)),
+                )?,
             }
         }
-        if job.sample_limit > 0 && out.added > job.sample_limit {
-            let msg = format!(
-                "sample limit exceeded ({} samples after metric relabeling, sample_limit is {})",
-                out.added, job.sample_limit
-            );
-            return Err(out.fail(msg));
+        Ok(())
+    }
+
+    /// A protobuf body into `out`.
+    fn append_proto(
+        &mut self,
+        body: &[u8],
+        job: &JobConfig,
+        ts: i64,
+        out: &mut Appended,
+    ) -> Result<(), String> {
+        let mut parser = ProtoParser::new(
+            body,
+            ProtoOptions {
+                native_histograms: job.scrape_native_histograms,
+                keep_classic: job.always_scrape_classic_histograms,
+            },
+        );
+        let mut scratch = Vec::new();
+        while let Some(entry) = parser.next().map_err(|e| e.to_string())? {
+            let (value, timestamp) = match entry {
+                ProtoEntry::Metadata {
+                    name,
+                    kind,
+                    help,
+                    unit,
+                } => {
+                    out.metadata.insert(
+                        name,
+                        MetricMetadata {
+                            metric_type: kind,
+                            help,
+                            unit,
+                        },
+                    );
+                    continue;
+                }
+                ProtoEntry::Sample { value, timestamp } => (Value::Float(value), timestamp),
+                ProtoEntry::Histogram {
+                    histogram,
+                    timestamp,
+                } => (Value::Histogram(histogram), timestamp),
+            };
+            self.add_sample(
+                out,
+                job,
+                parser.series(),
+                timestamp,
+                ts,
+                value,
+                |scratch| parser.labels(scratch),
+                &mut scratch,
+                || format!("metric family {:?}", parser.family()),
+            )?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// One exposed sample: its labels from the cache (or built and cached), then into `out`.
+    /// `labels` fills the exposed labels on a cache miss; `place` names where the sample
+    /// is for an error.
+    #[allow(clippy::too_many_arguments)]
+    fn add_sample(
+        &mut self,
+        out: &mut Appended,
+        job: &JobConfig,
+        series: &[u8],
+        timestamp: Option<i64>,
+        ts: i64,
+        value: Value,
+        labels: impl FnOnce(&mut Vec<(String, String)>),
+        scratch: &mut Vec<(String, String)>,
+        place: impl FnOnce() -> String,
+    ) -> Result<(), String> {
+        let iter = self.iter;
+        out.total += 1;
+        let tracked =
+            timestamp.is_none() || !job.honor_timestamps || job.track_timestamps_staleness;
+        let labels = match self.cache.get_mut(series) {
+            Some(e) => {
+                e.seen = iter;
+                e.cur_tracked = tracked;
+                e.labels.clone()
+            }
+            None => {
+                labels(scratch);
+                let labels = self
+                    .build_series(scratch, job)
+                    .map_err(|e| format!("{}: {e}", place()))?;
+                if labels.is_some() {
+                    out.series_added += 1;
+                }
+                self.cache.insert(
+                    series.into(),
+                    CacheEntry {
+                        labels: labels.clone(),
+                        seen: iter,
+                        cur_tracked: tracked,
+                        prev_tracked: false,
+                    },
+                );
+                labels
+            }
+        };
+        let Some(labels) = labels else {
+            return Ok(());
+        };
+        out.added += 1;
+        let t = match timestamp {
+            Some(t) if job.honor_timestamps => t,
+            _ => ts,
+        };
+        match value {
+            Value::Float(v) => out.samples.push((labels, t, v)),
+            Value::Histogram(h) => out.histograms.push((labels, t, Arc::new(*h))),
+        }
+        Ok(())
     }
 
     /// After a successful scrape: staleness markers for the previous scrape's series that
@@ -557,6 +678,7 @@ impl ScrapeLoop {
                         &self.target.url,
                         self.target.timeout,
                         settings,
+                        &self.accept,
                         self.job.body_size_limit,
                         self.job.enable_compression,
                     ),
@@ -585,7 +707,7 @@ impl ScrapeLoop {
             }),
             Ok(Ok(f)) => self.append_body(&f.body, &f.content_type, ts),
         };
-        let (mut samples, error, total, added, series_added) = match result {
+        let (mut samples, histograms, error, total, added, series_added) = match result {
             Ok(a) => {
                 let mut samples = a.samples;
                 self.commit_success(ts, &mut samples);
@@ -598,13 +720,20 @@ impl ScrapeLoop {
                     );
                     self.last_metadata = a.metadata;
                 }
-                (samples, None, a.total, a.added, a.series_added)
+                (
+                    samples,
+                    a.histograms,
+                    None,
+                    a.total,
+                    a.added,
+                    a.series_added,
+                )
             }
             Err(f) => {
                 // Nothing of a failed scrape is stored; its series end here.
                 let mut samples = Vec::new();
                 self.commit_failure(ts, &mut samples);
-                (samples, Some(f.error), f.total, f.added, 0)
+                (samples, Vec::new(), Some(f.error), f.total, f.added, 0)
             }
         };
         let up = if error.is_none() { 1.0 } else { 0.0 };
@@ -622,7 +751,14 @@ impl ScrapeLoop {
         if self.state.report.is_empty() {
             self.state.report = self.report.to_vec();
         }
-        match self.sink.append(samples).await {
+        let appended = if histograms.is_empty() {
+            self.sink.append(samples).await
+        } else {
+            self.sink
+                .append_with_histograms(samples, histograms, false)
+                .await
+        };
+        match appended {
             Ok(outcome) if outcome.rejected() > 0 => {
                 tracing::debug!(
                     target = %self.target.url,

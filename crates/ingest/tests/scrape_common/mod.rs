@@ -11,15 +11,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ingest::metrics::{AppendError, AppendOutcome, MetadataRegistry, MetricsSink, Sample};
+use ingest::metrics::{
+    AppendError, AppendOutcome, HistogramSample, MetadataRegistry, MetricsSink, Sample,
+};
 use ingest::BoxFuture;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A sink that keeps every append, in order.
+/// A sink that keeps every append, in order (native histogram samples apart).
 #[derive(Default)]
 pub struct RecordingSink {
     pub appends: Mutex<Vec<Vec<Sample>>>,
+    pub histograms: Mutex<Vec<HistogramSample>>,
     pub metadata: MetadataRegistry,
 }
 
@@ -40,6 +43,23 @@ impl MetricsSink for RecordingSink {
         samples: Vec<Sample>,
     ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
         self.append(samples)
+    }
+
+    fn append_with_histograms(
+        &self,
+        samples: Vec<Sample>,
+        histograms: Vec<HistogramSample>,
+        _all_or_nothing: bool,
+    ) -> BoxFuture<'_, Result<AppendOutcome, AppendError>> {
+        let n = samples.len() + histograms.len();
+        self.appends.lock().push(samples);
+        self.histograms.lock().extend(histograms);
+        Box::pin(async move {
+            Ok(AppendOutcome {
+                appended: n,
+                ..AppendOutcome::default()
+            })
+        })
     }
 
     fn record_metadata(&self, metadata: Vec<(String, ingest::MetricMetadata)>) {
@@ -125,7 +145,16 @@ pub fn python() -> PathBuf {
 
 /// Starts `tests/python/prom_target.py`; returns the process and its `host:port`.
 pub fn start_python_target() -> (KillOnDrop, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/prom_target.py");
+    let (child, addr, _) = start_python_script("prom_target.py", 0);
+    (child, addr)
+}
+
+/// Starts `tests/python/<name>`, which prints its port and then `extra` more lines;
+/// returns the process, its `host:port` and those lines.
+pub fn start_python_script(name: &str, extra: usize) -> (KillOnDrop, String, Vec<String>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name);
     let mut child = Command::new(python())
         .arg(script)
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -134,15 +163,21 @@ pub fn start_python_target() -> (KillOnDrop, String) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the prometheus_client target");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the target's port");
+    out.read_line(&mut line).expect("read the target's port");
     let port: u16 = line
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("target printed {line:?}"));
-    (KillOnDrop(child), format!("127.0.0.1:{port}"))
+    let lines = (0..extra)
+        .map(|_| {
+            let mut l = String::new();
+            out.read_line(&mut l).expect("read the target's output");
+            l.trim().to_string()
+        })
+        .collect();
+    (KillOnDrop(child), format!("127.0.0.1:{port}"), lines)
 }
 
 /// A port nothing listens on right now.
@@ -304,6 +339,11 @@ impl Prometheus {
     /// Starts Prometheus on `config` (a prometheus.yml path) and waits until it is ready.
     /// A missing binary fails with instructions, as everywhere in these tests.
     pub async fn start(config: &Path, data: &Path) -> Prometheus {
+        Prometheus::start_with(config, data, &[]).await
+    }
+
+    /// [`Prometheus::start`] with more flags (`--enable-feature=native-histograms`).
+    pub async fn start_with(config: &Path, data: &Path, flags: &[&str]) -> Prometheus {
         assert!(
             Path::new(PROMETHEUS).is_file(),
             "{PROMETHEUS} is missing; install Debian's prometheus (scripts/system-deps.sh does)"
@@ -315,6 +355,7 @@ impl Prometheus {
                 .arg(format!("--storage.tsdb.path={}", data.display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--log.level=error")
+                .args(flags)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
