@@ -15,6 +15,10 @@
 //!    only by both; a third job checks that Lookout's `always_scrape_classic_histograms`
 //!    adds its classic series.)
 //!
+//! 3. Broken protobuf bodies (truncated, a native histogram whose spans and deltas disagree,
+//!    negative bucket counts) fail the scrape with a precise `lastError` and store nothing
+//!    of it: only the staleness markers of the previous good scrape and `up` 0.
+//!
 //! Missing `/usr/bin/prometheus` or the test venv fails with instructions (scripts/
 //! system-deps.sh and scripts/python-env.sh set them up).
 
@@ -380,5 +384,150 @@ async fn native_histograms_stored_as_prometheus_stores_them() {
         .lock()
         .iter()
         .any(|(l, _, _)| job_of(l) == "both" && l.metric_name() == Some("rpc_duration_seconds")));
+    manager.shutdown().await;
+}
+
+const PROTO: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+fn proto_body(histogram: ingest::scrape::proto::Histogram) -> Vec<u8> {
+    use ingest::scrape::proto::{Counter, LabelPair, Metric, MetricFamily};
+    use prost::Message;
+    let families = [
+        MetricFamily {
+            name: "ok_total".into(),
+            r#type: 0,
+            metric: vec![Metric {
+                counter: Some(Counter { value: 5.0 }),
+                ..Metric::default()
+            }],
+            ..MetricFamily::default()
+        },
+        MetricFamily {
+            name: "h".into(),
+            r#type: 4,
+            metric: vec![Metric {
+                label: vec![LabelPair {
+                    name: "k".into(),
+                    value: "v".into(),
+                }],
+                histogram: Some(histogram),
+                ..Metric::default()
+            }],
+            ..MetricFamily::default()
+        },
+    ];
+    let mut b = Vec::new();
+    for f in families {
+        f.encode_length_delimited(&mut b).unwrap();
+    }
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_protobuf_bodies_fail_whole_with_precise_errors() {
+    use ingest::scrape::proto::{BucketSpan, Histogram};
+    let good = Histogram {
+        sample_count: 3,
+        sample_sum: 1.5,
+        schema: 0,
+        zero_threshold: 0.001,
+        positive_span: vec![BucketSpan {
+            offset: 1,
+            length: 2,
+        }],
+        positive_delta: vec![1, 1],
+        ..Histogram::default()
+    };
+    let target = ScriptedTarget::start(Answer::Bytes(PROTO, proto_body(good.clone()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n  - job_name: p\n    scrape_native_histograms: true\n    static_configs: [{{targets: ['{}']}}]\n",
+            target.addr
+        ),
+    )
+    .unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let manager = ScrapeManager::start(
+        ScrapeConfig::load_prometheus_file(&cfg).unwrap(),
+        sink.clone(),
+    );
+    let head = eventually(Duration::from_secs(10), "a request", || {
+        target.requests.lock().first().cloned()
+    })
+    .await;
+    assert!(
+        head.contains("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6"),
+        "{head}"
+    );
+    eventually(Duration::from_secs(10), "a native histogram", || {
+        (!sink.histograms.lock().is_empty()).then_some(())
+    })
+    .await;
+
+    let mut spans_disagree = good.clone();
+    spans_disagree.positive_delta = vec![1];
+    let mut negative = good.clone();
+    negative.positive_delta = vec![2, -3];
+    let full = proto_body(good);
+    let cases = [
+        (full[..full.len() - 4].to_vec(), "protobuf message 2 announces"),
+        (
+            proto_body(spans_disagree),
+            "protobuf message 2 (metric family \"h\"): series h{k=\"v\"}: invalid native histogram: positive spans cover 2 buckets but 1 counts were given",
+        ),
+        (
+            proto_body(negative),
+            "invalid native histogram: positive bucket 1 has count -1; counts must be zero or positive",
+        ),
+    ];
+    for (body, want) in cases {
+        let before = sink.appends.lock().len();
+        target.set(Answer::Bytes(PROTO, body));
+        let t = eventually_async(Duration::from_secs(10), want, || async {
+            let targets = manager.targets().await;
+            let t = targets.active[0].clone();
+            (t.last_error.contains(want)).then_some(t)
+        })
+        .await;
+        assert_eq!(t.health.as_str(), "down", "{}", t.last_error);
+        assert!(
+            t.last_error.starts_with("protobuf message"),
+            "{}",
+            t.last_error
+        );
+        // Nothing of a broken body: the counter that came before the bad family is not
+        // written by the failed scrapes (`up` 0), only staleness markers and the synthetic
+        // series.
+        let appends = sink.appends.lock();
+        let failed: Vec<_> = appends[before..]
+            .iter()
+            .filter(|b| {
+                b.iter()
+                    .any(|(l, _, v)| l.metric_name() == Some("up") && *v == 0.0)
+            })
+            .collect();
+        assert!(!failed.is_empty());
+        for batch in failed {
+            for (l, _, v) in batch {
+                let name = l.metric_name().unwrap_or("");
+                assert!(
+                    REPORT.contains(&name) || is_stale(*v),
+                    "{l} = {v} written by a failed scrape"
+                );
+            }
+        }
+        drop(appends);
+        // Back to good, so the next case starts from a good scrape.
+        target.set(Answer::Bytes(PROTO, full.clone()));
+        eventually_async(Duration::from_secs(10), "up again", || async {
+            let targets = manager.targets().await;
+            (targets.active[0].health.as_str() == "up").then_some(())
+        })
+        .await;
+    }
     manager.shutdown().await;
 }

@@ -194,6 +194,8 @@ pub fn free_port() -> u16 {
 pub enum Answer {
     /// 200 with this content type and body.
     Body(&'static str, String),
+    /// 200 with this content type and binary body.
+    Bytes(&'static str, Vec<u8>),
     /// 200, gzip-compressed body.
     Gzip(&'static str, String),
     /// This status, empty body.
@@ -257,6 +259,7 @@ impl ScriptedTarget {
                             }
                             Answer::Status(s) => (s, "text/plain", Vec::new(), false),
                             Answer::Body(ct, b) => (200, ct, b.into_bytes(), false),
+                            Answer::Bytes(ct, b) => (200, ct, b, false),
                             Answer::Gzip(ct, b) => {
                                 use std::io::Write;
                                 let mut e = flate2::write::GzEncoder::new(

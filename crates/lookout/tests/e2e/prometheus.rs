@@ -1168,3 +1168,75 @@ fn sorted_series(mut doc: Value) -> Value {
     }
     doc
 }
+
+/// A job with `scrape_native_histograms` scrapes the protobuf target of the ingest tests
+/// (tests/python/proto_target.py there): its native histograms reach the tsdb and PromQL
+/// as native histograms, with the counts the target serves, and the classic one as series.
+#[test]
+fn scraped_native_histograms_are_stored_and_queried() {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ingest/tests/python/proto_target.py");
+    let mut target = Command::new(super::harness::python())
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the protobuf target");
+    let mut out = std::io::BufReader::new(target.stdout.take().unwrap());
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut out, &mut port).unwrap();
+    let port: u16 = port.trim().parse().expect("the target's port");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _target = Kill(target);
+
+    let dir = DataDir::with_config(
+        "[scrape]\nself_scrape = false\n[metrics]\nprometheus_config = \"prometheus.yml\"\n",
+    );
+    std::fs::write(
+        dir.root().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: native\n    scrape_native_histograms: true\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let lookout = dir.start();
+    let q = |expr: &str| {
+        lookout.get_json(&format!("/api/v1/query?query={}", encode(expr)), 200)["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while q("rpc_duration_seconds").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no native histograms stored: {:?}",
+            q("up")
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let r = q("rpc_duration_seconds{method=\"put\"}");
+    let h = &r[0]["histogram"][1];
+    assert_eq!(
+        (h["count"].as_str(), h["sum"].as_str()),
+        (Some("20"), Some("14.5")),
+        "{r:?}"
+    );
+    assert_eq!(h["buckets"].as_array().map(Vec::len), Some(5), "{r:?}");
+    assert_eq!(q("histogram_count(sparse_seconds)")[0]["value"][1], "13");
+    // No classic series for a histogram stored as native; the classic-only one has them.
+    assert!(q("rpc_duration_seconds_bucket").is_empty());
+    assert_eq!(q("classic_seconds_bucket{le=\"+Inf\"}")[0]["value"][1], "6");
+    let meta = lookout.get_json("/api/v1/metadata?metric=sparse_seconds", 200);
+    assert_eq!(
+        meta["data"]["sparse_seconds"][0]["type"], "histogram",
+        "{meta}"
+    );
+}
