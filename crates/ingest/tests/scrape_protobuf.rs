@@ -502,25 +502,26 @@ async fn broken_protobuf_bodies_fail_whole_with_precise_errors() {
         // Nothing of a broken body: the counter that came before the bad family is not
         // written by the failed scrapes (`up` 0), only staleness markers and the synthetic
         // series.
-        let appends = sink.appends.lock();
-        let failed: Vec<_> = appends[before..]
-            .iter()
-            .filter(|b| {
-                b.iter()
-                    .any(|(l, _, v)| l.metric_name() == Some("up") && *v == 0.0)
-            })
-            .collect();
-        assert!(!failed.is_empty());
-        for batch in failed {
-            for (l, _, v) in batch {
-                let name = l.metric_name().unwrap_or("");
-                assert!(
-                    REPORT.contains(&name) || is_stale(*v),
-                    "{l} = {v} written by a failed scrape"
-                );
+        {
+            let appends = sink.appends.lock();
+            let failed: Vec<_> = appends[before..]
+                .iter()
+                .filter(|b| {
+                    b.iter()
+                        .any(|(l, _, v)| l.metric_name() == Some("up") && *v == 0.0)
+                })
+                .collect();
+            assert!(!failed.is_empty());
+            for batch in failed {
+                for (l, _, v) in batch {
+                    let name = l.metric_name().unwrap_or("");
+                    assert!(
+                        REPORT.contains(&name) || is_stale(*v),
+                        "{l} = {v} written by a failed scrape"
+                    );
+                }
             }
         }
-        drop(appends);
         // Back to good, so the next case starts from a good scrape.
         target.set(Answer::Bytes(PROTO, full.clone()));
         eventually_async(Duration::from_secs(10), "up again", || async {
