@@ -513,12 +513,18 @@ pub(crate) fn write_block(
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
+        // The distinct encoded attributes of a window: each is hashed once.
+        let mut seen: HashSet<&[u8], ahash::RandomState> = HashSet::default();
         for window in rests.chunks(SEARCH_WINDOW_ROWS) {
             pairs.clear();
+            seen.clear();
             let mut broken = false;
             for rest in window {
-                broken |= crate::query::rest_tag_hashes(rest.data(), &mut |h| {
-                    pairs.insert(h);
+                broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
+                    if seen.insert(kv) {
+                        pairs.insert(crate::query::kv_tag_hash(kv)?);
+                    }
+                    Ok(())
                 })
                 .is_err();
             }

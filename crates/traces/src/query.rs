@@ -228,15 +228,20 @@ pub(crate) fn tag_hash(k: &[u8], v: &[u8]) -> (u64, u64) {
     (mix(h), mix(h ^ 0x9e37_79b9_7f4a_7c15) | 1)
 }
 
-/// Calls `f` with the [`tag_hash`] of every attribute of a rest blob and of its events, with
-/// the value as the tag string a query compares (what [`proto_attrs_match`] accepts).
-pub(crate) fn rest_tag_hashes(rest: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> {
+/// Calls `f` with the encoded `KeyValue` of every attribute of a rest blob and of its
+/// events: what a block's tag filter holds, one [`kv_tag_hash`] each. Handing out the bytes
+/// lets block building hash each distinct attribute of a window once: most repeat from span
+/// to span.
+pub(crate) fn rest_tag_kvs<'a>(
+    rest: &'a [u8],
+    f: &mut impl FnMut(&'a [u8]) -> Result<(), String>,
+) -> Result<(), String> {
     fields(rest, |field, wt, _, p| {
         match (field, wt) {
-            (9, 2) => kv_tag_hash(p, f)?,
+            (9, 2) => f(p)?,
             (11, 2) => fields(p, |f2, w2, _, q| {
                 if (f2, w2) == (3, 2) {
-                    kv_tag_hash(q, f)?;
+                    f(q)?;
                 }
                 Ok(true)
             })?,
@@ -280,22 +285,23 @@ fn kv_parts(kv: &[u8]) -> Result<(&[u8], Option<&[u8]>), String> {
     Ok((key, value))
 }
 
-fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> {
+/// The [`tag_hash`] of an encoded `KeyValue`, with the value as the tag string a query
+/// compares (what [`proto_attrs_match`] accepts).
+pub(crate) fn kv_tag_hash(kv: &[u8]) -> Result<(u64, u64), String> {
     let (key, value) = kv_parts(kv)?;
     let Some(value) = value else {
-        f(tag_hash(key, b""));
-        return Ok(());
+        return Ok(tag_hash(key, b""));
     };
     let mut last: Option<(u64, u8, u64, &[u8])> = None;
     fields(value, |n, w, num, p| {
         last = Some((n, w, num, p));
         Ok(true)
     })?;
-    match last {
-        None => f(tag_hash(key, b"")),
-        Some((1, 2, _, p)) => f(tag_hash(key, p)),
-        Some((2, 0, num, _)) => f(tag_hash(key, if num != 0 { b"true" } else { b"false" })),
-        Some((3, 0, num, _)) => f(tag_hash(key, (num as i64).to_string().as_bytes())),
+    Ok(match last {
+        None => tag_hash(key, b""),
+        Some((1, 2, _, p)) => tag_hash(key, p),
+        Some((2, 0, num, _)) => tag_hash(key, if num != 0 { b"true" } else { b"false" }),
+        Some((3, 0, num, _)) => tag_hash(key, (num as i64).to_string().as_bytes()),
         Some(_) => {
             use prost::Message;
             let v = pc::AnyValue::decode(value).map_err(|_| BAD_BLOB.to_string())?;
@@ -303,10 +309,9 @@ fn kv_tag_hash(kv: &[u8], f: &mut impl FnMut((u64, u64))) -> Result<(), String> 
                 None => String::new(),
                 Some(_) => value_from_proto(&v).to_tag_string(),
             };
-            f(tag_hash(key, s.as_bytes()));
+            tag_hash(key, s.as_bytes())
         }
-    }
-    Ok(())
+    })
 }
 
 /// Reads a protobuf varint at `*pos`.
@@ -567,8 +572,9 @@ mod tests {
             ("span.kind", "server"),
         ];
         let mut hashes = std::collections::HashSet::new();
-        rest_tag_hashes(&blob, &mut |h| {
-            hashes.insert(h);
+        rest_tag_kvs(&blob, &mut |kv| {
+            hashes.insert(kv_tag_hash(kv)?);
+            Ok(())
         })
         .unwrap();
         for (k, v) in cases {
