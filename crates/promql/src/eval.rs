@@ -38,8 +38,19 @@ pub(crate) type Result<T> = std::result::Result<T, Error>;
 /// A native histogram sample's value, shared between the steps a lookback repeats it at.
 pub(crate) type H = Arc<FloatHistogram>;
 
-/// Selected series: labels, decoded float samples and histogram samples.
-pub(crate) type Selected = Vec<(Labels, Vec<(i64, f64)>, Vec<(i64, H)>)>;
+/// Selected series: labels, decoded float samples, histogram samples, and the start
+/// timestamps `(t, st)` of the samples that have one (empty for most series).
+pub(crate) type Selected = Vec<(Labels, Vec<(i64, f64)>, Vec<(i64, H)>, Vec<(i64, i64)>)>;
+
+/// What an instant selector outputs at each step: the sample's value, its timestamp (for
+/// `timestamp()`) or its start timestamp (for `start_timestamp()`, 0 when it has none),
+/// both in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pick {
+    Value,
+    Timestamp,
+    StartTimestamp,
+}
 
 /// One series inside the evaluator.
 ///
@@ -560,7 +571,9 @@ impl<'a> Ev<'a> {
                         .into(),
                 )),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(self.vector_selector(vs, r, false)?)),
+            Expr::VectorSelector(vs) => {
+                Ok(Val::Vector(self.vector_selector(vs, r, Pick::Value)?))
+            }
             Expr::MatrixSelector(ms) => self.matrix_selector(ms, r),
             Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, r)?)),
             Expr::Call(c) => crate::functions::call(self, c, r),
@@ -593,7 +606,7 @@ impl<'a> Ev<'a> {
         };
         let sel = self.select(&ms.vs, t - range - ext_lo + 1, t + ext_hi)?;
         let mut out = Vec::with_capacity(sel.len());
-        for (metric, pts, hs) in sel {
+        for (metric, pts, hs, _) in sel {
             let mut pts: Vec<(i64, f64)> = pts
                 .into_iter()
                 .filter(|p| !tsdb::is_stale_nan(p.1))
@@ -686,7 +699,8 @@ impl<'a> Ev<'a> {
                     let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
                     self.add_samples(pts.len() + weight)?;
                 }
-                out.push((s.labels, pts, hs));
+                let sts = s.start_timestamps().to_vec();
+                out.push((s.labels, pts, hs, sts));
             }
         }
         if sets.len() > 1 {
@@ -697,14 +711,10 @@ impl<'a> Ev<'a> {
     }
 
     /// An instant vector selector at every step, with the lookback window `(t - delta, t]`
-    /// and staleness markers ending a series. With `sample_ts` the value is the sample's own
-    /// timestamp in seconds (for `timestamp()`).
-    pub fn vector_selector(
-        &mut self,
-        vs: &VectorSelector,
-        r: Range,
-        sample_ts: bool,
-    ) -> Result<Vec<S>> {
+    /// and staleness markers ending a series. `pick` says whether a step gets the sample's
+    /// value or one of its timestamps.
+    pub fn vector_selector(&mut self, vs: &VectorSelector, r: Range, pick: Pick) -> Result<Vec<S>> {
+        let sample_ts = pick != Pick::Value;
         if self.ext && !sample_ts && crate::ext::mode(vs) == Some(crate::ext::Mode::Smoothed) {
             return crate::ext::smoothed_selector(self, vs, r);
         }
@@ -716,7 +726,12 @@ impl<'a> Ev<'a> {
         };
         let sel = self.select_counting(vs, lo - self.lookback + 1, hi, false)?;
         let mut out = Vec::with_capacity(sel.len());
-        for (metric, raw, rawh) in sel {
+        for (metric, raw, rawh, sts) in sel {
+            // The seconds a timestamp-picking step outputs for the sample at `t`.
+            let ts_value = |t: i64| match pick {
+                Pick::StartTimestamp => tsdb::stchunk::at(&sts, t) as f64 / 1000.0,
+                _ => t as f64 / 1000.0,
+            };
             let mut pts = Vec::new();
             let mut hs = Vec::new();
             let (mut i, mut j) = (0usize, 0usize);
@@ -738,7 +753,7 @@ impl<'a> Ev<'a> {
                             continue;
                         }
                         if sample_ts {
-                            pts.push((ts, *htt as f64 / 1000.0));
+                            pts.push((ts, ts_value(*htt)));
                         } else {
                             hs.push((ts, hv.clone()));
                         }
@@ -748,7 +763,7 @@ impl<'a> Ev<'a> {
                             continue;
                         }
                         if sample_ts {
-                            pts.push((ts, *htt as f64 / 1000.0));
+                            pts.push((ts, ts_value(*htt)));
                         } else {
                             hs.push((ts, hv.clone()));
                         }
@@ -757,7 +772,7 @@ impl<'a> Ev<'a> {
                         if t <= reft - self.lookback || tsdb::is_stale_nan(v) {
                             continue;
                         }
-                        pts.push((ts, if sample_ts { t as f64 / 1000.0 } else { v }));
+                        pts.push((ts, if sample_ts { ts_value(t) } else { v }));
                     }
                     (None, None) => {}
                 }

@@ -727,7 +727,7 @@ pub(crate) fn smoothed_selector(ev: &mut Ev<'_>, vs: &VectorSelector, r: Range) 
     let sel = ev.select(vs, lo - lb + 1, hi + lb)?;
     let mut pos: Option<String> = None;
     let mut out = Vec::with_capacity(sel.len());
-    for (metric, raw, rawh) in sel {
+    for (metric, raw, rawh, _) in sel {
         ev.check()?;
         let loaded = raw.len() + rawh.iter().map(|(_, h)| histogram_weight(h)).sum::<usize>();
         let raw: Vec<(i64, f64)> = raw

@@ -206,10 +206,31 @@ fn call_inner(ev: &mut Ev<'_>, c: &Call, r: Range) -> Result<Val> {
                     .collect(),
             ))
         }
+        "start_timestamp" => {
+            // Only a selector's samples carry start timestamps: of any other expression
+            // the result is empty, as in Prometheus.
+            let v = match unwrap_paren(args[0]) {
+                Expr::VectorSelector(vs) => {
+                    ev.vector_selector(vs, r, crate::eval::Pick::StartTimestamp)?
+                }
+                _ => {
+                    ev.vector_arg(args[0], r)?;
+                    Vec::new()
+                }
+            };
+            Ok(Val::Vector(
+                v.into_iter()
+                    .map(|mut s| {
+                        s.drop_name = true;
+                        s
+                    })
+                    .collect(),
+            ))
+        }
         "timestamp" => {
             let inner = unwrap_paren(args[0]);
             let v = if let Expr::VectorSelector(vs) = inner {
-                ev.vector_selector(vs, r, true)?
+                ev.vector_selector(vs, r, crate::eval::Pick::Timestamp)?
             } else {
                 let mut v = ev.vector_arg(args[0], r)?;
                 for s in &mut v {
@@ -468,6 +489,9 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
     // outputs so far (its `matrixIterSlice` and range-function loop); at the end only the
     // outputs stay counted.
     let original = ev.samples;
+    // Start timestamps of each series' samples: only a range selector's samples have them
+    // (a subquery's points do not, so it cuts their propagation, as in Prometheus).
+    let mut sts_of: Vec<Vec<(i64, i64)>> = Vec::new();
     let (series, range, off, at): (Vec<S>, i64, i64, Option<i64>) = match marg {
         Expr::MatrixSelector(ms) => {
             let range = duration_ms(&ms.range);
@@ -490,11 +514,14 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
             let sel = ev.select_counting(&ms.vs, lo - range - ext_lo + 1, hi + ext_hi, false)?;
             let series = sel
                 .into_iter()
-                .map(|(metric, pts, hs)| S {
-                    metric,
-                    drop_name: false,
-                    pts: pts.into_iter().filter(|p| is_nonstale(p.1)).collect(),
-                    hs: hs.into_iter().filter(|p| !p.1.is_stale()).collect(),
+                .map(|(metric, pts, hs, sts)| {
+                    sts_of.push(sts);
+                    S {
+                        metric,
+                        drop_name: false,
+                        pts: pts.into_iter().filter(|p| is_nonstale(p.1)).collect(),
+                        hs: hs.into_iter().filter(|p| !p.1.is_stale()).collect(),
+                    }
                 })
                 .collect();
             (series, range, off, at)
@@ -547,8 +574,10 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
     let mut notes: crate::histfn::Notes = Vec::new();
     let mut base = ev.samples;
     let mut outputs = 0usize;
-    for s in series {
+    for (si, s) in series.into_iter().enumerate() {
         ev.check()?;
+        let sts: &[(i64, i64)] = sts_of.get(si).map_or(&[], |v| v.as_slice());
+        let mut overlap_noted = false;
         let mut load = 0usize;
         let raw = &s.pts;
         let rawh = &s.hs;
@@ -591,6 +620,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                     pos: &pos,
                     range_start: reft - range,
                     range_end: reft,
+                    sts,
                 };
                 match crate::ext::window(name, m, w, hw, &c, range, &mut notes) {
                     crate::histfn::Out::F(v) => pts.push((ts, v)),
@@ -605,6 +635,7 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                     pos: &pos,
                     range_start: reft - range,
                     range_end: reft,
+                    sts,
                 };
                 match crate::histfn::window(name, w, hw, &c, &mut notes) {
                     crate::histfn::Out::F(v) => {
@@ -624,10 +655,15 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
             }
             let p = |i: usize| params.get(i).map(|p| p[step]).unwrap_or(f64::NAN);
             let v = match name {
-                "rate" => extrapolated(w, reft - range, reft, true, true),
-                "increase" => extrapolated(w, reft - range, reft, true, false),
+                "rate" | "increase" => {
+                    if !overlap_noted && st_overlaps(w, sts) {
+                        overlap_noted = true;
+                        notes.push((true, st_overlap_warning(&s.metric, &pos)));
+                    }
+                    extrapolated_st(w, sts, reft - range, reft, true, name == "rate")
+                }
                 "delta" => extrapolated(w, reft - range, reft, false, false),
-                "irate" | "idelta" => instant_value(w, name == "irate"),
+                "irate" | "idelta" => instant_value(w, sts, name == "irate"),
                 "deriv" => {
                     if w.len() < 2 {
                         None
@@ -653,7 +689,19 @@ fn range_fn(ev: &mut Ev<'_>, name: &str, args: &[&Expr], r: Range) -> Result<Val
                     }
                     Some(n)
                 }
-                "resets" => Some(w.windows(2).filter(|x| x[1].1 < x[0].1).count() as f64),
+                "resets" => Some(
+                    w.windows(2)
+                        .filter(|x| {
+                            x[1].1 < x[0].1
+                                || is_st_reset(
+                                    tsdb::stchunk::at(sts, x[0].0),
+                                    x[0].0,
+                                    tsdb::stchunk::at(sts, x[1].0),
+                                    x[1].0,
+                                )
+                        })
+                        .count() as f64,
+                ),
                 "avg_over_time" => Some(avg_over_time(w)),
                 "sum_over_time" => {
                     let (mut sum, mut c) = (0.0, 0.0);
@@ -863,40 +911,101 @@ pub(crate) fn extrapolated(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    if is_counter {
+        return extrapolated_st(w, &[], range_start, range_end, true, is_rate);
+    }
     if w.len() < 2 {
         return None;
     }
     let n1 = w.len() - 1;
-    let (first_t, last_t) = (w[0].0, w[n1].0);
-    let mut result = w[n1].1 - w[0].1;
+    let result = w[n1].1 - w[0].1;
+    let e = extrapolation(
+        w[0].0,
+        w[n1].0,
+        n1,
+        range_start,
+        range_end,
+        false,
+        is_rate,
+        w[0].1,
+        result,
+        0,
+    )?;
+    Some(result * e.factor)
+}
+
+/// `rate`/`increase` of a counter window whose samples may have start timestamps `sts`
+/// (`(t, st)` sorted by time, absent meaning none): a start timestamp after the previous
+/// sample is a counter reset even when the value went up, and the first sample's start
+/// timestamp inside the window stands for a zero at that time instead of extrapolating to
+/// the left, which also gives a single sample a rate.
+pub(crate) fn extrapolated_st(
+    w: &[(i64, f64)],
+    sts: &[(i64, i64)],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    let (first, last) = (*w.first()?, *w.last()?);
+    let n1 = w.len() - 1;
+    let mut result = last.1 - first.1;
     if is_counter {
-        let mut prev = w[0].1;
-        for &(_, v) in &w[1..] {
-            if v < prev {
-                result += prev;
+        for x in w.windows(2) {
+            let (prev, cur) = (x[0], x[1]);
+            if cur.1 < prev.1
+                || (!sts.is_empty()
+                    && is_st_reset(
+                        tsdb::stchunk::at(sts, prev.0),
+                        prev.0,
+                        tsdb::stchunk::at(sts, cur.0),
+                        cur.0,
+                    ))
+            {
+                result += prev.1;
             }
-            prev = v;
         }
     }
-    let factor = extrapolation_factor(
-        first_t,
-        last_t,
+    let st0 = if is_counter {
+        tsdb::stchunk::at(sts, first.0)
+    } else {
+        0
+    };
+    let e = extrapolation(
+        first.0,
+        last.0,
         n1,
         range_start,
         range_end,
         is_counter,
         is_rate,
-        w[0].1,
+        first.1,
         result,
-    );
-    Some(result * factor)
+        st0,
+    )?;
+    if e.from_start {
+        result += first.1;
+    }
+    Some(result * e.factor)
+}
+
+/// How `rate`/`increase`/`delta` scale a window's sampled change: `factor`, after adding
+/// the first sample's value when `from_start` (the change is counted from a zero at the
+/// first sample's start timestamp).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Extrapolation {
+    pub factor: f64,
+    pub from_start: bool,
 }
 
 /// The factor `rate`/`increase`/`delta` scale the sampled change by: extrapolation to the
 /// window's edges (at most half an average interval past the samples, not below zero for
 /// counters, judged by the first value and the change), divided by the window for `rate`.
+/// A counter whose first sample has a start timestamp `st0` inside the window is counted
+/// from a zero there instead of extrapolated to the left (Prometheus 3); without one, a
+/// single sample (`n1 == 0`) has no rate (`None`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn extrapolation_factor(
+pub(crate) fn extrapolation(
     first_t: i64,
     last_t: i64,
     n1: usize,
@@ -906,40 +1015,98 @@ pub(crate) fn extrapolation_factor(
     is_rate: bool,
     first_value: f64,
     result: f64,
-) -> f64 {
+    st0: i64,
+) -> Option<Extrapolation> {
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
-    let avg = sampled / n1 as f64;
+    let mut sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg = if n1 > 0 { sampled / n1 as f64 } else { 0.0 };
     let threshold = avg * 1.1;
-    if to_start >= threshold {
-        to_start = avg / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result > 0.0 && first_value >= 0.0 {
-            to_zero = sampled * (first_value / result);
+    // The window's start is exclusive: a start timestamp exactly there lies outside.
+    let from_start = is_counter && st0 != 0 && st0 > range_start && st0 < first_t;
+    if from_start {
+        to_start = 0.0;
+        sampled = (last_t - st0) as f64 / 1000.0;
+    } else if n1 == 0 {
+        return None;
+    } else {
+        if to_start >= threshold {
+            to_start = avg / 2.0;
         }
-        if to_zero < to_start {
-            to_start = to_zero;
+        if is_counter {
+            let mut to_zero = to_start;
+            if result > 0.0 && first_value >= 0.0 {
+                to_zero = sampled * (first_value / result);
+            }
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
         }
     }
     if to_end >= threshold {
         to_end = avg / 2.0;
     }
-    let mut factor = (sampled + to_start + to_end) / sampled;
+    let mut factor = if sampled != 0.0 {
+        (sampled + to_start + to_end) / sampled
+    } else {
+        1.0
+    };
     if is_rate {
         factor /= (range_end - range_start) as f64 / 1000.0;
     }
-    factor
+    Some(Extrapolation { factor, from_start })
 }
 
-fn instant_value(w: &[(i64, f64)], is_rate: bool) -> Option<f64> {
+/// Whether start timestamps say the counter reset between the previous sample (`prev_st`,
+/// `prev_t`) and the current one (`cur_st`, `cur_t`); 0 means no start timestamp
+/// (Prometheus's `isStartTimestampReset`). A start timestamp pointing exactly at the
+/// previous sample is a reset for a delta series (whose previous sample had a start of its
+/// own) but not for a cumulative one with an unknown start (OTel's `ST == T`).
+pub(crate) fn is_st_reset(prev_st: i64, prev_t: i64, cur_st: i64, cur_t: i64) -> bool {
+    if cur_st == 0 || cur_st >= cur_t {
+        // None, OTel's unknown start (ST == T), or invalid (after its sample).
+        return false;
+    }
+    if cur_st != prev_t {
+        return cur_st > prev_t;
+    }
+    // An invalid previous start (after its sample) counts as unknown.
+    prev_st != 0 && prev_st != prev_t && prev_st <= prev_t
+}
+
+/// Whether some sample of the window starts before the previous sample's time without
+/// sharing its start: overlapping intervals, neither a cumulative nor a delta series
+/// (Prometheus's `checkStartTimeOverlap`).
+pub(crate) fn st_overlaps(w: &[(i64, f64)], sts: &[(i64, i64)]) -> bool {
+    !sts.is_empty()
+        && w.windows(2).any(|x| {
+            let prev_st = tsdb::stchunk::at(sts, x[0].0);
+            let cur_st = tsdb::stchunk::at(sts, x[1].0);
+            cur_st != 0 && cur_st < x[0].0 && cur_st != prev_st
+        })
+}
+
+/// Prometheus's warning for [`st_overlaps`].
+pub(crate) fn st_overlap_warning(metric: &Labels, pos: &str) -> String {
+    format!(
+        "PromQL warning: sample has start time that overlaps with previous sample timestamp for metric {} ({pos})",
+        crate::eval::go_quote(metric.get(METRIC_NAME).unwrap_or(""))
+    )
+}
+
+fn instant_value(w: &[(i64, f64)], sts: &[(i64, i64)], is_rate: bool) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
     let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
-    let mut v = if is_rate && last.1 < prev.1 {
+    let reset = last.1 < prev.1
+        || is_st_reset(
+            tsdb::stchunk::at(sts, prev.0),
+            prev.0,
+            tsdb::stchunk::at(sts, last.0),
+            last.0,
+        );
+    let mut v = if is_rate && reset {
         last.1
     } else {
         last.1 - prev.1
@@ -1654,6 +1821,32 @@ mod tests {
         let inc = extrapolated(&w, -60_000, 60_000, true, false).unwrap();
         assert!(inc > 1.0);
         assert_eq!(extrapolated(&[(0, 1.0)], -1, 0, true, true), None);
+    }
+
+    /// Start timestamps tell a delta series (each sample starts at the previous one) from a
+    /// cumulative one whose start is unknown (OTel's `ST == T`, then `ST == previous T`).
+    #[test]
+    fn start_timestamp_resets_tell_deltas_from_unknown_starts() {
+        // Cumulative with a known start: no reset while the start stays.
+        assert!(!is_st_reset(10, 60, 10, 120));
+        // A start after the previous sample: reset.
+        assert!(is_st_reset(10, 60, 61, 120));
+        // Delta: the start is the previous sample's time, which had a start of its own.
+        assert!(is_st_reset(1, 60, 60, 120));
+        // Cumulative with unknown start: the previous sample had none, or ST == T.
+        assert!(!is_st_reset(0, 60, 60, 120));
+        assert!(!is_st_reset(60, 60, 60, 120));
+        // Invalid starts are never resets.
+        assert!(!is_st_reset(61, 60, 60, 120));
+        assert!(!is_st_reset(0, 60, 121, 120));
+        // A single sample whose start lies inside the window has a rate: from a zero there.
+        let sts = [(120_000, 60_000)];
+        let inc = extrapolated_st(&[(120_000, 60.0)], &sts, -120_000, 180_000, true, false);
+        assert_eq!(inc, Some(60.0));
+        assert_eq!(
+            extrapolated_st(&[(120_000, 60.0)], &[], -120_000, 180_000, true, false),
+            None
+        );
     }
 
     #[test]

@@ -91,6 +91,23 @@ pub(crate) struct Win<'a> {
     pub pos: &'a str,
     pub range_start: i64,
     pub range_end: i64,
+    /// Start timestamps `(t, st)` of the series' samples that have one (empty when none do,
+    /// or when the samples come from a subquery).
+    pub sts: &'a [(i64, i64)],
+}
+
+impl Win<'_> {
+    /// Whether start timestamps say the counter reset between the samples at `prev_t` and
+    /// `cur_t`.
+    fn st_reset(&self, prev_t: i64, cur_t: i64) -> bool {
+        !self.sts.is_empty()
+            && crate::functions::is_st_reset(
+                tsdb::stchunk::at(self.sts, prev_t),
+                prev_t,
+                tsdb::stchunk::at(self.sts, cur_t),
+                cur_t,
+            )
+    }
 }
 
 /// Annotations collected while evaluating a window: `(is_warning, message)`.
@@ -143,15 +160,32 @@ pub(crate) fn window(
                 warn(notes, mixed_floats_histograms(c.metric));
                 return Out::None;
             }
-            if hw.len() < 2 {
+            let counter = name != "delta";
+            let first = &hw[0].1;
+            let st0 = if counter {
+                tsdb::stchunk::at(c.sts, hw[0].0)
+            } else {
+                0
+            };
+            // One histogram has a rate only when its start timestamp lies in the window.
+            if hw.len() < 2 && !(st0 != 0 && st0 > c.range_start && st0 < hw[0].0) {
                 return Out::None;
             }
-            let counter = name != "delta";
-            let Some(mut h) = histogram_rate(hw, counter, c, notes) else {
-                return Out::None;
+            if counter && c.sts.len() > 1 {
+                let ts: Vec<(i64, f64)> = hw.iter().map(|(t, _)| (*t, 0.0)).collect();
+                if crate::functions::st_overlaps(&ts, c.sts) {
+                    notes.push((true, st_overlap(c)));
+                }
+            }
+            let mut h = if hw.len() >= 2 {
+                match histogram_rate(hw, counter, c, notes) {
+                    Some(h) => Some(h),
+                    None => return Out::None,
+                }
+            } else {
+                None
             };
-            let first = &hw[0].1;
-            let factor = crate::functions::extrapolation_factor(
+            let Some(e) = crate::functions::extrapolation(
                 hw[0].0,
                 hw[hw.len() - 1].0,
                 hw.len() - 1,
@@ -160,9 +194,30 @@ pub(crate) fn window(
                 counter,
                 name == "rate",
                 first.count,
-                h.count,
-            );
-            h.mul(factor);
+                h.as_ref().map_or(0.0, |h| h.count),
+                st0,
+            ) else {
+                return Out::None;
+            };
+            if e.from_start {
+                // Counted from a zero at the first histogram's start.
+                match &mut h {
+                    Some(h) => {
+                        if !combine_noting(h, first, false, c, notes) {
+                            return Out::None;
+                        }
+                    }
+                    None => {
+                        let mut f = (**first).clone();
+                        f.counter_reset_hint = CounterResetHint::Gauge;
+                        h = Some(f);
+                    }
+                }
+            }
+            let Some(mut h) = h else {
+                return Out::None;
+            };
+            h.mul(e.factor);
             Out::H(Arc::new(h))
         }
         "irate" | "idelta" => {
@@ -197,7 +252,10 @@ pub(crate) fn window(
                 {
                     warn(notes, not_counter(c.metric));
                 }
-                if !lh.detect_reset(ph) && !combine_noting(&mut res, ph, true, c, notes) {
+                if !c.st_reset(prev.0, last.0)
+                    && !lh.detect_reset(ph)
+                    && !combine_noting(&mut res, ph, true, c, notes)
+                {
                     return Out::None;
                 }
             } else {
@@ -291,8 +349,8 @@ pub(crate) fn window(
             let mut n = 0.0;
             for p in merged.windows(2) {
                 let reset = match (&p[0].1, &p[1].1) {
-                    (V::F(a), V::F(b)) => b < a,
-                    (V::H(a), V::H(b)) => b.detect_reset(a),
+                    (V::F(a), V::F(b)) => b < a || c.st_reset(p[0].0, p[1].0),
+                    (V::H(a), V::H(b)) => c.st_reset(p[0].0, p[1].0) || b.detect_reset(a),
                     _ => true,
                 };
                 if reset {
@@ -374,7 +432,7 @@ fn histogram_rate(
     }
     if counter && hw.len() > 1 {
         let second = &hw[1].1;
-        if second.detect_reset(&prev) {
+        if c.st_reset(hw[0].0, hw[1].0) || second.detect_reset(&prev) {
             prev = FloatHistogram {
                 schema: second.schema,
                 custom_values: second.custom_values.clone(),
@@ -407,11 +465,15 @@ fn histogram_rate(
     }
     if counter {
         let mut p: &FloatHistogram = &prev;
-        for (_, cur) in &hw[1..] {
-            if cur.detect_reset(p) && !combine_noting(&mut h, p, false, c, notes) {
+        let mut prev_t = hw[0].0;
+        for (t, cur) in &hw[1..] {
+            if (c.st_reset(prev_t, *t) || cur.detect_reset(p))
+                && !combine_noting(&mut h, p, false, c, notes)
+            {
                 return None;
             }
             p = cur;
+            prev_t = *t;
         }
     } else if hw[0].1.counter_reset_hint != CounterResetHint::Gauge
         || last.counter_reset_hint != CounterResetHint::Gauge
@@ -421,6 +483,15 @@ fn histogram_rate(
     h.counter_reset_hint = CounterResetHint::Gauge;
     h.compact();
     Some(h)
+}
+
+/// The start-timestamp overlap warning for the window's series.
+fn st_overlap(c: &Win<'_>) -> String {
+    format!(
+        "PromQL warning: sample has start time that overlaps with previous sample timestamp for metric {} ({})",
+        crate::eval::go_quote(c.metric),
+        c.pos
+    )
 }
 
 /// `histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,

@@ -22,6 +22,10 @@ use crate::eval::{go_quote, labels_from};
 use crate::json::format_float;
 use crate::{Engine, EngineOptions, QueryResult, Value};
 
+/// Start-timestamp offsets of loaded series (`name{..}@st` lines): per series, sample
+/// time to the offset of its start timestamp from that time.
+type StOffsets = BTreeMap<Labels, BTreeMap<i64, i64>>;
+
 /// The outcome of one script.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -495,6 +499,7 @@ pub fn run_script(file: &str, text: &str) -> Report {
     let engine = Engine::new(EngineOptions::default());
     let mut report = Report::default();
     let mut data: BTreeMap<Labels, BTreeMap<i64, Point>> = BTreeMap::new();
+    let mut sts = StOffsets::new();
     let mut querier: Option<VecQuerier> = None;
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -524,6 +529,7 @@ pub fn run_script(file: &str, text: &str) -> Report {
         }
         if line == "clear" {
             data.clear();
+            sts.clear();
             querier = None;
             continue;
         }
@@ -533,7 +539,7 @@ pub fn run_script(file: &str, text: &str) -> Report {
         {
             let end = body_end(i);
             let nhcb = line.starts_with("load_with_nhcb ");
-            for (k, err) in load_into(&mut data, rest, &lines[i..end], nhcb) {
+            for (k, err) in load_into(&mut data, &mut sts, rest, &lines[i..end], nhcb) {
                 report
                     .failures
                     .push(format!("{file}:{}: bad load line: {err}", i + k + 1));
@@ -546,7 +552,7 @@ pub fn run_script(file: &str, text: &str) -> Report {
             let end = body_end(i);
             let body = &lines[i..end];
             i = end;
-            let q = querier.get_or_insert_with(|| querier_of(&data));
+            let q = querier.get_or_insert_with(|| querier_of(&data, &sts));
             match run_eval(&engine, q, line, body) {
                 Ok(()) => report.passed += 1,
                 Err(e) => report
@@ -567,19 +573,22 @@ pub fn run_script(file: &str, text: &str) -> Report {
 /// Prometheus's notation outside a script.
 pub fn load(interval: &str, lines: &str) -> Result<VecQuerier, String> {
     let mut data = BTreeMap::new();
+    let mut sts = StOffsets::new();
     let lines: Vec<&str> = lines.lines().collect();
-    if let Some((k, err)) = load_into(&mut data, interval, &lines, false)
+    if let Some((k, err)) = load_into(&mut data, &mut sts, interval, &lines, false)
         .into_iter()
         .next()
     {
         return Err(format!("line {}: {err}", k + 1));
     }
-    Ok(querier_of(&data))
+    Ok(querier_of(&data, &sts))
 }
 
-/// Adds a load block's series to `data`; returns the bad lines (index, error).
+/// Adds a load block's series to `data` and its `@st` lines to `sts`; returns the bad
+/// lines (index, error).
 fn load_into(
     data: &mut BTreeMap<Labels, BTreeMap<i64, Point>>,
+    sts: &mut StOffsets,
     interval: &str,
     lines: &[&str],
     nhcb: bool,
@@ -591,6 +600,22 @@ fn load_into(
         let t = l.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
+        }
+        match parse_st_line(t) {
+            Ok(Some((ls, offsets))) => {
+                let e = sts.entry(ls).or_default();
+                for (n, o) in offsets.into_iter().enumerate() {
+                    if let Some(o) = o {
+                        e.insert(n as i64 * interval, o);
+                    }
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                bad.push((k, err));
+                continue;
+            }
         }
         match parse_series_desc(t).and_then(|(ls, r)| Ok((ls, expand_points(r)?))) {
             Ok((ls, pts)) => {
@@ -611,15 +636,95 @@ fn load_into(
     bad
 }
 
-fn querier_of(data: &BTreeMap<Labels, BTreeMap<i64, Point>>) -> VecQuerier {
+fn querier_of(data: &BTreeMap<Labels, BTreeMap<i64, Point>>, sts: &StOffsets) -> VecQuerier {
     VecQuerier::new(
         data.iter()
             .map(|(l, s)| {
                 let (floats, hists) = stored_samples(s);
-                tsdb::Series::from_samples_and_histograms(l.clone(), floats, hists)
+                let series = tsdb::Series::from_samples_and_histograms(l.clone(), floats, hists);
+                match sts.get(l) {
+                    // A start timestamp is relative to its own sample's time.
+                    Some(offsets) => series.with_start_timestamps(
+                        offsets
+                            .iter()
+                            .filter(|(t, _)| s.contains_key(t))
+                            .map(|(&t, &o)| (t, t.saturating_add(o)))
+                            .collect(),
+                    ),
+                    None => series,
+                }
             })
             .collect(),
     )
+}
+
+/// A `name{labels}@st <offsets>` line: the series and, per sample position, the offset of
+/// its start timestamp from the sample's time (`None` for `_`). `Ok(None)` when the line is
+/// an ordinary series line.
+#[allow(clippy::type_complexity)]
+fn parse_st_line(t: &str) -> Result<Option<(Labels, Vec<Option<i64>>)>, String> {
+    let (ls, rest) = parse_series_desc(t)?;
+    let (ls, rest) = if let Some(r) = rest.strip_prefix("@st") {
+        (ls, r)
+    } else if let Some(name) = ls.get("__name__").and_then(|n| n.strip_suffix("@st")) {
+        // `series@st` without braces: the name ran up to the whitespace.
+        let mut pairs = crate::eval::to_pairs(&ls);
+        for p in &mut pairs {
+            if p.name == "__name__" {
+                p.value = name.to_string();
+            }
+        }
+        (labels_from(pairs), rest)
+    } else {
+        return Ok(None);
+    };
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return Err(format!("bad start timestamp line {t:?}"));
+    }
+    let mut out = Vec::new();
+    for tok in rest.split_whitespace() {
+        if tok == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| format!("bad repetition {tok:?}"))?;
+            if n > 1_000_000 {
+                return Err(format!("repetition too large in {tok:?}"));
+            }
+            out.extend(std::iter::repeat_n(None, n));
+            continue;
+        }
+        let (head, n) = match tok.rfind('x') {
+            Some(xi) => (
+                &tok[..xi],
+                tok[xi + 1..]
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad repetition {tok:?}"))?,
+            ),
+            None => (tok, 0),
+        };
+        if n > 1_000_000 {
+            return Err(format!("repetition too large in {tok:?}"));
+        }
+        // `a`, `a+b` or `a-b`: a signed start offset and a signed increment.
+        let b = head.as_bytes();
+        let split = (1..b.len()).find(|&i| b[i] == b'+' || b[i] == b'-');
+        let offset = |s: &str| {
+            parse_duration(s.strip_prefix('+').unwrap_or(s))
+                .ok_or_else(|| format!("bad start timestamp offset {tok:?}"))
+        };
+        let (a, inc) = match split {
+            Some(i) => (offset(&head[..i])?, offset(&head[i..])?),
+            None => (offset(head)?, 0),
+        };
+        let mut v = a;
+        for _ in 0..=n {
+            out.push(Some(v));
+            v = v.saturating_add(inc);
+        }
+    }
+    Ok(Some((ls, out)))
 }
 
 /// `load_with_nhcb`: each classic histogram among the just-loaded series (`<name>_bucket`

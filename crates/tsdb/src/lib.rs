@@ -44,6 +44,7 @@ pub mod histchunk;
 pub mod index;
 pub mod packed;
 pub mod querier;
+pub mod stchunk;
 
 pub use db::{
     AppendReport, AppendValue, MaintenanceReport, SampleRejection, SampleValue, Tsdb, TsdbConfig,

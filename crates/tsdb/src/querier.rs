@@ -29,6 +29,9 @@ pub struct Series {
     /// Native histogram samples, sorted by time. A series holds one sample per timestamp,
     /// float or histogram; none of these shares a timestamp with a float sample.
     histograms: Vec<(i64, Arc<FloatHistogram>)>,
+    /// Start timestamps `(t, st)` of the samples that have one, sorted by time (see
+    /// [`crate::stchunk`]); empty for the many series without any.
+    sts: Vec<(i64, i64)>,
     start: i64,
     end: i64,
 }
@@ -44,6 +47,7 @@ impl Series {
             chunks: Vec::new(),
             extra: samples,
             histograms: Vec::new(),
+            sts: Vec::new(),
             start: i64::MIN,
             end: i64::MAX,
         }
@@ -68,10 +72,29 @@ impl Series {
         s
     }
 
-    /// A series from its chunks in time order (float and histogram chunks mixed, told apart
-    /// by their encoding byte) and out-of-order float samples. Histogram chunks are decoded
-    /// here, keeping the samples in `[start, end]`; one that does not decode is skipped with a
-    /// warning (block chunks are CRC-checked before they get here).
+    /// Gives the series start timestamps `(t, st)` for its samples (sorted here; entries
+    /// with `st == 0`, meaning none, are dropped; the first of a duplicated time is kept).
+    pub fn with_start_timestamps(mut self, mut sts: Vec<(i64, i64)>) -> Series {
+        sts.retain(|e| e.1 != 0);
+        sts.sort_by_key(|e| e.0);
+        sts.dedup_by_key(|e| e.0);
+        self.sts = sts;
+        self
+    }
+
+    /// The start timestamps `(t, st)` of the samples in the selected range that have one,
+    /// oldest first; a sample missing here has none (Prometheus's 0).
+    pub fn start_timestamps(&self) -> &[(i64, i64)] {
+        let from = self.sts.partition_point(|e| e.0 < self.start);
+        let to = self.sts.partition_point(|e| e.0 <= self.end);
+        &self.sts[from..to.max(from)]
+    }
+
+    /// A series from its chunks in time order (float, histogram and start-timestamp chunks
+    /// mixed, told apart by their encoding byte) and out-of-order float samples. Histogram
+    /// and start-timestamp chunks are decoded here, keeping the entries in `[start, end]`;
+    /// one that does not decode is skipped with a warning (block chunks are CRC-checked
+    /// before they get here).
     pub(crate) fn from_parts(
         labels: Labels,
         mut chunks: Vec<Arc<[u8]>>,
@@ -79,6 +102,23 @@ impl Series {
         start: i64,
         end: i64,
     ) -> Series {
+        let mut sts: Vec<(i64, i64)> = Vec::new();
+        if chunks.iter().any(|c| crate::stchunk::is_st(c)) {
+            chunks.retain(|c| {
+                if !crate::stchunk::is_st(c) {
+                    return true;
+                }
+                match crate::stchunk::decode(c) {
+                    Ok(es) => sts.extend(es.into_iter().filter(|e| e.0 >= start && e.0 <= end)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping a damaged start timestamp chunk")
+                    }
+                }
+                false
+            });
+            sts.sort_by_key(|e| e.0);
+            sts.dedup_by_key(|e| e.0);
+        }
         let mut histograms = Vec::new();
         if chunks.iter().any(|c| c.first() == Some(&ENC_HIST)) {
             chunks.retain(|c| {
@@ -101,6 +141,7 @@ impl Series {
             chunks,
             extra,
             histograms,
+            sts,
             start,
             end,
         }
@@ -137,6 +178,11 @@ impl Series {
             self.histograms.extend(other.histograms);
             self.histograms.sort_by_key(|h| h.0);
             self.histograms.dedup_by_key(|h| h.0);
+        }
+        if !other.sts.is_empty() {
+            self.sts.extend(other.sts);
+            self.sts.sort_by_key(|e| e.0);
+            self.sts.dedup_by_key(|e| e.0);
         }
         self.start = self.start.min(other.start);
         self.end = self.end.max(other.end);
