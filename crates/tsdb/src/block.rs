@@ -2,12 +2,13 @@
 //!
 //! Layout of `blocks/<mint>-<maxt>.block` (integers little-endian, varints LEB128):
 //! ```text
-//! magic "LKTSDB03" (format 3)
+//! magic "LKTSDB04" (format 4)
 //! chunk data: the chunks of every series, series by series, in time order (by first
 //!   sample); a float chunk holds up to BLOCK_CHUNK_SAMPLES samples, packed (`packed.rs`) or
 //!   XOR, whichever is smaller; a native histogram chunk (`histchunk.rs`) up to
-//!   SAMPLES_PER_CHUNK histograms or about BLOCK_HIST_CHUNK_BYTES; the first byte of a chunk
-//!   says which
+//!   SAMPLES_PER_CHUNK histograms or about BLOCK_HIST_CHUNK_BYTES; a start-timestamp chunk
+//!   (`stchunk.rs`) up to MAX_ST_ENTRIES start timestamps of the series' samples; the first
+//!   byte of a chunk says which
 //! index:
 //!   symbols: uvarint count, then every label name and value once, sorted, as strings
 //!   uvarint series count; per series (sorted by labels): uvarint label count, per label
@@ -29,6 +30,7 @@
 //! that says to delete them. Format 3 differs from format 2 only in that its chunks may be
 //! histogram chunks: format-2 blocks are read as they are, and the new magic makes a version
 //! without histograms refuse a format-3 block at open instead of failing on its chunks.
+//! Format 4 likewise adds start-timestamp chunks; formats 2 and 3 are read as they are.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -47,9 +49,12 @@ use crate::index::{Matcher, Postings, SeriesRef};
 use crate::labels::Label;
 use crate::packed;
 use crate::querier::Series;
+use crate::stchunk;
 use crate::{Labels, TsdbError};
 
-const MAGIC: &[u8; 8] = b"LKTSDB03";
+const MAGIC: &[u8; 8] = b"LKTSDB04";
+/// Magic of format 3 (float and histogram chunks, no start timestamps), still read.
+const MAGIC_V3: &[u8; 8] = b"LKTSDB03";
 /// Magic of format 2 (float chunks only), still read.
 const MAGIC_V2: &[u8; 8] = b"LKTSDB02";
 /// Most bytes in one block histogram chunk before the next begins (the index allows 1 MiB).
@@ -168,13 +173,40 @@ fn is_hist(c: &ClosedChunk) -> bool {
     c.bytes.first() == Some(&histchunk::ENC_HIST)
 }
 
+/// A series' start-timestamp chunks merged (sorted, the first of a time kept) and cut
+/// again into block-sized chunks. A chunk that does not decode is an error, as for floats.
+fn rechunk_sts(chunks: &[ClosedChunk]) -> Result<Vec<ClosedChunk>, TsdbError> {
+    let mut all: Vec<(i64, i64)> = Vec::new();
+    for c in chunks.iter().filter(|c| stchunk::is_st(&c.bytes)) {
+        all.extend(stchunk::decode(&c.bytes).map_err(|e| TsdbError::Corrupt {
+            what: "start timestamp chunk".to_string(),
+            reason: format!("chunk of [{}, {}] does not decode: {e}", c.min_t, c.max_t),
+        })?);
+    }
+    if !all.windows(2).all(|p| p[0].0 < p[1].0) {
+        all.sort_by_key(|s| s.0);
+        all.dedup_by_key(|s| s.0);
+    }
+    Ok(stchunk::encode_chunks(&all)
+        .into_iter()
+        .map(|(min_t, max_t, bytes)| ClosedChunk {
+            bytes: bytes.into(),
+            min_t,
+            max_t,
+        })
+        .collect())
+}
+
 /// A series' float samples from its float chunks and out-of-order samples, in time order;
 /// the in-order sample wins a tie. A chunk that does not decode whole is an error, so a
 /// block is never written (or compacted) with a silent hole.
 fn merge_samples(chunks: &[ClosedChunk], ooo: &[(i64, f64)]) -> Result<Vec<(i64, f64)>, TsdbError> {
     let mut all: Vec<(i64, f64)> =
         Vec::with_capacity(chunks.iter().map(|c| chunk_len(&c.bytes)).sum::<usize>() + ooo.len());
-    for c in chunks.iter().filter(|c| !is_hist(c)) {
+    for c in chunks
+        .iter()
+        .filter(|c| !is_hist(c) && !stchunk::is_st(&c.bytes))
+    {
         let mut it = ChunkIter::new(&c.bytes);
         all.extend(it.by_ref());
         if it.is_corrupt() {
@@ -209,9 +241,11 @@ pub fn write_block(
     let mut kept: Vec<(Labels, Vec<ClosedChunk>)> = Vec::with_capacity(series.len());
     for (labels, chunks, ooo) in series {
         let hists = rechunk_histograms(&chunks)?;
+        let sts = rechunk_sts(&chunks)?;
         let mut chunks = rechunk(&merge_samples(&chunks, &ooo)?);
-        if !hists.is_empty() {
+        if !hists.is_empty() || !sts.is_empty() {
             chunks.extend(hists);
+            chunks.extend(sts);
             chunks.sort_by_key(|c| c.min_t);
         }
         if !chunks.is_empty() {
@@ -297,7 +331,7 @@ impl Block {
                         .to_string(),
             });
         }
-        if &magic != MAGIC && &magic != MAGIC_V2 {
+        if &magic != MAGIC && &magic != MAGIC_V3 && &magic != MAGIC_V2 {
             return Err(corrupt("not a block file (bad magic)"));
         }
         let mut footer = [0u8; FOOTER_LEN as usize];

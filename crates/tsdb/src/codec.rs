@@ -17,6 +17,12 @@
 //! accepted). Float-only batches stay version 3, readable by versions before histograms.
 //! Checkpoint records hold histogram chunks beside float chunks, told apart by their
 //! encoding byte.
+//!
+//! Start timestamps ([`crate::stchunk`]): a batch where any sample has one is written as
+//! version `6`, version 5 with a uvarint after each value: 0 for none, else
+//! `zigzag(t - st) + 1`. Batches without stay version 3 or 5, readable by older versions.
+//! A checkpoint holds a series' start-timestamp chunk before its sample chunks; decoding
+//! attaches each start timestamp to the sample at its time.
 
 use std::sync::Arc;
 
@@ -37,6 +43,9 @@ pub const WAL_CHECKPOINT_SAMPLES: u8 = 4;
 
 /// Version byte of live records that carry native histograms too.
 pub const WAL_RECORD_V5: u8 = 5;
+
+/// Version byte of live records whose samples may carry start timestamps.
+pub const WAL_RECORD_V6: u8 = 6;
 
 /// The value tag of version 5 meaning "a histogram follows": `zigzag(1) << 4 | 15`, a
 /// pattern the raw-value tag (exactly 15) never takes.
@@ -209,6 +218,9 @@ pub struct WalRecord {
     pub defs: Vec<(u64, Labels)>,
     /// Its samples (WAL id, timestamp, value), in the order they were accepted.
     pub samples: Vec<(u64, i64, WalValue)>,
+    /// The samples' start timestamps (0 for none), one per sample, or empty when none has
+    /// one.
+    pub sts: Vec<i64>,
     /// Whether it is a checkpoint of head samples (replayed before every live record).
     pub checkpoint: bool,
 }
@@ -266,6 +278,7 @@ pub fn encode_record(defs: &[(u64, &Labels)], samples: &[WalSample]) -> Vec<u8> 
         samples.len(),
         false,
         samples.iter().map(|&(id, t, v)| (id, t, Value::Float(v))),
+        &[],
     )
 }
 
@@ -273,7 +286,23 @@ pub fn encode_record(defs: &[(u64, &Labels)], samples: &[WalSample]) -> Vec<u8> 
 /// all are floats, else version 5 (see the module docs).
 pub fn encode_record_values(defs: &[(u64, &Labels)], samples: &[(u64, i64, Value<'_>)]) -> Vec<u8> {
     let hists = samples.iter().any(|s| matches!(s.2, Value::Histogram(_)));
-    encode(defs, samples.len(), hists, samples.iter().copied())
+    encode(defs, samples.len(), hists, samples.iter().copied(), &[])
+}
+
+/// [`encode_record_values`] for samples with start timestamps `sts` (one per sample, 0 for
+/// none): version 6 when any is set.
+pub fn encode_record_values_st(
+    defs: &[(u64, &Labels)],
+    samples: &[(u64, i64, Value<'_>)],
+    sts: &[i64],
+) -> Vec<u8> {
+    let hists = samples.iter().any(|s| matches!(s.2, Value::Histogram(_)));
+    let sts = if sts.len() == samples.len() && sts.iter().any(|&st| st != 0) {
+        sts
+    } else {
+        &[]
+    };
+    encode(defs, samples.len(), hists, samples.iter().copied(), sts)
 }
 
 fn encode<'a>(
@@ -281,9 +310,16 @@ fn encode<'a>(
     n: usize,
     hists: bool,
     samples: impl Iterator<Item = (u64, i64, Value<'a>)>,
+    sts: &[i64],
 ) -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 + defs.len() * 64 + n * 6);
-    buf.push(if hists { WAL_RECORD_V5 } else { WAL_RECORD_V3 });
+    buf.push(if !sts.is_empty() {
+        WAL_RECORD_V6
+    } else if hists {
+        WAL_RECORD_V5
+    } else {
+        WAL_RECORD_V3
+    });
     put_uvarint(&mut buf, defs.len() as u64);
     for &(id, l) in defs {
         put_uvarint(&mut buf, id);
@@ -291,7 +327,7 @@ fn encode<'a>(
     }
     put_uvarint(&mut buf, n as u64);
     let (mut prev_id, mut prev_t) = (0u64, 0i64);
-    for (id, t, v) in samples {
+    for (i, (id, t, v)) in samples.enumerate() {
         put_uvarint(&mut buf, zigzag(id.wrapping_sub(prev_id) as i64));
         put_uvarint(&mut buf, zigzag(t.wrapping_sub(prev_t)));
         match v {
@@ -300,6 +336,16 @@ fn encode<'a>(
                 put_uvarint(&mut buf, HIST_VALUE);
                 crate::histchunk::put_histogram(&mut buf, h);
             }
+        }
+        if let Some(&st) = sts.get(i) {
+            put_uvarint(
+                &mut buf,
+                if st == 0 {
+                    0
+                } else {
+                    zigzag(t.wrapping_sub(st)).wrapping_add(1)
+                },
+            );
         }
         (prev_id, prev_t) = (id, t);
     }
@@ -312,6 +358,7 @@ pub fn checkpoint_record() -> Vec<u8> {
 }
 
 /// Appends one series' chunk (its samples in time order) to a checkpoint-samples record.
+/// A series' start-timestamp chunk goes before its sample chunks.
 pub fn put_checkpoint_chunk(buf: &mut Vec<u8>, id: u64, chunk: &[u8]) {
     put_uvarint(buf, id);
     put_bytes(buf, chunk);
@@ -323,7 +370,7 @@ pub fn decode_record(rec: &[u8]) -> Result<WalRecord, TsdbError> {
     let mut r = Reader::new(rec, "wal record");
     let version = r.u8()?;
     match version {
-        WAL_RECORD_V2 | WAL_RECORD_V3 | WAL_RECORD_V5 => {}
+        WAL_RECORD_V2 | WAL_RECORD_V3 | WAL_RECORD_V5 | WAL_RECORD_V6 => {}
         WAL_CHECKPOINT_SAMPLES => return decode_checkpoint(r),
         _ => return Err(r.err(&format!("unknown record version {version}"))),
     }
@@ -338,6 +385,10 @@ pub fn decode_record(rec: &[u8]) -> Result<WalRecord, TsdbError> {
     let min_sample = if version == WAL_RECORD_V2 { 10 } else { 3 };
     let m = r.len(r.remaining() / min_sample)?;
     let mut samples = Vec::with_capacity(m);
+    let mut sts = Vec::new();
+    if version == WAL_RECORD_V6 {
+        sts.reserve(m);
+    }
     let (mut prev_id, mut prev_t) = (0u64, 0i64);
     for _ in 0..m {
         if version == WAL_RECORD_V2 {
@@ -349,13 +400,21 @@ pub fn decode_record(rec: &[u8]) -> Result<WalRecord, TsdbError> {
             let id = prev_id.wrapping_add(unzigzag(r.uvarint()?) as u64);
             let t = prev_t.wrapping_add(unzigzag(r.uvarint()?));
             (prev_id, prev_t) = (id, t);
-            let v = if version == WAL_RECORD_V5 && r.peek() == Some(HIST_VALUE as u8) {
+            let v = if version >= WAL_RECORD_V5 && r.peek() == Some(HIST_VALUE as u8) {
                 r.u8()?;
                 WalValue::Histogram(Arc::new(crate::histchunk::read_histogram(&mut r)?))
             } else {
                 WalValue::Float(read_value(&mut r)?)
             };
             samples.push((id, t, v));
+            if version == WAL_RECORD_V6 {
+                let tag = r.uvarint()?;
+                sts.push(if tag == 0 {
+                    0
+                } else {
+                    t.wrapping_sub(unzigzag(tag - 1))
+                });
+            }
         }
     }
     if !r.is_empty() {
@@ -364,19 +423,30 @@ pub fn decode_record(rec: &[u8]) -> Result<WalRecord, TsdbError> {
     Ok(WalRecord {
         defs,
         samples,
+        sts,
         checkpoint: false,
     })
 }
 
 fn decode_checkpoint(mut r: Reader<'_>) -> Result<WalRecord, TsdbError> {
     let mut samples = Vec::new();
+    let mut sts: Vec<i64> = Vec::new();
+    // The start timestamps of the series whose chunks follow (its start-timestamp chunk
+    // comes first).
+    let mut pending: (u64, Vec<(i64, i64)>) = (u64::MAX, Vec::new());
     while !r.is_empty() {
         let id = r.uvarint()?;
         let n = r.len(r.remaining())?;
         let chunk = r.bytes(n)?;
+        let before = samples.len();
+        if crate::stchunk::is_st(chunk) {
+            pending = (id, crate::stchunk::decode(chunk)?);
+            continue;
+        }
         if chunk.first() == Some(&crate::histchunk::ENC_HIST) {
             let hs = crate::histchunk::decode(chunk)?;
             samples.extend(hs.into_iter().map(|(t, h)| (id, t, WalValue::Histogram(h))));
+            attach_sts(&samples, before, &mut sts, &pending);
             continue;
         }
         let mut it = crate::chunk::ChunkIter::new(chunk);
@@ -387,12 +457,34 @@ fn decode_checkpoint(mut r: Reader<'_>) -> Result<WalRecord, TsdbError> {
         if it.is_corrupt() {
             return Err(r.err("checkpoint chunk does not decode"));
         }
+        attach_sts(&samples, before, &mut sts, &pending);
     }
     Ok(WalRecord {
         defs: Vec::new(),
         samples,
+        sts,
         checkpoint: true,
     })
+}
+
+/// Gives the samples from `from` on their start timestamps from `pending` (when it is
+/// their series'), keeping `sts` one per sample once any sample has one.
+fn attach_sts(
+    samples: &[(u64, i64, WalValue)],
+    from: usize,
+    sts: &mut Vec<i64>,
+    pending: &(u64, Vec<(i64, i64)>),
+) {
+    let (pid, entries) = pending;
+    let new = &samples[from..];
+    if entries.is_empty() || new.first().is_none_or(|s| s.0 != *pid) {
+        if !sts.is_empty() {
+            sts.resize(samples.len(), 0);
+        }
+        return;
+    }
+    sts.resize(from, 0);
+    sts.extend(new.iter().map(|s| crate::stchunk::at(entries, s.1)));
 }
 
 #[cfg(test)]
@@ -410,6 +502,44 @@ mod tests {
             .collect()
     }
 
+    /// Start timestamps ride in version 6 only when a sample has one, so float-only and
+    /// histogram batches stay readable by versions before start timestamps; a checkpoint's
+    /// start-timestamp chunk attaches to the samples of its series that follow.
+    #[test]
+    fn start_timestamps_round_trip_in_version_6_only_when_present() {
+        let a = Labels::new([("__name__", "a")]).unwrap();
+        let samples = [
+            (1, 1000, Value::Float(1.0f64.to_bits())),
+            (2, 1000, Value::Float(2.0f64.to_bits())),
+            (1, 2000, Value::Float(3.0f64.to_bits())),
+        ];
+        let plain = encode_record_values_st(&[(1, &a)], &samples, &[0, 0, 0]);
+        assert_eq!(plain[0], WAL_RECORD_V3);
+        assert!(decode_record(&plain).unwrap().sts.is_empty());
+        let rec = encode_record_values_st(&[(1, &a)], &samples, &[500, 0, i64::MIN]);
+        assert_eq!(rec[0], WAL_RECORD_V6);
+        let back = decode_record(&rec).unwrap();
+        assert_eq!(back.sts, [500, 0, i64::MIN]);
+        assert_eq!(back.samples.len(), 3);
+        for cut in 1..rec.len() {
+            assert!(decode_record(&rec[..cut]).is_err(), "cut at {cut}");
+        }
+        let xor = |pts: &[(i64, f64)]| {
+            let mut c = crate::chunk::XorChunk::new();
+            for &(t, v) in pts {
+                c.append(t, v);
+            }
+            c.bytes().to_vec()
+        };
+        let mut cp = checkpoint_record();
+        put_checkpoint_chunk(&mut cp, 7, &crate::stchunk::encode(&[(20, 5)]));
+        put_checkpoint_chunk(&mut cp, 7, &xor(&[(10, 1.0), (20, 2.0)]));
+        put_checkpoint_chunk(&mut cp, 8, &xor(&[(20, 2.0)]));
+        let back = decode_record(&cp).unwrap();
+        assert_eq!(back.samples.len(), 3);
+        assert_eq!(back.sts, [0, 5, 0]);
+    }
+
     #[test]
     fn records_round_trip_and_garbage_is_an_error() {
         let a = Labels::new([("__name__", "a"), ("x", "ü")]).unwrap();
@@ -423,9 +553,10 @@ mod tests {
         let WalRecord {
             defs,
             samples: got,
+            sts,
             checkpoint,
         } = decode_record(&rec).unwrap();
-        assert!(!checkpoint);
+        assert!(!checkpoint && sts.is_empty());
         assert_eq!(defs, [(7, a), (1 << 40, b)]);
         assert_eq!(floats(&got), samples);
         for cut in 0..rec.len() {

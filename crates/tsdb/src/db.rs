@@ -34,6 +34,7 @@ use crate::codec;
 use crate::head::{Head, HeadOptions, MemSeries, Rejection, Value, Verdict};
 use crate::index::Matcher;
 use crate::querier::{Querier, Series, SeriesSet};
+use crate::stchunk;
 use crate::{Labels, TsdbError};
 
 /// Settings of a [`Tsdb`].
@@ -91,6 +92,35 @@ pub enum SampleValue {
 pub trait AppendValue {
     /// The value as the head judges it.
     fn value(&self) -> Value<'_>;
+
+    /// The sample's start timestamp in ms (0 for none, as for most samples).
+    #[inline]
+    fn start_ms(&self) -> i64 {
+        0
+    }
+}
+
+/// A value with a start timestamp (ms; 0 for none): when the counting behind a cumulative
+/// or delta sample began, as OTLP's `start_time_unix_nano` says ([`Tsdb::append_values`]
+/// takes these through [`Tsdb::append_with_start`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WithStart<V> {
+    /// The value.
+    pub value: V,
+    /// Start timestamp, Unix ms; 0 for none.
+    pub start_ms: i64,
+}
+
+impl<V: AppendValue> AppendValue for WithStart<V> {
+    #[inline]
+    fn value(&self) -> Value<'_> {
+        self.value.value()
+    }
+
+    #[inline]
+    fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
 }
 
 impl AppendValue for f64 {
@@ -333,10 +363,11 @@ impl Tsdb {
                         let newest = r.samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
                         let e = segment_max_t.entry(pos.segment).or_insert(i64::MIN);
                         *e = newest.max(*e);
-                        for (id, t, v) in r.samples {
+                        for (i, (id, t, v)) in r.samples.into_iter().enumerate() {
                             match by_id.get(&id) {
                                 Some(s) => {
-                                    head.commit(s, t, v.as_value());
+                                    let st = r.sts.get(i).copied().unwrap_or(0);
+                                    head.commit_st(s, t, v.as_value(), st);
                                 }
                                 // Only a series dropped from the head (all its samples in
                                 // blocks) loses its definition with deleted segments; its
@@ -413,6 +444,17 @@ impl Tsdb {
     pub async fn append_values(
         &self,
         samples: Vec<(Labels, i64, SampleValue)>,
+        all_or_nothing: bool,
+    ) -> Result<AppendReport, TsdbError> {
+        self.append_inner(samples, all_or_nothing).await
+    }
+
+    /// [`Tsdb::append_values`] for samples with start timestamps: stored beside the
+    /// samples (in the WAL, the head and blocks) for PromQL's counter functions. A sample
+    /// stored out of order keeps its value but not its start timestamp.
+    pub async fn append_with_start(
+        &self,
+        samples: Vec<(Labels, i64, WithStart<SampleValue>)>,
         all_or_nothing: bool,
     ) -> Result<AppendReport, TsdbError> {
         self.append_inner(samples, all_or_nothing).await
@@ -547,7 +589,15 @@ impl Tsdb {
             })
             .collect();
         let newest = wal_samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
-        let record = codec::encode_record_values(&defs, &wal_samples);
+        let record = if accepted.iter().any(|p| samples[p.idx].2.start_ms() != 0) {
+            let sts: Vec<i64> = accepted
+                .iter()
+                .map(|p| samples[p.idx].2.start_ms())
+                .collect();
+            codec::encode_record_values_st(&defs, &wal_samples, &sts)
+        } else {
+            codec::encode_record_values(&defs, &wal_samples)
+        };
         drop(wal_samples);
         let defined = !defs.is_empty();
         drop(defs);
@@ -565,9 +615,11 @@ impl Tsdb {
 
         // 3. The head, checking again against concurrent batches.
         for p in &accepted {
-            let (labels, t, v) = &samples[p.idx];
-            let v = v.value();
-            let verdict = self.head.commit(&refs[p.series as usize], *t, v);
+            let (labels, t, sv) = &samples[p.idx];
+            let v = sv.value();
+            let verdict = self
+                .head
+                .commit_st(&refs[p.series as usize], *t, v, sv.start_ms());
             if matches!(verdict, Verdict::Reject(_)) && v.is_histogram() {
                 hist_rejected += 1;
             }
@@ -745,6 +797,11 @@ impl Tsdb {
                 let mut records = Vec::new();
                 let mut rec = codec::checkpoint_record();
                 for s in &part {
+                    // Start timestamps first: decoding attaches them to the samples after.
+                    let sts = s.all_start_timestamps()?;
+                    if !sts.is_empty() {
+                        codec::put_checkpoint_chunk(&mut rec, s.wal_id, &stchunk::encode(&sts));
+                    }
                     for chunk in checkpoint_chunks(&s.all_samples(), &s.all_histograms()?) {
                         codec::put_checkpoint_chunk(&mut rec, s.wal_id, &chunk);
                     }

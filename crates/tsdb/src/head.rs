@@ -33,6 +33,7 @@ use crate::chunk::{ChunkIter, XorChunk, SAMPLES_PER_CHUNK};
 use crate::histchunk::{self, HistChunk, ENC_HIST};
 use crate::index::{Matcher, PairId, Postings, SeriesRef};
 use crate::querier::Series;
+use crate::stchunk;
 use crate::Labels;
 
 /// Why a sample was not stored.
@@ -150,16 +151,29 @@ struct HistOpen {
     min_t: i64,
 }
 
+/// What only some series need, boxed behind one pointer so the many float series without
+/// start timestamps pay 8 bytes for all of it: the open histogram chunk, and the start
+/// timestamps `(t, st)` of the open chunk's samples that have one (written as a
+/// [`stchunk`] chunk after the data chunk when it closes).
+#[derive(Debug, Default)]
+struct Aux {
+    hist: Option<HistOpen>,
+    sts: Vec<(i64, i64)>,
+}
+
 /// A series' samples. Closed chunks are XOR or packed float chunks or histogram chunks
 /// (their first byte says which), in time order; at most one open chunk is in use: the
 /// float one, or `hist` when the newest sample is a histogram. A switch between floats and
 /// histograms closes the open chunk, as Prometheus cuts a new chunk on such a switch.
+/// Start-timestamp chunks sit among the closed ones, each right after the data chunk whose
+/// samples it describes.
 #[derive(Debug)]
 struct SeriesData {
     closed: Vec<ClosedChunk>,
     open: XorChunk,
     open_min_t: i64,
-    hist: Option<Box<HistOpen>>,
+    /// `None` unless the series has an open histogram chunk or pending start timestamps.
+    aux: Option<Box<Aux>>,
     /// Newest in-order sample; `i64::MIN` when there is none.
     last_t: i64,
     last_v: u64,
@@ -173,11 +187,45 @@ impl SeriesData {
             closed: Vec::new(),
             open: XorChunk::new(),
             open_min_t: i64::MIN,
-            hist: None,
+            aux: None,
             last_t: i64::MIN,
             last_v: 0,
             ooo: BTreeMap::new(),
         }
+    }
+
+    /// The open histogram chunk, if any.
+    fn hist(&self) -> Option<&HistOpen> {
+        self.aux.as_ref()?.hist.as_ref()
+    }
+
+    /// Drops the aux box once it holds nothing.
+    fn shrink_aux(&mut self) {
+        if self
+            .aux
+            .as_ref()
+            .is_some_and(|a| a.hist.is_none() && a.sts.is_empty())
+        {
+            self.aux = None;
+        }
+    }
+
+    /// The open chunk's start timestamps (empty when none).
+    fn open_sts(&self) -> &[(i64, i64)] {
+        self.aux.as_ref().map_or(&[], |a| a.sts.as_slice())
+    }
+
+    /// Closes the pending start timestamps into a chunk after the data chunk just closed.
+    fn flush_sts(&mut self) {
+        if let Some(a) = self.aux.as_mut().filter(|a| !a.sts.is_empty()) {
+            let sts = std::mem::take(&mut a.sts);
+            self.closed.push(ClosedChunk {
+                min_t: sts[0].0,
+                max_t: sts[sts.len() - 1].0,
+                bytes: stchunk::encode(&sts).into(),
+            });
+        }
+        self.shrink_aux();
     }
 
     fn min_t(&self) -> i64 {
@@ -186,7 +234,7 @@ impl SeriesData {
             .first()
             .map(|c| c.min_t)
             .or((!self.open.is_empty()).then_some(self.open_min_t))
-            .or(self.hist.as_ref().map(|h| h.min_t));
+            .or(self.hist().map(|h| h.min_t));
         let ooo = self.ooo.keys().next().copied();
         match (chunks, ooo) {
             (Some(a), Some(b)) => a.min(b),
@@ -201,7 +249,7 @@ impl SeriesData {
 
     /// The newest in-order sample's value.
     fn last_value(&self) -> Value<'_> {
-        match self.hist.as_ref().and_then(|h| h.chunk.last()) {
+        match self.hist().and_then(|h| h.chunk.last()) {
             Some(h) => Value::Histogram(h),
             None => Value::Float(self.last_v),
         }
@@ -237,21 +285,24 @@ impl SeriesData {
                 min_t: self.open_min_t,
                 max_t: self.last_t,
             });
+            self.flush_sts();
         }
     }
 
     /// Moves the open histogram chunk to the closed ones.
     fn close_hist(&mut self) {
-        if let Some(h) = self.hist.take() {
+        if let Some(h) = self.aux.as_mut().and_then(|a| a.hist.take()) {
             self.closed.push(ClosedChunk {
                 bytes: h.chunk.bytes().into(),
                 min_t: h.min_t,
                 max_t: self.last_t,
             });
+            self.flush_sts();
         }
     }
 
-    fn append(&mut self, t: i64, v: Value<'_>, block_range: i64) {
+    /// Appends an in-order sample with start timestamp `st` (0 for none).
+    fn append(&mut self, t: i64, v: Value<'_>, st: i64, block_range: i64) {
         match v {
             Value::Float(v) => {
                 self.close_hist();
@@ -268,27 +319,32 @@ impl SeriesData {
             }
             Value::Histogram(h) => {
                 self.close_float();
-                if let Some(o) = &self.hist {
+                if let Some(o) = self.hist() {
                     let crosses = t.div_euclid(block_range) != o.min_t.div_euclid(block_range);
                     if o.chunk.len() >= SAMPLES_PER_CHUNK || crosses || o.chunk.is_full() {
                         self.close_hist();
                     }
                 }
-                let o = self.hist.get_or_insert_with(|| {
-                    Box::new(HistOpen {
-                        chunk: HistChunk::new(),
-                        min_t: t,
-                    })
+                let aux = self.aux.get_or_insert_with(Default::default);
+                let o = aux.hist.get_or_insert_with(|| HistOpen {
+                    chunk: HistChunk::new(),
+                    min_t: t,
                 });
                 o.chunk.append(t, h.clone());
             }
+        }
+        if st != 0 {
+            self.aux
+                .get_or_insert_with(Default::default)
+                .sts
+                .push((t, st));
         }
         self.last_t = t;
     }
 
     /// The open chunk in use, if any: `(bytes, min_t)`.
     fn open_chunk(&self) -> Option<(Arc<[u8]>, i64)> {
-        if let Some(h) = &self.hist {
+        if let Some(h) = self.hist() {
             return Some((h.chunk.bytes().into(), h.min_t));
         }
         (!self.open.is_empty()).then(|| (self.open.bytes().into(), self.open_min_t))
@@ -308,6 +364,12 @@ impl SeriesData {
         if let Some((bytes, min_t)) = self.open_chunk() {
             if self.last_t >= start && min_t <= end {
                 chunks.push(bytes);
+            }
+        }
+        let sts = self.open_sts();
+        if let (Some(first), Some(last)) = (sts.first(), sts.last()) {
+            if last.0 >= start && first.0 <= end {
+                chunks.push(stchunk::encode(sts).into());
             }
         }
         let mut extra: Vec<(i64, f64)> = Vec::new();
@@ -348,7 +410,7 @@ impl MemSeries {
             let mut chunks: Vec<Arc<[u8]>> = d
                 .closed
                 .iter()
-                .filter(|c| c.bytes.first() != Some(&ENC_HIST))
+                .filter(|c| c.bytes.first() != Some(&ENC_HIST) && !stchunk::is_st(&c.bytes))
                 .map(|c| c.bytes.clone())
                 .collect();
             if !d.open.is_empty() {
@@ -386,7 +448,7 @@ impl MemSeries {
                 .filter(|c| c.bytes.first() == Some(&ENC_HIST))
                 .map(|c| c.bytes.clone())
                 .collect();
-            if let Some(h) = &d.hist {
+            if let Some(h) = d.hist() {
                 chunks.push(h.chunk.bytes().into());
             }
             (chunks, ooo_histograms(&d.ooo, ..))
@@ -401,6 +463,30 @@ impl MemSeries {
             out.sort_by_key(|s| s.0);
             out.dedup_by_key(|s| s.0);
         }
+        Ok(out)
+    }
+}
+
+impl MemSeries {
+    /// The start timestamps `(t, st)` of every sample that has one, in time order (what a
+    /// WAL checkpoint stores beside the samples). Head chunks were encoded here, so an
+    /// error means a bug; it is returned, as for histograms.
+    pub fn all_start_timestamps(&self) -> Result<Vec<(i64, i64)>, crate::TsdbError> {
+        let (chunks, open) = {
+            let d = self.data.lock();
+            let chunks: Vec<Arc<[u8]>> = d
+                .closed
+                .iter()
+                .filter(|c| stchunk::is_st(&c.bytes))
+                .map(|c| c.bytes.clone())
+                .collect();
+            (chunks, d.open_sts().to_vec())
+        };
+        let mut out = Vec::new();
+        for c in &chunks {
+            out.extend(stchunk::decode(c)?);
+        }
+        out.extend(open);
         Ok(out)
     }
 }
@@ -667,13 +753,19 @@ impl Head {
 
     /// Applies one sample (checking again); returns what happened.
     pub fn commit(&self, series: &MemSeries, t: i64, v: Value<'_>) -> Verdict {
+        self.commit_st(series, t, v, 0)
+    }
+
+    /// [`Head::commit`] for a sample with start timestamp `st` (0 for none). An
+    /// out-of-order sample keeps its value but not its start timestamp (not stored yet).
+    pub fn commit_st(&self, series: &MemSeries, t: i64, v: Value<'_>, st: i64) -> Verdict {
         if t < self.min_valid_t.load(Ordering::Relaxed) {
             return Verdict::Reject(Rejection::OutOfBounds);
         }
         let mut d = series.data.lock();
         let verdict = d.check(t, v, self.opts.out_of_order_window_ms);
         match verdict {
-            Verdict::Append => d.append(t, v, self.opts.block_range_ms),
+            Verdict::Append => d.append(t, v, st, self.opts.block_range_ms),
             Verdict::OutOfOrder => {
                 d.ooo.insert(t, Stored::of(v));
             }
@@ -725,7 +817,7 @@ impl Head {
             .iter()
             .map(|s| {
                 let d = s.data.lock();
-                d.closed.len() + usize::from(!d.open.is_empty() || d.hist.is_some())
+                d.closed.len() + usize::from(!d.open.is_empty() || d.hist().is_some())
             })
             .sum()
     }
@@ -883,6 +975,14 @@ impl Head {
                         min_t,
                         max_t: d.last_t,
                     });
+                    let sts = d.open_sts();
+                    if let (Some(first), Some(last)) = (sts.first(), sts.last()) {
+                        chunks.push(ClosedChunk {
+                            min_t: first.0,
+                            max_t: last.0,
+                            bytes: stchunk::encode(sts).into(),
+                        });
+                    }
                 }
                 let ooo: Vec<(i64, f64)> = d
                     .ooo
@@ -935,10 +1035,10 @@ impl Head {
             if d.last_t < before {
                 d.open = XorChunk::new();
                 d.open_min_t = i64::MIN;
-                d.hist = None;
+                d.aux = None;
             }
             d.ooo = d.ooo.split_off(&before);
-            if d.closed.is_empty() && d.open.is_empty() && d.hist.is_none() && d.ooo.is_empty() {
+            if d.closed.is_empty() && d.open.is_empty() && d.aux.is_none() && d.ooo.is_empty() {
                 dead.push(r as SeriesRef);
             } else {
                 min_t = min_t.min(d.min_t());
@@ -980,6 +1080,7 @@ pub type SeriesChunks = (Labels, Vec<ClosedChunk>, Vec<(i64, f64)>);
 pub fn decode_all(chunks: &[ClosedChunk]) -> Vec<(i64, f64)> {
     chunks
         .iter()
+        .filter(|c| !stchunk::is_st(&c.bytes))
         .flat_map(|c| ChunkIter::new(&c.bytes))
         .collect()
 }
@@ -1165,6 +1266,23 @@ mod tests {
         assert_eq!(all(&h), [a.clone(), b.clone(), c.clone()]);
         let blocks: Vec<Labels> = h.data_before(i64::MAX).into_iter().map(|d| d.0).collect();
         assert_eq!(blocks, [a, b, c]);
+    }
+
+    /// Start timestamps and histograms share one boxed pointer, so a series that never has
+    /// either costs what it did before them (the head's memory is its series).
+    #[test]
+    fn series_without_start_timestamps_do_not_grow() {
+        assert_eq!(std::mem::size_of::<SeriesData>(), 136);
+        let h = head(0);
+        let l = Labels::new([("__name__", "m")]).unwrap();
+        let s = h.get_or_create(&l, l.stable_hash());
+        h.commit(&s, 1000, Value::Float(1.0f64.to_bits()));
+        assert!(s.data.lock().aux.is_none());
+        h.commit_st(&s, 2000, Value::Float(2.0f64.to_bits()), 1500);
+        h.commit(&s, 3000, Value::Float(3.0f64.to_bits()));
+        let got = h.select(&[Matcher::equal("__name__", "m")], 0, 10_000);
+        assert_eq!(got[0].start_timestamps(), [(2000, 1500)]);
+        assert_eq!(s.all_start_timestamps().unwrap(), [(2000, 1500)]);
     }
 
     #[test]

@@ -28,6 +28,12 @@
 //! decoded through `Series::histograms`. Out of order (within the window) they wait beside
 //! the out-of-order floats until a block or a checkpoint puts them in order.
 //!
+//! Start timestamps (OTLP's start time, Prometheus 3's ST) are optional per sample: kept in
+//! chunks of their own beside a series' data chunks ([`stchunk`]) in the head, blocks
+//! (format 4) and WAL checkpoints, and in version-6 WAL records, so series without any pay
+//! nothing; [`Querier`] hands them out through `Series::start_timestamps`. Out-of-order
+//! samples do not keep theirs yet.
+//!
 //! The head holds each series' labels as ids of label pairs interned in its postings
 //! ([`index::Postings`]), so a string such as `job="node"` is stored once, not once per
 //! series.
@@ -48,7 +54,7 @@ pub mod stchunk;
 
 pub use db::{
     AppendReport, AppendValue, MaintenanceReport, SampleRejection, SampleValue, Tsdb, TsdbConfig,
-    TsdbStats, MAX_LISTED_REJECTIONS,
+    TsdbStats, WithStart, MAX_LISTED_REJECTIONS,
 };
 pub use head::Rejection;
 pub use index::{CardinalityStats, MatchOp, Matcher, SeriesRef};
