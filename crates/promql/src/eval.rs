@@ -464,6 +464,16 @@ impl<'a> Ev<'a> {
         Ok(())
     }
 
+    /// How many samples a selection not counted against the limit may decode at once.
+    /// Prometheus streams such a selection one series at a time, so only what it evaluates
+    /// counts; we decode the selection's series before evaluating them, so what they hold is
+    /// bounded separately, at twice the limit (at least a million): memory stays bounded, and
+    /// a query is refused where Prometheus answers it only when its raw data is more than
+    /// twice the limit.
+    pub(crate) fn load_limit(&self) -> usize {
+        self.max_samples.saturating_mul(2).max(1_000_000)
+    }
+
     pub fn release_samples(&mut self, n: usize) {
         self.samples = self.samples.saturating_sub(n);
     }
@@ -677,6 +687,7 @@ impl<'a> Ev<'a> {
 
     /// [`Ev::select`], counting the loaded samples only with `count`: an instant selector
     /// counts the points it outputs instead, as Prometheus's `evalSeries` streams them.
+    /// Without `count` the loaded samples are still bounded, by [`Ev::load_limit`].
     pub(crate) fn select_counting(
         &mut self,
         vs: &VectorSelector,
@@ -686,6 +697,7 @@ impl<'a> Ev<'a> {
     ) -> Result<Selected> {
         let sets = Self::matchers(vs)?;
         let mut out: Selected = Vec::new();
+        let mut loaded = 0usize;
         for ms in &sets {
             for s in self.querier.select(ms, mint, maxt)? {
                 self.check()?;
@@ -694,10 +706,15 @@ impl<'a> Ev<'a> {
                 if self.stats_mode {
                     stats_hints(&mut hs);
                 }
+                // A histogram weighs as much as its buckets (Prometheus counts it by size).
+                let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
                 if count {
-                    // A histogram weighs as much as its buckets (Prometheus counts it by size).
-                    let weight: usize = hs.iter().map(|(_, h)| histogram_weight(h)).sum();
                     self.add_samples(pts.len() + weight)?;
+                } else {
+                    loaded = loaded.saturating_add(pts.len() + weight);
+                    if self.samples.saturating_add(loaded) > self.load_limit() {
+                        return Err(Error::TooManySamples);
+                    }
                 }
                 let sts = s.start_timestamps().to_vec();
                 out.push((s.labels, pts, hs, sts));

@@ -203,3 +203,30 @@ fn float_peaks_match_prometheus() {
         ("rate(bigmetric[10s:1s] @ 10)", 0, 10, 5, 32),
     ]);
 }
+
+/// Range functions and instant selectors count what they evaluate, not what they load (as
+/// Prometheus, which streams series); what they load is still bounded, at twice the limit
+/// (at least a million), so a long range over many series cannot exhaust memory.
+#[test]
+fn loading_stays_bounded_where_only_evaluation_counts() {
+    // 60 series of 20,001 samples: 1,200,060 loaded by a range query over all of it.
+    let mut text = String::new();
+    for i in 0..60 {
+        text.push_str(&format!("  m{{i=\"{i}\"}} 0+1x20000\n"));
+    }
+    let q = promql::promqltest::load("10s", &text).unwrap();
+    let e = |max| {
+        Engine::new(EngineOptions {
+            max_samples: max,
+            ..EngineOptions::default()
+        })
+    };
+    let query = |max| e(max).range_query(&q, "rate(m[1m])", 0, 200_000_000, 1_000_000, None);
+    // Each step holds 60 windows of six samples and the outputs so far, far below either
+    // limit: what decides is whether twice the limit covers the 1,200,060 loaded samples.
+    assert!(query(600_030).is_ok());
+    assert_eq!(query(600_029).map(|_| ()), Err(Error::TooManySamples));
+    let plain = |max| e(max).range_query(&q, "m", 0, 200_000_000, 1_000_000, None);
+    assert!(plain(600_030).is_ok());
+    assert_eq!(plain(600_029).map(|_| ()), Err(Error::TooManySamples));
+}
