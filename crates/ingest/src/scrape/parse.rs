@@ -14,11 +14,18 @@
 //! Prometheus's words, with the line number in front; the scrape loop stores nothing of a
 //! scrape whose body has one.
 //!
+//! A body can be parsed as it arrives ([`Windows`]): the parser is handed what has come so
+//! far and stops before the first entry whose parse reached the end of those bytes (and
+//! so might read differently once more arrive), to resume there with more. Every entry,
+//! error and line number comes out as parsing the whole body at once gives them; a test
+//! holds the two to each other on bodies cut at every byte.
+//!
 //! OpenMetrics specifics: timestamps are seconds (converted to milliseconds), exemplars are
 //! checked for shape and skipped, `# UNIT` must be a suffix of the family name, and
 //! `_created` series are kept as ordinary series, as Prometheus does unless its
 //! created-timestamp feature flag is on.
 
+use std::cell::Cell;
 use std::fmt;
 
 use crate::metrics::MetricType;
@@ -87,6 +94,30 @@ pub const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
 /// Longest error message kept (the rest of a quoted line is cut).
 const MAX_ERROR_BYTES: usize = 512;
 
+/// What [`Parser::next`] found.
+enum Step<'a> {
+    Entry(Entry<'a>),
+    /// A blank line or a comment.
+    Skipped,
+    End,
+}
+
+/// Where a parse stands between two windows of a body: the line number and the type of
+/// the latest `# TYPE` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    line: usize,
+    mtype: MetricType,
+}
+
+impl Resume {
+    /// The start of a body.
+    pub const START: Resume = Resume {
+        line: 1,
+        mtype: MetricType::Unknown,
+    };
+}
+
 /// Byte ranges of the current sample's name and label pairs in the body.
 #[derive(Clone, Copy, Debug, Default)]
 struct Span {
@@ -102,6 +133,11 @@ pub struct Parser<'a> {
     line: usize,
     format: Format,
     done: bool,
+    /// More of the body may follow `b`: an entry whose parse reached the end of `b` is not
+    /// given out (nor its error); `next` stops before it.
+    more: bool,
+    /// The current entry's parse looked at (or for) a byte past the end of `b`.
+    short: Cell<bool>,
     name: Span,
     /// Name and value spans of the current sample's labels, in order.
     labels: Vec<(Span, Span)>,
@@ -198,22 +234,46 @@ fn unescape(raw: &str, help: bool) -> String {
 }
 
 impl<'a> Parser<'a> {
-    /// A parser over `body` in `format` (a text format: [`Format::Protobuf`] is read as
-    /// [`Format::Text`], which fails on the first byte that is not text).
+    /// A parser over the whole of `body` in `format` (a text format: [`Format::Protobuf`]
+    /// is read as [`Format::Text`], which fails on the first byte that is not text).
     pub fn new(body: &'a [u8], format: Format) -> Parser<'a> {
+        Parser::window(body, format, false, Resume::START)
+    }
+
+    /// A parser over `window`, the bytes of a body from where `from` was taken on; `more`
+    /// says whether the body goes on past it. With `more`, `next` returns `None` before
+    /// the first entry that reaches the window's end; [`Parser::consumed`] and
+    /// [`Parser::resume`] say where the next window starts. [`Format::Protobuf`] is read as
+    /// [`Format::Text`], as by [`Parser::new`].
+    pub fn window(window: &'a [u8], format: Format, more: bool, from: Resume) -> Parser<'a> {
         let format = match format {
             Format::Protobuf => Format::Text,
             f => f,
         };
         Parser {
-            b: body,
+            b: window,
             pos: 0,
-            line: 1,
+            line: from.line,
             format,
             done: false,
+            more,
+            short: Cell::new(false),
             name: Span::default(),
             labels: Vec::new(),
-            mtype: MetricType::Unknown,
+            mtype: from.mtype,
+        }
+    }
+
+    /// Bytes of the window fully parsed: the next window starts with the byte after them.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+
+    /// What the next window's parser needs to know of this one.
+    pub fn resume(&self) -> Resume {
+        Resume {
+            line: self.line,
+            mtype: self.mtype,
         }
     }
 
@@ -234,11 +294,27 @@ impl<'a> Parser<'a> {
     }
 
     fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
+        let c = self.b.get(self.pos).copied();
+        if c.is_none() {
+            self.short.set(true);
+        }
+        c
+    }
+
+    /// `b[i]`, noting a look past the end.
+    fn at(&self, i: usize) -> Option<u8> {
+        let c = self.b.get(i).copied();
+        if c.is_none() {
+            self.short.set(true);
+        }
+        c
     }
 
     /// Prometheus's `parseError`: what was expected, what came, and the line so far.
     fn expected(&self, what: &str, line_start: usize) -> ParseError {
+        if self.pos >= self.b.len() {
+            self.short.set(true);
+        }
         let end = (self.pos + 1).min(self.b.len());
         let got = String::from_utf8_lossy(&self.b[self.pos.min(end)..end]);
         let ctx_start = line_start.min(end);
@@ -343,63 +419,90 @@ impl<'a> Parser<'a> {
         Ok(span)
     }
 
-    /// The next entry; `None` at the end of a well-formed body.
+    /// The next entry; `None` at the end of a well-formed body, or (for a window with
+    /// more to come) before an entry that may continue past the window.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
         loop {
             if self.done {
                 return Ok(None);
             }
-            let line_start = self.pos;
-            if self.format == Format::Text {
-                self.skip_ws();
+            let (pos, line, mtype) = (self.pos, self.line, self.mtype);
+            self.short.set(false);
+            let step = self.step();
+            if self.more && self.short.get() {
+                // What was read may read differently with the rest of the body: take this
+                // entry again from its start in the next window.
+                (self.pos, self.line, self.mtype) = (pos, line, mtype);
+                self.done = true;
+                return Ok(None);
             }
-            match self.peek() {
-                None => {
-                    if self.format == Format::OpenMetrics {
-                        return Err(self.err("data does not end with # EOF".into()));
-                    }
-                    self.done = true;
-                    return Ok(None);
-                }
-                Some(b'\n') if self.format == Format::Text => {
-                    self.pos += 1;
-                    self.line += 1;
-                    continue;
-                }
-                Some(b'#') => {
-                    if let Some(e) = self.comment(line_start)? {
-                        return Ok(Some(e));
-                    }
-                    continue;
-                }
-                Some(c) if is_name_start(c) || c == b'{' => {
-                    if self.pos != line_start {
-                        // Prometheus's text parser takes the blanks as part of the name.
-                        let end = self.pos
-                            + self.b[self.pos..]
-                                .iter()
-                                .take_while(|c| is_name_char(**c))
-                                .count();
-                        return Err(self.err(format!(
-                            "invalid metric name {:?}: a sample line must not start with blanks",
-                            String::from_utf8_lossy(&self.b[line_start..end])
-                        )));
-                    }
-                    return self.sample(line_start).map(Some);
-                }
-                Some(_) => return Err(self.expected("expected a valid start token", line_start)),
+            match step {
+                Ok(Step::Entry(e)) => return Ok(Some(e)),
+                Ok(Step::Skipped) => continue,
+                Ok(Step::End) => return Ok(None),
+                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// One entry, blank line or comment.
+    fn step(&mut self) -> Result<Step<'a>, ParseError> {
+        let line_start = self.pos;
+        if self.format == Format::Text {
+            self.skip_ws();
+        }
+        match self.peek() {
+            None => {
+                if self.format == Format::OpenMetrics {
+                    return Err(self.err("data does not end with # EOF".into()));
+                }
+                self.done = true;
+                Ok(Step::End)
+            }
+            Some(b'\n') if self.format == Format::Text => {
+                self.pos += 1;
+                self.line += 1;
+                Ok(Step::Skipped)
+            }
+            Some(b'#') => Ok(match self.comment(line_start)? {
+                Some(e) => Step::Entry(e),
+                None if self.done => Step::End,
+                None => Step::Skipped,
+            }),
+            Some(c) if is_name_start(c) || c == b'{' => {
+                if self.pos != line_start {
+                    // Prometheus's text parser takes the blanks as part of the name.
+                    let mut end = self.pos;
+                    while self.at(end).is_some_and(is_name_char) {
+                        end += 1;
+                    }
+                    return Err(self.err(format!(
+                        "invalid metric name {:?}: a sample line must not start with blanks",
+                        String::from_utf8_lossy(&self.b[line_start..end])
+                    )));
+                }
+                self.sample(line_start).map(Step::Entry)
+            }
+            Some(_) => Err(self.expected("expected a valid start token", line_start)),
         }
     }
 
     fn comment(&mut self, line_start: usize) -> Result<Option<Entry<'a>>, ParseError> {
         self.pos += 1; // '#'
         let rest = &self.b[self.pos..];
+        // Every look-ahead below stays inside the line once its end is in the window.
+        if !rest.contains(&b'\n') {
+            self.short.set(true);
+        }
         let kw = |k: &[u8]| rest.len() > k.len() + 1 && rest[0] == b' ' && rest[1..].starts_with(k);
         if self.format == Format::OpenMetrics {
             if rest.starts_with(b" EOF") && matches!(rest.get(4), None | Some(b'\n')) {
                 let after = if rest.get(4).is_some() { 5 } else { 4 };
+                if self.pos + after >= self.b.len() {
+                    // Whether data follows is for the rest of the body to say.
+                    self.short.set(true);
+                }
                 if self.pos + after < self.b.len() {
                     self.pos += after;
                     self.line += 1;
@@ -689,7 +792,7 @@ impl<'a> Parser<'a> {
                 }
             }
             Format::OpenMetrics => {
-                if self.peek() == Some(b' ') && self.b.get(self.pos + 1) != Some(&b'#') {
+                if self.peek() == Some(b' ') && self.at(self.pos + 1) != Some(b'#') {
                     self.pos += 1;
                     let t = std::str::from_utf8(self.token()).unwrap_or("\u{fffd}");
                     let secs = parse_float(t).map_err(|e| {
@@ -731,6 +834,9 @@ impl<'a> Parser<'a> {
 
     /// Checks and skips ` # {labels} value [timestamp]`.
     fn exemplar(&mut self, line_start: usize) -> Result<(), ParseError> {
+        if self.b.len() < self.pos + 4 {
+            self.short.set(true);
+        }
         if !self.b[self.pos..].starts_with(b" # {") {
             return Err(self.expected("expected timestamp or # symbol", line_start));
         }
@@ -786,6 +892,61 @@ impl<'a> Parser<'a> {
     /// The current line number (1-based).
     pub fn line(&self) -> usize {
         self.line
+    }
+}
+
+/// A body parsed as it arrives: holds the bytes not parsed yet and hands out a parser over
+/// them once enough have come. A window waits for [`Windows::MIN`] bytes, or twice what the
+/// previous one left over, so an entry longer than a window is parsed again only a few
+/// times (the work stays linear in the body) and what is held stays a window or two
+/// entries long.
+pub struct Windows {
+    buf: Vec<u8>,
+    format: Format,
+    resume: Resume,
+    min: usize,
+    want: usize,
+}
+
+impl Windows {
+    /// The smallest window parsed while more of the body is to come.
+    pub const MIN: usize = 64 << 10;
+
+    /// Nothing arrived yet of a body in `format`.
+    pub fn new(format: Format) -> Windows {
+        Windows::with_min(format, Windows::MIN)
+    }
+
+    fn with_min(format: Format, min: usize) -> Windows {
+        Windows {
+            buf: Vec::new(),
+            format,
+            resume: Resume::START,
+            min,
+            want: min,
+        }
+    }
+
+    /// Where arriving bytes are appended.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Whether enough has arrived for the next window.
+    pub fn ready(&self) -> bool {
+        self.buf.len() >= self.want
+    }
+
+    /// A parser over what has arrived; `last` once the body is complete.
+    pub fn parser(&self, last: bool) -> Parser<'_> {
+        Parser::window(&self.buf, self.format, !last, self.resume)
+    }
+
+    /// Forgets the bytes a window's parser consumed; the parse goes on from `resume`.
+    pub fn advance(&mut self, consumed: usize, resume: Resume) {
+        self.buf.drain(..consumed.min(self.buf.len()));
+        self.resume = resume;
+        self.want = self.min.max(self.buf.len().saturating_mul(2));
     }
 }
 
@@ -1090,6 +1251,102 @@ h_bucket{le=\"+Inf\"} 3 # {} 1\n\
             e.message.len()
         );
         assert!(e.message.starts_with("strconv.ParseFloat"), "{e}");
+    }
+
+    /// Everything a parse gives out, as text (NaN payloads included), up to its error.
+    fn outcome(p: &mut Parser<'_>, out: &mut Vec<String>) -> Option<ParseError> {
+        loop {
+            match p.next() {
+                Ok(None) => return None,
+                Ok(Some(Entry::Sample {
+                    series,
+                    value,
+                    timestamp,
+                })) => {
+                    let mut labels = Vec::new();
+                    p.labels(&mut labels);
+                    out.push(format!(
+                        "{} {labels:?} {:x} {timestamp:?} line {}",
+                        String::from_utf8_lossy(series),
+                        value.to_bits(),
+                        p.line()
+                    ));
+                }
+                Ok(Some(e)) => out.push(format!("{e:?} line {}", p.line())),
+                Err(e) => return Some(e),
+            }
+        }
+    }
+
+    /// `body` arriving `step` bytes at a time, parsed in windows of at least `min` bytes.
+    fn windowed(body: &[u8], format: Format, min: usize, step: usize) -> Vec<String> {
+        let mut w = Windows::with_min(format, min);
+        let mut out = Vec::new();
+        let mut sent = 0;
+        loop {
+            while !w.ready() && sent < body.len() {
+                let n = step.min(body.len() - sent);
+                w.buffer().extend_from_slice(&body[sent..sent + n]);
+                sent += n;
+            }
+            let last = sent == body.len();
+            let mut p = w.parser(last);
+            if let Some(e) = outcome(&mut p, &mut out) {
+                out.push(format!("error {e}"));
+                return out;
+            }
+            if last {
+                return out;
+            }
+            let (consumed, resume) = (p.consumed(), p.resume());
+            w.advance(consumed, resume);
+        }
+    }
+
+    /// Parsing a body as it arrives gives what parsing it whole gives: the same entries,
+    /// line numbers and errors, however the body is cut.
+    #[test]
+    fn windows_parse_as_the_whole_body() {
+        let mut bodies: Vec<(Vec<u8>, Format)> = vec![
+            (b"# HELP go_gc A summary.\n# \tTYPE go_gc summary\ngo_gc{quantile=\"0\"} 4.9e-05\n  go_gc_sum 0.000235 1520879607789\n\n# Hash comment\n#\n# HELP nohelp \nesc{a=\"x\\\"y\\\\z\\nw\", b = \"\\t\"} +Inf\nnan NaN\nneg -1.5e3 3\n{\"quoted.name\",b=\"c\"} 1\nmulti{a=\"line\none\"} 2\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nlast 1".to_vec(), Format::Text),
+            (b"# TYPE foo_seconds counter\n# UNIT foo_seconds seconds\n# HELP foo_seconds Help \\\\ text\\n.\nfoo_seconds_total{a=\"b\"} 17.0 1520879607.789 # {id=\"c\"} 1.0 1520879607.7\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 3 # {} 1\n# EOF\n".to_vec(), Format::OpenMetrics),
+            (b"a 1\n# EOF".to_vec(), Format::OpenMetrics),
+            (b"a 1\n# EOF\nb 1\n".to_vec(), Format::OpenMetrics),
+            (b"a 1\n# EOF\n\n".to_vec(), Format::OpenMetrics),
+            (b"a 1\nb 2\n".to_vec(), Format::OpenMetrics),
+            (b"a 1\n  b 2\n".to_vec(), Format::Text),
+            (b"a 1\nb{c=\"d\" 2\nc 3\n".to_vec(), Format::Text),
+            (b"# HELP \n# HELP x\n".to_vec(), Format::OpenMetrics),
+            (b"a_total 1 # {x=\"y\"} 1\n# EOF\n".to_vec(), Format::OpenMetrics),
+            (b"a_total 1 #".to_vec(), Format::OpenMetrics),
+        ];
+        let mut seed = 11u64;
+        for _ in 0..300 {
+            let mut b = Vec::new();
+            for _ in 0..(seed % 60) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let alphabet = b"a{}=\", #\n\\1.eE+-_\tHELPTYPEOF";
+                b.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            bodies.push((b.clone(), Format::Text));
+            bodies.push((b, Format::OpenMetrics));
+        }
+        for (body, format) in &bodies {
+            let mut whole = Vec::new();
+            if let Some(e) = outcome(&mut Parser::new(body, *format), &mut whole) {
+                whole.push(format!("error {e}"));
+            }
+            for (min, step) in [(1, 1), (2, 1), (3, 5), (7, 2), (16, 13), (1 << 20, 4)] {
+                assert_eq!(
+                    windowed(body, *format, min, step),
+                    whole,
+                    "{:?} {format:?} min {min} step {step}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
     }
 
     /// Hostile bodies never panic: every prefix of a valid body and random bytes parse to a
