@@ -125,6 +125,7 @@ impl ScrapeFiles {
         if toml.self_scrape_enabled() {
             cfg.ensure_self_scrape(&self.self_addr);
         }
+        toml.apply_defaults(&mut cfg);
         for w in &cfg.warnings {
             tracing::warn!("scrape configuration: {w}");
         }

@@ -14,10 +14,15 @@
 //! `scrape_native_histograms`), `scrape_native_histograms` and
 //! `always_scrape_classic_histograms` (2.x: `scrape_classic_histograms`). Job settings left
 //! at 0 (or unset) inherit the `global` value (`sample_limit`, `target_limit`,
-//! `keep_dropped_targets`, the protocol and histogram settings, …), as in Prometheus. Parts of `prometheus.yml` that Prometheus accepts but the scrape manager does
-//! not act on (`rule_files`, `alerting`, `remote_write`, the other service discoveries,
-//! oauth2, `enable_http2`, …) load with a warning naming them, so the same file serves both;
-//! fields Prometheus itself would reject are errors naming file, line and column.
+//! `keep_dropped_targets`, the protocol and histogram settings, …), as in Prometheus. One
+//! default is Lookout's own: a job whose `sample_limit` neither it nor `global` sets gets
+//! [`DEFAULT_SAMPLE_LIMIT`] (or `[scrape] sample_limit` from `lookout.toml`), so a target
+//! exposing millions of series fails as one target instead of filling memory; an explicit
+//! `sample_limit: 0` is still Prometheus's "no limit". Parts of `prometheus.yml` that
+//! Prometheus accepts but the scrape manager does not act on (`rule_files`, `alerting`,
+//! `remote_write`, the other service discoveries, oauth2, `enable_http2`, …) load with a
+//! warning naming them, so the same file serves both; fields Prometheus itself would reject
+//! are errors naming file, line and column.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +61,25 @@ pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Body size bound used when the configuration sets none: Prometheus has no default bound,
 /// but a hostile or broken target must not make Lookout read without end.
 pub const DEFAULT_BODY_SIZE_LIMIT: u64 = 256 << 20;
+/// Samples per scrape (after metric relabeling) when neither the job nor `global` sets
+/// `sample_limit`: Prometheus has no default limit, but a target that exposes ten million
+/// series must fail with a clear error rather than cost gigabytes of memory. Generous:
+/// a large node or kube-state-metrics exposes tens of thousands.
+pub const DEFAULT_SAMPLE_LIMIT: usize = 1_000_000;
+
+/// Where a job's `sample_limit` comes from; the error of a scrape past it says how to
+/// raise it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleLimitFrom {
+    /// The job's own `sample_limit`.
+    Job,
+    /// `global.sample_limit` (the job leaves it unset or 0).
+    Global,
+    /// `[scrape] sample_limit` of `lookout.toml` (neither the job nor `global` sets one).
+    LookoutToml,
+    /// [`DEFAULT_SAMPLE_LIMIT`] (nothing sets one).
+    Default,
+}
 
 /// The whole scrape configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -303,6 +327,8 @@ pub struct JobConfig {
     pub body_size_limit: u64,
     /// Samples (after metric relabeling) per scrape; 0 is no limit.
     pub sample_limit: usize,
+    /// Which setting `sample_limit` comes from.
+    pub sample_limit_from: SampleLimitFrom,
     /// Labels per series; 0 is no limit.
     pub label_limit: usize,
     pub label_name_length_limit: usize,
@@ -336,7 +362,28 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
-    /// A job with Prometheus's defaults and no targets.
+    /// The `lastError` of a scrape with more than `sample_limit` samples: Prometheus's
+    /// words, the limit and where to raise it.
+    pub fn sample_limit_error(&self) -> String {
+        let (n, job) = (self.sample_limit, &self.job_name);
+        let fix = match self.sample_limit_from {
+            SampleLimitFrom::Job => {
+                format!("the sample_limit of job {job:?} is {n}: raise it, or set it to 0 for no limit")
+            }
+            SampleLimitFrom::Global => format!(
+                "the global sample_limit is {n}: raise it, or set sample_limit on job {job:?} (0 for no limit)"
+            ),
+            SampleLimitFrom::LookoutToml => format!(
+                "sample_limit in lookout.toml's [scrape] section is {n}: raise it there, or set sample_limit on job {job:?} (0 for no limit)"
+            ),
+            SampleLimitFrom::Default => format!(
+                "Lookout's default sample_limit is {n}: set sample_limit on job {job:?} or in lookout.toml's [scrape] section to raise it (0 for no limit)"
+            ),
+        };
+        format!("sample limit exceeded (more than {n} samples after metric relabeling; {fix})")
+    }
+
+    /// A job with Prometheus's defaults (and Lookout's sample limit) and no targets.
     pub fn new(job_name: &str, global: &GlobalConfig) -> JobConfig {
         JobConfig {
             job_name: job_name.to_string(),
@@ -354,7 +401,8 @@ impl JobConfig {
             auth: None,
             tls: TlsConfig::default(),
             body_size_limit: DEFAULT_BODY_SIZE_LIMIT,
-            sample_limit: 0,
+            sample_limit: DEFAULT_SAMPLE_LIMIT,
+            sample_limit_from: SampleLimitFrom::Default,
             label_limit: 0,
             label_name_length_limit: 0,
             label_value_length_limit: 0,
@@ -555,6 +603,21 @@ impl ScrapeConfig {
     /// Whether a job named `name` exists.
     pub fn has_job(&self, name: &str) -> bool {
         self.jobs.iter().any(|j| j.job_name == name)
+    }
+
+    /// Gives every job whose `sample_limit` nothing sets (neither the job nor `global`)
+    /// `limit` instead of [`DEFAULT_SAMPLE_LIMIT`]: `[scrape] sample_limit` of
+    /// `lookout.toml`, which applies to `prometheus.yml`'s jobs too.
+    pub fn set_default_sample_limit(&mut self, limit: usize) {
+        for job in &mut self.jobs {
+            if matches!(
+                job.sample_limit_from,
+                SampleLimitFrom::Default | SampleLimitFrom::LookoutToml
+            ) {
+                job.sample_limit = limit;
+                job.sample_limit_from = SampleLimitFrom::LookoutToml;
+            }
+        }
     }
 
     /// Adds Lookout's self-scrape job (`job="lookout"`, `http://<addr>/metrics`) unless the
@@ -1439,7 +1502,14 @@ impl RawJob {
             Some(0) | None => DEFAULT_BODY_SIZE_LIMIT,
             Some(n) => n,
         };
-        job.sample_limit = self.sample_limit.or(g.sample_limit).unwrap_or(0);
+        // As Prometheus: a job's 0 (or nothing) takes the global limit; an explicit 0
+        // with no global limit is no limit. Lookout's default fills in only for nothing.
+        (job.sample_limit, job.sample_limit_from) = match (self.sample_limit, g.sample_limit) {
+            (Some(n), _) if n > 0 => (n, SampleLimitFrom::Job),
+            (_, Some(n)) => (n, SampleLimitFrom::Global),
+            (Some(_), None) => (0, SampleLimitFrom::Job),
+            (None, None) => (DEFAULT_SAMPLE_LIMIT, SampleLimitFrom::Default),
+        };
         job.label_limit = self.label_limit.or(g.label_limit).unwrap_or(0);
         job.label_name_length_limit = self
             .label_name_length_limit
@@ -1505,6 +1575,7 @@ impl RawJob {
 /// ```toml
 /// [scrape]
 /// interval = "15s"
+/// sample_limit = 2000000   # per scrape, for jobs that set none; 0 for no limit
 /// [[scrape.jobs]]
 /// name = "app"
 /// targets = ["localhost:8080"]
@@ -1522,6 +1593,11 @@ pub struct TomlScrapeConfig {
     /// Whether Lookout scrapes its own `/metrics` as job `lookout` (default true).
     #[serde(default)]
     pub self_scrape: Option<bool>,
+    /// Samples per scrape for every job (here or in `prometheus.yml`) whose
+    /// `sample_limit` neither it nor `global` sets; [`DEFAULT_SAMPLE_LIMIT`] if unset, 0 for
+    /// no limit.
+    #[serde(default)]
+    pub sample_limit: Option<usize>,
     /// The jobs.
     #[serde(default)]
     pub jobs: Vec<TomlScrapeJob>,
@@ -1549,6 +1625,7 @@ pub struct TomlScrapeJob {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub honor_labels: Option<bool>,
+    /// Samples per scrape; 0 for no limit.
     #[serde(default)]
     pub sample_limit: Option<usize>,
 }
@@ -1602,8 +1679,19 @@ impl TomlScrapeConfig {
             ),
             ..RawConfig::default()
         };
-        raw.into_config(Path::new("."))
-            .map_err(|m| ConfigError::Invalid(format!("[scrape]: {m}")))
+        let mut cfg = raw
+            .into_config(Path::new("."))
+            .map_err(|m| ConfigError::Invalid(format!("[scrape]: {m}")))?;
+        self.apply_defaults(&mut cfg);
+        Ok(cfg)
+    }
+
+    /// Applies the section's defaults for all jobs (`sample_limit`) to `cfg`, which may
+    /// hold `prometheus.yml`'s jobs and the self-scrape job too.
+    pub fn apply_defaults(&self, cfg: &mut ScrapeConfig) {
+        if let Some(n) = self.sample_limit {
+            cfg.set_default_sample_limit(n);
+        }
     }
 }
 
@@ -2054,5 +2142,57 @@ scrape_configs:
         c.ensure_self_scrape("127.0.0.1:46686");
         assert_eq!(c.jobs.len(), 1);
         assert_eq!(c.jobs[0].static_configs[0].targets, vec!["127.0.0.1:46686"]);
+    }
+
+    /// Lookout's default sample limit fills in only where nothing sets one; an explicit 0
+    /// stays Prometheus's "no limit", and a job's 0 takes the global limit as in Prometheus.
+    #[test]
+    fn sample_limit_defaults() {
+        let jobs = "scrape_configs:\n  - job_name: unset\n  - job_name: zero\n    sample_limit: 0\n  - job_name: own\n    sample_limit: 7\n";
+        let limits = |c: &ScrapeConfig| -> Vec<(usize, SampleLimitFrom)> {
+            c.jobs
+                .iter()
+                .map(|j| (j.sample_limit, j.sample_limit_from))
+                .collect()
+        };
+        use SampleLimitFrom::*;
+        let mut c = parse(jobs).unwrap();
+        assert_eq!(
+            limits(&c),
+            [(DEFAULT_SAMPLE_LIMIT, Default), (0, Job), (7, Job)]
+        );
+        // `[scrape] sample_limit` replaces the default, here and for prometheus.yml's jobs.
+        c.set_default_sample_limit(50);
+        assert_eq!(limits(&c), [(50, LookoutToml), (0, Job), (7, Job)]);
+        c.set_default_sample_limit(0);
+        assert_eq!(limits(&c), [(0, LookoutToml), (0, Job), (7, Job)]);
+        let g = parse(&format!("global:\n  sample_limit: 30\n{jobs}")).unwrap();
+        assert_eq!(limits(&g), [(30, Global), (30, Global), (7, Job)]);
+        let g = parse(&format!("global:\n  sample_limit: 0\n{jobs}")).unwrap();
+        assert_eq!(limits(&g), [(0, Global), (0, Global), (7, Job)]);
+        let mut self_scrape = ScrapeConfig::empty();
+        self_scrape.ensure_self_scrape("127.0.0.1:46686");
+        assert_eq!(limits(&self_scrape), [(DEFAULT_SAMPLE_LIMIT, Default)]);
+
+        let t: TomlScrapeConfig = toml::from_str(
+            "sample_limit = 20\n[[jobs]]\nname = \"a\"\n[[jobs]]\nname = \"b\"\nsample_limit = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            limits(&t.to_config().unwrap()),
+            [(20, LookoutToml), (0, Job)]
+        );
+
+        // The error names the limit and where to raise it.
+        let e = c.jobs[2].sample_limit_error();
+        assert_eq!(e, "sample limit exceeded (more than 7 samples after metric relabeling; the sample_limit of job \"own\" is 7: raise it, or set it to 0 for no limit)");
+        let e = parse(jobs).unwrap().jobs[0].sample_limit_error();
+        assert!(e.starts_with("sample limit exceeded (more than 1000000 samples after metric relabeling; Lookout's default sample_limit is 1000000: set sample_limit on job \"unset\" or in lookout.toml's [scrape] section"), "{e}");
+        assert!(c.jobs[0]
+            .sample_limit_error()
+            .contains("lookout.toml's [scrape] section is 0"));
+        assert!(g.jobs[0]
+            .sample_limit_error()
+            .contains("the global sample_limit is 0"));
     }
 }

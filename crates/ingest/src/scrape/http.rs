@@ -5,7 +5,9 @@
 //! One hyper client (connection pool) serves every job without `tls_config`; a job with one
 //! gets its own. The whole exchange, body included, runs under the target's timeout (the
 //! caller's), and the body is never held past the job's `body_size_limit`, compressed or
-//! not. `https` goes through rustls: the system's trust store unless `tls_config` names a
+//! not. A scrape's body is handed out piece by piece as it arrives ([`Fetched::read_into`],
+//! gzip inflated as it comes), so the caller can parse it on the way and stop reading when
+//! it has seen enough. `https` goes through rustls: the system's trust store unless `tls_config` names a
 //! CA, client certificates, `server_name` and `insecure_skip_verify` as in Prometheus.
 //! One difference from Go's TLS: rustls refuses a self-signed certificate that is its own
 //! CA as a server certificate (`CaUsedAsEndEntity`); such targets need a CA-signed
@@ -30,12 +32,136 @@ use std::sync::Arc;
 use super::config::{Auth, HttpHeader, ProxyConfig, Secret, TlsConfig};
 use super::proxy::{proxy_authorization, ProxyConnector, ProxySelector};
 
-/// A scrape response.
+/// A scrape response whose body is still to be read.
 pub struct Fetched {
-    /// The uncompressed body.
-    pub body: Vec<u8>,
     /// The `Content-Type` header (empty if absent).
     pub content_type: String,
+    body: BodyReader,
+}
+
+impl Fetched {
+    /// Appends the next piece of the uncompressed body to `buf`; false once the body is
+    /// complete. Past `body_size_limit` (compressed or not) it fails with the limit's error.
+    pub async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
+        let limit = self.body.limit;
+        self.body.read_into(buf).await.map_err(|e| match e {
+            BodyError::TooLarge => body_limit_error(limit),
+            BodyError::Failed(e) => e,
+        })
+    }
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// Longer than the limit.
+    TooLarge,
+    /// The connection or the compressed stream failed: the sentence to report.
+    Failed(String),
+}
+
+/// Reads a response body piece by piece, at most `limit` bytes as sent and (gzip) as
+/// inflated.
+struct BodyReader {
+    body: hyper::body::Incoming,
+    url: String,
+    limit: u64,
+    /// Bytes received.
+    raw: u64,
+    /// Inflated bytes handed out.
+    inflated: u64,
+    /// The gzip decoder, writing into its own buffer, emptied into the caller's.
+    gzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    done: bool,
+}
+
+/// Compressed bytes given to the decoder at a time: one call inflates at most its 32 KiB
+/// buffer, so the limit is checked before a gzip bomb can grow far past it.
+const INFLATE_STEP: usize = 4 << 10;
+
+impl BodyReader {
+    fn new(
+        resp: http::Response<hyper::body::Incoming>,
+        url: &str,
+        limit: u64,
+        gzipped: bool,
+    ) -> BodyReader {
+        BodyReader {
+            body: resp.into_body(),
+            url: url.to_string(),
+            limit,
+            raw: 0,
+            inflated: 0,
+            gzip: gzipped.then(|| flate2::write::GzDecoder::new(Vec::new())),
+            done: false,
+        }
+    }
+
+    /// Appends the next piece of the body to `buf`; false once it is complete.
+    async fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<bool, BodyError> {
+        while !self.done {
+            let Some(frame) = self.body.frame().await else {
+                self.done = true;
+                if let Some(gz) = &mut self.gzip {
+                    gz.try_finish().map_err(gzip_error)?;
+                    Self::take_inflated(gz, buf, &mut self.inflated, self.limit)?;
+                }
+                break;
+            };
+            let frame = frame.map_err(|e| {
+                BodyError::Failed(format!(
+                    "Get {:?}: reading the body: {}",
+                    self.url,
+                    chain(&e)
+                ))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            self.raw += data.len() as u64;
+            if self.raw > self.limit {
+                return Err(BodyError::TooLarge);
+            }
+            let Some(gz) = &mut self.gzip else {
+                buf.extend_from_slice(&data);
+                return Ok(true);
+            };
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let step = rest.len().min(INFLATE_STEP);
+                let n = std::io::Write::write(gz, &rest[..step]).map_err(gzip_error)?;
+                if n == 0 {
+                    // Bytes after the gzip stream's end are ignored, as Go's reader does.
+                    break;
+                }
+                rest = &rest[n..];
+                Self::take_inflated(gz, buf, &mut self.inflated, self.limit)?;
+            }
+            std::io::Write::flush(gz).map_err(gzip_error)?;
+            Self::take_inflated(gz, buf, &mut self.inflated, self.limit)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Moves what the decoder has inflated into `buf`, counting it against `limit`.
+    fn take_inflated(
+        gz: &mut flate2::write::GzDecoder<Vec<u8>>,
+        buf: &mut Vec<u8>,
+        inflated: &mut u64,
+        limit: u64,
+    ) -> Result<(), BodyError> {
+        let out = gz.get_mut();
+        *inflated += out.len() as u64;
+        if *inflated > limit {
+            return Err(BodyError::TooLarge);
+        }
+        buf.append(out);
+        Ok(())
+    }
+}
+
+fn gzip_error(e: std::io::Error) -> BodyError {
+    BodyError::Failed(format!("decompressing the gzip body: {e}"))
 }
 
 /// A scrape client: connection pool, TLS settings.
@@ -415,8 +541,9 @@ impl HttpClient {
     }
 
     /// A scrape: GETs `url` with Prometheus's scrape headers (`accept` from the job's
-    /// `scrape_protocols`, [`super::config::accept_header`]), reads at most `body_limit`
-    /// bytes (after gzip), and fails on any status but 200 as Prometheus does.
+    /// `scrape_protocols`, [`super::config::accept_header`]) and fails on any status but 200
+    /// as Prometheus does; the body is read from the answer, at most `body_limit` bytes
+    /// (before and after gzip).
     pub async fn fetch(
         &self,
         url: &str,
@@ -458,26 +585,9 @@ impl HttpClient {
             .get(http::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-        let raw = read_body(resp, url, body_limit)
-            .await?
-            .ok_or_else(|| body_limit_error(body_limit))?;
-        if !gzipped {
-            return Ok(Fetched {
-                body: raw,
-                content_type,
-            });
-        }
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .take(body_limit + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("decompressing the gzip body: {e}"))?;
-        if out.len() as u64 > body_limit {
-            return Err(body_limit_error(body_limit));
-        }
         Ok(Fetched {
-            body: out,
             content_type,
+            body: BodyReader::new(resp, url, body_limit, gzipped),
         })
     }
 
@@ -517,9 +627,20 @@ impl HttpClient {
         if !is_json_content_type(ct.trim()) {
             return Err(format!("unsupported content type {ct:?}"));
         }
-        read_body(resp, url, body_limit)
-            .await?
-            .ok_or_else(|| format!("the discovery answer is larger than {body_limit} bytes"))
+        let mut reader = BodyReader::new(resp, url, body_limit, false);
+        let mut body = Vec::new();
+        loop {
+            match reader.read_into(&mut body).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(body),
+                Err(BodyError::TooLarge) => {
+                    return Err(format!(
+                        "the discovery answer is larger than {body_limit} bytes"
+                    ))
+                }
+                Err(BodyError::Failed(e)) => return Err(e),
+            }
+        }
     }
 }
 
@@ -537,26 +658,6 @@ fn is_json_content_type(ct: &str) -> bool {
     };
     let rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
     rest == "charset=utf-8" || rest == "charset=\"utf-8\""
-}
-
-/// Reads a body up to `limit` bytes; None when it is longer.
-async fn read_body(
-    resp: http::Response<hyper::body::Incoming>,
-    url: &str,
-    limit: u64,
-) -> Result<Option<Vec<u8>>, String> {
-    let mut body = resp.into_body();
-    let mut raw = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("Get {url:?}: reading the body: {}", chain(&e)))?;
-        if let Ok(data) = frame.into_data() {
-            if raw.len() as u64 + data.len() as u64 > limit {
-                return Ok(None);
-            }
-            raw.extend_from_slice(&data);
-        }
-    }
-    Ok(Some(raw))
 }
 
 /// The `Authorization` header of `auth`, secrets read now (files change under us).

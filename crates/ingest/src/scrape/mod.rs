@@ -17,6 +17,7 @@
 //! let mut cfg = ScrapeConfig::load_prometheus_file(path)?; // or toml_section.to_config()?
 //! cfg.extend(toml_section.to_config()?)?;                  // both, if both are given
 //! cfg.ensure_self_scrape("127.0.0.1:46686");               // unless [scrape] self_scrape = false
+//! toml_section.apply_defaults(&mut cfg);                   // [scrape] sample_limit for all jobs
 //! for w in &cfg.warnings { tracing::warn!("{w}") }
 //! let manager = ScrapeManager::start(cfg, sink);           // inside the tokio runtime
 //! manager.apply(reloaded_cfg).await;                       // SIGHUP, POST /-/reload
@@ -42,9 +43,9 @@ pub mod scrape_loop;
 pub mod target;
 
 pub use config::{
-    accept_header, self_scrape_job, ConfigError, GlobalConfig, JobConfig, ScrapeConfig,
-    ScrapeProtocol, TomlScrapeConfig, TomlScrapeJob, DEFAULT_SCRAPE_PROTOCOLS,
-    PROTO_FIRST_SCRAPE_PROTOCOLS, SELF_SCRAPE_JOB,
+    accept_header, self_scrape_job, ConfigError, GlobalConfig, JobConfig, SampleLimitFrom,
+    ScrapeConfig, ScrapeProtocol, TomlScrapeConfig, TomlScrapeJob, DEFAULT_SAMPLE_LIMIT,
+    DEFAULT_SCRAPE_PROTOCOLS, PROTO_FIRST_SCRAPE_PROTOCOLS, SELF_SCRAPE_JOB,
 };
 pub use http::{HttpClient, RequestSettings};
 pub use manager::{ActiveTarget, DroppedTarget, Health, ScrapeManager, TargetsSnapshot};

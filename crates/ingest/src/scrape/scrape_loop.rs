@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use super::config::accept_header;
 use super::config::JobConfig;
 use super::http::{HttpClient, RequestSettings};
-use super::parse::{Entry, Format, Parser};
+use super::parse::{Entry, Format, Parser, Windows};
 use super::proto::{ProtoEntry, ProtoOptions, ProtoParser};
 use super::relabel::{process, LabelSet};
 use super::stale_nan;
@@ -134,6 +134,9 @@ struct CacheEntry {
     cur_tracked: bool,
     /// Part of the last successful scrape's series that get staleness markers.
     prev_tracked: bool,
+    /// The scrape (iteration) that first exposed it: a failed scrape's new entries leave
+    /// with it, so a target failing at its sample limit keeps no cache of what it sent.
+    born: u64,
 }
 
 /// The result of turning one body into samples.
@@ -348,14 +351,34 @@ impl ScrapeLoop {
         }
     }
 
-    /// Turns a body into samples, or the scrape's error with the samples counted so far.
-    fn append_body(
-        &mut self,
-        body: &[u8],
-        content_type: &str,
-        ts: i64,
-    ) -> Result<Appended, ScrapeFailure> {
-        self.iter += 1;
+    /// Fetches the target and turns its body into samples, or the scrape's error with the
+    /// samples counted so far. A text or OpenMetrics body is parsed as it arrives, and
+    /// parsing stops at the first error, the sample limit's included, and with it the
+    /// reading: what comes after is never read. A protobuf body is read whole (at most
+    /// `body_size_limit`), then walked one `Metric` at a time up to the same limit.
+    async fn fetch_and_append(&mut self, ts: i64) -> Result<Appended, ScrapeFailure> {
+        let job = self.job.clone();
+        let settings = RequestSettings {
+            auth: job.auth.as_ref(),
+            follow_redirects: job.follow_redirects,
+            headers: &job.http_headers,
+        };
+        let mut fetched = self
+            .client
+            .fetch(
+                &self.target.url,
+                self.target.timeout,
+                settings,
+                &self.accept,
+                job.body_size_limit,
+                job.enable_compression,
+            )
+            .await
+            .map_err(|error| ScrapeFailure {
+                error,
+                total: 0,
+                added: 0,
+            })?;
         let mut out = Appended {
             samples: Vec::with_capacity(self.cache.len() + 16),
             histograms: Vec::new(),
@@ -364,35 +387,50 @@ impl ScrapeLoop {
             series_added: 0,
             metadata: BTreeMap::new(),
         };
-        let job = self.job.clone();
-        let parsed = match Format::from_content_type(content_type) {
-            Format::Protobuf => self.append_proto(body, &job, ts, &mut out),
-            format => self.append_text(body, format, &job, ts, &mut out),
-        };
-        if let Err(e) = parsed {
-            return Err(out.fail(e));
+        let mut scratch = Vec::new();
+        let format = Format::from_content_type(&fetched.content_type);
+        if format == Format::Protobuf {
+            let mut body = Vec::new();
+            loop {
+                match fetched.read_into(&mut body).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => return Err(out.fail(e)),
+                }
+            }
+            self.append_proto(&body, &job, ts, &mut out, &mut scratch)
+                .map_err(|e| out.fail(e))?;
+            return Ok(out);
         }
-        if job.sample_limit > 0 && out.added > job.sample_limit {
-            let msg = format!(
-                "sample limit exceeded ({} samples after metric relabeling, sample_limit is {})",
-                out.added, job.sample_limit
-            );
-            return Err(out.fail(msg));
+        let mut windows = Windows::new(format);
+        loop {
+            let mut last = false;
+            while !last && !windows.ready() {
+                match fetched.read_into(windows.buffer()).await {
+                    Ok(more) => last = !more,
+                    Err(e) => return Err(out.fail(e)),
+                }
+            }
+            let mut parser = windows.parser(last);
+            self.append_text(&mut parser, &job, ts, &mut out, &mut scratch)
+                .map_err(|e| out.fail(e))?;
+            if last {
+                return Ok(out);
+            }
+            let (consumed, resume) = (parser.consumed(), parser.resume());
+            windows.advance(consumed, resume);
         }
-        Ok(out)
     }
 
-    /// A text format or OpenMetrics body into `out`.
+    /// The entries of one window of a text format or OpenMetrics body into `out`.
     fn append_text(
         &mut self,
-        body: &[u8],
-        format: Format,
+        parser: &mut Parser<'_>,
         job: &JobConfig,
         ts: i64,
         out: &mut Appended,
+        scratch: &mut Vec<(String, String)>,
     ) -> Result<(), String> {
-        let mut parser = Parser::new(body, format);
-        let mut scratch = Vec::new();
         while let Some(entry) = parser.next().map_err(|e| e.to_string())? {
             match entry {
                 Entry::Help { name, help } => {
@@ -425,7 +463,7 @@ impl ScrapeLoop {
                     ts,
                     Value::Float(value),
                     |scratch| parser.labels(scratch),
-                    &mut scratch,
+                    scratch,
                     || format!("line {}", parser.line().saturating_sub(1)),
                 )?,
             }
@@ -440,6 +478,7 @@ impl ScrapeLoop {
         job: &JobConfig,
         ts: i64,
         out: &mut Appended,
+        scratch: &mut Vec<(String, String)>,
     ) -> Result<(), String> {
         let mut parser = ProtoParser::new(
             body,
@@ -448,7 +487,6 @@ impl ScrapeLoop {
                 keep_classic: job.always_scrape_classic_histograms,
             },
         );
-        let mut scratch = Vec::new();
         while let Some(entry) = parser.next().map_err(|e| e.to_string())? {
             let (value, timestamp) = match entry {
                 ProtoEntry::Metadata {
@@ -481,7 +519,7 @@ impl ScrapeLoop {
                 ts,
                 value,
                 |scratch| parser.labels(scratch),
-                &mut scratch,
+                scratch,
                 || format!("metric family {:?}", parser.family()),
             )?;
         }
@@ -490,7 +528,8 @@ impl ScrapeLoop {
 
     /// One exposed sample: its labels from the cache (or built and cached), then into `out`.
     /// `labels` fills the exposed labels on a cache miss; `place` names where the sample
-    /// is for an error.
+    /// is for an error. Past the job's `sample_limit` it is the scrape's error, whichever
+    /// format the body is in.
     #[allow(clippy::too_many_arguments)]
     fn add_sample(
         &mut self,
@@ -529,6 +568,7 @@ impl ScrapeLoop {
                         seen: iter,
                         cur_tracked: tracked,
                         prev_tracked: false,
+                        born: iter,
                     },
                 );
                 labels
@@ -538,6 +578,11 @@ impl ScrapeLoop {
             return Ok(());
         };
         out.added += 1;
+        if job.sample_limit > 0 && out.added > job.sample_limit {
+            // Stop here rather than hold and label every sample of a target that sends
+            // millions; nothing of this scrape is stored.
+            return Err(job.sample_limit_error());
+        }
         let t = match timestamp {
             Some(t) if job.honor_timestamps => t,
             _ => ts,
@@ -585,15 +630,18 @@ impl ScrapeLoop {
         }
     }
 
-    /// After a failed scrape: every series of the last successful scrape ends.
+    /// After a failed scrape: every series of the last successful scrape ends, and what
+    /// the failed one added to the cache leaves it.
     fn commit_failure(&mut self, ts: i64, samples: &mut Vec<Sample>) {
-        for e in self.cache.values_mut() {
+        let cur = self.iter;
+        self.cache.retain(|_, e| {
             if std::mem::take(&mut e.prev_tracked) {
                 if let Some(l) = &e.labels {
                     samples.push((l.clone(), ts, stale_nan()));
                 }
             }
-        }
+            e.born != cur
+        });
         samples.extend(self.state.prev.drain().map(|l| (l, ts, stale_nan())));
     }
 
@@ -656,41 +704,32 @@ impl ScrapeLoop {
         self.scrape_until(std::future::pending()).await;
     }
 
-    /// One scrape, unless `cancel` resolves while the request is in flight (then nothing is
-    /// written). Once the body is in, the append always runs to completion: the sink's
-    /// future is never dropped halfway.
+    /// One scrape, unless `cancel` resolves while the body is being read and parsed (then
+    /// nothing is written). Once the body is in, the append always runs to completion: the
+    /// sink's future is never dropped halfway.
     async fn scrape_until(&mut self, cancel: impl std::future::Future<Output = ()>) {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let ts = now_ms(started_at);
+        self.iter += 1;
         let forced = self.forced_error.lock().clone();
-        let fetched = match forced {
-            Some(e) => Ok(Err(e)),
+        let scraped = match forced {
+            Some(error) => Ok(Err(ScrapeFailure {
+                error,
+                total: 0,
+                added: 0,
+            })),
             None => {
-                let settings = RequestSettings {
-                    auth: self.job.auth.as_ref(),
-                    follow_redirects: self.job.follow_redirects,
-                    headers: &self.job.http_headers,
-                };
-                let fetch = tokio::time::timeout(
-                    self.target.timeout,
-                    self.client.fetch(
-                        &self.target.url,
-                        self.target.timeout,
-                        settings,
-                        &self.accept,
-                        self.job.body_size_limit,
-                        self.job.enable_compression,
-                    ),
-                );
+                let timeout = self.target.timeout;
+                let scrape = tokio::time::timeout(timeout, self.fetch_and_append(ts));
                 tokio::select! {
-                    r = fetch => r,
+                    r = scrape => r,
                     _ = cancel => return,
                 }
             }
         };
         let duration = start.elapsed();
-        let result = match fetched {
+        let result = match scraped {
             Err(_) => Err(ScrapeFailure {
                 error: format!(
                     "Get {:?}: context deadline exceeded (no answer within the scrape timeout of {})",
@@ -700,12 +739,7 @@ impl ScrapeLoop {
                 total: 0,
                 added: 0,
             }),
-            Ok(Err(error)) => Err(ScrapeFailure {
-                error,
-                total: 0,
-                added: 0,
-            }),
-            Ok(Ok(f)) => self.append_body(&f.body, &f.content_type, ts),
+            Ok(r) => r,
         };
         let (mut samples, histograms, error, total, added, series_added) = match result {
             Ok(a) => {
