@@ -566,3 +566,231 @@ async fn https_targets_verify_certificates() {
 fn targets_now(m: &ScrapeManager) -> TargetsSnapshot {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(m.targets()))
 }
+
+/// How many series the huge target exposes.
+const HUGE_SERIES: u64 = 10_000_000;
+
+/// A target that answers with a few series, or (once `huge` is set) with
+/// [`HUGE_SERIES`] series made up as they are sent, as a real exporter with that many
+/// would: nothing holds the body. It counts the body bytes the client took.
+struct HugeTarget {
+    addr: std::net::SocketAddr,
+    huge: Arc<std::sync::atomic::AtomicBool>,
+    /// Body bytes written of the latest huge answer, and its full length.
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    total: u64,
+}
+
+impl HugeTarget {
+    fn line(i: u64) -> String {
+        format!("huge_series{{shard=\"{}\",id=\"{i}\"}} {i}\n", i % 64)
+    }
+
+    /// `line(i).len()`, without making the line.
+    fn line_len(i: u64) -> u64 {
+        let digits = |n: u64| n.checked_ilog10().unwrap_or(0) as u64 + 1;
+        "huge_series{shard=\"\",id=\"\"} \n".len() as u64 + digits(i % 64) + 2 * digits(i)
+    }
+
+    async fn start() -> HugeTarget {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let huge = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let total: u64 = (0..HUGE_SERIES).map(Self::line_len).sum();
+        let (h, s) = (huge.clone(), sent.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, s) = (h.clone(), s.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match sock.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        if !h.load(Relaxed) {
+                            let body = "huge_series{id=\"a\"} 1\nhuge_series{id=\"b\"} 2\n";
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if sock.write_all(resp.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        s.store(0, Relaxed);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {total}\r\n\r\n"
+                        );
+                        if sock.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let mut chunk = String::with_capacity(128 << 10);
+                        for i in 0..HUGE_SERIES {
+                            chunk.push_str(&Self::line(i));
+                            if chunk.len() >= 64 << 10 || i + 1 == HUGE_SERIES {
+                                if sock.write_all(chunk.as_bytes()).await.is_err() {
+                                    // The scraper hung up: how far it read is in `sent`.
+                                    return;
+                                }
+                                s.fetch_add(chunk.len() as u64, Relaxed);
+                                chunk.clear();
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        HugeTarget {
+            addr,
+            huge,
+            sent,
+            total,
+        }
+    }
+}
+
+/// A target exposing 10 million series fails at the default sample limit (`[scrape]
+/// sample_limit` of lookout.toml here, lower than Lookout's 1,000,000 so a debug build
+/// labels fewer series: ~15 µs each) with an error that says so, stores nothing of that
+/// scrape, ends the series it had before, is not read to its end, and the target beside it
+/// goes on being scraped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_million_series_fail_at_the_default_sample_limit() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let huge = HugeTarget::start().await;
+    let small = ScriptedTarget::start(Answer::Body("text/plain", "small 1\n".into())).await;
+    // No job sets sample_limit: the section's default applies.
+    let toml: ingest::scrape::TomlScrapeConfig = toml::from_str(&format!(
+        "sample_limit = 20000\n\
+         [[jobs]]\nname = \"huge\"\ninterval = \"3s\"\ntimeout = \"3s\"\ntargets = [\"{}\"]\n\
+         [[jobs]]\nname = \"small\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\ntargets = [\"{}\"]\n",
+        huge.addr, small.addr
+    ))
+    .unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(toml.to_config().unwrap(), sink.clone());
+    let job = |name: &str| {
+        targets_now(&m)
+            .active
+            .into_iter()
+            .find(|t| t.scrape_pool == name)
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the huge target's first scrape",
+        || job("huge").filter(|t| t.health.as_str() == "up"),
+    )
+    .await;
+    assert_eq!(sink.samples_of(&[("__name__", "huge_series")]).len(), 2);
+
+    huge.huge.store(true, Relaxed);
+    let t = eventually(Duration::from_secs(60), "the huge target failing", || {
+        job("huge").filter(|t| t.health.as_str() == "down")
+    })
+    .await;
+    assert_eq!(
+        t.last_error,
+        "sample limit exceeded (more than 20000 samples after metric relabeling; sample_limit in lookout.toml's [scrape] section is 20000: raise it there, or set sample_limit on job \"huge\" (0 for no limit))"
+    );
+    let small_scrapes_then = sink
+        .samples_of(&[("__name__", "up"), ("job", "small")])
+        .len();
+
+    // Nothing of the failed scrape is stored: the two earlier series end with staleness
+    // markers, up is 0.
+    let stored = sink.samples_of(&[("__name__", "huge_series")]);
+    assert_eq!(stored.len(), 4, "{:?}", &stored[..stored.len().min(10)]);
+    assert!(stored[2..].iter().all(|s| is_stale(s.2)), "{stored:?}");
+    let up = sink.samples_of(&[("__name__", "up"), ("job", "huge")]);
+    assert_eq!(up.last().unwrap().2, 0.0);
+    let counted = sink.samples_of(&[("__name__", "scrape_samples_scraped"), ("job", "huge")]);
+    assert_eq!(counted.last().unwrap().2, 20001.0);
+    // The scrape stopped reading at the limit, far from the body's end.
+    let sent = huge.sent.load(Relaxed);
+    assert!(
+        sent < huge.total / 20,
+        "the scrape read {sent} of {} body bytes",
+        huge.total
+    );
+
+    // The other target keeps being scraped, and is up.
+    eventually(
+        Duration::from_secs(10),
+        "more scrapes of the small target",
+        || {
+            let n = sink
+                .samples_of(&[("__name__", "up"), ("job", "small")])
+                .len();
+            (n > small_scrapes_then + 2).then_some(())
+        },
+    )
+    .await;
+    let small_t = job("small").unwrap();
+    assert_eq!(small_t.health.as_str(), "up", "{}", small_t.last_error);
+    assert!(sink
+        .samples_of(&[("__name__", "up"), ("job", "small")])
+        .iter()
+        .all(|s| s.2 == 1.0));
+    m.shutdown().await;
+    // Still nothing but the staleness markers, after any later scrapes.
+    assert_eq!(sink.samples_of(&[("__name__", "huge_series")]).len(), 4);
+}
+
+/// `sample_limit: 0` on a job is Prometheus's "no limit", whatever default applies to the
+/// jobs that set none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_zero_sample_limit_is_unlimited() {
+    let body: String = (0..20).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect();
+    let target = ScriptedTarget::start(Answer::Body("text/plain", body)).await;
+    let toml: ingest::scrape::TomlScrapeConfig = toml::from_str(&format!(
+        "sample_limit = 10\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
+         [[jobs]]\nname = \"defaulted\"\ntargets = [\"{0}\"]\n\
+         [[jobs]]\nname = \"unlimited\"\nsample_limit = 0\ntargets = [\"{0}\"]\n",
+        target.addr
+    ))
+    .unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(toml.to_config().unwrap(), sink.clone());
+    let targets = eventually(Duration::from_secs(10), "both jobs scraped", || {
+        let t = targets_now(&m);
+        (t.active.len() == 2 && t.active.iter().all(|a| a.last_scrape.is_some())).then_some(t)
+    })
+    .await;
+    m.shutdown().await;
+    for t in &targets.active {
+        match t.scrape_pool.as_str() {
+            "unlimited" => assert_eq!(t.health.as_str(), "up", "{}", t.last_error),
+            _ => assert!(
+                t.last_error
+                    .starts_with("sample limit exceeded (more than 10 samples"),
+                "{}",
+                t.last_error
+            ),
+        }
+    }
+    assert_eq!(
+        sink.samples_of(&[("__name__", "m"), ("job", "unlimited")])
+            .len()
+            % 20,
+        0
+    );
+    assert!(
+        sink.samples_of(&[("__name__", "m"), ("job", "unlimited")])
+            .len()
+            >= 20
+    );
+    assert!(sink
+        .samples_of(&[("__name__", "m"), ("job", "defaulted")])
+        .is_empty());
+}

@@ -16,6 +16,14 @@
 //! synthetic series with `up` 0, as Prometheus does. The failure becomes the target's
 //! `lastError`.
 //!
+//! The body is parsed as it arrives, window by window ([`Windows`]), and the scrape stops
+//! reading at its first error: a target that sends ten million series costs what its first
+//! `sample_limit` samples cost (Lookout's default limit, or the job's), not a whole body
+//! held and parsed before the limit is checked. Prometheus reads on to count the whole body
+//! for `scrape_samples_scraped`; here a scrape stopped at the limit reports the samples it
+//! read. Reading and parsing overlap, so the scrape timeout and `scrape_duration_seconds`
+//! cover both.
+//!
 //! Labels follow Prometheus's `mutateSampleLabels`: target labels are added to every series;
 //! on a clash the exposed label is kept as `exported_<name>` unless `honor_labels` is set,
 //! in which case the exposed value wins. `metric_relabel_configs` run afterwards.
@@ -419,6 +427,10 @@ impl ScrapeLoop {
             }
             let (consumed, resume) = (parser.consumed(), parser.resume());
             windows.advance(consumed, resume);
+            // A body that is always ready would otherwise keep this task (and the worker
+            // it runs on) busy to the end: yield after each window so other loops run and
+            // the scrape timeout is checked.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -732,7 +744,7 @@ impl ScrapeLoop {
         let result = match scraped {
             Err(_) => Err(ScrapeFailure {
                 error: format!(
-                    "Get {:?}: context deadline exceeded (no answer within the scrape timeout of {})",
+                    "Get {:?}: context deadline exceeded (the answer was not read within the scrape timeout of {}; raise scrape_timeout if the target is only slow)",
                     self.target.url,
                     super::config::format_duration(self.target.timeout)
                 ),
