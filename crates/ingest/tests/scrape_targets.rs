@@ -140,6 +140,14 @@ async fn error_status_and_body_limit() {
         "body size limit exceeded",
     )
     .await;
+    // The body arrives and is parsed in pieces; a gzip stream that ends early still fails
+    // the whole scrape.
+    failing(
+        Answer::TruncatedGzip("text/plain", "x 1\n".to_string()),
+        "",
+        "decompressing the gzip body",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@
 //! caller's), and the body is never held past the job's `body_size_limit`, compressed or
 //! not. A scrape's body is handed out piece by piece as it arrives ([`Fetched::read_into`],
 //! gzip inflated as it comes), so the caller can parse it on the way and stop reading when
-//! it has seen enough. `https` goes through rustls: the system's trust store unless `tls_config` names a
-//! CA, client certificates, `server_name` and `insecure_skip_verify` as in Prometheus.
+//! it has seen enough. `https` goes through rustls: the system's trust store unless
+//! `tls_config` names a CA, client certificates, `server_name` and `insecure_skip_verify`
+//! as in Prometheus.
 //! One difference from Go's TLS: rustls refuses a self-signed certificate that is its own
 //! CA as a server certificate (`CaUsedAsEndEntity`); such targets need a CA-signed
 //! certificate or `insecure_skip_verify`.
@@ -130,7 +131,8 @@ impl BodyReader {
                 let step = rest.len().min(INFLATE_STEP);
                 let n = std::io::Write::write(gz, &rest[..step]).map_err(gzip_error)?;
                 if n == 0 {
-                    // Bytes after the gzip stream's end are ignored, as Go's reader does.
+                    // Bytes after the first gzip member are ignored (exporters send one; Go's
+                    // reader would go on to a second), as Lookout always has.
                     break;
                 }
                 rest = &rest[n..];

@@ -416,7 +416,15 @@ impl ScrapeLoop {
             while !last && !windows.ready() {
                 match fetched.read_into(windows.buffer()).await {
                     Ok(more) => last = !more,
-                    Err(e) => return Err(out.fail(e)),
+                    // A body that cannot be read counts no samples, as a failed request
+                    // does (Prometheus reads the body before it parses).
+                    Err(error) => {
+                        return Err(ScrapeFailure {
+                            error,
+                            total: 0,
+                            added: 0,
+                        })
+                    }
                 }
             }
             let mut parser = windows.parser(last);

@@ -198,6 +198,8 @@ pub enum Answer {
     Bytes(&'static str, Vec<u8>),
     /// 200, gzip-compressed body.
     Gzip(&'static str, String),
+    /// 200, gzip-compressed body cut before the stream's trailer (checksum and length).
+    TruncatedGzip(&'static str, String),
     /// This status, empty body.
     Status(u16),
     /// Accept the request and never answer.
@@ -260,14 +262,11 @@ impl ScriptedTarget {
                             Answer::Status(s) => (s, "text/plain", Vec::new(), false),
                             Answer::Body(ct, b) => (200, ct, b.into_bytes(), false),
                             Answer::Bytes(ct, b) => (200, ct, b, false),
-                            Answer::Gzip(ct, b) => {
-                                use std::io::Write;
-                                let mut e = flate2::write::GzEncoder::new(
-                                    Vec::new(),
-                                    flate2::Compression::fast(),
-                                );
-                                e.write_all(b.as_bytes()).unwrap();
-                                (200, ct, e.finish().unwrap(), true)
+                            Answer::Gzip(ct, b) => (200, ct, gzip(&b), true),
+                            Answer::TruncatedGzip(ct, b) => {
+                                let mut z = gzip(&b);
+                                z.truncate(z.len() - 8);
+                                (200, ct, z, true)
                             }
                         };
                         let reason = http_reason(status);
@@ -301,6 +300,13 @@ impl ScriptedTarget {
     pub fn set(&self, a: Answer) {
         *self.answer.lock() = a;
     }
+}
+
+fn gzip(body: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(body.as_bytes()).unwrap();
+    e.finish().unwrap()
 }
 
 /// The reason phrase a real server sends (Go and Lookout both report it in `lastError`).
