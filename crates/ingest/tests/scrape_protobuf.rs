@@ -387,9 +387,6 @@ async fn native_histograms_stored_as_prometheus_stores_them() {
     manager.shutdown().await;
 }
 
-const PROTO: &str =
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
-
 fn proto_body(histogram: ingest::scrape::proto::Histogram) -> Vec<u8> {
     use ingest::scrape::proto::{Counter, LabelPair, Metric, MetricFamily};
     use prost::Message;

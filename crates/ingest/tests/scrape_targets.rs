@@ -109,15 +109,149 @@ async fn broken_text_is_a_precise_error() {
     .await;
 }
 
+/// The `lastError` of job `t` past its `sample_limit: 10`, whatever the body's format.
+const T_SAMPLE_LIMIT_ERROR: &str = "sample limit exceeded (more than 10 samples after metric relabeling; the sample_limit of job \"t\" is 10: raise it, or set it to 0 for no limit)";
+
 #[tokio::test]
 async fn sample_limit_fails_the_scrape() {
     let body: String = (0..20).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect();
     failing(
         Answer::Body("text/plain", body),
         "    sample_limit: 10\n",
-        "sample limit exceeded",
+        T_SAMPLE_LIMIT_ERROR,
     )
     .await;
+}
+
+/// A protobuf body: gauge family `g` with one series per `ids` (label `i`), and a native
+/// histogram `h`.
+fn proto_gauges_and_histogram(ids: std::ops::Range<u32>) -> Vec<u8> {
+    use ingest::scrape::proto::{BucketSpan, Gauge, Histogram, LabelPair, Metric, MetricFamily};
+    use prost::Message;
+    let gauges = MetricFamily {
+        name: "g".into(),
+        r#type: 1,
+        metric: ids
+            .map(|i| Metric {
+                label: vec![LabelPair {
+                    name: "i".into(),
+                    value: i.to_string(),
+                }],
+                gauge: Some(Gauge { value: i.into() }),
+                ..Metric::default()
+            })
+            .collect(),
+        ..MetricFamily::default()
+    };
+    let histogram = MetricFamily {
+        name: "h".into(),
+        r#type: 4,
+        metric: vec![Metric {
+            histogram: Some(Histogram {
+                sample_count: 3,
+                sample_sum: 1.5,
+                zero_threshold: 0.001,
+                positive_span: vec![BucketSpan {
+                    offset: 1,
+                    length: 2,
+                }],
+                positive_delta: vec![1, 1],
+                ..Histogram::default()
+            }),
+            ..Metric::default()
+        }],
+        ..MetricFamily::default()
+    };
+    let mut b = Vec::new();
+    for f in [gauges, histogram] {
+        f.encode_length_delimited(&mut b).unwrap();
+    }
+    b
+}
+
+/// A protobuf target past the sample limit fails as a text one does: the same error, the
+/// walk stopped at the limit, nothing of the scrape stored (native histograms included),
+/// the series it had before ended, and none of the failed scrape's series left in the
+/// cache (they count as added when they come back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_sample_limit_fails_the_scrape_alike() {
+    let target =
+        ScriptedTarget::start(Answer::Bytes(PROTO, proto_gauges_and_histogram(0..4))).await;
+    let sink = Arc::new(RecordingSink::default());
+    let m = ScrapeManager::start(
+        one_job(
+            &target.addr.to_string(),
+            "    sample_limit: 10\n    scrape_native_histograms: true\n",
+        ),
+        sink.clone(),
+    );
+    wait_health(&m, "up").await;
+    eventually(Duration::from_secs(10), "a native histogram", || {
+        (!sink.histograms.lock().is_empty()).then_some(())
+    })
+    .await;
+
+    // 20 gauges before the histogram: the walk stops at the 11th.
+    target.set(Answer::Bytes(PROTO, proto_gauges_and_histogram(100..120)));
+    let t = wait_health(&m, "down").await;
+    assert_eq!(t.last_error, T_SAMPLE_LIMIT_ERROR);
+    let (appends, histograms) = (sink.appends.lock().len(), sink.histograms.lock().len());
+    eventually(Duration::from_secs(10), "two more failed scrapes", || {
+        (sink.appends.lock().len() >= appends + 2).then_some(())
+    })
+    .await;
+    assert_eq!(sink.histograms.lock().len(), histograms);
+    let failed: Vec<Vec<_>> = sink.appends.lock()[appends - 1..].to_vec();
+    for batch in &failed {
+        for (l, _, v) in batch {
+            let name = l.metric_name().unwrap_or("");
+            assert!(
+                SYNTHETIC.contains(&name) || is_stale(*v),
+                "{l} = {v} written by a failed scrape"
+            );
+            match name {
+                "up" => assert_eq!(*v, 0.0),
+                "scrape_samples_scraped" | "scrape_samples_post_metric_relabeling" => {
+                    assert_eq!(*v, 11.0, "{l}")
+                }
+                _ => {}
+            }
+        }
+    }
+    // The four gauges of the good scrape (and its histogram series) ended at the first
+    // failure.
+    let stale: Vec<_> = sink
+        .samples_of(&[("__name__", "g")])
+        .into_iter()
+        .filter(|s| is_stale(s.2))
+        .collect();
+    assert_eq!(stale.len(), 4, "{stale:?}");
+    assert!(sink
+        .samples_of(&[("__name__", "h")])
+        .iter()
+        .any(|s| is_stale(s.2)));
+
+    // Five of the series only the failed scrapes exposed come back under the limit: all
+    // five are new to the loop.
+    let before = sink.appends.lock().len();
+    target.set(Answer::Bytes(PROTO, proto_gauges_and_histogram(100..105)));
+    let added = eventually(Duration::from_secs(10), "a good scrape again", || {
+        let appends = sink.appends.lock();
+        appends[before..].iter().find_map(|batch| {
+            let value = |n: &str| {
+                batch
+                    .iter()
+                    .find(|(l, _, _)| l.metric_name() == Some(n))
+                    .map(|s| s.2)
+            };
+            (value("up") == Some(1.0)).then(|| value("scrape_series_added"))
+        })
+    })
+    .await;
+    // The histogram's entry is the first scrape's, kept through the failures as Prometheus
+    // keeps its cache.
+    assert_eq!(added, Some(5.0));
+    m.shutdown().await;
 }
 
 #[tokio::test]

@@ -16,25 +16,32 @@
 //! synthetic series with `up` 0, as Prometheus does. The failure becomes the target's
 //! `lastError`.
 //!
-//! The body is parsed as it arrives, window by window ([`Windows`]), and the scrape stops
-//! reading at its first error: a target that sends ten million series costs what its first
-//! `sample_limit` samples cost (Lookout's default limit, or the job's), not a whole body
-//! held and parsed before the limit is checked. Prometheus reads on to count the whole body
-//! for `scrape_samples_scraped`; here a scrape stopped at the limit reports the samples it
-//! read. Reading and parsing overlap, so the scrape timeout and `scrape_duration_seconds`
-//! cover both.
+//! A text or OpenMetrics body is parsed as it arrives, window by window ([`Windows`]), and
+//! the scrape stops reading at its first error: a target that sends ten million series
+//! costs what its first `sample_limit` samples cost (Lookout's default limit, or the
+//! job's), not a whole body held and parsed before the limit is checked. A protobuf body is
+//! read whole, up to `body_size_limit` (one delimited `MetricFamily` may hold every series
+//! of the target, so reading it message by message would not bound it any better), and then
+//! walked one `Metric` at a time with the same stop at the first error and the limit: the
+//! series a scrape labels and caches and the samples it keeps are bounded by the limit in
+//! both formats, and the limit's error is the same. Prometheus reads on to count the whole
+//! body for `scrape_samples_scraped`; here a scrape stopped at the limit reports the
+//! samples it read. Reading and parsing overlap, so the scrape timeout and
+//! `scrape_duration_seconds` cover both; both walks yield now and then so that the timeout
+//! is checked.
 //!
 //! Labels follow Prometheus's `mutateSampleLabels`: target labels are added to every series;
 //! on a clash the exposed label is kept as `exported_<name>` unless `honor_labels` is set,
 //! in which case the exposed value wins. `metric_relabel_configs` run afterwards.
 //!
 //! The cache maps a series' exposition text (for protobuf, its name and label pairs) to its
-//! final label set (or to "dropped by
-//! relabeling"), so a steady target costs a hash lookup per line (a keyed hash: a target
-//! cannot make its own cache degenerate); entries not seen in a successful scrape are
-//! evicted after it, which keeps `scrape_series_added` exact. Staleness is tracked on the
-//! same entries, so a steady scrape clones each label set once, into its sample (measured
-//! with `examples/scrape_throughput.rs`: 100k series, ~1.3 µs per sample steady, release).
+//! final label set (or to "dropped by relabeling"), so a steady target costs a hash lookup
+//! per line (a keyed hash: a target cannot make its own cache degenerate); entries not seen
+//! in a successful scrape are evicted after it, which keeps `scrape_series_added` exact, and
+//! the entries a failed scrape added leave with it, whatever its format. Staleness is
+//! tracked on the same entries, so a steady scrape clones each label set once, into its
+//! sample (measured with `examples/scrape_throughput.rs`: 100k series, ~1.3 µs per sample
+//! steady, release).
 //! Series with explicit timestamps (when honored) get no staleness markers, as in
 //! Prometheus, unless `track_timestamps_staleness` is set. Two different texts for one
 //! label set (`a{x="1"}` and `a{x="1",}`) are tracked apart; Prometheus tracks by label set,
@@ -174,6 +181,23 @@ impl Appended {
         }
     }
 }
+
+impl ScrapeFailure {
+    /// A failed scrape that counts no samples: the request failed, the body could not be
+    /// read (Prometheus reads the body before it parses), the scrape timed out, or the
+    /// pool forced the error.
+    fn uncounted(error: String) -> ScrapeFailure {
+        ScrapeFailure {
+            error,
+            total: 0,
+            added: 0,
+        }
+    }
+}
+
+/// Protobuf entries walked between two yields of the scrape loop's task, as a text body
+/// yields after each window.
+const PROTO_ENTRIES_PER_YIELD: usize = 4096;
 
 /// One target's loop.
 pub struct ScrapeLoop {
@@ -363,7 +387,8 @@ impl ScrapeLoop {
     /// samples counted so far. A text or OpenMetrics body is parsed as it arrives, and
     /// parsing stops at the first error, the sample limit's included, and with it the
     /// reading: what comes after is never read. A protobuf body is read whole (at most
-    /// `body_size_limit`), then walked one `Metric` at a time up to the same limit.
+    /// `body_size_limit`), then walked one `Metric` at a time, stopping at the same first
+    /// error and the same limit.
     async fn fetch_and_append(&mut self, ts: i64) -> Result<Appended, ScrapeFailure> {
         let job = self.job.clone();
         let settings = RequestSettings {
@@ -382,11 +407,7 @@ impl ScrapeLoop {
                 job.enable_compression,
             )
             .await
-            .map_err(|error| ScrapeFailure {
-                error,
-                total: 0,
-                added: 0,
-            })?;
+            .map_err(ScrapeFailure::uncounted)?;
         let mut out = Appended {
             samples: Vec::with_capacity(self.cache.len() + 16),
             histograms: Vec::new(),
@@ -398,15 +419,17 @@ impl ScrapeLoop {
         let mut scratch = Vec::new();
         let format = Format::from_content_type(&fetched.content_type);
         if format == Format::Protobuf {
+            // Not parsed as it arrives: one delimited MetricFamily may carry every series of
+            // the target, so streaming by message would still hold that message whole. The
+            // body stays bounded by body_size_limit; what is built from it, by the limit.
             let mut body = Vec::new();
-            loop {
-                match fetched.read_into(&mut body).await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => return Err(out.fail(e)),
-                }
-            }
+            while fetched
+                .read_into(&mut body)
+                .await
+                .map_err(ScrapeFailure::uncounted)?
+            {}
             self.append_proto(&body, &job, ts, &mut out, &mut scratch)
+                .await
                 .map_err(|e| out.fail(e))?;
             return Ok(out);
         }
@@ -418,13 +441,7 @@ impl ScrapeLoop {
                     Ok(more) => last = !more,
                     // A body that cannot be read counts no samples, as a failed request
                     // does (Prometheus reads the body before it parses).
-                    Err(error) => {
-                        return Err(ScrapeFailure {
-                            error,
-                            total: 0,
-                            added: 0,
-                        })
-                    }
+                    Err(error) => return Err(ScrapeFailure::uncounted(error)),
                 }
             }
             let mut parser = windows.parser(last);
@@ -491,8 +508,11 @@ impl ScrapeLoop {
         Ok(())
     }
 
-    /// A protobuf body into `out`.
-    fn append_proto(
+    /// A protobuf body into `out`, one `Metric` at a time: the walk ends at the first error,
+    /// the sample limit's included, so a body of millions of series is labelled and held
+    /// only up to the limit. It yields every [`PROTO_ENTRIES_PER_YIELD`] entries, so a long
+    /// walk lets other loops run and its scrape timeout be checked.
+    async fn append_proto(
         &mut self,
         body: &[u8],
         job: &JobConfig,
@@ -507,7 +527,12 @@ impl ScrapeLoop {
                 keep_classic: job.always_scrape_classic_histograms,
             },
         );
+        let mut walked = 0;
         while let Some(entry) = parser.next().map_err(|e| e.to_string())? {
+            walked += 1;
+            if walked % PROTO_ENTRIES_PER_YIELD == 0 {
+                tokio::task::yield_now().await;
+            }
             let (value, timestamp) = match entry {
                 ProtoEntry::Metadata {
                     name,
@@ -734,11 +759,7 @@ impl ScrapeLoop {
         self.iter += 1;
         let forced = self.forced_error.lock().clone();
         let scraped = match forced {
-            Some(error) => Ok(Err(ScrapeFailure {
-                error,
-                total: 0,
-                added: 0,
-            })),
+            Some(error) => Ok(Err(ScrapeFailure::uncounted(error))),
             None => {
                 let timeout = self.target.timeout;
                 let scrape = tokio::time::timeout(timeout, self.fetch_and_append(ts));
@@ -750,15 +771,11 @@ impl ScrapeLoop {
         };
         let duration = start.elapsed();
         let result = match scraped {
-            Err(_) => Err(ScrapeFailure {
-                error: format!(
-                    "Get {:?}: context deadline exceeded (the answer was not read within the scrape timeout of {}; raise scrape_timeout if the target is only slow)",
-                    self.target.url,
-                    super::config::format_duration(self.target.timeout)
-                ),
-                total: 0,
-                added: 0,
-            }),
+            Err(_) => Err(ScrapeFailure::uncounted(format!(
+                "Get {:?}: context deadline exceeded (the answer was not read within the scrape timeout of {}; raise scrape_timeout if the target is only slow)",
+                self.target.url,
+                super::config::format_duration(self.target.timeout)
+            ))),
             Ok(r) => r,
         };
         let (mut samples, histograms, error, total, added, series_added) = match result {

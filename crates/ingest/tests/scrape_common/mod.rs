@@ -189,6 +189,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `Content-Type` of a protobuf exposition body.
+pub const PROTO: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
 /// How a scripted target answers.
 #[derive(Clone, Debug)]
 pub enum Answer {
