@@ -736,7 +736,7 @@ impl HugeTarget {
 
     async fn start() -> HugeTarget {
         use std::sync::atomic::Ordering::Relaxed;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let huge = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -751,13 +751,8 @@ impl HugeTarget {
                 let (h, s) = (h.clone(), s.clone());
                 tokio::spawn(async move {
                     loop {
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 1024];
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match sock.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
+                        if read_request_head(&mut sock).await.is_none() {
+                            return;
                         }
                         if !h.load(Relaxed) {
                             let body = "huge_series{id=\"a\"} 1\nhuge_series{id=\"b\"} 2\n";

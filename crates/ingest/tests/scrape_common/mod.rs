@@ -16,7 +16,7 @@ use ingest::metrics::{
 };
 use ingest::BoxFuture;
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A sink that keeps every append, in order (native histogram samples apart).
 #[derive(Default)]
@@ -235,14 +235,9 @@ impl ScriptedTarget {
                 let (a, r) = (a.clone(), r.clone());
                 tokio::spawn(async move {
                     loop {
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 1024];
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match sock.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
-                        }
+                        let Some(head) = read_request_head(&mut sock).await else {
+                            return;
+                        };
                         r.lock().push(String::from_utf8_lossy(&head).into_owned());
                         let answer = a.lock().clone();
                         let path = String::from_utf8_lossy(&head)
@@ -488,4 +483,19 @@ pub fn start_tinyproxy(dir: &Path, extra_config: &str) -> (KillOnDrop, u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (KillOnDrop(child), port)
+}
+
+/// Reads an HTTP/1.1 request up to the end of its head (the test targets' requests have no
+/// body); `None` when the client closed the connection or it failed.
+pub async fn read_request_head(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
 }
