@@ -39,8 +39,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use model::histogram::FloatHistogram;
-
 use crate::chunk::{chunk_len, ChunkIter};
 use crate::codec::{put_bytes, put_uvarint, Reader};
 use crate::head::{ClosedChunk, SeriesChunks};
@@ -144,29 +142,12 @@ fn rechunk(samples: &[(i64, f64)]) -> Vec<ClosedChunk> {
 /// A series' histogram samples from its histogram chunks, in time order, re-encoded as block
 /// chunks. A chunk that does not decode is an error, as for floats.
 fn rechunk_histograms(chunks: &[ClosedChunk]) -> Result<Vec<ClosedChunk>, TsdbError> {
-    let mut all: Vec<(i64, Arc<FloatHistogram>)> = Vec::new();
-    for c in chunks.iter().filter(|c| is_hist(c)) {
-        all.extend(histchunk::decode(&c.bytes).map_err(|e| TsdbError::Corrupt {
-            what: "histogram chunk".to_string(),
-            reason: format!("chunk of [{}, {}] does not decode: {e}", c.min_t, c.max_t),
-        })?);
-    }
-    if !all.windows(2).all(|p| p[0].0 < p[1].0) {
-        all.sort_by_key(|s| s.0);
-        all.dedup_by_key(|s| s.0);
-    }
-    Ok(histchunk::encode_chunks(
+    let all = merge_decoded(chunks, is_hist, "histogram chunk", histchunk::decode)?;
+    Ok(closed(histchunk::encode_chunks(
         &all,
         crate::chunk::SAMPLES_PER_CHUNK,
         BLOCK_HIST_CHUNK_BYTES,
-    )
-    .into_iter()
-    .map(|(min_t, max_t, bytes)| ClosedChunk {
-        bytes: bytes.into(),
-        min_t,
-        max_t,
-    })
-    .collect())
+    )))
 }
 
 fn is_hist(c: &ClosedChunk) -> bool {
@@ -176,10 +157,27 @@ fn is_hist(c: &ClosedChunk) -> bool {
 /// A series' start-timestamp chunks merged (sorted, the first of a time kept) and cut
 /// again into block-sized chunks. A chunk that does not decode is an error, as for floats.
 fn rechunk_sts(chunks: &[ClosedChunk]) -> Result<Vec<ClosedChunk>, TsdbError> {
-    let mut all: Vec<(i64, i64)> = Vec::new();
-    for c in chunks.iter().filter(|c| stchunk::is_st(&c.bytes)) {
-        all.extend(stchunk::decode(&c.bytes).map_err(|e| TsdbError::Corrupt {
-            what: "start timestamp chunk".to_string(),
+    let all = merge_decoded(
+        chunks,
+        |c| stchunk::is_st(&c.bytes),
+        "start timestamp chunk",
+        stchunk::decode,
+    )?;
+    Ok(closed(stchunk::encode_chunks(&all)))
+}
+
+/// The entries of the chunks of one kind (`kind`), decoded and merged in time order, the
+/// first of a time kept; a chunk that does not decode is an error naming `what`.
+fn merge_decoded<T>(
+    chunks: &[ClosedChunk],
+    kind: impl Fn(&ClosedChunk) -> bool,
+    what: &str,
+    decode: impl Fn(&[u8]) -> Result<Vec<(i64, T)>, TsdbError>,
+) -> Result<Vec<(i64, T)>, TsdbError> {
+    let mut all: Vec<(i64, T)> = Vec::new();
+    for c in chunks.iter().filter(|c| kind(c)) {
+        all.extend(decode(&c.bytes).map_err(|e| TsdbError::Corrupt {
+            what: what.to_string(),
             reason: format!("chunk of [{}, {}] does not decode: {e}", c.min_t, c.max_t),
         })?);
     }
@@ -187,14 +185,19 @@ fn rechunk_sts(chunks: &[ClosedChunk]) -> Result<Vec<ClosedChunk>, TsdbError> {
         all.sort_by_key(|s| s.0);
         all.dedup_by_key(|s| s.0);
     }
-    Ok(stchunk::encode_chunks(&all)
+    Ok(all)
+}
+
+/// Encoded `(min_t, max_t, bytes)` chunks as block chunks.
+fn closed(encoded: Vec<(i64, i64, Vec<u8>)>) -> Vec<ClosedChunk> {
+    encoded
         .into_iter()
         .map(|(min_t, max_t, bytes)| ClosedChunk {
             bytes: bytes.into(),
             min_t,
             max_t,
         })
-        .collect())
+        .collect()
 }
 
 /// A series' float samples from its float chunks and out-of-order samples, in time order;
