@@ -129,7 +129,7 @@ fn sandbox_run_app_without_otel_config_is_found_by_namespace() {
     assert!(service.starts_with("unknown_service"), "{service}");
     let tags = qs(r#"{"service.namespace":"shop-slot-2"}"#);
     let path = format!("/api/traces?service={}&tags={tags}", qs(&service));
-    let found = eventually(Duration::from_secs(10), || {
+    let found = eventually(Duration::from_secs(30), || {
         let doc = get_json(&home, &path);
         let data = doc["data"].as_array().cloned().unwrap_or_default();
         if data.len() == 2 {
