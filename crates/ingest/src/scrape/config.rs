@@ -159,7 +159,7 @@ pub struct TlsConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // the *_ref and version fields are accepted, not acted on
-struct RawTls {
+pub struct RawTls {
     #[serde(default)]
     ca: Option<String>,
     #[serde(default)]
@@ -189,7 +189,7 @@ struct RawTls {
 }
 
 impl RawTls {
-    fn into_tls(self, dir: &Path, job: &str) -> Result<TlsConfig, String> {
+    pub fn into_tls(self, dir: &Path, job: &str) -> Result<TlsConfig, String> {
         let pick = |what: &str, inline: Option<String>, file: Option<String>| match (inline, file) {
             (Some(_), Some(_)) => Err(format!(
                 "job {job:?}: at most one of {what} and {what}_file must be configured"
@@ -639,7 +639,7 @@ pub fn self_scrape_job(addr: &str, global: &GlobalConfig) -> JobConfig {
     job
 }
 
-fn yaml_error(name: &str, e: &serde_yaml::Error) -> ConfigError {
+pub fn yaml_error(name: &str, e: &serde_yaml::Error) -> ConfigError {
     let location = e
         .location()
         .map(|l| format!(":{}:{}", l.line(), l.column()))
@@ -852,7 +852,7 @@ struct RawGlobal {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawBasicAuth {
+pub struct RawBasicAuth {
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -865,7 +865,7 @@ struct RawBasicAuth {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAuthorization {
+pub struct RawAuthorization {
     #[serde(default, rename = "type")]
     kind: Option<String>,
     #[serde(default)]
@@ -1087,7 +1087,7 @@ raw_job!(
 );
 
 /// The authentication of a job or a discovery entry, checked as prometheus/common checks it.
-fn build_auth(
+pub fn build_auth(
     basic_auth: Option<RawBasicAuth>,
     authorization: Option<RawAuthorization>,
     bearer_token: Option<String>,
@@ -1313,7 +1313,7 @@ fn resolve(dir: &Path, p: &str) -> PathBuf {
 }
 
 /// Checks a `static_configs` target as Prometheus's `CheckTargetAddress` does.
-pub(crate) fn check_target_address(addr: &str) -> Result<(), String> {
+pub fn check_target_address(addr: &str) -> Result<(), String> {
     if addr.is_empty() || addr.contains('/') {
         return Err(format!(
             "{addr:?} is not a valid hostname; give targets as host:port without scheme or path"

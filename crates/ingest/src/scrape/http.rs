@@ -245,7 +245,7 @@ fn read_pem(s: &Secret, what: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
+pub fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -366,7 +366,7 @@ fn read_secret(s: &Secret) -> Result<String, String> {
 }
 
 /// The full error chain, as Go prints wrapped errors.
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -663,7 +663,7 @@ fn is_json_content_type(ct: &str) -> bool {
 }
 
 /// The `Authorization` header of `auth`, secrets read now (files change under us).
-fn auth_header(auth: Option<&Auth>) -> Result<Option<http::HeaderValue>, String> {
+pub fn auth_header(auth: Option<&Auth>) -> Result<Option<http::HeaderValue>, String> {
     let value = match auth {
         None => return Ok(None),
         Some(Auth::Basic { username, password }) => {

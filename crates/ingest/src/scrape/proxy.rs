@@ -240,7 +240,7 @@ pub fn proxy_authorization(proxy: &url::Url) -> Option<HeaderValue> {
     .ok()
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());
