@@ -1,9 +1,41 @@
-//! Delivery of alerts to Alertmanager.
+//! Delivery of alerts to Alertmanager: Prometheus's notifier.
 //!
 //! [`Alert`] is what the rules engine hands over: Prometheus's `notifier.Alert`, the body of
-//! Alertmanager's `POST /api/v2/alerts`.
+//! Alertmanager's `POST /api/v2/alerts`. The engine calls [`AlertSender::send`], which the
+//! [`Notifier`] implements with a bounded queue and one send loop.
+//!
+//! - [`config`]: the `alerting` section of `prometheus.yml` and `lookout.toml`'s
+//!   `[alerting]` URLs into one [`NotifierConfig`].
+//! - [`wire`]: the JSON body, key for key as Prometheus writes it.
+//! - `client`: the POST, over the scrape side's hyper/rustls stack and TLS settings.
+//! - `manager`: the queue, batches, Alertmanager discovery, self-metrics, shutdown.
+//!
+//! How the binary uses it:
+//!
+//! ```ignore
+//! let mut cfg = NotifierConfig::load_prometheus_file(path)?; // or toml.to_config()?
+//! cfg.extend(toml_alerting.to_config()?);                   // both, if both are given
+//! for w in &cfg.warnings { tracing::warn!("{w}") }
+//! let notifier = Notifier::new(cfg);
+//! notifier.start();                                         // inside the tokio runtime
+//! engine.set_sender(Arc::new(notifier.clone()));            // AlertSender
+//! notifier.apply(&reloaded_cfg);                            // SIGHUP, POST /-/reload
+//! let snapshot = notifier.alertmanagers();                  // GET /api/v1/alertmanagers
+//! notifier.shutdown().await;                                // drains the queue
+//! ```
 
 use model::labels::Labels;
+
+mod client;
+pub mod config;
+mod manager;
+pub mod wire;
+
+pub use config::{
+    alertmanager_from_url, AlertmanagerConfig, ConfigError, NotifierConfig, TomlAlertingConfig,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT,
+};
+pub use manager::{discover, AlertmanagersSnapshot, Notifier};
 
 /// One alert as Alertmanager receives it.
 #[derive(Clone, Debug, PartialEq)]
