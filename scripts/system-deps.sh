@@ -4,6 +4,7 @@
 #   Docker engine).
 #   prometheus: the real Prometheus (and promtool) the metrics and scrape tests compare
 #   Lookout with.
+#   prometheus-alertmanager: the real Alertmanager the rules notifier's tests send alerts to.
 #   openssl: makes the certificates of the scrape manager's TLS tests.
 #   tinyproxy: the HTTP proxy the scrape manager's proxy_url test scrapes through.
 #   iproute2, util-linux: the Docker-bridge test builds a bridge in a private network
@@ -14,6 +15,7 @@ set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)

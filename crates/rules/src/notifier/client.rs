@@ -97,7 +97,9 @@ impl AmClient {
         let mut req = http::Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::USER_AGENT, &*self.user_agent);
-        if let Some(v) = auth_header(self.auth.as_deref()).map_err(|e| format!("Post {url:?}: {e}"))? {
+        if let Some(v) =
+            auth_header(self.auth.as_deref()).map_err(|e| format!("Post {url:?}: {e}"))?
+        {
             req = req.header(http::header::AUTHORIZATION, v);
         }
         let req = req

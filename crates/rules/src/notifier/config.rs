@@ -345,7 +345,10 @@ fn reword(e: String, at: &str) -> String {
 }
 
 /// Unwraps relabel rules, refusing a null one with Prometheus's words.
-fn rules(raw: Option<Vec<Option<RelabelConfig>>>, what: &str) -> Result<Vec<RelabelConfig>, String> {
+fn rules(
+    raw: Option<Vec<Option<RelabelConfig>>>,
+    what: &str,
+) -> Result<Vec<RelabelConfig>, String> {
     raw.unwrap_or_default()
         .into_iter()
         .map(|r| r.ok_or_else(|| format!("empty or null {what} relabeling rule")))
@@ -475,7 +478,8 @@ impl TomlAlertingConfig {
         };
         let mut cfg = NotifierConfig::default();
         for u in &self.alertmanagers {
-            let mut am = alertmanager_from_url(u).map_err(|e| bad(format!("alertmanagers: {e}")))?;
+            let mut am =
+                alertmanager_from_url(u).map_err(|e| bad(format!("alertmanagers: {e}")))?;
             am.timeout = timeout;
             cfg.alertmanagers.push(am);
         }
@@ -539,10 +543,9 @@ mod tests {
 
     #[test]
     fn defaults_follow_prometheus() {
-        let cfg = parse(
-            "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['am:9093']\n",
-        )
-        .unwrap();
+        let cfg =
+            parse("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['am:9093']\n")
+                .unwrap();
         assert_eq!(cfg.queue_capacity, 10_000);
         assert_eq!(cfg.max_batch_size, 256);
         let am = &cfg.alertmanagers[0];
@@ -557,9 +560,15 @@ mod tests {
 
     #[test]
     fn no_alerting_section_means_no_alertmanagers() {
-        let cfg = parse("global:\n  scrape_interval: 15s\n  external_labels: {dc: eu}\nscrape_configs: []\n").unwrap();
+        let cfg = parse(
+            "global:\n  scrape_interval: 15s\n  external_labels: {dc: eu}\nscrape_configs: []\n",
+        )
+        .unwrap();
         assert!(cfg.alertmanagers.is_empty());
-        assert_eq!(cfg.external_labels.get("dc").map(String::as_str), Some("eu"));
+        assert_eq!(
+            cfg.external_labels.get("dc").map(String::as_str),
+            Some("eu")
+        );
         assert!(parse("").unwrap().alertmanagers.is_empty());
     }
 
@@ -725,7 +734,12 @@ alerting:
         )
         .unwrap();
         let w = cfg.warnings.join("\n");
-        for f in ["\"dns_sd_configs\"", "\"sigv4\"", "\"follow_redirects\"", "scheme \"ftp\""] {
+        for f in [
+            "\"dns_sd_configs\"",
+            "\"sigv4\"",
+            "\"follow_redirects\"",
+            "scheme \"ftp\"",
+        ] {
             assert!(w.contains(f), "{f} missing in {w}");
         }
         assert!(w.starts_with("alerting.alertmanagers[0]: "), "{w}");
@@ -755,7 +769,10 @@ alerting:
         let cfg = t.to_config().unwrap();
         let a = &cfg.alertmanagers[0];
         assert_eq!(a.scheme, "http");
-        assert_eq!(a.static_configs[0].targets, vec!["127.0.0.1:9093".to_string()]);
+        assert_eq!(
+            a.static_configs[0].targets,
+            vec!["127.0.0.1:9093".to_string()]
+        );
         assert_eq!(a.alerts_path(), "/api/v2/alerts");
         assert_eq!(a.timeout, Duration::from_secs(2));
         let b = &cfg.alertmanagers[1];
@@ -778,7 +795,10 @@ alerting:
     #[test]
     fn bad_toml_urls_are_refused() {
         for (u, want) in [
-            ("127.0.0.1:9093", "[alerting] alertmanagers: \"127.0.0.1:9093\""),
+            (
+                "127.0.0.1:9093",
+                "[alerting] alertmanagers: \"127.0.0.1:9093\"",
+            ),
             ("ftp://am:9093", "the scheme must be http or https"),
             ("http://am:9093/?x=1", "takes no query or fragment"),
             ("not a url", "is not a URL"),
@@ -789,7 +809,10 @@ alerting:
             };
             let e = t.to_config().unwrap_err().to_string();
             assert!(e.contains(want), "{u}: {e}");
-            assert!(e.contains("write it like http://127.0.0.1:9093"), "{u}: {e}");
+            assert!(
+                e.contains("write it like http://127.0.0.1:9093"),
+                "{u}: {e}"
+            );
         }
         let t = TomlAlertingConfig {
             alertmanagers: vec![],

@@ -501,7 +501,13 @@ mod tests {
     use ingest::scrape::config::TargetGroup;
     use ingest::scrape::relabel::RawRelabelConfig;
 
-    fn rule(source: &[&str], regex: &str, action: &str, target: &str, replacement: &str) -> RelabelConfig {
+    fn rule(
+        source: &[&str],
+        regex: &str,
+        action: &str,
+        target: &str,
+        replacement: &str,
+    ) -> RelabelConfig {
         RelabelConfig::new(RawRelabelConfig {
             source_labels: Some(source.iter().map(|s| s.to_string()).collect()),
             regex: Some(regex.into()),
@@ -536,7 +542,10 @@ mod tests {
                 "https://c:9093/prefix/api/v2/alerts".to_string(),
             ]
         );
-        assert_eq!(dropped, vec!["http://b:9093/prefix/api/v2/alerts".to_string()]);
+        assert_eq!(
+            dropped,
+            vec!["http://b:9093/prefix/api/v2/alerts".to_string()]
+        );
     }
 
     #[test]
@@ -547,8 +556,20 @@ mod tests {
             labels: BTreeMap::new(),
         }];
         cfg.relabel_configs = vec![
-            rule(&["__address__"], "https?://(.*)", "replace", "__address__", "$1"),
-            rule(&["__address__"], "(.*)", "replace", "__alerts_path__", "/x/api/v2/alerts"),
+            rule(
+                &["__address__"],
+                "https?://(.*)",
+                "replace",
+                "__address__",
+                "$1",
+            ),
+            rule(
+                &["__address__"],
+                "(.*)",
+                "replace",
+                "__alerts_path__",
+                "/x/api/v2/alerts",
+            ),
         ];
         let (active, _) = discover(&cfg);
         assert_eq!(
@@ -560,7 +581,13 @@ mod tests {
         );
         // An address relabeling leaves as a URL fails its whole group, as in Prometheus.
         cfg.relabel_configs.clear();
-        cfg.relabel_configs.push(rule(&["__address__"], "(.*)", "replace", "__scheme__", "http"));
+        cfg.relabel_configs.push(rule(
+            &["__address__"],
+            "(.*)",
+            "replace",
+            "__scheme__",
+            "http",
+        ));
         let (active, dropped) = discover(&cfg);
         assert!(active.is_empty() && dropped.is_empty(), "{active:?}");
     }
@@ -607,6 +634,8 @@ mod tests {
             ..RawRelabelConfig::default()
         })
         .unwrap()];
-        assert!(relabel_alerts(vec![alert(&[("alertname", "A")])], &all, &BTreeMap::new()).is_empty());
+        assert!(
+            relabel_alerts(vec![alert(&[("alertname", "A")])], &all, &BTreeMap::new()).is_empty()
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! Prometheus marshals go-openapi's `PostableAlerts`: per alert `annotations` (left out
 //! when empty), `endsAt`, `startsAt` (RFC 3339 in UTC with milliseconds, strfmt's
 //! `DateTime`), then the embedded `Alert`'s `generatorURL` (left out when empty) and
-//! `labels`, keys of both maps sorted. We write the same keys in the same order. One
-//! difference: Go's encoder also escapes `<`, `>` and `&` as `\u003c`…, which no JSON
-//! reader tells apart; serde_json writes them as they are.
+//! `labels`, keys of both maps sorted. We write the same keys in the same order, and escape
+//! as Go's encoder does (`<`, `>`, `&`, U+2028 and U+2029 as `\u003c`…), so a body is byte
+//! for byte the one Prometheus would send for the same alerts.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -17,7 +17,37 @@ use super::Alert;
 /// The JSON body Alertmanager's API v2 takes for `alerts`.
 pub fn encode_alerts(alerts: &[Alert]) -> Vec<u8> {
     // Serializing strings and maps into a Vec cannot fail.
-    serde_json::to_vec(&Alerts(alerts)).unwrap_or_default()
+    go_html_escape(serde_json::to_vec(&Alerts(alerts)).unwrap_or_default())
+}
+
+/// Escapes JSON text as Go's `json.Marshal` does beyond serde_json: `<`, `>` and `&` (only
+/// ever inside strings in JSON), and the line and paragraph separators U+2028 and U+2029.
+fn go_html_escape(json: Vec<u8>) -> Vec<u8> {
+    let special = |w: &[u8]| matches!(w, [0xE2, 0x80, 0xA8 | 0xA9]);
+    if !json.iter().any(|b| matches!(b, b'<' | b'>' | b'&')) && !json.windows(3).any(special) {
+        return json;
+    }
+    let mut out = Vec::with_capacity(json.len() + 16);
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'<' => out.extend_from_slice(b"\\u003c"),
+            b'>' => out.extend_from_slice(b"\\u003e"),
+            b'&' => out.extend_from_slice(b"\\u0026"),
+            0xE2 if json.get(i..i + 3).is_some_and(special) => {
+                out.extend_from_slice(if json[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
+                i += 3;
+                continue;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A time as strfmt's `DateTime` marshals it: `2006-01-02T15:04:05.000Z` in UTC. Times
@@ -101,7 +131,10 @@ mod tests {
     #[test]
     fn times_have_milliseconds_in_utc() {
         assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_time_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            format_time_ms(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(format_time_ms(951_782_400_007), "2000-02-29T00:00:00.007Z");
         assert_eq!(format_time_ms(-5), "1970-01-01T00:00:00.000Z");
     }
@@ -131,7 +164,7 @@ mod tests {
         assert_eq!(
             body,
             concat!(
-                r#"[{"annotations":{"description":"p99 > 1s","summary":"slow"},"#,
+                r#"[{"annotations":{"description":"p99 \u003e 1s","summary":"slow"},"#,
                 r#""endsAt":"2023-11-14T22:14:20.500Z","startsAt":"2023-11-14T22:13:20.000Z","#,
                 r#""generatorURL":"http://lookout/graph?g0.expr=up","#,
                 r#""labels":{"a":"x\"y","alertname":"HighLatency"}},"#,
@@ -140,5 +173,27 @@ mod tests {
             )
         );
         assert_eq!(encode_alerts(&[]), b"[]");
+    }
+
+    #[test]
+    fn escapes_like_go() {
+        let a = Alert {
+            labels: Labels::new([("alertname", "A<&>\u{2028}\u{2029}é")]).unwrap(),
+            annotations: vec![],
+            starts_at_ms: 0,
+            ends_at_ms: 0,
+            generator_url: "http://x/graph?g0.expr=up&g0.tab=1".into(),
+        };
+        let body = String::from_utf8(encode_alerts(&[a])).unwrap();
+        assert!(
+            body.contains(r#""generatorURL":"http://x/graph?g0.expr=up\u0026g0.tab=1""#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#""alertname":"A\u003c\u0026\u003e\u2028\u2029é""#),
+            "{body}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(back[0]["labels"]["alertname"], "A<&>\u{2028}\u{2029}é");
     }
 }
