@@ -134,10 +134,25 @@ impl Alertmanager {
     /// Starts one with a single receiver that does nothing, clustering off; None (after
     /// saying so) when the binary is missing.
     async fn start() -> Option<Alertmanager> {
+        Alertmanager::start_in(tempfile::tempdir().unwrap(), false).await
+    }
+
+    /// [`Alertmanager::start`] in `dir`; with `tls`, serving https with `dir`'s
+    /// `cert.pem` and `key.pem` (then only a TCP connect says it is up: our test client
+    /// speaks no TLS).
+    async fn start_in(dir: tempfile::TempDir, tls: bool) -> Option<Alertmanager> {
         if !have(ALERTMANAGER, "prometheus-alertmanager") {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.yml");
+        std::fs::write(
+            &web,
+            format!(
+                "tls_server_config:\n  cert_file: {0}/cert.pem\n  key_file: {0}/key.pem\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
         let config = dir.path().join("alertmanager.yml");
         std::fs::write(&config, "route: {receiver: x}\nreceivers: [{name: x}]\n").unwrap();
         let port = free_port();
@@ -150,13 +165,18 @@ impl Alertmanager {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .arg("--log.level=error")
+            .args(tls.then(|| format!("--web.config.file={}", web.display())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start alertmanager");
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&format!("http://{addr}/-/ready")).call().is_err() {
+        let up = |addr: &str| match tls {
+            true => std::net::TcpStream::connect(addr).is_ok(),
+            false => ureq::get(&format!("http://{addr}/-/ready")).call().is_ok(),
+        };
+        while !up(&addr) {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("alertmanager exited before it was ready: {status}");
             }
@@ -843,4 +863,123 @@ alerting:
     // The rule's `&`, `<` and `>` reach the body in Go's escaped form.
     assert!(theirs.contains(r"a\u0026b \u003cc\u003e"), "{theirs}");
     assert_eq!(String::from_utf8(encode_alerts(&[ours])).unwrap(), theirs);
+}
+
+/// A CA and a certificate it signs for 127.0.0.1, made with openssl in `dir` (`ca.pem`,
+/// `cert.pem`, `key.pem`); false (after saying so) when openssl is missing.
+fn make_certificates(dir: &Path) -> bool {
+    let script = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -days 1 -subj /CN=lookout-test-ca -keyout ca.key -out ca.pem
+openssl req $ec -subj /CN=localhost -keyout key.pem -out leaf.csr
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > ext.cnf
+openssl x509 -req -days 1 -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile ext.cnf -out cert.pem
+"#;
+    let made = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output();
+    match made {
+        Ok(o) if o.status.success() => true,
+        other => {
+            eprintln!("skipped: openssl cannot make test certificates ({other:?}); install it (bash scripts/system-deps.sh does)");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_alertmanagers_are_verified_with_tls_config() {
+    let dir = tempfile::tempdir().unwrap();
+    if !make_certificates(dir.path()) {
+        return;
+    }
+    let ca = dir.path().join("ca.pem");
+    let Some(am) = Alertmanager::start_in(dir, true).await else {
+        return;
+    };
+    let url = format!("https://{}/api/v2/alerts", am.addr);
+    let entry = |tls: &str| {
+        format!(
+            "alerting:\n  alertmanagers:\n  - scheme: https\n{tls}    static_configs:\n    - targets: ['{}']\n",
+            am.addr
+        )
+    };
+    let send = |yaml: String| {
+        let url = url.clone();
+        async move {
+            let reg = registry();
+            let n = notifier(&yaml, reg);
+            n.send(vec![firing("OverTls")]);
+            n.shutdown().await;
+            (errors(reg, &url), dropped(reg))
+        }
+    };
+    let trusted = format!("    tls_config:\n      ca_file: {}\n", ca.display());
+    assert_eq!(send(entry(&trusted)).await, (0.0, 0.0), "our CA");
+    let insecure = "    tls_config:\n      insecure_skip_verify: true\n";
+    assert_eq!(
+        send(entry(insecure)).await,
+        (0.0, 0.0),
+        "insecure_skip_verify"
+    );
+    assert_eq!(
+        send(entry("")).await,
+        (1.0, 1.0),
+        "system roots do not know our CA"
+    );
+    let wrong = format!("{trusted}      server_name: wrong.example\n");
+    assert_eq!(send(entry(&wrong)).await, (1.0, 1.0), "server_name");
+    let missing = "    tls_config:\n      ca_file: /nonexistent/ca.pem\n";
+    assert_eq!(send(entry(missing)).await, (1.0, 1.0), "missing CA file");
+}
+
+/// A listener that takes connections and never answers; its address.
+async fn silent_listener() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = l.accept().await {
+            held.push(sock);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_alertmanagers_time_out_and_shutdown_gives_up_draining() {
+    let addr = silent_listener().await;
+    let url = format!("http://{addr}/api/v2/alerts");
+    // The entry's timeout ends the request: an error, and the batch is dropped.
+    let yaml = format!(
+        "alerting:\n  alertmanagers:\n  - timeout: 200ms\n    static_configs:\n    - targets: ['{addr}']\n"
+    );
+    let reg = registry();
+    let n = notifier(&yaml, reg);
+    n.send(vec![firing("A")]);
+    n.shutdown().await;
+    assert_eq!(errors(reg, &url), 1.0);
+    assert_eq!(dropped(reg), 1.0);
+
+    // With the default 10s timeout, a short drain_timeout ends the shutdown first: what
+    // was queued is counted as dropped (the request in flight is abandoned).
+    let mut cfg =
+        NotifierConfig::from_prometheus_yaml(&alerting(&[&addr]), "test.yml", Path::new("/"))
+            .unwrap();
+    cfg.drain_timeout = Duration::from_millis(200);
+    cfg.max_batch_size = 1;
+    let reg = registry();
+    let n = Notifier::with_registry(cfg, reg);
+    n.send(vec![firing("A"), firing("B"), firing("C")]);
+    n.start();
+    n.shutdown().await;
+    assert_eq!(n.queue_len(), 0);
+    // Whether the loop had started on "A" before the shutdown or the drain did, A's
+    // request is never answered and the drain gives up on it and the rest.
+    assert_eq!(dropped(reg), 3.0);
+    assert_eq!(errors(reg, &url), 0.0, "abandoned, not failed");
+    // Sent after shutdown: dropped at once.
+    n.send(vec![firing("Late")]);
+    assert_eq!(dropped(reg), 4.0);
 }

@@ -397,19 +397,33 @@ async fn send_loop(inner: Arc<Inner>) {
             }
             continue;
         }
-        send_one_batch(&inner, batch).await;
+        let len = batch.len();
+        let send = send_one_batch(&inner, batch);
+        tokio::pin!(send);
+        tokio::select! {
+            _ = &mut send => {}
+            _ = inner.stop.notified() => {
+                // Shut down while a batch is in flight: it gets the drain's time too.
+                let deadline = tokio::time::Instant::now() + inner.drain_timeout;
+                if tokio::time::timeout_at(deadline, send).await.is_err() {
+                    give_up(&inner, len);
+                } else {
+                    drain(&inner, deadline).await;
+                }
+                return;
+            }
+        }
     }
-    drain(&inner).await;
+    drain(&inner, tokio::time::Instant::now() + inner.drain_timeout).await;
 }
 
-/// Sends what is queued at shutdown, for at most `drain_timeout`.
-async fn drain(inner: &Inner) {
+/// Sends what is queued at shutdown until `deadline`.
+async fn drain(inner: &Inner, deadline: tokio::time::Instant) {
     let n = inner.queue.lock().len();
     if n == 0 {
         return;
     }
     tracing::info!(count = n, "draining remaining alert notifications");
-    let deadline = tokio::time::Instant::now() + inner.drain_timeout;
     loop {
         let batch = next_batch(inner);
         if batch.is_empty() {
@@ -420,16 +434,22 @@ async fn drain(inner: &Inner) {
             .await
             .is_err()
         {
-            let left = std::mem::take(&mut *inner.queue.lock()).len();
-            tracing::warn!(
-                count = len + left,
-                "alert notifications still queued when the drain timeout passed were dropped"
-            );
-            inner.dropped.add((len + left) as u64);
+            give_up(inner, len);
             return;
         }
     }
     tracing::info!("remaining alert notifications drained");
+}
+
+/// The drain timeout passed: the batch in flight (`in_flight` alerts) and the queue are
+/// dropped and counted.
+fn give_up(inner: &Inner, in_flight: usize) {
+    let left = std::mem::take(&mut *inner.queue.lock()).len();
+    tracing::warn!(
+        count = in_flight + left,
+        "alert notifications still unsent when the drain timeout passed were dropped"
+    );
+    inner.dropped.add((in_flight + left) as u64);
 }
 
 async fn send_one_batch(inner: &Inner, batch: Vec<Alert>) {
