@@ -7,5 +7,8 @@
 //!
 //! The parts, one module each:
 //! - [`notifier`]: the alert as Alertmanager receives it, and the queue that delivers it.
+//! - [`template`]: Go's `text/template` with Prometheus's functions, expanding alert labels
+//!   and annotations as Prometheus does.
 
 pub mod notifier;
+pub mod template;
