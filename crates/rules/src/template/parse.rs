@@ -815,7 +815,7 @@ fn new_number(text: &str, kind: Kind) -> Result<Number, String> {
         let clean: String = text.chars().filter(|&c| c != '_').collect();
         if let Ok(f) = clean.parse::<f64>() {
             if !text.contains(['.', 'e', 'E', 'p', 'P']) {
-                return Err(format!("integer overflow: {text}"));
+                return Err(format!("integer overflow: {}", quote(text)));
             }
             if f.is_finite() {
                 n.float = Some(f);

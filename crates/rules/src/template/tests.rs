@@ -531,3 +531,252 @@ fn type_names_match_go() {
         )
     );
 }
+
+/// Templates that real Prometheus 2.42 (Go 1.19) must expand exactly as we do. All parse
+/// (a rule file with a template that does not parse is refused); some fail while executing,
+/// which Prometheus writes into the annotation.
+const LIVE_CASES: &[&str] = &[
+    "{{ $labels.instance }} {{ $labels.job }} {{ $externalLabels.cluster }} {{ $externalURL }}",
+    "{{ $value }} {{ .Value }} {{ $value | humanize }} {{ humanize1024 $value }} {{ humanizeDuration $value }} {{ humanizePercentage $value }} {{ humanizeTimestamp $value }}",
+    "{{ printf \"%.2f|%5.1f|%-8s|%08.3f|%e|%g|%x|%q|%v|%T\" $value $value \"ab\" $value $value $value 255 \"q\\n\" $labels $value }}",
+    "{{ printf \"%d %s|%s\" $value 3 }}{{ printf \"%s\" \"a\" 1 }}{{ printf \"100%% %\" }}",
+    "{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}",
+    "{{ if gt $value 1000.0 }}big{{ else if gt $value 1.0 }}medium{{ else }}small{{ end }}",
+    "{{ if gt $value 5 }}x{{ end }}",
+    "{{ .Nope }}",
+    "{{ $labels.nope }}|{{ index $labels \"job\" }}|{{ len $labels }}|{{ .Labels }}|{{ . }}",
+    "{{ with query \"vector(2)\" }}{{ . | first | value }}{{ end }}|{{ query \"vector(2)\" | first }}",
+    "{{ range query \"label_replace(vector(7), 'instance', 'b', '', '') or label_replace(vector(3), 'instance', 'a', '', '')\" | sortByLabel \"instance\" }}{{ .Labels.instance }}:{{ .Value }} {{ end }}",
+    "{{ query \"absent_metric\" | first }}",
+    "{{ \"foo.example.com:1234\" | stripPort }} {{ stripDomain \"a.b.c:80\" }} {{ title \"hello world-x_y\" }} {{ toUpper \"abc\" }} {{ reReplaceAll \"(\\\\w+)-(\\\\d+)\" \"$2/$1\" \"node-42\" }} {{ match \"^node\" \"node-1\" }}",
+    "{{ graphLink \"rate(x[5m])\" }} {{ tableLink \"up\" }} {{ pathPrefix }} {{ externalURL }}",
+    "{{ parseDuration \"1h30m\" }} {{ toTime 1435065584.128 }} {{ (toTime 1435065584).Format \"Mon Jan 2 15:04:05 2006\" }}",
+    "{{ 1e6 }} {{ 0.1 }} {{ 3.0 }} {{ 1e-7 }} {{ 123456789.0 }} {{ -0.0 }} {{ 0x10 }} {{ 'x' }}",
+    "{{ print 1 2 \"a\" 3 }}{{ println \"x\" 1 }}{{ html \"<a&b>\" }}{{ js \"a'b<\" }}{{ urlquery \"a b/c\" }}",
+    "{{ eq 1 2 3 1 }} {{ ne \"a\" \"b\" }} {{ and 1 0 }} {{ or 0 \"\" \"x\" }} {{ not \"\" }} {{ slice \"abcdef\" 1 3 }} {{ index \"abc\" 1 }}",
+    "{{ range $i, $v := args \"a\" 1 2.5 }}{{ $i }}:{{ $v }} {{ end }}{{ printf \"%v\" (args 1 \"x\") }}",
+    "{{ define \"t\" }}[{{ .arg0 }}|{{ .arg1 }}|{{ .arg2 }}]{{ end }}{{ template \"t\" (args $labels.job $value) }}",
+    "a  {{- $labels.job -}}  b  {{- /* c */ -}}  c {{/* d */}} e",
+    "{{ $x := 1 }}{{ range $labels }}{{ $x = 2 }}{{ end }}{{ $x }}",
+    "{{ range $k, $v := $labels }}{{ if eq $k \"job\" }}{{ break }}{{ end }}{{ $k }}{{ end }}|{{ range $labels }}{{ if eq . \"node\" }}{{ continue }}{{ end }}{{ . }}{{ end }}",
+    "{{ humanize \"1234\" }} {{ humanize \"abc\" }}",
+    "{{ len 3 }}",
+    "{{ index $labels 1 }}",
+    "{{ toUpper $value }}",
+    "{{ $value | printf \"%.3f\" }} {{ \"x\" | printf \"%s-%s\" \"y\" }}",
+    // Not `{{ range 3 }}`: ranging over an int needs Go 1.22 (Prometheus 3); 2.42 refuses it.
+    "{{ with $labels.nope }}x{{ else }}y{{ end }}{{ index (query \"vector(2)\") 0 }}{{ printf \"%v\" (query \"vector(2)\" | first) }}{{ sortByLabel \"x\" (query \"absent_metric\") }}",
+    "line one\n{{ $labels.job\n | printf \"%s!\" }}\n{{ .Nope }}",
+    "{{ $labels.instance | printf \"%s\" | len }} {{ not $value }} {{ and $value \"\" }} {{ or nil 0 }}",
+    "{{ if and (gt $value 100.0) (eq $labels.job \"node\") }}both{{ end }} {{ eq $labels.job \"node\" \"x\" }} {{ ge $value 1234.5678 }}",
+    "{{ humanizeTimestamp \"nope\" }}",
+    "{{ define \"x\" }}{{ .Nope }}{{ end }}{{ template \"x\" . }}",
+    "{{ lt \"a\" 1 }}",
+    "{{ (query \"vector(2)\").x }}",
+    "{{ humanize 1234567 }} {{ humanize 0.000012 }} {{ humanize1024 1048576 }} {{ humanizeDuration 90061 }} {{ humanizeDuration 0.0005 }} {{ humanizePercentage 0.5 }}",
+    "{{ printf \"%6.2f%%|%+d|% d|%x|%X|%o|%b|%c|%U|%t|%5t|%-5d|%05d\" 99.5 5 5 \"hi\" 255 8 5 65 65 true false 42 -42 }}",
+    "{{ printf \"%.3g|%.10g|%g|%G|%e|%.0f|%10.4e\" 1234.5678 0.333333333333 1e21 1e-7 0.0 2.5 123456.789 }}",
+    "{{ template \"missing\" }}",
+    "{{ $labels.instance | reReplaceAll \":.*\" \"\" | toUpper | printf \"host=%s\" }}",
+];
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+/// What real Prometheus answers for the queries in [`LIVE_CASES`].
+fn live_query(q: &str) -> Result<Vec<QuerySample>, String> {
+    Ok(match q {
+        "vector(2)" => vec![sample(&[], 2.0)],
+        "absent_metric" => vec![],
+        _ if q.starts_with("label_replace(vector(7)") => vec![
+            sample(&[("instance", "b")], 7.0),
+            sample(&[("instance", "a")], 3.0),
+        ],
+        _ => return Err(format!("unexpected query {q}")),
+    })
+}
+
+/// Runs real Prometheus with an alert whose annotations are [`LIVE_CASES`], reads the
+/// expanded annotations from its API, and requires ours to be identical.
+#[test]
+fn expansions_match_real_prometheus() {
+    let bin = std::path::Path::new("/usr/bin/prometheus");
+    if !bin.exists() {
+        eprintln!("skipping: /usr/bin/prometheus is missing (install prometheus to compare templates with it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let annotations: serde_json::Map<String, serde_json::Value> = LIVE_CASES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("a{i:03}"), serde_json::Value::from(*t)))
+        .collect();
+    let expr = "label_replace(label_replace(vector(1234.5678), \"instance\", \"node-1.example.com:9100\", \"\", \"\"), \"job\", \"node\", \"\", \"\")";
+    let rules = serde_json::json!({"groups": [{"name": "g", "rules": [
+        {"alert": "TemplateCheck", "expr": expr, "annotations": annotations}
+    ]}]});
+    std::fs::write(dir.path().join("rules.yml"), rules.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        "global:\n  evaluation_interval: 1s\n  external_labels:\n    cluster: c1\nrule_files: [rules.yml]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.external-url=http://prom.example:9090/prefix/")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = None;
+    for _ in 0..600 {
+        if let Some(body) = http_get(port, "/prefix/api/v1/alerts") {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if let Some(a) = v["data"]["alerts"].get(0) {
+                got = Some(a["annotations"].clone());
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = got.expect("Prometheus reported the alert within a minute");
+
+    let labels = Labels::new([("instance", "node-1.example.com:9100"), ("job", "node")]).unwrap();
+    let ext = Labels::new([("cluster", "c1")]).unwrap();
+    let data = AlertData {
+        labels: &labels,
+        external_labels: &ext,
+        external_url: "http://prom.example:9090/prefix",
+        value: 1234.5678,
+    };
+    let mut mismatches = Vec::new();
+    for (i, text) in LIVE_CASES.iter().enumerate() {
+        let want = got[format!("a{i:03}")]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ours = match expand_alert("TemplateCheck", text, &data, 0, &live_query) {
+            Ok(s) => s,
+            Err(e) => format!("<error expanding template: {e}>"),
+        };
+        if ours != want {
+            mismatches.push(format!(
+                "{text}\n  prometheus: {want:?}\n  ours:       {ours:?}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        LIVE_CASES.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// Templates that do not parse, each of which `promtool check rules` (Prometheus 2.42) must
+/// reject with the same message as [`check`].
+const PARSE_ERROR_CASES: &[&str] = &[
+    "{{ foo }}",
+    "{{",
+    "{{ if }}",
+    "{{ end }}",
+    "{{ $x }}",
+    "{{ 1 | 2 }}",
+    "{{ \"x }}",
+    "{{ .a | }}",
+    "{{ (1 }}",
+    "{{ 1) }}",
+    "{{ break }}",
+    "line1\n{{ range }}",
+    "{{ define \"a\" }}x{{ end }}{{ define \"a\" }}y{{ end }}",
+    "{{ else }}",
+    "{{ 1.2.3 }}",
+    "{{ $x := }}",
+    "{{/* x }}",
+    "{{/* x */ }}",
+    "{{ nil.x }}",
+    "{{ 08 }}",
+    "{{ 1e }}",
+    "{{ @ }}",
+    "{{ 'ab' }}",
+    "{{ template foo }}",
+    "{{ if 1 }}{{ else }}{{ else }}{{ end }}",
+    "{{ range $a, $b, $c := 1 }}{{ end }}",
+    "{{ $a, $b := 1 }}",
+    "{{ 99999999999999999999 }}",
+    "{{ .a.b c }}{{ .x$ }}",
+    "{{ \"\\q\" }}",
+    "{{ if 1 }}\n\nunclosed",
+    "{{ with }}{{ end }}",
+    "{{ \u{2192} }}",
+];
+
+#[test]
+fn parse_errors_match_promtool() {
+    let bin = std::path::Path::new("/usr/bin/promtool");
+    if !bin.exists() {
+        eprintln!("skipping: /usr/bin/promtool is missing (install prometheus to compare templates with it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut mismatches = Vec::new();
+    for (i, text) in PARSE_ERROR_CASES.iter().enumerate() {
+        let path = dir.path().join(format!("r{i}.json"));
+        let rules = serde_json::json!({"groups": [{"name": "g", "rules": [
+            {"alert": "X", "expr": "vector(1)", "annotations": {"a": text}}
+        ]}]});
+        std::fs::write(&path, rules.to_string()).unwrap();
+        let out = std::process::Command::new(bin)
+            .arg("check")
+            .arg("rules")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let all = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let want = all.lines().find_map(|l| {
+            l.split_once("annotation \"a\": ")
+                .map(|(_, m)| m.to_string())
+        });
+        let ours = check("X", text).err().map(|e| e.to_string());
+        if want != ours {
+            mismatches.push(format!(
+                "{text:?}\n  promtool: {want:?}\n  ours:     {ours:?}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        PARSE_ERROR_CASES.len(),
+        mismatches.join("\n")
+    );
+}
