@@ -9,7 +9,7 @@
 //! `1e+06`, `<no value>` for missing keys. Error texts follow Go's too (`template: NAME:1:12:
 //! executing "NAME" at <...>: ...`), since they land in annotations.
 //!
-//! Split in submodules the way Go splits it: [`lex`](self) and `parse` (the grammar),
+//! Split in submodules the way Go splits it: `lex` and `parse` (the grammar),
 //! `exec` (evaluation), `funcs` (builtins and Prometheus's functions), `printf` (Go's `fmt`),
 //! `gostr` and `gotime` (the `strconv`, `url` and `time` spellings they need).
 //!

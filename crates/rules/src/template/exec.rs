@@ -698,7 +698,7 @@ impl<'t> Exec<'t, '_> {
         }
         if let Some(fin) = fin {
             let t = match variadic {
-                Some(vt) if num_in - 1 >= num_fixed => vt,
+                Some(vt) if num_in > num_fixed => vt,
                 _ => fixed[num_in - 1],
             };
             argv.push(self.validate_type(fin, t)?);

@@ -130,6 +130,8 @@ struct Lexer<'a> {
     start: usize,
     paren_depth: i32,
     items: Vec<Item>,
+    /// Line numbers are asked for at positions that never decrease: count from the last one.
+    line_cache: std::cell::Cell<(usize, usize)>,
 }
 
 /// Lexes `input` into items ending with `Eof` or the first `Error`.
@@ -140,6 +142,7 @@ pub(super) fn lex(input: &str) -> Vec<Item> {
         start: 0,
         paren_depth: 0,
         items: Vec::new(),
+        line_cache: std::cell::Cell::new((0, 1)),
     };
     l.run();
     l.items
@@ -154,7 +157,16 @@ enum State {
 
 impl<'a> Lexer<'a> {
     fn line_at(&self, pos: usize) -> usize {
-        1 + self.input[..pos].bytes().filter(|&b| b == b'\n').count()
+        let (mut at, mut line) = self.line_cache.get();
+        if pos < at {
+            (at, line) = (0, 1);
+        }
+        line += self.input.as_bytes()[at..pos]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.line_cache.set((pos, line));
+        line
     }
 
     fn rest(&self) -> &'a str {

@@ -12,6 +12,10 @@ use super::value::Value;
 /// Go's limit on widths and precisions (`fmt`'s `tooLarge`).
 const MAX_WIDTH: usize = 1_000_000;
 
+/// Printing stops once this much is built: the caller refuses anything longer anyway, and
+/// `print $big $big ...` or a map of many big strings must not build gigabytes first.
+const STOP: usize = super::MAX_OUTPUT_BYTES;
+
 #[derive(Clone, Copy, Default)]
 struct Flags {
     plus: bool,
@@ -35,6 +39,9 @@ pub(super) fn sprint(args: &[Value]) -> String {
     let mut out = String::new();
     let mut prev_string = false;
     for (i, a) in args.iter().enumerate() {
+        if out.len() > STOP {
+            break;
+        }
         let is_string = matches!(a, Value::Str(_) | Value::Html(_));
         if i > 0 && !is_string && !prev_string {
             out.push(' ');
@@ -49,6 +56,9 @@ pub(super) fn sprint(args: &[Value]) -> String {
 pub(super) fn sprintln(args: &[Value]) -> String {
     let mut out = String::new();
     for (i, a) in args.iter().enumerate() {
+        if out.len() > STOP {
+            break;
+        }
         if i > 0 {
             out.push(' ');
         }
@@ -64,6 +74,9 @@ pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
     let mut argn = 0;
     let mut chars = format.char_indices().peekable();
     while let Some((_, c)) = chars.next() {
+        if out.len() > STOP {
+            return out;
+        }
         if c != '%' {
             out.push(c);
             continue;
@@ -208,6 +221,9 @@ fn print_arg(out: &mut String, v: &Value, verb: char, f: Flags, depth: usize) {
         Value::StrMap(m) => {
             out.push_str("map[");
             for (i, (k, val)) in m.iter().enumerate() {
+                if out.len() > STOP {
+                    break;
+                }
                 if i > 0 {
                     out.push(' ');
                 }
@@ -220,6 +236,9 @@ fn print_arg(out: &mut String, v: &Value, verb: char, f: Flags, depth: usize) {
         Value::AnyMap(m) => {
             out.push_str("map[");
             for (i, (k, val)) in m.iter().enumerate() {
+                if out.len() > STOP {
+                    break;
+                }
                 if i > 0 {
                     out.push(' ');
                 }
@@ -232,6 +251,9 @@ fn print_arg(out: &mut String, v: &Value, verb: char, f: Flags, depth: usize) {
         Value::Samples(s) => {
             out.push('[');
             for (i, smp) in s.iter().enumerate() {
+                if out.len() > STOP {
+                    break;
+                }
                 if i > 0 {
                     out.push(' ');
                 }
@@ -584,7 +606,7 @@ mod tests {
     #[test]
     fn printf_matches_go() {
         let s = |fmt: &str, args: &[Value]| sprintf(fmt, args);
-        assert_eq!(s("%.2f", &[f(3.14159)]), "3.14");
+        assert_eq!(s("%.2f", &[f(1.23456)]), "1.23");
         assert_eq!(s("%0.2f", &[f(3720.01)]), "3720.01");
         assert_eq!(
             s("%5.1f|%-8.3f|%08.3f", &[f(2.25), f(1.0), f(-1.5)]),

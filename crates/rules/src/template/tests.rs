@@ -479,6 +479,22 @@ fn bounds_stop_hostile_templates() {
     assert!(err.contains("nests deeper than"), "{err}");
     let err = expand("{{ printf \"%1000001d\" 1 }}").unwrap();
     assert_eq!(err, "%!(BADWIDTH)1");
+    let many = format!(
+        "{{{{ $x := printf \"%900000s\" \"\" }}}}{{{{ print{} }}}}",
+        " $x".repeat(20_000)
+    );
+    assert!(expand(&many).unwrap_err().contains("returned more than"));
+    let many = format!(
+        "{{{{ $x := printf \"%900000s\" \"\" }}}}{{{{ args{} }}}}",
+        " $x".repeat(20_000)
+    );
+    assert!(expand(&many).unwrap_err().contains("output exceeds"));
+    let many = format!(
+        "{{{{ printf \"{}\"{} }}}}",
+        "%900000d".repeat(2_000),
+        " 1".repeat(2_000)
+    );
+    assert!(expand(&many).unwrap_err().contains("returned more than"));
     let big = "x".repeat(MAX_TEMPLATE_BYTES + 1);
     assert!(check("X", &big)
         .unwrap_err()
