@@ -2,7 +2,7 @@
 //! byte for byte: Prometheus's sample values and label values (`strconv.FormatFloat` with `'f'`
 //! or `'g'` and precision -1, plus `NaN`/`+Inf`/`-Inf`), Go's JSON numbers (what Jaeger and
 //! OTLP translators print for float attributes), and `[]byte` as JSON writes it (padded
-//! base64). One home for them, so the API, the receivers and the PromQL engine cannot drift.
+//! base64), and Go's `url.QueryEscape` (scrape URLs, alert generator links). One home for them, so the API, the receivers and the PromQL engine cannot drift.
 //!
 //! Rust's `Display` for `f64` prints the shortest decimal that round-trips and never uses an
 //! exponent: the same digits Go prints with `'f', -1`. Its `{:e}` prints the same shortest
@@ -69,6 +69,26 @@ pub fn base64_std(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Go's `url.QueryEscape`: unreserved bytes (`A-Z a-z 0-9 - _ . ~`) kept, space as `+`, every
+/// other byte as `%XX` (upper-case hex), appended to `out`. Scrape URLs' params and alerts'
+/// generator links (`/graph?g0.expr=...`) are spelled with it.
+pub fn query_escape(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +121,12 @@ mod tests {
         assert_eq!(json_number(1e21), "1e+21");
         assert_eq!(json_number(1e-7), "1e-7");
         assert_eq!(base64_std(b"hi"), "aGk=");
+        // Go: url.QueryEscape(`rate(x{a="b c"}[5m]) > 0.5*~`).
+        let mut q = String::new();
+        query_escape(r#"rate(x{a="b c"}[5m]) > 0.5*~é"#, &mut q);
+        assert_eq!(
+            q,
+            "rate%28x%7Ba%3D%22b+c%22%7D%5B5m%5D%29+%3E+0.5%2A~%C3%A9"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! but are plain Rust values: ids are fixed-size arrays, enums are enums, and a span carries
 //! its resource and scope behind an `Arc` so a batch of spans from one process shares them.
 //!
+//! - [`duration`] parses and prints Prometheus's durations (`1m30s`, `1d`, `0`).
 //! - [`gofmt`] spells floats and bytes as Go (so Prometheus and Jaeger) spell them.
 //! - [`histogram`] is the native histogram sample every part shares.
 //! - [`labels`] names metric series: sorted, validated label sets.
@@ -13,6 +14,7 @@
 //! - [`synthetic`] is the series shape of the metrics load generator and benches.
 //! - [`otlp_json`] is the OTLP/JSON encoding (the spec's rules, not protobuf's canonical JSON).
 
+pub mod duration;
 pub mod gofmt;
 pub mod histogram;
 pub mod labels;

@@ -113,6 +113,20 @@ pub fn parse(query: &str) -> Result<Expr, Error> {
 /// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Prettify` lays it out,
 /// including the syntax our rewrites carry (see [`format`]).
 pub fn format_query(query: &str) -> Result<String, Error> {
+    print_with(query, |p, e| p.pretty(e))
+}
+
+/// The query printed on one line as Prometheus's `String()` prints a parsed expression: how
+/// Prometheus spells a rule's query in `/api/v1/rules` and in alerts' generator links.
+pub fn print_query(query: &str) -> Result<String, Error> {
+    print_with(query, |p, e| p.string(e))
+}
+
+/// Parses `query` through our rewrites and prints it with `print`.
+fn print_with(
+    query: &str,
+    print: impl Fn(&format::Printer<'_>, &Expr) -> String,
+) -> Result<String, Error> {
     if query.len() > MAX_QUERY_BYTES {
         // Refused with the length error before any rewrite scans it.
         parse(query)?;
@@ -128,7 +142,7 @@ pub fn format_query(query: &str) -> Result<String, Error> {
         durations: &durations,
         trims: &trims,
     };
-    Ok(printer.pretty(&expr))
+    Ok(print(&printer, &expr))
 }
 
 /// Parses a query for evaluation with the given step and range (both 0 for an instant

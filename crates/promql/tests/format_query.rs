@@ -184,3 +184,20 @@ fn bad_queries_still_fail_with_bad_data() {
         assert_eq!(e.error_type(), "bad_data", "{q}: {e}");
     }
 }
+
+#[test]
+fn print_query_is_the_one_line_string_form() {
+    // What Prometheus shows as a rule's `query` and puts in alerts' generator links.
+    let a = "metric_one_with_a_rather_long_name_to_fill_the_line_xxxxxxxxxxxxx";
+    let b = "metric_two_with_a_rather_long_name_to_fill_the_line_yyyyyyyyyyy";
+    assert_eq!(
+        promql::print_query(&format!("{a}+{b}+c")).unwrap(),
+        format!("{a} + {b} + c")
+    );
+    assert_eq!(
+        promql::print_query("sum by(job)(rate(x[5m]))>0").unwrap(),
+        "sum by (job) (rate(x[5m])) > 0"
+    );
+    assert_eq!(promql::print_query("up==0").unwrap(), "up == 0");
+    assert!(promql::print_query("sum(").is_err());
+}

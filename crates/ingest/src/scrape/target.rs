@@ -52,19 +52,6 @@ pub enum Populated {
     Dropped(LabelSet),
 }
 
-/// Query escaping as Go's `url.QueryEscape`: unreserved bytes kept, space as `+`.
-fn query_escape(s: &str, out: &mut String) {
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-}
-
 /// Runs target relabeling for one discovered target of `job`.
 pub fn populate(job: &JobConfig, discovered: LabelSet) -> Result<Populated, String> {
     let mut lb = discovered;
@@ -137,9 +124,9 @@ pub fn populate(job: &JobConfig, discovered: LabelSet) -> Result<Populated, Stri
         for v in vs {
             url.push(if first { '?' } else { '&' });
             first = false;
-            query_escape(k, &mut url);
+            model::gofmt::query_escape(k, &mut url);
             url.push('=');
-            query_escape(v, &mut url);
+            model::gofmt::query_escape(v, &mut url);
         }
     }
     let mut out = LabelsBuilder::new();
