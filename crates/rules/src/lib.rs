@@ -5,10 +5,35 @@
 //! templates, and hand what must be sent to the [`notifier`], which speaks Alertmanager's
 //! API v2.
 //!
+//! The evaluation core is synchronous and owns no clock or timer: a caller (the server's
+//! scheduler, `lookout test rules`) says when a [`group::Group`] evaluates, over which
+//! [`tsdb::Querier`], writing through which [`writer::RuleWriter`].
+//!
 //! The parts, one module each:
+//! - [`rulefmt`]: rule files, parsed and validated as Prometheus does.
+//! - [`rule`]: what rules share: the evaluation context, errors, health, the query helper.
+//! - [`recording`]: recording rules.
+//! - [`alerting`]: alerting rules, their alerts' states, and the alerts due for sending.
+//! - [`group`]: groups of rules evaluated in order, staleness, reload and `for` restoration.
+//! - [`writer`]: where rule output is written, and the adapter onto the tsdb.
+//! - `expand`: the seam between rules and [`template`].
 //! - [`notifier`]: the alert as Alertmanager receives it, and the queue that delivers it.
 //! - [`template`]: Go's `text/template` with Prometheus's functions, expanding alert labels
 //!   and annotations as Prometheus does.
 
+pub mod alerting;
+mod expand;
+pub mod group;
 pub mod notifier;
+pub mod recording;
+pub mod rule;
+pub mod rulefmt;
 pub mod template;
+pub mod writer;
+
+pub use alerting::{Alert, AlertState, AlertingRule, AlertingRuleSpec};
+pub use group::{EvalSummary, Group, GroupDefaults};
+pub use recording::RecordingRule;
+pub use rule::{EvalContext, EvalError, Health, Rule, RuleHealth};
+pub use rulefmt::{GroupSpec, RuleFile, RuleFileError, RuleFileErrors, RuleKind, RuleSpec};
+pub use writer::{Refused, RuleSample, RuleWriter, TsdbWriter};
