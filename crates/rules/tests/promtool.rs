@@ -34,8 +34,8 @@ fn promtool(path: &Path) -> Option<(bool, Vec<String>)> {
         .arg(path)
         .output()
         .expect("promtool runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let prefix = format!("{}: ", path.display());
     let messages = text
         .lines()
