@@ -21,7 +21,7 @@ use tsdb::{Querier, SampleValue};
 use crate::alerting::{for_state_matchers, Alert, AlertingRule, AlertingRuleSpec};
 use crate::recording::RecordingRule;
 use crate::rule::{ms, EvalContext, EvalError, Health, Rule, RuleHealth};
-use crate::rulefmt::{GroupSpec, RuleKind};
+use crate::rulefmt::{GroupSpec, RuleFile, RuleKind};
 use crate::writer::{RuleSample, RuleWriter};
 
 /// Prometheus's default `--rules.alert.for-outage-tolerance`: alerts whose `for` state was
@@ -476,6 +476,58 @@ fn restore_alert(a: &mut Alert, t: i64, v: f64, ts_ms: i64, hold: i64, grace: i6
         restored_active_at += ts_ms - down_at;
     }
     a.active_at_ms = restored_active_at;
+}
+
+/// The groups of a parsed rule file, in file order.
+pub fn groups_of_file(
+    file: &str,
+    rules: &RuleFile,
+    defaults: &GroupDefaults,
+    should_restore: bool,
+) -> Vec<Group> {
+    rules
+        .groups
+        .iter()
+        .map(|g| Group::new(file, g, defaults, should_restore))
+        .collect()
+}
+
+/// The outcome of [`reload`].
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// The groups to run from now on, in the new configuration's order.
+    pub groups: Vec<Group>,
+    /// Old groups no longer configured: the caller marks their series stale (Prometheus
+    /// waits two of their intervals, so a rule moved to another group writes first; see
+    /// [`Group::written_series`] and [`write_stale_markers`]).
+    pub removed: Vec<Group>,
+}
+
+/// Prometheus's `Manager.Update` without its timers: a new group identical to an old one of
+/// the same file and name keeps the old one (and its state) running; a changed one takes
+/// over the old one's state ([`Group::copy_state_from`]); old groups matched by none are
+/// returned as removed.
+pub fn reload(old: Vec<Group>, new: Vec<Group>) -> Reloaded {
+    let mut old: Vec<Option<Group>> = old.into_iter().map(Some).collect();
+    let mut groups = Vec::with_capacity(new.len());
+    for mut g in new {
+        let found = old.iter().position(|o| {
+            o.as_ref()
+                .is_some_and(|o| o.name == g.name && o.file == g.file)
+        });
+        match found.and_then(|i| old[i].take()) {
+            Some(o) if o.same_config(&g) => groups.push(o),
+            Some(o) => {
+                g.copy_state_from(&o);
+                groups.push(g);
+            }
+            None => groups.push(g),
+        }
+    }
+    Reloaded {
+        groups,
+        removed: old.into_iter().flatten().collect(),
+    }
 }
 
 /// Writes a staleness marker at `ts_ms` for each of `series` (a removed group's, see

@@ -32,7 +32,9 @@ pub mod template;
 pub mod writer;
 
 pub use alerting::{Alert, AlertState, AlertingRule, AlertingRuleSpec};
-pub use group::{EvalSummary, Group, GroupDefaults};
+pub use group::{
+    groups_of_file, reload, write_stale_markers, EvalSummary, Group, GroupDefaults, Reloaded,
+};
 pub use recording::RecordingRule;
 pub use rule::{EvalContext, EvalError, Health, Rule, RuleHealth};
 pub use rulefmt::{GroupSpec, RuleFile, RuleFileError, RuleFileErrors, RuleKind, RuleSpec};

@@ -878,3 +878,60 @@ fn eval_timestamps_are_slotted_per_group() {
         "groups are spread over the interval"
     );
 }
+
+/// A reload keeps unchanged groups as they are, hands a changed group's state to its new
+/// version, and returns the groups that went.
+#[test]
+fn reload_keeps_unchanged_groups_and_returns_removed_ones() {
+    let env = Env::new("1m", "m 1");
+    let old_file = r#"
+groups:
+- name: same
+  rules:
+  - alert: A
+    expr: m > 0
+- name: changed
+  rules:
+  - alert: B
+    expr: m > 0
+- name: gone
+  rules:
+  - record: r
+    expr: vector(1)
+"#;
+    let new_file = r#"
+groups:
+- name: added
+  rules: []
+- name: changed
+  interval: 30s
+  rules:
+  - alert: B
+    expr: m > 0
+- name: same
+  rules:
+  - alert: A
+    expr: m > 0
+"#;
+    let parse = |y: &str| crate::rulefmt::parse("r.yml", y.as_bytes()).unwrap();
+    let defaults = GroupDefaults::default();
+    let mut old = groups_of_file("r.yml", &parse(old_file), &defaults, false);
+    for g in &mut old {
+        env.eval(g, 0);
+    }
+    let new = groups_of_file("r.yml", &parse(new_file), &defaults, false);
+    let r = reload(old, new);
+    let names: Vec<(&str, bool)> = r
+        .groups
+        .iter()
+        .map(|g| (g.name(), g.last_evaluation().is_some()))
+        .collect();
+    // `same` is the old group itself; `changed` took over its predecessor's state.
+    assert_eq!(names, [("added", false), ("changed", true), ("same", true)]);
+    assert_eq!(r.groups[1].interval(), Duration::from_secs(30));
+    assert_eq!(alerting(&r.groups[1], 0).active_alerts().len(), 1);
+    assert_eq!(alerting(&r.groups[2], 0).active_alerts().len(), 1);
+    let removed: Vec<&str> = r.removed.iter().map(|g| g.name()).collect();
+    assert_eq!(removed, ["gone"]);
+    assert_eq!(r.removed[0].written_series().len(), 1);
+}
