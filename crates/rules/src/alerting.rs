@@ -268,7 +268,6 @@ impl AlertingRule {
         let query_ts = ts_ms.saturating_sub(offset_ms);
         let vector = query_vector(ctx, &self.expr, query_ts)?;
 
-        let template_name = format!("__alert_{}", self.name);
         // The templates' `query` runs at the evaluation time itself, as in Prometheus.
         let template_query = |q: &str| -> Result<Vec<QuerySample>, String> {
             let v = query_vector(ctx, q, ts_ms).map_err(|e| e.to_string())?;
@@ -288,7 +287,7 @@ impl AlertingRule {
                 value: s.v,
             };
             let expand = |text: &str| -> String {
-                expand::expand_alert(&template_name, text, &data, ts_ms, &template_query)
+                expand::expand_alert(&self.name, text, &data, ts_ms, &template_query)
                     .unwrap_or_else(|e| {
                         tracing::warn!(alert = %self.name, error = %e, "expanding alert template failed");
                         format!("<error expanding template: {e}>")

@@ -347,14 +347,13 @@ fn validate_rule(r: &RawRule) -> Vec<String> {
     if !r.alert.is_empty() {
         // Prometheus's testTemplateParsing: alert labels and annotations must parse as
         // templates.
-        let tmpl_name = format!("__alert_{}", r.alert);
         for (k, v) in labels {
-            if let Err(e) = expand::check(&tmpl_name, v) {
+            if let Err(e) = expand::check(&r.alert, v) {
                 errs.push(format!("label {k:?}: {e}"));
             }
         }
         for (k, v) in annotations {
-            if let Err(e) = expand::check(&tmpl_name, v) {
+            if let Err(e) = expand::check(&r.alert, v) {
                 errs.push(format!("annotation {k:?}: {e}"));
             }
         }

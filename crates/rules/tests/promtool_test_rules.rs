@@ -39,6 +39,11 @@ groups:
       severity: critical
     annotations:
       summary: request rate is low
+      description: '{{ $labels.instance }} of {{ $labels.job }} serves {{ $value }} requests ({{ humanize $value }}); {{ len $externalLabels }} external labels'
+  - alert: FromQuery
+    expr: vector(1)
+    labels:
+      top: '{{ with query "topk(1, http_requests)" }}{{ (. | first).Labels.instance }}{{ end }}'
   - alert: KeepsFiring
     expr: http_requests{instance="1"} > 100
     keep_firing_for: 15m
@@ -229,6 +234,7 @@ fn promtool_agrees_with_our_alerts_and_recordings() {
     assert_eq!(
         fired,
         [
+            "FromQuery",
             "HTTPRequestRateLow",
             "KeepsFiring",
             "NothingHere",

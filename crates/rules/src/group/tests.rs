@@ -129,7 +129,7 @@ groups:
     expr: http_requests{group="canary", job="app-server"} < 100
     for: 1m
     labels:
-      severity: critical
+      severity: '{{"c"}}ritical'
 "#;
 
 /// TestAlertingRule: which `ALERTS` series exist at each evaluation.
@@ -934,4 +934,126 @@ groups:
     let removed: Vec<&str> = r.removed.iter().map(|g| g.name()).collect();
     assert_eq!(removed, ["gone"]);
     assert_eq!(r.removed[0].written_series().len(), 1);
+}
+
+/// Rule labels and annotations are templates, expanded per alert as Prometheus does
+/// (TestAlertingRuleLabelsUpdate, ...ExternalLabelsInTemplate, ...ExternalURLInTemplate,
+/// ...EmptyLabelFromTemplate, ...QueryInTemplate).
+#[test]
+fn labels_and_annotations_are_expanded_per_alert() {
+    let mut env = Env::new(
+        "1m",
+        r#"http_requests{job="app-server", instance="0"} 75 85 70 70 stale"#,
+    );
+    let mut g = group(
+        r#"
+groups:
+- name: g
+  rules:
+  - alert: HTTPRequestRateLow
+    expr: http_requests < 100
+    for: 1m
+    labels:
+      severity: "{{ if lt $value 80.0 }}critical{{ else }}warning{{ end }}"
+      empty_label: ""
+  - alert: Templated
+    expr: http_requests < 100
+    labels:
+      external: "There are {{ len $externalLabels }} external Labels, of which foo is {{ $externalLabels.foo }}."
+    annotations:
+      url: "The external URL is {{ $externalURL }}."
+      query: |-
+        {{- with "sort(sum(http_requests) by (instance))" | query -}}
+        {{- range $i,$v := . -}}
+        instance: {{ $v.Labels.instance }}, value: {{ printf "%.0f" $v.Value }};
+        {{- end -}}
+        {{- end -}}
+      broken: '{{ template "nope" }}'
+"#,
+        false,
+    );
+    env.external = Labels::new([("foo", "bar"), ("dings", "bums")]).unwrap();
+    let alerts_at = |env: &Env, g: &mut Group, t: i64| -> Vec<String> {
+        env.eval(g, t);
+        env.stored("ALERTS")
+            .into_iter()
+            .filter(|(l, pts)| {
+                l.contains("HTTPRequestRateLow")
+                    && pts.last().is_some_and(|p| p.0 == t && p.1 == "1")
+            })
+            .map(|(l, _)| l)
+            .collect()
+    };
+    let low = |state: &str, severity: &str| {
+        format!(
+            r#"ALERTS{{alertname="HTTPRequestRateLow", alertstate="{state}", instance="0", job="app-server", severity="{severity}"}}"#
+        )
+    };
+    // A label that follows the value makes a new alert each time it changes.
+    assert_eq!(alerts_at(&env, &mut g, 0), [low("pending", "critical")]);
+    assert_eq!(alerts_at(&env, &mut g, MIN), [low("pending", "warning")]);
+    assert_eq!(
+        alerts_at(&env, &mut g, 2 * MIN),
+        [low("pending", "critical")]
+    );
+    assert_eq!(
+        alerts_at(&env, &mut g, 3 * MIN),
+        [low("firing", "critical")]
+    );
+    assert!(alerts_at(&env, &mut g, 4 * MIN).is_empty());
+
+    let mut g2 = g.clone();
+    env.eval(&mut g2, 0);
+    let a = alerting(&g2, 1).active_alerts()[0].clone();
+    assert_eq!(
+        a.labels.get("external"),
+        Some("There are 2 external Labels, of which foo is bar.")
+    );
+    let ann = |name: &str| {
+        a.annotations
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(ann("url"), "The external URL is http://lookout:46686.");
+    assert_eq!(ann("query"), "instance: 0, value: 75;");
+    // A template that fails leaves Prometheus's marker in its place.
+    let broken = ann("broken");
+    assert!(
+        broken.starts_with("<error expanding template: error executing template __alert_Templated: template: __alert_Templated:1:")
+            && broken.ends_with(r#"template "nope" not defined>"#),
+        "{broken}"
+    );
+    env.external = Labels::empty();
+    let mut g3 = g.clone();
+    env.eval(&mut g3, 0);
+    assert_eq!(
+        alerting(&g3, 1).active_alerts()[0].labels.get("external"),
+        Some("There are 0 external Labels, of which foo is .")
+    );
+}
+
+/// TestAlertingRuleDuplicate: two results that become one alert after the rule's labels.
+#[test]
+fn alerts_that_collide_after_their_labels_are_an_error() {
+    let env = Env::new("1m", "");
+    let mut g = group(
+        r#"
+groups:
+- name: g
+  rules:
+  - alert: foo
+    expr: vector(0) or label_replace(vector(0),"test","x","","")
+    for: 1m
+    labels:
+      test: test
+"#,
+        false,
+    );
+    env.eval(&mut g, 0);
+    assert_eq!(
+        g.rules()[0].health().last_error.as_deref(),
+        Some("vector contains metrics with the same labelset after applying alert labels")
+    );
 }

@@ -307,3 +307,43 @@ fn load_file_names_the_file() {
     let e = load_file(&dir.path().join("missing.yml")).unwrap_err();
     assert!(e.to_string().contains("missing.yml: cannot open"), "{e}");
 }
+
+/// TestTemplateParsing: alert labels and annotations must parse as templates; recording
+/// rules' labels are not templates.
+#[test]
+fn alert_templates_must_parse() {
+    let rule = |labels: &str, annotations: &str| {
+        format!("groups:\n- name: example\n  rules:\n  - alert: InstanceDown\n    expr: up == 0\n    for: 5m\n    labels:\n      {labels}\n    annotations:\n      {annotations}\n")
+    };
+    ok(&rule(
+        r#"severity: "page""#,
+        r#"summary: "Instance {{ $labels.instance }} down""#,
+    ));
+    assert_eq!(
+        errors(&rule(
+            r#"severity: "page""#,
+            r#"summary: "Instance {{ $label.instance }} down""#
+        )),
+        [
+            r#"rules.yml: group "example", rule 1, "InstanceDown": annotation "summary": template: __alert_InstanceDown:1: undefined variable "$label""#
+        ]
+    );
+    assert_eq!(
+        errors(&rule(
+            r#"severity: "{{$this_is_wrong}}""#,
+            r#"summary: "ok""#
+        )),
+        [
+            r#"rules.yml: group "example", rule 1, "InstanceDown": label "severity": template: __alert_InstanceDown:1: undefined variable "$this_is_wrong""#
+        ]
+    );
+    assert_eq!(
+        errors(&rule(
+            r#"severity: "page""#,
+            r#"description: "{{$labels.quantile * 100}}""#
+        ))
+        .len(),
+        1
+    );
+    ok("groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n    labels:\n      x: '{{ not a template'\n");
+}
