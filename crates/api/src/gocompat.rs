@@ -163,37 +163,11 @@ pub fn time_quote(s: &str) -> String {
     out
 }
 
-/// `strconv.Quote` for the strings our error messages echo: printable characters verbatim,
-/// quotes and backslashes escaped, control characters with Go's short escapes or `\xNN`.
-pub fn strconv_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn num_error(func: &str, input: &str, what: &str) -> String {
-    format!("strconv.{func}: parsing {}: {what}", strconv_quote(input))
+    format!(
+        "strconv.{func}: parsing {}: {what}",
+        model::gofmt::quote(input)
+    )
 }
 
 /// `strconv.ParseInt(s, 10, bits)` with Go's error texts.
@@ -789,7 +763,7 @@ mod tests {
             let _ = parse_int(&input, 32);
             let _ = parse_uint32(&input);
             let _ = parse_hex_u64(&input);
-            let _ = strconv_quote(&input);
+            let _ = model::gofmt::quote(&input);
         }
         for huge in [
             "9".repeat(400),

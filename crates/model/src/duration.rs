@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Parses a Prometheus duration: `1y2w3d4h5m6s7ms` (each unit optional, in that order) or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("not a valid duration string: {s:?}");
+    let bad = || format!("not a valid duration string: {}", crate::gofmt::quote(s));
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -46,10 +46,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or_else(bad)?;
         let (_, ms) = UNITS[next_unit + pos];
         next_unit += pos + 1;
+        // Go's time.Duration counts nanoseconds in an i64; so does Prometheus's bound.
         total = n
             .checked_mul(ms)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration {s:?} is out of range"))?;
+            .filter(|v| *v <= i64::MAX as u64 / 1_000_000)
+            .ok_or_else(|| "duration out of range".to_string())?;
     }
     Ok(Duration::from_millis(total))
 }

@@ -2,11 +2,15 @@
 //! byte for byte: Prometheus's sample values and label values (`strconv.FormatFloat` with `'f'`
 //! or `'g'` and precision -1, plus `NaN`/`+Inf`/`-Inf`), Go's JSON numbers (what Jaeger and
 //! OTLP translators print for float attributes), and `[]byte` as JSON writes it (padded
-//! base64), and Go's `url.QueryEscape` (scrape URLs, alert generator links). One home for them, so the API, the receivers and the PromQL engine cannot drift.
+//! base64), Go's `url.QueryEscape` (scrape URLs, alert generator links) and `strconv.Quote`
+//! (`%q` in error messages and templates). One home for them, so the API, the receivers, the
+//! PromQL engine and the rules cannot drift.
 //!
 //! Rust's `Display` for `f64` prints the shortest decimal that round-trips and never uses an
 //! exponent: the same digits Go prints with `'f', -1`. Its `{:e}` prints the same shortest
 //! digits in exponent form, which the other spellings are built from.
+
+use std::fmt::Write as _;
 
 /// `strconv.FormatFloat(f, 'f', -1, 64)` with Prometheus's special values: `0.005`,
 /// `100000000000000000000`, `NaN`, `+Inf`, `-Inf`. How Prometheus writes `le` and `quantile`
@@ -87,6 +91,58 @@ pub fn query_escape(s: &str, out: &mut String) {
             }
         }
     }
+}
+
+/// Whether Go's `strconv.IsPrint` holds (approximated with Rust's Unicode tables).
+pub fn is_print(c: char) -> bool {
+    c == ' ' || !(c.is_control() || c.is_whitespace() || ('\u{200b}'..='\u{200f}').contains(&c))
+}
+
+/// Go's `strconv.Quote`: printable characters verbatim, quotes and backslashes escaped,
+/// the rest with Go's short escapes, `\xNN`, `\uNNNN` or `\UNNNNNNNN`. Error messages that
+/// echo user input (Go's `%q`) and templates spell strings with it.
+pub fn quote(s: &str) -> String {
+    quote_with(s, '"')
+}
+
+/// `strconv.QuoteRune`, for `%q` of an integer.
+pub fn quote_rune(c: char) -> String {
+    quote_with(c.encode_utf8(&mut [0; 4]), '\'')
+}
+
+/// `strconv.Quote` with `q` as the quote character (`'` for runes).
+fn quote_with(s: &str, q: char) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(q);
+    for c in s.chars() {
+        if c == q || c == '\\' {
+            out.push('\\');
+            out.push(c);
+        } else if c == char::REPLACEMENT_CHARACTER || is_print(c) {
+            out.push(c);
+        } else {
+            match c {
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if (c as u32) < 0x10000 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
+        }
+    }
+    out.push(q);
+    out
 }
 
 #[cfg(test)]

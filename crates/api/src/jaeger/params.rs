@@ -69,7 +69,7 @@ pub fn parse_trace_id(s: &str) -> Result<TraceId, String> {
         if !s.is_char_boundary(split) {
             return Err(format!(
                 "strconv.ParseUint: parsing {}: invalid syntax",
-                gocompat::strconv_quote(s)
+                model::gofmt::quote(s)
             ));
         }
         (

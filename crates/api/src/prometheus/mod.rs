@@ -355,7 +355,7 @@ impl PromParams {
             v => parse_time_ms(v).map_err(|e| {
                 PromError::bad_data(format!(
                     "invalid parameter {}: Invalid time value for '{name}': {e}",
-                    gocompat::strconv_quote(name)
+                    model::gofmt::quote(name)
                 ))
             }),
         }
@@ -419,7 +419,7 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
     let cannot = || {
         format!(
             "cannot parse {} to a valid timestamp",
-            gocompat::strconv_quote(s)
+            model::gofmt::quote(s)
         )
     };
     if let Ok(f) = s.parse::<f64>() {

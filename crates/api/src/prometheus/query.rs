@@ -18,7 +18,6 @@ use axum::routing::get;
 use axum::Router;
 
 use super::{ErrorType, PromError, PromParams, PromResult, PromState, Success};
-use crate::gocompat;
 
 pub(super) fn routes() -> Router<PromState> {
     Router::new()
@@ -48,7 +47,7 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
         if !ms.is_finite() || ms.abs() >= 9.2e18 {
             return Err(format!(
                 "cannot parse {} to a valid duration. It overflows int64",
-                gocompat::strconv_quote(s)
+                model::gofmt::quote(s)
             ));
         }
         return Ok(ms.round() as i64);
@@ -56,7 +55,7 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     prom_duration_ms(s).ok_or_else(|| {
         format!(
             "cannot parse {} to a valid duration",
-            gocompat::strconv_quote(s)
+            model::gofmt::quote(s)
         )
     })
 }
@@ -99,7 +98,7 @@ fn prom_duration_ms(s: &str) -> Option<i64> {
 pub(super) fn invalid(name: &str, e: String) -> PromError {
     PromError::bad_data(format!(
         "invalid parameter {}: {e}",
-        gocompat::strconv_quote(name)
+        model::gofmt::quote(name)
     ))
 }
 

@@ -132,7 +132,7 @@ async fn label_values(
     if name.is_empty() || name.chars().any(|c| c == '\u{fffd}') {
         return Err(PromError::bad_data(format!(
             "invalid label name: {}",
-            crate::gocompat::strconv_quote(&name)
+            model::gofmt::quote(&name)
         )));
     }
     let sets = parse_match_params(&params.all("match[]"))?;

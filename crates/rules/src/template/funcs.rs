@@ -410,7 +410,7 @@ fn call_func(f: Func, argv: Vec<Value>, env: &Env<'_>) -> CallResult {
         Func::Now => Value::Float(env.ts_ms as f64 / 1000.0),
         Func::PathPrefix => Value::str(url_path(env.external_url)),
         Func::ExternalUrl => Value::str(env.external_url),
-        Func::ParseDuration => Value::Float(parse_prom_duration(s(0))? as f64 / 1000.0),
+        Func::ParseDuration => Value::Float(model::duration::parse_duration(s(0))?.as_secs_f64()),
     })
 }
 
@@ -580,58 +580,6 @@ fn url_path(url: &str) -> &str {
         Some(i) => rest[i..].split(['?', '#']).next().unwrap_or(""),
         None => "",
     }
-}
-
-/// Prometheus's `model.ParseDuration` in milliseconds: `1y2w3d4h5m6s7ms`, units at most once
-/// and largest first, or `0`.
-fn parse_prom_duration(s: &str) -> Result<i64, String> {
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err("empty duration string".into());
-    }
-    let bad = || format!("not a valid duration string: {}", quote(s));
-    let b = s.as_bytes();
-    let (mut i, mut next, mut total) = (0, 0, 0i64);
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return Err(bad());
-        }
-        let n: i64 = s[start..i]
-            .parse()
-            .map_err(|_| "duration out of range".to_string())?;
-        let ustart = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = &s[ustart..i];
-        let pos = UNITS[next..]
-            .iter()
-            .position(|(u, _)| *u == unit)
-            .ok_or_else(bad)?;
-        let mult = UNITS[next + pos].1;
-        next += pos + 1;
-        total = n
-            .checked_mul(mult)
-            .and_then(|v| total.checked_add(v))
-            .filter(|v| *v <= i64::MAX / 1_000_000)
-            .ok_or_else(|| "duration out of range".to_string())?;
-    }
-    Ok(total)
 }
 
 /// Compiles a Go (RE2) regular expression, with Go's error wording where it maps.

@@ -4,54 +4,7 @@
 
 use std::fmt::Write as _;
 
-/// Whether Go's `strconv.IsPrint` holds (approximated with Rust's Unicode tables).
-pub(super) fn is_print(c: char) -> bool {
-    c == ' ' || !(c.is_control() || c.is_whitespace() || ('\u{200b}'..='\u{200f}').contains(&c))
-}
-
-/// `strconv.Quote`.
-pub(super) fn quote(s: &str) -> String {
-    quote_with(s, '"')
-}
-
-/// `strconv.QuoteRune`, for `%q` of an integer.
-pub(super) fn quote_rune(c: char) -> String {
-    quote_with(c.encode_utf8(&mut [0; 4]), '\'')
-}
-
-fn quote_with(s: &str, q: char) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(q);
-    for c in s.chars() {
-        if c == q || c == '\\' {
-            out.push('\\');
-            out.push(c);
-        } else if c == char::REPLACEMENT_CHARACTER || is_print(c) {
-            out.push(c);
-        } else {
-            match c {
-                '\u{7}' => out.push_str("\\a"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{b}' => out.push_str("\\v"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                    let _ = write!(out, "\\x{:02x}", c as u32);
-                }
-                c if (c as u32) < 0x10000 => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => {
-                    let _ = write!(out, "\\U{:08x}", c as u32);
-                }
-            }
-        }
-    }
-    out.push(q);
-    out
-}
+pub(super) use model::gofmt::{is_print, quote, quote_rune};
 
 /// `strconv.UnquoteChar`: one possibly escaped character from the front of `s`, and the rest.
 pub(super) fn unquote_char(s: &str, q: char) -> Result<(char, &str), ()> {
@@ -219,20 +172,10 @@ pub(super) fn parse_int_base0(s: &str) -> (Option<i64>, Option<u64>) {
     (int, unsigned)
 }
 
-/// `url.QueryEscape`.
+/// `url.QueryEscape`, returning the string.
 pub(super) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
+    model::gofmt::query_escape(s, &mut out);
     out
 }
 
