@@ -20,8 +20,11 @@
 //! - [`notifier`]: the alert as Alertmanager receives it, and the queue that delivers it.
 //! - [`template`]: Go's `text/template` with Prometheus's functions, expanding alert labels
 //!   and annotations as Prometheus does.
+//! - [`unittest`]: rule unit tests in promtool's format (`lookout test rules`).
+//! - [`check`]: rule files checked as `promtool check rules` does (`lookout check rules`).
 
 pub mod alerting;
+pub mod check;
 mod expand;
 pub mod group;
 pub mod notifier;
@@ -29,6 +32,7 @@ pub mod recording;
 pub mod rule;
 pub mod rulefmt;
 pub mod template;
+pub mod unittest;
 pub mod writer;
 
 pub use alerting::{Alert, AlertState, AlertingRule, AlertingRuleSpec};
