@@ -51,9 +51,12 @@ pub enum Command {
     Sandboxes(SandboxesArgs),
     /// Print a shell completion script, e.g. `lookout completions bash > /etc/bash_completion.d/lookout`.
     Completions(CompletionsArgs),
-    /// Run test files (Prometheus's PromQL test scripts).
+    /// Run test files: Prometheus's PromQL test scripts and rule unit tests.
     #[command(subcommand)]
     Test(TestCommand),
+    /// Check files without running them: Prometheus rule files.
+    #[command(subcommand)]
+    Check(CheckCommand),
     /// Evaluate a PromQL expression on the running Lookout: a table for an instant query, a
     /// terminal chart per series for a range (`--start`/`--end`/`--step`).
     Query(QueryArgs),
@@ -107,6 +110,48 @@ pub enum TestCommand {
     /// Run PromQL test scripts (Prometheus's promqltest format) against Lookout's engine;
     /// prints each failing case with file:line and ends with `N passed, M failed`.
     Promql(TestPromqlArgs),
+    /// Run unit tests for alerting and recording rules, in promtool's format (`rule_files`,
+    /// `tests` with `input_series`, `alert_rule_test` and `promql_expr_test`): the same files
+    /// `promtool test rules` runs. Prints `SUCCESS` or `FAILED:` with what differed per file;
+    /// exits 1 when any test failed.
+    #[command(
+        long_about = "Run unit tests for alerting and recording rules, in promtool's format: \
+                      the same files `promtool test rules` runs.\n\n\
+                      Each test group loads its input_series (e.g. '1+2x10 _ stale'), then \
+                      evaluates the rule groups of rule_files every evaluation_interval from \
+                      time 0 to its largest eval_time, so recording rules feed later rules and \
+                      alerts go pending and firing as they would on a server. alert_rule_test \
+                      compares the firing alerts of one name (labels and expanded annotations), \
+                      promql_expr_test the result of a query after the evaluations.\n\n\
+                      Prints `Unit Testing:  FILE` and `SUCCESS`, or `FAILED:` with what was \
+                      expected and what came out; exits 1 when any test failed."
+    )]
+    Rules(TestRulesArgs),
+}
+
+/// `lookout test rules` arguments.
+#[derive(Debug, Args)]
+pub struct TestRulesArgs {
+    /// Unit test files (YAML); rule_files in them are relative to each file.
+    #[arg(required = true, value_name = "TEST_FILE")]
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// `lookout check` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Check Prometheus rule files as `promtool check rules` does: prints `SUCCESS: N rules
+    /// found` or each problem as `file:line:col: message`, and warns about duplicate rules;
+    /// exits 1 when a file is invalid.
+    Rules(CheckRulesArgs),
+}
+
+/// `lookout check rules` arguments.
+#[derive(Debug, Args)]
+pub struct CheckRulesArgs {
+    /// Rule files (YAML, Prometheus's format).
+    #[arg(required = true, value_name = "RULE_FILE")]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// `lookout test promql` arguments.

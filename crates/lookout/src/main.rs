@@ -43,7 +43,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return cli::usage_error(e),
     };
-    init_logging();
+    // Test and check commands print their findings as promtool does; the rules engine's
+    // warnings about failing rules would only repeat them.
+    if !matches!(cli.command, cli::Command::Test(_) | cli::Command::Check(_)) {
+        init_logging();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,6 +77,14 @@ fn main() -> ExitCode {
             cli::Command::Sandboxes(args) => sandbox_cmd::sandboxes(args),
             cli::Command::Completions(args) => cli::print_completions(args.shell),
             cli::Command::Test(cli::TestCommand::Promql(args)) => test_cmd::promql(args),
+            // Rule tests block on their own tsdb runtime: off the async threads.
+            cli::Command::Test(cli::TestCommand::Rules(args)) => {
+                tokio::task::spawn_blocking(move || test_cmd::rules(args))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("rule test task failed: {e}"))
+                    .and_then(|r| r)
+            }
+            cli::Command::Check(cli::CheckCommand::Rules(args)) => test_cmd::check_rules(args),
             cli::Command::Query(args) => tokio::task::spawn_blocking(move || query_cmd::run(args))
                 .await
                 .map_err(|e| anyhow::anyhow!("query task failed: {e}"))

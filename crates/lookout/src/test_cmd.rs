@@ -1,8 +1,12 @@
 //! `lookout test promql FILE...`: runs Prometheus's PromQL test scripts against our engine,
 //! prints every failing case (file:line, query, what differed) and a closing
-//! `N passed, M failed` line; exits 1 when any case failed. A later `test rules` joins here.
+//! `N passed, M failed` line; exits 1 when any case failed.
+//!
+//! `lookout test rules FILE...` and `lookout check rules FILE...` are `promtool test rules`
+//! and `promtool check rules`: the work is in [`rules::unittest`] and [`rules::check`], this
+//! module prints as promtool prints (verdicts on stdout, failures on stderr).
 
-use crate::cli::TestPromqlArgs;
+use crate::cli::{CheckRulesArgs, TestPromqlArgs, TestRulesArgs};
 use crate::lifecycle::Exit;
 
 pub fn promql(args: TestPromqlArgs) -> anyhow::Result<()> {
@@ -17,6 +21,67 @@ pub fn promql(args: TestPromqlArgs) -> anyhow::Result<()> {
     }
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
+        return Err(Exit::silent(1));
+    }
+    Ok(())
+}
+
+/// `lookout test rules`: promtool's output, exit 1 when any file failed.
+pub fn rules(args: TestRulesArgs) -> anyhow::Result<()> {
+    let mut failed = false;
+    for f in &args.files {
+        println!("Unit Testing:  {}", f.display());
+        let outcome = rules::unittest::run_file(f);
+        for w in &outcome.warnings {
+            eprintln!("{w}");
+        }
+        if outcome.errors.is_empty() {
+            println!("  SUCCESS");
+        } else {
+            failed = true;
+            eprintln!("  FAILED:");
+            for e in &outcome.errors {
+                eprintln!("{e}");
+                println!();
+            }
+        }
+        println!();
+    }
+    if failed {
+        return Err(Exit::silent(1));
+    }
+    Ok(())
+}
+
+/// `lookout check rules`: promtool's output, exit 1 when any file is invalid (duplicate
+/// rules are reported but, as in promtool, not fatal).
+pub fn check_rules(args: CheckRulesArgs) -> anyhow::Result<()> {
+    let mut invalid = false;
+    for f in &args.files {
+        println!("Checking {}", f.display());
+        match rules::check::check_file(f) {
+            rules::check::CheckOutcome::Ok {
+                rules,
+                duplicates: None,
+            } => println!("  SUCCESS: {rules} rules found"),
+            rules::check::CheckOutcome::Ok {
+                duplicates: Some(d),
+                ..
+            } => {
+                eprintln!("  FAILED:");
+                eprintln!("{d}");
+            }
+            rules::check::CheckOutcome::Failed(errors) => {
+                invalid = true;
+                eprintln!("  FAILED:");
+                for e in errors {
+                    eprintln!("{e}");
+                }
+            }
+        }
+        println!();
+    }
+    if invalid {
         return Err(Exit::silent(1));
     }
     Ok(())
