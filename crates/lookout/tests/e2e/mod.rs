@@ -11,5 +11,6 @@ mod lifecycle;
 mod ops;
 mod prometheus;
 mod query_cli;
+mod rule_tests;
 mod sandbox;
 mod seeds;
