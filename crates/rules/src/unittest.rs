@@ -533,9 +533,10 @@ fn run_group_on(
         )];
     }
 
-    let mut engine_opts = promql::EngineOptions::default();
-    engine_opts.default_subquery_step = eval_interval.0;
-    let engine = promql::Engine::new(engine_opts);
+    let engine = promql::Engine::new(promql::EngineOptions {
+        default_subquery_step: eval_interval.0,
+        ..Default::default()
+    });
     let external = match Labels::new(plain(&tg.external_labels)) {
         Ok(l) => l,
         Err(e) => return vec![format!("external_labels: {e}")],
@@ -917,7 +918,7 @@ mod tests {
     #[test]
     fn globs_match_as_go_does() {
         let re = glob_regex("*.y?l").unwrap();
-        assert!(re.is_match("a.yml") && re.is_match(".yaml") == false && !re.is_match("a/b.yml"));
+        assert!(re.is_match("a.yml") && !re.is_match(".yaml") && !re.is_match("a/b.yml"));
         let re = glob_regex("r[0-9].yml").unwrap();
         assert!(re.is_match("r1.yml") && !re.is_match("ra.yml"));
         assert!(glob_regex("[abc").is_err());
