@@ -35,8 +35,9 @@ pub const MAX_TEST_FILE_BYTES: u64 = 16 << 20;
 /// `evaluation_interval`): a year of minutes, so a typo cannot run for hours.
 pub const MAX_EVALUATIONS: i64 = 366 * 24 * 60;
 
-/// Most input samples one test group may load.
-pub const MAX_INPUT_SAMPLES: usize = 10_000_000;
+/// Most input samples one test group may load (counted from the notation before it is
+/// expanded).
+pub const MAX_INPUT_SAMPLES: u64 = 5_000_000;
 
 /// What running one test file found.
 #[derive(Debug, Default)]
@@ -610,46 +611,44 @@ fn load_input(
     if tg.input_series.is_empty() {
         return Ok(());
     }
-    let text: String = tg
-        .input_series
-        .iter()
-        .map(|s| format!("{} {}\n", s.series, s.values))
-        .collect();
-    let loaded = promql::promqltest::load(&interval.prom(), &text).map_err(|e| {
-        // `line N: ...` names the Nth input series.
-        let which = e
-            .strip_prefix("line ")
-            .and_then(|r| r.split_once(": "))
-            .and_then(|(n, m)| Some((n.parse::<usize>().ok()?, m)));
-        match which {
-            Some((n, m)) => format!(
-                "input_series {n} ({:?}): {m}",
-                tg.input_series.get(n - 1).map_or("", |s| s.series.as_str())
-            ),
-            None => format!("input_series: {e}"),
-        }
-    })?;
+    // One series at a time, so a file of many long series is refused before it is all
+    // expanded in memory. A series given twice merges, the later value winning at a time,
+    // as in one `load` block.
     let all =
         Matcher::new(MatchOp::Regex, "__name__", ".*").map_err(|e| format!("input_series: {e}"))?;
-    let mut samples: Vec<(Labels, i64, SampleValue)> = Vec::new();
-    for s in loaded
-        .select(&[all], i64::MIN, i64::MAX)
-        .map_err(|e| format!("input_series: {e}"))?
-    {
-        for (t, v) in s.samples() {
-            samples.push((s.labels.clone(), t, SampleValue::Float(v)));
-        }
-        for (t, h) in s.histograms() {
-            h.validate()
-                .map_err(|e| format!("input_series {}: {e}", s.labels))?;
-            samples.push((s.labels.clone(), t, SampleValue::Histogram(h.clone())));
-        }
-        if samples.len() > MAX_INPUT_SAMPLES {
+    let mut merged: BTreeMap<Labels, BTreeMap<i64, SampleValue>> = BTreeMap::new();
+    let mut count = 0u64;
+    for (i, is) in tg.input_series.iter().enumerate() {
+        count = count.saturating_add(expanded_len(&is.values));
+        if count > MAX_INPUT_SAMPLES {
             return Err(format!(
                 "input_series expand to more than {MAX_INPUT_SAMPLES} samples; shorten the series or split the test"
             ));
         }
+        let line = format!("{} {}\n", is.series, is.values);
+        let loaded = promql::promqltest::load(&interval.prom(), &line).map_err(|e| {
+            let m = e.strip_prefix("line 1: ").map(str::to_string).unwrap_or(e);
+            format!("input_series {} ({:?}): {m}", i + 1, is.series.as_str())
+        })?;
+        for s in loaded
+            .select(std::slice::from_ref(&all), i64::MIN, i64::MAX)
+            .map_err(|e| format!("input_series: {e}"))?
+        {
+            let points = merged.entry(s.labels.clone()).or_default();
+            for (t, v) in s.samples() {
+                points.insert(t, SampleValue::Float(v));
+            }
+            for (t, h) in s.histograms() {
+                h.validate()
+                    .map_err(|e| format!("input_series {}: {e}", s.labels))?;
+                points.insert(t, SampleValue::Histogram(h.clone()));
+            }
+        }
     }
+    let mut samples: Vec<(Labels, i64, SampleValue)> = merged
+        .into_iter()
+        .flat_map(|(l, points)| points.into_iter().map(move |(t, v)| (l.clone(), t, v)))
+        .collect();
     samples.sort_by_key(|s| s.1);
     let mut w = TsdbWriter::new(db, runtime.handle().clone());
     let refused = crate::writer::RuleWriter::append(&mut w, samples)
@@ -658,6 +657,19 @@ fn load_input(
         return Err(format!("input_series {}: {}", r.labels, r.reason));
     }
     Ok(())
+}
+
+/// At least how many points a `values` string expands to: each token ending in `xN`
+/// repeats N + 1 times, any other is one.
+fn expanded_len(values: &str) -> u64 {
+    values
+        .split_whitespace()
+        .map(|tok| {
+            tok.rsplit_once('x')
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+                .map_or(1, |n| n.saturating_add(1))
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Compares the firing alerts named `tc.alertname` (across every group) with the expected

@@ -128,6 +128,11 @@ fn bad_input_gives_one_clear_error() {
             "group name repeated in evaluation order: a",
         ),
         (
+            "too_many_samples.yml",
+            "tests:\n- input_series:\n  - series: a\n    values: '1x999999 1x999999 1x999999 1x999999 1x999999 1x999999'\n  - series: b\n    values: '1'\n  promql_expr_test: [{expr: a, eval_time: 0s}]\n",
+            "more than 5000000 samples",
+        ),
+        (
             "too_long.yml",
             "evaluation_interval: 1s\ntests:\n- promql_expr_test: [{expr: '1', eval_time: 10y}]\n",
             "evaluations",
