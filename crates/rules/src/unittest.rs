@@ -216,6 +216,9 @@ struct ExpSample {
     labels: Str,
     #[serde(default)]
     value: f64,
+    /// Prometheus 3's expected native histogram (series notation); `value` is then ignored.
+    #[serde(default)]
+    histogram: Option<Str>,
 }
 
 /// Runs the unit tests of one file. Never panics on bad input: an unreadable file, bad YAML,
@@ -792,13 +795,17 @@ fn check_expr(tc: &PromqlTestCase, engine: &promql::Engine, db: &Tsdb) -> Option
         Ok(r) => match r.value {
             promql::Value::Vector(v) => v
                 .into_iter()
-                .map(|s| {
-                    // Prometheus 2.42 compares a histogram sample's float value (0).
-                    let v = if s.h.is_some() { 0.0 } else { s.v };
-                    (s.metric, v)
+                .map(|s| Sample {
+                    labels: s.metric,
+                    value: if s.h.is_some() { 0.0 } else { s.v },
+                    histogram: s.h,
                 })
                 .collect::<Vec<_>>(),
-            promql::Value::Scalar { v, .. } => vec![(Labels::empty(), v)],
+            promql::Value::Scalar { v, .. } => vec![Sample {
+                labels: Labels::empty(),
+                value: v,
+                histogram: None,
+            }],
             _ => {
                 return Some(format!(
                     "{head}, err: rule result is not a vector or scalar"
@@ -808,23 +815,29 @@ fn check_expr(tc: &PromqlTestCase, engine: &promql::Engine, db: &Tsdb) -> Option
     };
     let mut exp = Vec::with_capacity(tc.exp_samples.len());
     for s in &tc.exp_samples {
-        match parse_metric(&s.labels) {
-            Ok(l) => exp.push((l, s.value)),
-            Err(e) => {
-                return Some(format!(
-                    "{head}, err: labels {}: {e}",
-                    crate::template::go_quote(&s.labels)
-                ))
-            }
+        let parsed = parse_metric(&s.labels)
+            .map_err(|e| format!("labels {}: {e}", crate::template::go_quote(&s.labels)))
+            .and_then(|labels| {
+                let histogram = match &s.histogram {
+                    Some(h) if !h.is_empty() => Some(parse_histogram(h)?),
+                    _ => None,
+                };
+                Ok(Sample {
+                    labels,
+                    value: if histogram.is_some() { 0.0 } else { s.value },
+                    histogram,
+                })
+            });
+        match parsed {
+            Ok(sample) => exp.push(sample),
+            Err(e) => return Some(format!("{head}, err: {e}")),
         }
     }
     let mut got = got;
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    exp.sort_by(|a, b| a.0.cmp(&b.0));
-    // Exact comparison, as promtool 2.42's reflect.DeepEqual (NaN never equals NaN).
-    let same =
-        got.len() == exp.len() && got.iter().zip(&exp).all(|(g, e)| g.0 == e.0 && g.1 == e.1);
-    if same {
+    got.sort_by(|a, b| a.labels.cmp(&b.labels));
+    exp.sort_by(|a, b| a.labels.cmp(&b.labels));
+    // Exact comparison, as promtool's reflect.DeepEqual (NaN never equals NaN).
+    if got.len() == exp.len() && got.iter().zip(&exp).all(|(g, e)| same_sample(g, e)) {
         return None;
     }
     Some(format!(
@@ -832,6 +845,59 @@ fn check_expr(tc: &PromqlTestCase, engine: &promql::Engine, db: &Tsdb) -> Option
         samples_string(&exp),
         samples_string(&got)
     ))
+}
+
+/// A query result or expected sample as promtool compares them. Prometheus 2.42 has no
+/// `histogram` in `exp_samples` and compares a histogram sample's float value (0); later
+/// releases compare the histogram too, which is what a histogram sample here does.
+#[derive(Debug)]
+struct Sample {
+    labels: Labels,
+    value: f64,
+    histogram: Option<std::sync::Arc<model::histogram::FloatHistogram>>,
+}
+
+/// Whether a result sample is the expected one. An expected histogram that names no
+/// `counter_reset_hint` matches whatever hint the result carries: the hint says how the
+/// storage chunked the samples, which a test cannot know.
+fn same_sample(got: &Sample, exp: &Sample) -> bool {
+    use model::histogram::CounterResetHint;
+    got.labels == exp.labels
+        && got.value == exp.value
+        && match (&got.histogram, &exp.histogram) {
+            (None, None) => true,
+            (Some(g), Some(e)) if e.counter_reset_hint == CounterResetHint::Unknown => {
+                let mut e = (**e).clone();
+                e.counter_reset_hint = g.counter_reset_hint;
+                **g == e
+            }
+            (Some(g), Some(e)) => g == e,
+            _ => false,
+        }
+}
+
+/// An expected sample's `histogram`, in the series notation (`{{schema:0 count:4 sum:5
+/// buckets:[1 2 1]}}`), read through the same parser as `input_series`.
+fn parse_histogram(text: &str) -> Result<std::sync::Arc<model::histogram::FloatHistogram>, String> {
+    let bad = |e: String| format!("histogram {}: {e}", crate::template::go_quote(text));
+    let q = promql::promqltest::load("1m", &format!("h {text}\n")).map_err(&bad)?;
+    let all = Matcher::new(MatchOp::Equal, "__name__", "h").map_err(|e| bad(e.to_string()))?;
+    let series: Vec<tsdb::Series> = q
+        .select(&[all], i64::MIN, i64::MAX)
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    let mut hs: Vec<_> = series
+        .iter()
+        .flat_map(|s| s.histograms().map(|(_, h)| h.clone()))
+        .collect();
+    let floats: usize = series.iter().map(|s| s.samples().count()).sum();
+    if hs.len() != 1 || floats != 0 {
+        return Err(bad(format!(
+            "expected one histogram, got {} values",
+            hs.len() + floats
+        )));
+    }
+    Ok(hs.remove(0))
 }
 
 /// Parses `name{a="b"}` (or `{__name__="name", a="b"}`, or `{}`) as Prometheus's
@@ -850,12 +916,15 @@ fn parse_metric(s: &str) -> Result<Labels, String> {
 }
 
 /// promtool's `parsedSamplesString`.
-fn samples_string(v: &[(Labels, f64)]) -> String {
+fn samples_string(v: &[Sample]) -> String {
     if v.is_empty() {
         return "nil".into();
     }
     v.iter()
-        .map(|(l, f)| format!("{} {}", labels_string(l), format_float_e(*f)))
+        .map(|s| match &s.histogram {
+            Some(h) => format!("{} {}", labels_string(&s.labels), h.test_expression()),
+            None => format!("{} {}", labels_string(&s.labels), format_float_e(s.value)),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
