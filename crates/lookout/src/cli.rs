@@ -152,6 +152,26 @@ pub struct CheckRulesArgs {
     /// Rule files (YAML, Prometheus's format).
     #[arg(required = true, value_name = "RULE_FILE")]
     pub files: Vec<std::path::PathBuf>,
+
+    /// Lint checks: `duplicate-rules` (or `all`) reports rules of one name with the same
+    /// labels, `none` skips it.
+    #[arg(long, value_enum, default_value = "duplicate-rules")]
+    pub lint: LintArg,
+
+    /// Exit 3 when a lint check finds something (otherwise it is reported and exits 0).
+    #[arg(long)]
+    pub lint_fatal: bool,
+}
+
+/// `lookout check rules --lint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintArg {
+    /// Every lint check.
+    All,
+    /// Rules of one name with the same labels.
+    DuplicateRules,
+    /// No lint checks.
+    None,
 }
 
 /// `lookout test promql` arguments.

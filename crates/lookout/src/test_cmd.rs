@@ -6,7 +6,7 @@
 //! and `promtool check rules`: the work is in [`rules::unittest`] and [`rules::check`], this
 //! module prints as promtool prints (verdicts on stdout, failures on stderr).
 
-use crate::cli::{CheckRulesArgs, TestPromqlArgs, TestRulesArgs};
+use crate::cli::{CheckRulesArgs, LintArg, TestPromqlArgs, TestRulesArgs};
 use crate::lifecycle::Exit;
 
 pub fn promql(args: TestPromqlArgs) -> anyhow::Result<()> {
@@ -53,23 +53,25 @@ pub fn rules(args: TestRulesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `lookout check rules`: promtool's output, exit 1 when any file is invalid (duplicate
-/// rules are reported but, as in promtool, not fatal).
+/// `lookout check rules`: promtool's output; exit 1 when any file is invalid, else 3 when a
+/// lint check found something and `--lint-fatal` asks for it (duplicate rules are otherwise
+/// reported and not fatal, as in promtool).
 pub fn check_rules(args: CheckRulesArgs) -> anyhow::Result<()> {
-    let mut invalid = false;
+    let lint = args.lint != LintArg::None;
+    let (mut invalid, mut linted) = (false, false);
     for f in &args.files {
         println!("Checking {}", f.display());
         match rules::check::check_file(f) {
             rules::check::CheckOutcome::Ok {
-                rules,
-                duplicates: None,
-            } => println!("  SUCCESS: {rules} rules found"),
-            rules::check::CheckOutcome::Ok {
                 duplicates: Some(d),
                 ..
-            } => {
+            } if lint => {
+                linted = true;
                 eprintln!("  FAILED:");
                 eprintln!("{d}");
+            }
+            rules::check::CheckOutcome::Ok { rules, .. } => {
+                println!("  SUCCESS: {rules} rules found")
             }
             rules::check::CheckOutcome::Failed(errors) => {
                 invalid = true;
@@ -83,6 +85,9 @@ pub fn check_rules(args: CheckRulesArgs) -> anyhow::Result<()> {
     }
     if invalid {
         return Err(Exit::silent(1));
+    }
+    if linted && args.lint_fatal {
+        return Err(Exit::silent(3));
     }
     Ok(())
 }

@@ -119,3 +119,48 @@ fn test_and_check_rules_without_files_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn duplicate_rules_are_a_lint_that_is_fatal_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dups = tmp.path().join("dups.yml");
+    std::fs::write(
+        &dups,
+        "groups:\n- name: a\n  rules:\n  - record: x\n    expr: up\n- name: b\n  rules:\n  - record: x\n    expr: up\n",
+    )
+    .unwrap();
+    let files = std::slice::from_ref(&dups);
+    let lint = "  FAILED:\nlint error 1 duplicate rule(s) found.\nMetric: x\nLabel(s):\nMight cause inconsistency while recording expressions\n";
+
+    let out = lookout(&["check", "rules"], files);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stderr), lint);
+    assert_eq!(
+        text(&out.stdout),
+        format!("Checking {}\n\n", dups.display())
+    );
+
+    let out = lookout(&["check", "rules", "--lint-fatal"], files);
+    assert_eq!(out.status.code(), Some(3));
+
+    let out = lookout(&["check", "rules", "--lint=none", "--lint-fatal"], files);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        format!("Checking {}\n  SUCCESS: 2 rules found\n\n", dups.display())
+    );
+
+    if Path::new(PROMTOOL).exists() {
+        for args in [
+            &["check", "rules"][..],
+            &["check", "rules", "--lint-fatal"][..],
+            &["check", "rules", "--lint=none"][..],
+        ] {
+            let ours = lookout(args, files);
+            let theirs = run(PROMTOOL, args, files);
+            assert_eq!(ours.status.code(), theirs.status.code(), "{args:?}");
+            assert_eq!(text(&ours.stdout), text(&theirs.stdout), "{args:?}");
+            assert_eq!(text(&ours.stderr), text(&theirs.stderr), "{args:?}");
+        }
+    }
+}
