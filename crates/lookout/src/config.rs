@@ -25,6 +25,9 @@ pub struct Config {
     pub sandbox: SandboxSection,
     /// `[scrape]`: Prometheus scrape jobs for people without a prometheus.yml.
     pub scrape: ingest::scrape::TomlScrapeConfig,
+    /// `[rules]`: rule files, their evaluation interval and Alertmanagers, for people
+    /// without a prometheus.yml (or in addition to its `rule_files`).
+    pub rules: rules::config::TomlRulesConfig,
 }
 
 /// `[sandbox]`: how sandboxes are told where Lookout is.

@@ -640,6 +640,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             *targets.entry(health).or_default() += 1;
         }
     }
+    let rules = rules_summary(state.http);
     let receivers = [
         ("otlp_grpc", state.otlp_grpc),
         ("otlp_http", state.otlp_http),
@@ -660,6 +661,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
             "store": metrics,
             "scrape_targets": targets,
+            "rules": rules,
             "data_dir": state.data_dir,
             "log": state.log,
             "sandboxes": sandboxes,
@@ -691,6 +693,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             count("down"),
             count("unknown")
         );
+        println!("  {:<16} {}", "rules", describe_rules(&rules));
         println!("  {:<16} {}", "data dir", state.data_dir.display());
         println!("  {:<16} {}", "log", state.log.display());
         if sandboxes.is_empty() {
@@ -708,6 +711,67 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     } else {
         Err(Exit::silent(1))
     }
+}
+
+/// Firing alerts `lookout status` names at most.
+const STATUS_FIRING_NAMES: usize = 5;
+
+/// The rules row of `lookout status`, from the server's `/api/v1/rules` and `/api/v1/alerts`
+/// (the answers Prometheus's API gives): groups, rules, alerts firing and pending, and the
+/// names of a few firing ones.
+fn rules_summary(http: SocketAddr) -> serde_json::Value {
+    let get = |path: &str| -> serde_json::Value {
+        match http_get(http, path) {
+            Ok((200, body)) => serde_json::from_str(&body).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        }
+    };
+    let groups_doc = get("/api/v1/rules?exclude_alerts=true");
+    let groups = groups_doc["data"]["groups"].as_array().cloned().unwrap_or_default();
+    let rule_count: usize = groups
+        .iter()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    let alerts_doc = get("/api/v1/alerts");
+    let alerts = alerts_doc["data"]["alerts"].as_array().cloned().unwrap_or_default();
+    let in_state = |s: &str| alerts.iter().filter(|a| a["state"] == s).count();
+    let mut firing_names: Vec<String> = alerts
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_string))
+        .collect();
+    firing_names.sort();
+    firing_names.dedup();
+    firing_names.truncate(STATUS_FIRING_NAMES);
+    serde_json::json!({
+        "groups": groups.len(),
+        "rules": rule_count,
+        "firing": in_state("firing"),
+        "pending": in_state("pending"),
+        "firing_alerts": firing_names,
+    })
+}
+
+/// The rules row as one line: `2 groups, 5 rules, 1 firing (HighLatency), 0 pending`.
+fn describe_rules(r: &serde_json::Value) -> String {
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    let names: Vec<&str> = r["firing_alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let firing = if names.is_empty() {
+        format!("{} firing", n("firing"))
+    } else {
+        format!("{} firing ({})", n("firing"), names.join(", "))
+    };
+    format!(
+        "{} groups, {} rules, {firing}, {} pending",
+        n("groups"),
+        n("rules"),
+        n("pending")
+    )
 }
 
 /// Sums every sample of `name` in Prometheus text whose labels include `label` (`k="v"`, or

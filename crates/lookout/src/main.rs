@@ -12,6 +12,7 @@ mod loadgen;
 mod loadgen_metrics;
 mod metrics;
 mod query_cmd;
+mod rule_engine;
 mod sandbox_cmd;
 mod serve;
 mod test_cmd;

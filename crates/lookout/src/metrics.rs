@@ -1,7 +1,7 @@
 //! How the metrics parts are connected: the tsdb opened from config, the receivers
 //! (remote_write, OTLP metrics and the scrape manager) writing into it through ingest's
-//! `MetricsSink`, the Prometheus API reading it, scrape configuration reloads (SIGHUP and
-//! `POST /-/reload`), the tsdb's maintenance (block cuts, compaction, retention) and its
+//! `MetricsSink`, the Prometheus API reading it, configuration reloads (SIGHUP and
+//! `POST /-/reload`: scrape configuration and rules together), the tsdb's maintenance (block cuts, compaction, retention) and its
 //! self-metrics.
 //!
 //! The trace side of the same wiring lives in `wiring.rs`.
@@ -178,17 +178,35 @@ impl Scraping {
     }
 }
 
-struct ReloadScrape(Arc<Scraping>);
+/// One reload of everything configuration files drive: the scrape configuration and the
+/// rules (with their Alertmanagers). Each part keeps its running configuration when its new
+/// one is broken; the answer names every failure.
+pub struct ReloadAll {
+    pub scraping: Arc<Scraping>,
+    pub rules: Arc<crate::rule_engine::Rules>,
+}
 
-impl api::prometheus::Reload for ReloadScrape {
-    fn reload(&self) -> ingest::BoxFuture<'_, Result<(), String>> {
-        Box::pin(self.0.reload())
+impl ReloadAll {
+    async fn run(&self) -> Result<(), String> {
+        let scrape = self.scraping.reload().await;
+        let rules = self.rules.reload().await;
+        match (scrape, rules) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+        }
     }
 }
 
-/// Reloads the scrape configuration on every SIGHUP until `stop` flips.
+impl api::prometheus::Reload for ReloadAll {
+    fn reload(&self) -> ingest::BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.run())
+    }
+}
+
+/// Reloads the configuration on every SIGHUP until `stop` flips.
 pub fn spawn_sighup_reload(
-    scraping: Arc<Scraping>,
+    reload: Arc<ReloadAll>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -203,7 +221,7 @@ pub fn spawn_sighup_reload(
         tokio::pin!(stopped);
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = scraping.reload().await; }
+                _ = hup.recv() => { let _ = reload.run().await; }
                 _ = &mut stopped => return,
             }
         }
@@ -211,7 +229,7 @@ pub fn spawn_sighup_reload(
 }
 
 /// The Prometheus API router (`/api/v1/...`, `/federate`, `/-/reload`).
-pub fn api_router(settings: &Settings, m: &Metrics, scraping: &Arc<Scraping>) -> axum::Router {
+pub fn api_router(settings: &Settings, m: &Metrics, reload: &Arc<ReloadAll>) -> axum::Router {
     let build = api::prometheus::PromBuildInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         revision: option_env!("LOOKOUT_GIT_REVISION")
@@ -227,8 +245,12 @@ pub fn api_router(settings: &Settings, m: &Metrics, scraping: &Arc<Scraping>) ->
         ..Default::default()
     };
     let scrape = api::prometheus::ScrapeApi {
-        manager: scraping.manager.clone(),
-        reload: Arc::new(ReloadScrape(scraping.clone())),
+        manager: reload.scraping.manager.clone(),
+        reload: reload.clone(),
+    };
+    let rules = api::prometheus::RulesApi {
+        manager: reload.rules.manager.clone(),
+        notifier: Some(reload.rules.notifier.clone()),
     };
     api::prometheus::router(
         api::prometheus::PromState::new(
@@ -238,7 +260,8 @@ pub fn api_router(settings: &Settings, m: &Metrics, scraping: &Arc<Scraping>) ->
             build,
             limits,
         )
-        .with_scrape(scrape),
+        .with_scrape(scrape)
+        .with_rules(rules),
     )
 }
 

@@ -206,10 +206,15 @@ pub async fn run_until(
     let otlp_router = ingest::otlp_router(otlp_state.clone());
     let scraping =
         crate::metrics::start_scraping(&settings, http.local_addr()?, metrics.sink.clone())?;
+    let rules = crate::rule_engine::start(&settings, http.local_addr()?, metrics.db.clone()).await?;
+    let reload = Arc::new(crate::metrics::ReloadAll {
+        scraping: scraping.clone(),
+        rules: rules.clone(),
+    });
     let api_router = crate::wiring::api_router(store.clone(), ready.clone())
-        .merge(crate::metrics::api_router(&settings, &metrics, &scraping))
+        .merge(crate::metrics::api_router(&settings, &metrics, &reload))
         .merge(ingest::prometheus_otlp_router(otlp_state));
-    let sighup = crate::metrics::spawn_sighup_reload(scraping.clone(), stop_rx.clone());
+    let sighup = crate::metrics::spawn_sighup_reload(reload, stop_rx.clone());
     let addrs = (
         http.local_addr()?,
         grpc.local_addr()?,
@@ -271,6 +276,7 @@ pub async fn run_until(
     })
     .await;
     scraping.manager.shutdown().await;
+    rules.shutdown().await;
     let _ = sighup.await;
     let _ = maintenance.await;
     let _ = metrics_maintenance.await;

@@ -16,6 +16,8 @@
 //! - [`alerting`]: alerting rules, their alerts' states, and the alerts due for sending.
 //! - [`group`]: groups of rules evaluated in order, staleness, reload and `for` restoration.
 //! - [`writer`]: where rule output is written, and the adapter onto the tsdb.
+//! - [`config`]: where the server's rule files come from (`prometheus.yml`, `[rules]`).
+//! - [`manager`]: the server's scheduler: one task per group, reloads, self-metrics.
 //! - `expand`: the seam between rules and [`template`].
 //! - [`notifier`]: the alert as Alertmanager receives it, and the queue that delivers it.
 //! - [`template`]: Go's `text/template` with Prometheus's functions, expanding alert labels
@@ -25,8 +27,10 @@
 
 pub mod alerting;
 pub mod check;
+pub mod config;
 mod expand;
 pub mod group;
+pub mod manager;
 pub mod notifier;
 pub mod recording;
 pub mod rule;

@@ -28,6 +28,7 @@ use crate::gocompat;
 
 mod parse_query;
 mod query;
+mod rules_api;
 mod series;
 mod targets;
 #[cfg(test)]
@@ -56,8 +57,10 @@ pub struct PromState {
     pub(crate) limits: PromLimits,
     pub(crate) engine: Arc<promql::Engine>,
     pub(crate) scrape: Option<ScrapeApi>,
+    pub(crate) rules: Option<RulesApi>,
 }
 
+pub use rules_api::RulesApi;
 pub use targets::{Reload, ScrapeApi};
 
 /// Bounds on what one request may ask for.
@@ -101,12 +104,20 @@ impl PromState {
             limits,
             engine: Arc::new(promql::Engine::default()),
             scrape: None,
+            rules: None,
         }
     }
 
     /// Serves `/api/v1/targets` and `/-/reload` from a scrape manager.
     pub fn with_scrape(mut self, scrape: ScrapeApi) -> PromState {
         self.scrape = Some(scrape);
+        self
+    }
+
+    /// Serves `/api/v1/rules`, `/api/v1/alerts` and `/api/v1/alertmanagers` from the
+    /// rules engine and the notifier.
+    pub fn with_rules(mut self, rules: RulesApi) -> PromState {
+        self.rules = Some(rules);
         self
     }
 
@@ -142,6 +153,7 @@ pub fn router(state: PromState) -> Router {
         .merge(query::routes())
         .merge(series::routes())
         .merge(targets::routes())
+        .merge(rules_api::routes())
         .merge(write::routes())
         .with_state(state)
 }

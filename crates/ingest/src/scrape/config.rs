@@ -18,11 +18,12 @@
 //! default is Lookout's own: a job whose `sample_limit` neither it nor `global` sets gets
 //! [`DEFAULT_SAMPLE_LIMIT`] (or `[scrape] sample_limit` from `lookout.toml`), so a target
 //! exposing millions of series fails as one target instead of filling memory; an explicit
-//! `sample_limit: 0` is still Prometheus's "no limit". Parts of `prometheus.yml` that
-//! Prometheus accepts but the scrape manager does not act on (`rule_files`, `alerting`,
-//! `remote_write`, the other service discoveries, oauth2, `enable_http2`, …) load with a
-//! warning naming them, so the same file serves both; fields Prometheus itself would reject
-//! are errors naming file, line and column.
+//! `sample_limit: 0` is still Prometheus's "no limit". `rule_files`, `alerting` and the
+//! rule settings of `global` belong to the rules engine (the rules crate reads them). Parts
+//! of `prometheus.yml` that Prometheus accepts and Lookout does not act on (`remote_write`,
+//! the other service discoveries, oauth2, `enable_http2`, …) load with a warning naming
+//! them, so the same file serves both; fields Prometheus itself would reject are errors
+//! naming file, line and column.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -707,11 +708,15 @@ struct RawConfig {
     global: Option<RawGlobal>,
     #[serde(default)]
     scrape_configs: Option<Vec<RawJob>>,
+    /// The rules crate reads it; accepted here so the file loads.
     #[serde(default)]
+    #[allow(dead_code)]
     rule_files: Option<IgnoredAny>,
     #[serde(default)]
     scrape_config_files: Option<IgnoredAny>,
+    /// The notifier reads it; accepted here so the file loads.
     #[serde(default)]
+    #[allow(dead_code)]
     alerting: Option<IgnoredAny>,
     #[serde(default)]
     remote_write: Option<IgnoredAny>,
@@ -1283,9 +1288,7 @@ impl RawConfig {
     fn into_config(self, dir: &Path) -> Result<ScrapeConfig, String> {
         let mut warnings = Vec::new();
         for (name, set) in [
-            ("rule_files", self.rule_files.is_some()),
             ("scrape_config_files", self.scrape_config_files.is_some()),
-            ("alerting", self.alerting.is_some()),
             ("remote_write", self.remote_write.is_some()),
             ("remote_read", self.remote_read.is_some()),
             ("storage", self.storage.is_some()),
@@ -1830,8 +1833,9 @@ mod tests {
         )
         .unwrap();
         let w = c.warnings.join("\n");
-        assert!(w.contains("\"rule_files\""), "{w}");
-        assert!(w.contains("\"alerting\""), "{w}");
+        // The rules engine acts on these, so the scrape manager says nothing of them.
+        assert!(!w.contains("\"rule_files\""), "{w}");
+        assert!(!w.contains("\"alerting\""), "{w}");
         assert!(
             w.contains("job \"k\": the scrape manager ignores \"kubernetes_sd_configs\""),
             "{w}"

@@ -12,5 +12,6 @@ mod ops;
 mod prometheus;
 mod query_cli;
 mod rule_tests;
+mod rules;
 mod sandbox;
 mod seeds;

@@ -20,14 +20,14 @@ use serde_json::Value;
 use super::harness::DataDir;
 
 /// A running Debian Prometheus, killed on drop.
-struct Prometheus {
+pub(super) struct Prometheus {
     child: Child,
     addr: String,
     _dir: tempfile::TempDir,
     agent: ureq::Agent,
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -36,7 +36,7 @@ fn free_port() -> u16 {
 
 impl Prometheus {
     /// Starts Prometheus with `config` (YAML; `{self}` is replaced by its own address).
-    fn start(config: &str) -> Prometheus {
+    pub(super) fn start(config: &str) -> Prometheus {
         Prometheus::start_with(config, &[])
     }
 
@@ -81,11 +81,11 @@ impl Prometheus {
         p
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(super) fn get(&self, path: &str) -> (u16, String) {
         get(&self.agent, &format!("http://{}{path}", self.addr))
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
     }
 
@@ -127,7 +127,7 @@ fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-fn json(text: &str) -> Value {
+pub(super) fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -214,7 +214,7 @@ fn metadata_api_answers_as_prometheus_for_the_same_series() {
     );
 }
 
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
