@@ -285,6 +285,6 @@ mod tests {
         assert_eq!(groups[0].interval(), Duration::from_secs(5));
         std::fs::write(dir.path().join("b.yml"), "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up +\n").unwrap();
         let e = c.load_groups(false).unwrap_err();
-        assert!(e.contains("b.yml:5:"), "{e}");
+        assert!(e.contains("b.yml:4:5: group \"g\", rule 1, \"r\": could not parse expression"), "{e}");
     }
 }

@@ -206,6 +206,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<RuleFile, RuleFileErrors> {
     }
     let mut v = Validator {
         file,
+        text,
         errors: Vec::new(),
         dropped: 0,
     };
@@ -225,16 +226,32 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<RuleFile, RuleFileErrors> {
 
 struct Validator<'a> {
     file: &'a str,
+    text: &'a str,
     errors: Vec<RuleFileError>,
     dropped: usize,
 }
 
 impl Validator<'_> {
     fn error(&mut self, message: String) {
+        self.error_at(None, message);
+    }
+
+    /// An error of the `nth` rule of the file (counting through all groups), placed at
+    /// the line and column where that rule starts.
+    fn rule_error(&mut self, nth: usize, message: String) {
+        let position = if self.errors.len() < MAX_REPORTED_ERRORS {
+            rule_position(self.text, nth)
+        } else {
+            None
+        };
+        self.error_at(position, message);
+    }
+
+    fn error_at(&mut self, position: Option<(usize, usize)>, message: String) {
         if self.errors.len() < MAX_REPORTED_ERRORS {
             self.errors.push(RuleFileError {
                 file: self.file.to_string(),
-                position: None,
+                position,
                 message,
             });
         } else {
@@ -246,6 +263,7 @@ impl Validator<'_> {
     fn validate(&mut self, groups: Vec<RawGroup>) -> RuleFile {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(groups.len());
+        let mut rules_before = 0;
         for g in groups {
             if g.name.is_empty() {
                 self.error("Groupname must not be empty".into());
@@ -271,12 +289,10 @@ impl Validator<'_> {
                     r.alert.clone()
                 };
                 for msg in validate_rule(&r) {
-                    self.error(format!(
-                        "group {:?}, rule {}, {:?}: {msg}",
-                        g.name,
-                        i + 1,
-                        name
-                    ));
+                    self.rule_error(
+                        rules_before + i,
+                        format!("group {:?}, rule {}, {:?}: {msg}", g.name, i + 1, name),
+                    );
                 }
                 rules.push(RuleSpec {
                     kind: if r.alert.is_empty() {
@@ -291,6 +307,7 @@ impl Validator<'_> {
                     annotations: r.annotations.map(|m| m.0).unwrap_or_default(),
                 });
             }
+            rules_before += rules.len();
             out.push(GroupSpec {
                 name: g.name,
                 interval: g.interval.map(|d| d.0).filter(|d| !d.is_zero()),
@@ -302,6 +319,60 @@ impl Validator<'_> {
         }
         RuleFile { groups: out }
     }
+}
+
+/// Where the `nth` rule of a file starts (1-based line and column). serde_yaml keeps no
+/// positions in what it decodes, but it places errors: the file is decoded again with a
+/// rule type that fails inside the `nth` rule's mapping, and the error says where that was.
+fn rule_position(text: &str, nth: usize) -> Option<(usize, usize)> {
+    use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
+    use std::cell::Cell;
+
+    struct Locate<'c>(&'c Cell<usize>);
+    impl<'de> Visitor<'de> for Locate<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a rule")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            let left = self.0.get();
+            if left == 0 {
+                return Err(A::Error::custom("found"));
+            }
+            self.0.set(left - 1);
+            while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    }
+    struct LocRule;
+    thread_local! {
+        static LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    impl<'de> Deserialize<'de> for LocRule {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LocRule, D::Error> {
+            LEFT.with(|c| d.deserialize_map(Locate(c)).map(|()| LocRule))
+        }
+    }
+    #[derive(Deserialize)]
+    struct LocGroup {
+        #[serde(default)]
+        #[allow(dead_code)]
+        rules: Option<Vec<LocRule>>,
+    }
+    #[derive(Deserialize)]
+    struct LocFile {
+        #[serde(default)]
+        #[allow(dead_code)]
+        groups: Option<Vec<LocGroup>>,
+    }
+    LEFT.with(|c| c.set(nth));
+    let res = serde_yaml::from_str::<LocFile>(text);
+    LEFT.with(|c| c.set(usize::MAX));
+    let e = res.err()?;
+    if !e.to_string().contains("found") {
+        return None;
+    }
+    e.location().map(|l| (l.line(), l.column()))
 }
 
 /// Prometheus's `Rule.Validate`: every problem of one rule, in Prometheus's order.

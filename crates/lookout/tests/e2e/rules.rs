@@ -433,7 +433,7 @@ fn reload_changes_the_rules_and_a_broken_file_keeps_them() {
     assert_eq!(r.status, 500, "{}", r.text());
     let text = r.text();
     assert!(text.starts_with("failed to reload config: "), "{text}");
-    assert!(text.contains("a.yml:5:"), "{text}");
+    assert!(text.contains("a.yml:4:9:"), "{text}");
     assert_eq!(rule_names(&lookout), ["second", "Always"]);
     // The same broken file stops a start with one line naming it.
     let data = dir.root().join("other-data");
@@ -456,7 +456,7 @@ fn reload_changes_the_rules_and_a_broken_file_keeps_them() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("a.yml:5:")).collect();
+    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("a.yml:4:9:")).collect();
     assert_eq!(error_lines.len(), 1, "{stderr}");
     assert!(
         error_lines[0].contains("invalid rules configuration"),

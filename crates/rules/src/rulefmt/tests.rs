@@ -7,13 +7,33 @@ fn ok(yaml: &str) -> RuleFile {
     parse("rules.yml", yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The errors of a file, without their positions (see `rule_errors_name_the_rules_line`).
 fn errors(yaml: &str) -> Vec<String> {
     parse("rules.yml", yaml.as_bytes())
         .unwrap_err()
         .0
         .into_iter()
-        .map(|e| e.to_string())
+        .map(|e| format!("{}: {}", e.file, e.message))
         .collect()
+}
+
+#[test]
+fn rule_errors_name_the_rules_line() {
+    let e = parse(
+        "rules.yml",
+        b"groups:\n  - name: g\n    rules:\n      - record: a\n        expr: up\n  - name: h\n    rules:\n      - {record: b, expr: up}\n      - record: c\n        labels: {x: y}\n        expr: 'sum('\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert_eq!(e.0[0].position, Some((9, 9)), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("rules.yml:9:9: group \"h\", rule 2, \"c\": could not parse expression"),
+        "{e}"
+    );
+    // Group-level problems have no rule to point at.
+    let e = parse("rules.yml", b"groups:\n  - name: ''\n    rules: []\n").unwrap_err();
+    assert_eq!(e.0[0].position, None, "{e}");
 }
 
 #[test]
