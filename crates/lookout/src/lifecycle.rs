@@ -727,13 +727,19 @@ fn rules_summary(http: SocketAddr) -> serde_json::Value {
         }
     };
     let groups_doc = get("/api/v1/rules?exclude_alerts=true");
-    let groups = groups_doc["data"]["groups"].as_array().cloned().unwrap_or_default();
+    let groups = groups_doc["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let rule_count: usize = groups
         .iter()
         .map(|g| g["rules"].as_array().map_or(0, Vec::len))
         .sum();
     let alerts_doc = get("/api/v1/alerts");
-    let alerts = alerts_doc["data"]["alerts"].as_array().cloned().unwrap_or_default();
+    let alerts = alerts_doc["data"]["alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let in_state = |s: &str| alerts.iter().filter(|a| a["state"] == s).count();
     let mut firing_names: Vec<String> = alerts
         .iter()

@@ -43,7 +43,8 @@ impl RuleFiles {
             .as_deref()
             .and_then(Path::parent)
             .unwrap_or(Path::new("."));
-        cfg.extend_toml(toml, toml_dir).map_err(|e| self.in_toml(e))?;
+        cfg.extend_toml(toml, toml_dir)
+            .map_err(|e| self.in_toml(e))?;
         let groups = cfg.load_groups(should_restore)?;
         let grace_period = toml.grace_period().map_err(|e| self.in_toml(e))?;
         let mut notifier = match &self.prometheus {

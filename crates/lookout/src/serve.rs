@@ -206,7 +206,8 @@ pub async fn run_until(
     let otlp_router = ingest::otlp_router(otlp_state.clone());
     let scraping =
         crate::metrics::start_scraping(&settings, http.local_addr()?, metrics.sink.clone())?;
-    let rules = crate::rule_engine::start(&settings, http.local_addr()?, metrics.db.clone()).await?;
+    let rules =
+        crate::rule_engine::start(&settings, http.local_addr()?, metrics.db.clone()).await?;
     let reload = Arc::new(crate::metrics::ReloadAll {
         scraping: scraping.clone(),
         rules: rules.clone(),

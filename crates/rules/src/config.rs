@@ -54,8 +54,8 @@ impl RulesConfig {
     /// relative patterns are relative to the file's directory, as in Prometheus.
     pub fn load_prometheus_file(path: &Path) -> Result<RulesConfig, String> {
         const MAX_CONFIG_BYTES: u64 = 64 << 20;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(format!(
                 "{} is larger than {MAX_CONFIG_BYTES} bytes; is it the right file?",
@@ -73,15 +73,15 @@ impl RulesConfig {
         let raw: RawFile = if text.trim().is_empty() {
             RawFile::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| {
-                ingest::scrape::config::yaml_error(name, &e).to_string()
-            })?
+            serde_yaml::from_str(text)
+                .map_err(|e| ingest::scrape::config::yaml_error(name, &e).to_string())?
         };
         let g = raw.global.unwrap_or_default();
         let dur = |key: &str, v: &Option<String>, default: Duration| match v {
             None => Ok(default),
-            Some(s) => model::duration::parse_duration(s)
-                .map_err(|e| format!("{name}: global.{key}: {e}")),
+            Some(s) => {
+                model::duration::parse_duration(s).map_err(|e| format!("{name}: global.{key}: {e}"))
+            }
         };
         let interval = dur(
             "evaluation_interval",
@@ -158,7 +158,11 @@ impl RulesConfig {
         for f in self.files()? {
             let parsed = rulefmt::load_file(&f).map_err(|e| match e.0.len() {
                 0 | 1 => e.to_string(),
-                n => format!("{} (and {} more problems; `lookout check rules` lists them)", e.0[0], n - 1),
+                n => format!(
+                    "{} (and {} more problems; `lookout check rules` lists them)",
+                    e.0[0],
+                    n - 1
+                ),
             })?;
             let name = f.display().to_string();
             for g in groups_of_file(&name, &parsed, &self.defaults, should_restore) {
@@ -240,7 +244,10 @@ mod tests {
         assert_eq!(c.external_labels["a"], "b");
         assert_eq!(
             c.patterns,
-            vec![PathBuf::from("/etc/prom/r/*.yml"), PathBuf::from("/abs.yml")]
+            vec![
+                PathBuf::from("/etc/prom/r/*.yml"),
+                PathBuf::from("/abs.yml")
+            ]
         );
         let d = RulesConfig::from_prometheus_yaml("", "p.yml", Path::new("/")).unwrap();
         assert_eq!(d.defaults.interval, DEFAULT_EVALUATION_INTERVAL);
@@ -283,8 +290,15 @@ mod tests {
         let names: Vec<&str> = groups.iter().map(|g| g.name()).collect();
         assert_eq!(names, ["h", "g"]);
         assert_eq!(groups[0].interval(), Duration::from_secs(5));
-        std::fs::write(dir.path().join("b.yml"), "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up +\n").unwrap();
+        std::fs::write(
+            dir.path().join("b.yml"),
+            "groups:\n- name: g\n  rules:\n  - record: r\n    expr: up +\n",
+        )
+        .unwrap();
         let e = c.load_groups(false).unwrap_err();
-        assert!(e.contains("b.yml:4:5: group \"g\", rule 1, \"r\": could not parse expression"), "{e}");
+        assert!(
+            e.contains("b.yml:4:5: group \"g\", rule 1, \"r\": could not parse expression"),
+            "{e}"
+        );
     }
 }

@@ -112,11 +112,9 @@ impl GroupMetrics {
             "The interval of a rule group.",
             |s| load_f64(&s.interval_seconds),
         );
-        gauge(
-            "prometheus_rule_group_rules",
-            "The number of rules.",
-            |s| s.rules.load(Ordering::Relaxed) as f64,
-        );
+        gauge("prometheus_rule_group_rules", "The number of rules.", |s| {
+            s.rules.load(Ordering::Relaxed) as f64
+        });
         gauge(
             "prometheus_rule_group_last_evaluation_samples",
             "The number of samples returned during the last rule group evaluation.",
@@ -354,9 +352,7 @@ async fn run_group(
         if restore {
             needs_restore = false;
         }
-        metrics
-            .evaluations
-            .add(group.rules().len() as u64);
+        metrics.evaluations.add(group.rules().len() as u64);
         metrics.failures.add(summary.failed_rules as u64);
         let st = &metrics.stats;
         store_f64(&st.last_eval_seconds, ts as f64 / 1000.0);

@@ -58,7 +58,9 @@ fn num(f: f64) -> Box<RawValue> {
 type LabelMap<'a> = BTreeMap<&'a str, &'a str>;
 
 fn label_map(l: &model::labels::Labels) -> LabelMap<'_> {
-    l.iter().map(|l| (l.name.as_ref(), l.value.as_ref())).collect()
+    l.iter()
+        .map(|l| (l.name.as_ref(), l.value.as_ref()))
+        .collect()
 }
 
 fn pairs_map(p: &[(String, String)]) -> LabelMap<'_> {
@@ -233,6 +235,8 @@ async fn rules_handler(State(state): State<PromState>, params: PromParams) -> Pr
     let names = set_of(&params, "rule_name[]");
     let group_names = set_of(&params, "rule_group[]");
     let files = set_of(&params, "file[]");
+    let filtering =
+        !names.is_empty() || !group_names.is_empty() || !files.is_empty() || !matchers.is_empty();
     let mut out = Vec::new();
     for g in &groups {
         if !group_names.is_empty() && !group_names.contains(g.name()) {
@@ -255,9 +259,8 @@ async fn rules_handler(State(state): State<PromState>, params: PromParams) -> Pr
                 continue;
             }
             if !matchers.is_empty() {
-                let labels =
-                    model::labels::Labels::new(rule.labels().iter().map(|(k, v)| (k, v)))
-                        .unwrap_or_default();
+                let labels = model::labels::Labels::new(rule.labels().iter().map(|(k, v)| (k, v)))
+                    .unwrap_or_default();
                 if !matchers
                     .iter()
                     .any(|set| set.iter().all(|m| m.matches_labels(&labels)))
@@ -273,9 +276,12 @@ async fn rules_handler(State(state): State<PromState>, params: PromParams) -> Pr
                 api_group.rules.push(api_rule(rule, !exclude_alerts));
             }
         }
-        // A group whose rules were all filtered out stays, with no rules, as Prometheus 2
-        // answers (Prometheus 3 leaves it out).
-        out.push(api_group);
+        // A group whose rules `type` filtered out stays, with no rules, as Prometheus 2
+        // answers; with Prometheus 3's filters by name, group, file or labels it goes, as
+        // Prometheus 3 answers those.
+        if !api_group.rules.is_empty() || !filtering {
+            out.push(api_group);
+        }
     }
     #[derive(Serialize)]
     struct Data<'a> {

@@ -276,6 +276,45 @@ fn lifecycle_status_up_twice_status_json_down() {
 }
 
 #[test]
+fn lifecycle_status_shows_rules_and_firing_alerts() {
+    let home = Home::new();
+    std::fs::write(
+        home.work().join("lookout.toml"),
+        "[rules]\nfiles = [\"rules.yml\"]\nevaluation_interval = \"1s\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.work().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - record: one\n        expr: vector(1)\n      - alert: AlwaysFiring\n        expr: vector(1)\n      - alert: LongPending\n        expr: vector(1)\n        for: 1h\n  - name: h\n    rules:\n      - record: two\n        expr: vector(2)\n",
+    )
+    .unwrap();
+    home.run(&["up"]).expect(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rules = loop {
+        let status = home.run(&["status", "--json"]).expect(0).json();
+        let rules = status["rules"].clone();
+        if rules["firing"] == 1 && rules["pending"] == 1 {
+            break rules;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(rules["groups"], 2, "{rules}");
+    assert_eq!(rules["rules"], 4, "{rules}");
+    assert_eq!(rules["firing_alerts"], serde_json::json!(["AlwaysFiring"]));
+    let table = home.run(&["status"]).expect(0).stdout();
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("rules "))
+        .unwrap_or_else(|| panic!("no rules row in\n{table}"));
+    assert!(
+        row.ends_with("2 groups, 4 rules, 1 firing (AlwaysFiring), 1 pending"),
+        "{row}"
+    );
+    home.run(&["down"]).expect(0);
+}
+
+#[test]
 fn lifecycle_stale_pid_file_is_replaced() {
     let home = Home::new();
     // A server.json naming a process that has exited (as after a crash or reboot).
