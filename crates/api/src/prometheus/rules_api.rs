@@ -59,7 +59,7 @@ type LabelMap<'a> = BTreeMap<&'a str, &'a str>;
 
 fn label_map(l: &model::labels::Labels) -> LabelMap<'_> {
     l.iter()
-        .map(|l| (l.name.as_ref(), l.value.as_ref()))
+        .map(|l| (l.name, l.value))
         .collect()
 }
 
