@@ -23,6 +23,7 @@ pub mod otlp_json;
 mod otlp_wire;
 mod span;
 pub mod synthetic;
+pub mod xxhash;
 
 pub use span::*;
 

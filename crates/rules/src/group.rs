@@ -213,15 +213,27 @@ impl Group {
     }
 
     /// Prometheus's `EvalTimestamp`: the latest evaluation slot at or before `now_ms`. Slots
-    /// are `interval` apart and offset per group (by a hash of its name and file), so groups
-    /// with one interval do not all run at the same instant.
+    /// are `interval` apart and offset per group by Prometheus's hash of its file and name
+    /// (`labels.Labels.Hash` of `{file, name}`: XXH64 over `file\xff<file>\xffname\xff<name>\xff`,
+    /// in nanoseconds), so groups with one interval do not all run at the same instant and a
+    /// group runs at the instants Prometheus would run it.
     pub fn eval_timestamp(&self, now_ms: i64) -> i64 {
-        let interval = ms(self.interval).max(1);
-        let key = Labels::new([("file", self.file.as_str()), ("name", self.name.as_str())])
-            .unwrap_or_default();
-        let offset = (key.stable_hash() % interval as u64) as i64;
-        let adjusted = now_ms - offset;
-        adjusted - adjusted.rem_euclid(interval) + offset
+        let interval_ns = i128::try_from(self.interval.as_nanos())
+            .unwrap_or(i128::MAX)
+            .max(1);
+        let mut key = Vec::with_capacity(self.file.len() + self.name.len() + 12);
+        for (n, v) in [("file", &self.file), ("name", &self.name)] {
+            key.extend_from_slice(n.as_bytes());
+            key.push(0xff);
+            key.extend_from_slice(v.as_bytes());
+            key.push(0xff);
+        }
+        let offset = i128::from(model::xxhash::xxhash64(&key)) % interval_ns;
+        // The whole millisecond `now_ms` counts, so a slot's own millisecond maps to it.
+        let adjusted = i128::from(now_ms) * 1_000_000 + 999_999 - offset;
+        let slot_ns = adjusted - adjusted.rem_euclid(interval_ns) + offset;
+        // Prometheus turns the slot into milliseconds by truncation.
+        i64::try_from(slot_ns.div_euclid(1_000_000)).unwrap_or(i64::MAX)
     }
 
     /// One evaluation at `ts_ms`: every rule in order, each rule's samples (and staleness

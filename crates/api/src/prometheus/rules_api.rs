@@ -58,9 +58,7 @@ fn num(f: f64) -> Box<RawValue> {
 type LabelMap<'a> = BTreeMap<&'a str, &'a str>;
 
 fn label_map(l: &model::labels::Labels) -> LabelMap<'_> {
-    l.iter()
-        .map(|l| (l.name, l.value))
-        .collect()
+    l.iter().map(|l| (l.name, l.value)).collect()
 }
 
 fn pairs_map(p: &[(String, String)]) -> LabelMap<'_> {

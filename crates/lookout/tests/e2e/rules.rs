@@ -293,6 +293,35 @@ fn rules_and_alerts_answer_as_prometheus_does() {
         assert!(!p.is_empty(), "{expr}: Prometheus has nothing");
         assert_eq!(p, l, "{expr}");
     }
+    // Both evaluate each group at the same instants (Prometheus's offset by a hash of file
+    // and group name), so the recorded samples of a past window are the same, time for time.
+    for expr in [
+        "kind:demo_value:sum{kind=\"a\"}[3s]",
+        "demo_value:count[3s]",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                - 1.5;
+            let path = format!("/api/v1/query?query={}&time={at:.3}", encode(expr));
+            let p = prom_json(&path)["data"]["result"][0]["values"].clone();
+            let l = lookout.get_json(&path, 200)["data"]["result"][0]["values"].clone();
+            // Both must have been evaluating through the whole window.
+            let full = |v: &Value| v.as_array().is_some_and(|v| v.len() == 3);
+            if full(&p) && full(&l) {
+                assert_eq!(p, l, "{expr}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr}: prometheus {p}, lookout {l}"
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
     // Self-metrics under Prometheus's names.
     let group = format!("rule_group=\"{};demo\"", rules.display());
     assert!(lookout.metric("prometheus_rule_evaluations_total", &[&group]) >= 4.0);
