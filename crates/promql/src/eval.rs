@@ -253,25 +253,8 @@ pub(crate) fn labels_string(l: &Labels) -> String {
     s
 }
 
-/// Go's `strconv.Quote` for the characters label values hold in practice.
-pub(crate) fn go_quote(v: &str) -> String {
-    let mut s = String::from("\"");
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\t' => s.push_str("\\t"),
-            '\r' => s.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                s.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
+/// Go's `strconv.Quote`, for messages that quote label values and names as Prometheus's do.
+pub(crate) use model::gofmt::quote as go_quote;
 
 /// A key identifying the values of `names` (or of all but `names` and `__name__`).
 pub(crate) fn signature(l: &Labels, on: bool, names: &[String]) -> String {

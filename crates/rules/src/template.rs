@@ -29,11 +29,6 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-/// Go's `strconv.Quote`, for messages that quote as Prometheus's do (`lookout test rules`).
-pub fn go_quote(s: &str) -> String {
-    gostr::quote(s)
-}
-
 use std::fmt;
 use std::rc::Rc;
 

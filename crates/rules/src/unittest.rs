@@ -763,7 +763,7 @@ fn alerts_string(v: &[LabelsAndAnnotations]) -> String {
 fn pairs_string(pairs: &[(String, String)]) -> String {
     let inner: Vec<String> = pairs
         .iter()
-        .map(|(n, v)| format!("{n}={}", crate::template::go_quote(v)))
+        .map(|(n, v)| format!("{n}={}", model::gofmt::quote(v)))
         .collect();
     format!("{{{}}}", inner.join(", "))
 }
@@ -787,7 +787,7 @@ fn indent_lines(s: &str, indent: &str) -> String {
 fn check_expr(tc: &PromqlTestCase, engine: &promql::Engine, db: &Tsdb) -> Option<String> {
     let head = format!(
         "    expr: {}, time: {}",
-        crate::template::go_quote(&tc.expr),
+        model::gofmt::quote(&tc.expr),
         tc.eval_time.prom()
     );
     let got = match engine.instant_query(db, &tc.expr, tc.eval_time.ms(), None) {
@@ -816,7 +816,7 @@ fn check_expr(tc: &PromqlTestCase, engine: &promql::Engine, db: &Tsdb) -> Option
     let mut exp = Vec::with_capacity(tc.exp_samples.len());
     for s in &tc.exp_samples {
         let parsed = parse_metric(&s.labels)
-            .map_err(|e| format!("labels {}: {e}", crate::template::go_quote(&s.labels)))
+            .map_err(|e| format!("labels {}: {e}", model::gofmt::quote(&s.labels)))
             .and_then(|labels| {
                 let histogram = match &s.histogram {
                     Some(h) if !h.is_empty() => Some(parse_histogram(h)?),
@@ -879,7 +879,7 @@ fn same_sample(got: &Sample, exp: &Sample) -> bool {
 /// An expected sample's `histogram`, in the series notation (`{{schema:0 count:4 sum:5
 /// buckets:[1 2 1]}}`), read through the same parser as `input_series`.
 fn parse_histogram(text: &str) -> Result<std::sync::Arc<model::histogram::FloatHistogram>, String> {
-    let bad = |e: String| format!("histogram {}: {e}", crate::template::go_quote(text));
+    let bad = |e: String| format!("histogram {}: {e}", model::gofmt::quote(text));
     let q = promql::promqltest::load("1m", &format!("h {text}\n")).map_err(&bad)?;
     let all = Matcher::new(MatchOp::Equal, "__name__", "h").map_err(|e| bad(e.to_string()))?;
     let series: Vec<tsdb::Series> = q
