@@ -115,6 +115,20 @@ pub struct EncodedRest<'a> {
 }
 
 impl EncodedRest<'_> {
+    /// The number of bytes [`EncodedRest::write_to`] appends, so a caller can size its buffer
+    /// once instead of growing it (and copying what it holds) as blobs arrive.
+    pub fn encoded_len(&self) -> usize {
+        use prost::encoding::encoded_len_varint;
+        let runs: usize = self.runs.iter().map(|r| r.len()).sum();
+        let m = self.status_message.len();
+        if m == 0 {
+            return runs;
+        }
+        let inner = 1 + encoded_len_varint(m as u64) + m;
+        // Field 15's key is one byte.
+        runs + 1 + encoded_len_varint(inner as u64) + inner
+    }
+
     /// Appends them to `out` as a protobuf `Span` message with only those fields set, in
     /// the order received: the byte-exact form a store can keep and decode later.
     pub fn write_to(&self, out: &mut Vec<u8>) {

@@ -175,6 +175,7 @@ fn rest_matches_span(raw: &[u8]) {
         let mut out = Vec::new();
         rest.write_to(&mut out);
         assert_eq!(Span::decode(&out[..]).unwrap(), want, "span {i}");
+        assert_eq!(rest.encoded_len(), out.len(), "span {i}");
     }
 }
 
@@ -200,6 +201,23 @@ fn sdk_shaped_requests_are_read_in_place_and_equal_prost() {
         }
         SpanBody::Decoded(_) => unreachable!(),
     }
+}
+
+#[test]
+fn rest_length_is_known_before_writing_it() {
+    // Status messages whose lengths (and the length of the status around them) take one,
+    // two and three varint bytes.
+    let spans = [0, 1, 126, 127, 200, 16_380, 20_000]
+        .into_iter()
+        .map(|len| {
+            let mut span = rich_span(3);
+            span.status.as_mut().unwrap().message = "m".repeat(len);
+            span
+        })
+        .collect();
+    let raw = request(spans).encode_to_vec();
+    assert!(in_place(&raw));
+    rest_matches_span(&raw);
 }
 
 #[test]
