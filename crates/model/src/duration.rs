@@ -104,6 +104,17 @@ mod tests {
             assert!(parse_duration(s).is_err(), "{s}");
         }
         assert!(parse_duration("99999999999999999999y").is_err());
+        // Go's time.Duration holds about 292 years of nanoseconds; Prometheus refuses more,
+        // and its messages quote the input as Go's %q does.
+        assert!(parse_duration("106751d").is_ok());
+        assert_eq!(
+            parse_duration("106752d").unwrap_err(),
+            "duration out of range"
+        );
+        assert_eq!(
+            parse_duration("5\u{e9}x\n").unwrap_err(),
+            "not a valid duration string: \"5\u{e9}x\\n\""
+        );
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
         assert_eq!(format_duration(Duration::ZERO), "0s");

@@ -1635,27 +1635,7 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        for (s, ms) in [
-            ("0", 0),
-            ("15s", 15_000),
-            ("1m30s", 90_000),
-            ("1h", 3_600_000),
-            ("1d", 86_400_000),
-            ("1w", 604_800_000),
-            ("1y", 31_536_000_000),
-            ("500ms", 500),
-            ("1m500ms", 60_500),
-        ] {
-            assert_eq!(parse_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
-        }
-        for s in ["", "1", "s", "1x", "1s1m", "1.5s", "-1s", "1s1s"] {
-            assert!(parse_duration(s).is_err(), "{s}");
-        }
-        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(format_duration(Duration::from_secs(15)), "15s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
+    fn sizes() {
         assert_eq!(parse_size("100MB").unwrap(), 100 << 20);
         assert_eq!(parse_size("1KiB").unwrap(), 1024);
         assert!(parse_size("12 parsecs").is_err());
