@@ -245,6 +245,30 @@ fn read_pem(s: &Secret, what: &str) -> Result<Vec<u8>, String> {
     }
 }
 
+/// An HTTP/1 connector speaking TLS with `config` for `https` URLs (plain HTTP otherwise) over
+/// `inner`, naming `tls.server_name` to the server instead of the URL's host when it is set.
+/// Scrapes and Alertmanager notifications connect through it.
+pub fn https_connector<C>(
+    config: rustls::ClientConfig,
+    tls: &TlsConfig,
+    inner: C,
+) -> hyper_rustls::HttpsConnector<C> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
+    let name = tls
+        .server_name
+        .as_ref()
+        .and_then(|n| ServerName::try_from(n.clone()).ok());
+    match name {
+        Some(name) => builder
+            .with_server_name_resolver(FixedServerNameResolver::new(name))
+            .enable_http1()
+            .wrap_connector(inner),
+        None => builder.enable_http1().wrap_connector(inner),
+    }
+}
+
 pub fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -322,20 +346,7 @@ impl HttpClient {
             http,
             selector: selector.clone(),
         };
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http();
-        let name = tls
-            .server_name
-            .as_ref()
-            .and_then(|n| ServerName::try_from(n.clone()).ok());
-        let connector = match name {
-            Some(name) => builder
-                .with_server_name_resolver(FixedServerNameResolver::new(name))
-                .enable_http1()
-                .wrap_connector(http),
-            None => builder.enable_http1().wrap_connector(http),
-        };
+        let connector = https_connector(config, tls, http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(2)

@@ -47,7 +47,7 @@ pub use config::{
     ScrapeConfig, ScrapeProtocol, TomlScrapeConfig, TomlScrapeJob, DEFAULT_SAMPLE_LIMIT,
     DEFAULT_SCRAPE_PROTOCOLS, PROTO_FIRST_SCRAPE_PROTOCOLS, SELF_SCRAPE_JOB,
 };
-pub use http::{auth_header, chain, rustls_config, HttpClient, RequestSettings};
+pub use http::{auth_header, chain, https_connector, rustls_config, HttpClient, RequestSettings};
 pub use manager::{ActiveTarget, DroppedTarget, Health, ScrapeManager, TargetsSnapshot};
 
 /// The staleness marker: a NaN with this bit pattern marks a series as gone (the same

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use ingest::scrape::config::{Auth, TlsConfig};
-use ingest::scrape::{auth_header, chain, rustls_config};
+use ingest::scrape::{auth_header, chain, https_connector, rustls_config};
 
 /// Bytes of an answer read at most; the rest is left unread (and the connection closed).
 pub const MAX_ANSWER_BYTES: usize = 64 << 10;
@@ -43,20 +43,7 @@ impl AmClient {
             http.set_nodelay(true);
             http.enforce_http(false);
             http.set_connect_timeout(Some(timeout));
-            let builder = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_or_http();
-            let name = tls
-                .server_name
-                .as_ref()
-                .and_then(|n| rustls::pki_types::ServerName::try_from(n.clone()).ok());
-            let connector = match name {
-                Some(name) => builder
-                    .with_server_name_resolver(FixedServerNameResolver::new(name))
-                    .enable_http1()
-                    .wrap_connector(http),
-                None => builder.enable_http1().wrap_connector(http),
-            };
+            let connector = https_connector(config, tls, http);
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_max_idle_per_host(2)
