@@ -232,6 +232,95 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
+/// The system's trusted roots, loaded when the first certificate is verified.
+///
+/// Loading and parsing the system store costs about half a megabyte and a few milliseconds;
+/// most installations never scrape or notify over HTTPS, so they should not pay for it at
+/// start-up. Signature checks need no roots and use the provider directly, as rustls's own
+/// verifier does.
+#[derive(Debug)]
+struct NativeRoots {
+    provider: Arc<CryptoProvider>,
+    /// Where the roots come from: the system store, or a test's.
+    load: fn() -> Vec<CertificateDer<'static>>,
+    verifier: std::sync::OnceLock<Option<Arc<rustls::client::WebPkiServerVerifier>>>,
+}
+
+impl NativeRoots {
+    fn new(provider: Arc<CryptoProvider>) -> NativeRoots {
+        NativeRoots {
+            provider,
+            load: || rustls_native_certs::load_native_certs().certs,
+            verifier: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl ServerCertVerifier for NativeRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verifier = self.verifier.get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates((self.load)());
+            // Without any root (a system without a CA bundle) nothing can be trusted.
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                self.provider.clone(),
+            )
+            .build()
+            .ok()
+        });
+        match verifier {
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 fn read_pem(s: &Secret, what: &str) -> Result<Vec<u8>, String> {
     match s {
         Secret::Inline(v) => Ok(v.clone().into_bytes()),
@@ -278,29 +367,24 @@ pub fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-    } else {
+    } else if let Some(ca) = &tls.ca {
         let mut roots = rustls::RootCertStore::empty();
-        match &tls.ca {
-            Some(ca) => {
-                let pem = read_pem(ca, "CA")?;
-                let mut n = 0;
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert =
-                        cert.map_err(|e| format!("unable to parse the CA certificate: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("unable to use the CA certificate: {e}"))?;
-                    n += 1;
-                }
-                if n == 0 {
-                    return Err("the CA file holds no PEM certificate".into());
-                }
-            }
-            None => {
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            }
+        let pem = read_pem(ca, "CA")?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("unable to parse the CA certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("unable to use the CA certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("the CA file holds no PEM certificate".into());
         }
         builder.with_root_certificates(roots)
+    } else {
+        // The system's roots, with rustls's own verification, loaded on first use.
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NativeRoots::new(provider)))
     };
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
@@ -718,6 +802,39 @@ fn body_limit_error(limit: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_roots_load_on_first_verification_only() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static LOADS: AtomicUsize = AtomicUsize::new(0);
+        let v = NativeRoots {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            load: || {
+                LOADS.fetch_add(1, Ordering::SeqCst);
+                Vec::new()
+            },
+            verifier: std::sync::OnceLock::new(),
+        };
+        assert!(!v.supported_verify_schemes().is_empty());
+        assert_eq!(
+            LOADS.load(Ordering::SeqCst),
+            0,
+            "loaded before any handshake"
+        );
+        let name = ServerName::try_from("example.com").unwrap();
+        let cert = CertificateDer::from(vec![0x30, 0x00]);
+        for _ in 0..2 {
+            // No roots at all: nothing is trusted, as with an empty store in rustls.
+            let e = v
+                .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+                .unwrap_err();
+            assert_eq!(
+                e,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            );
+        }
+        assert_eq!(LOADS.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn credentials_follow_gos_domain_rule() {
