@@ -513,14 +513,23 @@ pub(crate) fn write_block(
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
-        // The distinct encoded attributes of a window: each is hashed once.
+        // The distinct encoded attributes of a window: each is hashed once. Most attributes
+        // repeat within a few spans, and a direct-mapped cache of recent ones answers those
+        // with one comparison instead of hashing into the set; a slot only ever holds an
+        // attribute already in `seen` for this window.
         let mut seen: HashSet<&[u8], ahash::RandomState> = HashSet::default();
         for window in rests.chunks(SEARCH_WINDOW_ROWS) {
             pairs.clear();
             seen.clear();
+            let mut recent: [Option<&[u8]>; RECENT_SLOTS] = [None; RECENT_SLOTS];
             let mut broken = false;
             for rest in window {
                 broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
+                    let slot = &mut recent[recent_slot(kv)];
+                    if *slot == Some(kv) {
+                        return Ok(());
+                    }
+                    *slot = Some(kv);
                     if seen.insert(kv) {
                         pairs.insert(crate::query::kv_tag_hash(kv)?);
                     }
@@ -608,6 +617,19 @@ pub(crate) fn write_block(
     let block = Block::new(final_dir, meta);
     *block.filter.lock() = Some(Arc::new(filters));
     Ok(block)
+}
+
+/// Slots of the tag filter's cache of recent attributes.
+const RECENT_SLOTS: usize = 256;
+
+/// The cache slot of an encoded attribute: its last eight bytes (where values differ) and
+/// its length, mixed. Cheap rather than strong: a collision only costs a trip to the set.
+fn recent_slot(kv: &[u8]) -> usize {
+    let mut tail = [0u8; 8];
+    let n = kv.len().min(8);
+    tail[..n].copy_from_slice(&kv[kv.len() - n..]);
+    let mixed = (u64::from_le_bytes(tail) ^ kv.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 56) as usize % RECENT_SLOTS
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
