@@ -183,80 +183,42 @@ impl Default for HttpClient {
     }
 }
 
-/// `insecure_skip_verify`: accepts any certificate, still checks the handshake signatures.
+/// The certificate checks rustls's own verifier cannot do as configured: accepting any
+/// certificate, or trusting the system's roots loaded late. Handshake signatures are checked
+/// in both cases, with the provider's algorithms, as rustls's own verifier does.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The system's trusted roots, loaded when the first certificate is verified.
-///
-/// Loading and parsing the system store costs about half a megabyte and a few milliseconds;
-/// most installations never scrape or notify over HTTPS, so they should not pay for it at
-/// start-up. Signature checks need no roots and use the provider directly, as rustls's own
-/// verifier does.
-#[derive(Debug)]
-struct NativeRoots {
+struct Verifier {
     provider: Arc<CryptoProvider>,
-    /// Where the roots come from: the system store, or a test's.
-    load: fn() -> Vec<CertificateDer<'static>>,
-    verifier: std::sync::OnceLock<Option<Arc<rustls::client::WebPkiServerVerifier>>>,
+    trust: Trust,
 }
 
-impl NativeRoots {
-    fn new(provider: Arc<CryptoProvider>) -> NativeRoots {
-        NativeRoots {
+#[derive(Debug)]
+enum Trust {
+    /// `insecure_skip_verify`: any certificate.
+    Any,
+    /// The system's trusted roots, loaded when the first certificate is verified: loading
+    /// and parsing the store costs about half a megabyte and a few milliseconds, and most
+    /// installations never scrape or notify over HTTPS.
+    SystemRoots {
+        /// Where the roots come from: the system store, or a test's.
+        load: fn() -> Vec<CertificateDer<'static>>,
+        verifier: std::sync::OnceLock<Option<Arc<rustls::client::WebPkiServerVerifier>>>,
+    },
+}
+
+impl Verifier {
+    fn system_roots(provider: Arc<CryptoProvider>) -> Verifier {
+        Verifier {
             provider,
-            load: || rustls_native_certs::load_native_certs().certs,
-            verifier: std::sync::OnceLock::new(),
+            trust: Trust::SystemRoots {
+                load: || rustls_native_certs::load_native_certs().certs,
+                verifier: std::sync::OnceLock::new(),
+            },
         }
     }
 }
 
-impl ServerCertVerifier for NativeRoots {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -265,9 +227,13 @@ impl ServerCertVerifier for NativeRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verifier = self.verifier.get_or_init(|| {
+        let (load, verifier) = match &self.trust {
+            Trust::Any => return Ok(ServerCertVerified::assertion()),
+            Trust::SystemRoots { load, verifier } => (load, verifier),
+        };
+        let verifier = verifier.get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates((self.load)());
+            roots.add_parsable_certificates(load());
             // Without any root (a system without a CA bundle) nothing can be trusted.
             rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -366,7 +332,10 @@ pub fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
     let builder = if tls.insecure_skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                provider,
+                trust: Trust::Any,
+            }))
     } else if let Some(ca) = &tls.ca {
         let mut roots = rustls::RootCertStore::empty();
         let pem = read_pem(ca, "CA")?;
@@ -384,7 +353,7 @@ pub fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, String> {
         // The system's roots, with rustls's own verification, loaded on first use.
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NativeRoots::new(provider)))
+            .with_custom_certificate_verifier(Arc::new(Verifier::system_roots(provider)))
     };
     match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
@@ -807,13 +776,15 @@ mod tests {
     fn system_roots_load_on_first_verification_only() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static LOADS: AtomicUsize = AtomicUsize::new(0);
-        let v = NativeRoots {
+        let v = Verifier {
             provider: Arc::new(rustls::crypto::ring::default_provider()),
-            load: || {
-                LOADS.fetch_add(1, Ordering::SeqCst);
-                Vec::new()
+            trust: Trust::SystemRoots {
+                load: || {
+                    LOADS.fetch_add(1, Ordering::SeqCst);
+                    Vec::new()
+                },
+                verifier: std::sync::OnceLock::new(),
             },
-            verifier: std::sync::OnceLock::new(),
         };
         assert!(!v.supported_verify_schemes().is_empty());
         assert_eq!(
