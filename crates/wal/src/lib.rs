@@ -14,6 +14,7 @@
 //! [`Wal::rotate`], persist everything the store holds, then [`Wal::remove_segments_before`]
 //! the id that `rotate` returned.
 
+mod direct;
 mod format;
 mod writer;
 
@@ -277,7 +278,8 @@ impl Wal {
         });
         // Create the new segment before deleting empty ones, so a file with the highest id
         // ever used always exists and ids never repeat across restarts.
-        let (file, path) = writer::create_segment(&shared, current)
+        let direct = shared.opts.fsync == FsyncPolicy::Always;
+        let segment = writer::create_segment(&shared, current, direct)
             .map_err(|(path, source)| WalError::Io { path, source })?;
         for path in &doomed {
             writer::remove_file(path).map_err(io_err(path))?;
@@ -294,7 +296,7 @@ impl Wal {
         shared.stats.bytes_on_disk.store(on_disk, Ordering::Relaxed);
         *shared.closed.lock() = closed;
 
-        let w = writer::Writer::new(shared.clone(), file, current, path);
+        let w = writer::Writer::new(shared.clone(), segment, current);
         let handle = std::thread::Builder::new()
             .name("wal-writer".to_string())
             .spawn(move || w.run())
@@ -541,13 +543,17 @@ fn recover_tail(path: &Path) -> Result<Tail, WalError> {
             .open(path)
             .map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
-        tracing::warn!(
-            path = %path.display(),
-            offset,
-            dropped_bytes = len - offset,
-            %reason,
-            "write-ahead log: cutting off a torn tail left by a crash"
-        );
+        if padding_from(path, offset, len).map_err(io_err)? {
+            tracing::debug!(path = %path.display(), offset, "write-ahead log: cutting off the padding of the last direct write");
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                offset,
+                dropped_bytes = len - offset,
+                %reason,
+                "write-ahead log: cutting off a torn tail left by a crash"
+            );
+        }
         file.set_len(offset).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
     }
@@ -556,6 +562,18 @@ fn recover_tail(path: &Path) -> Result<Tail, WalError> {
     } else {
         Tail::Kept(size)
     })
+}
+
+/// Whether the `len`-byte file at `path` holds only the zero padding of a direct write from
+/// `offset` on (what a crash leaves after the last record of a segment written that way).
+fn padding_from(path: &Path, offset: u64, len: u64) -> io::Result<bool> {
+    let rest = len.saturating_sub(offset);
+    if rest >= direct::BLOCK as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; rest as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&fs::File::open(path)?, &mut buf, offset)?;
+    Ok(direct::is_padding(&buf, len))
 }
 
 fn read_error(path: &Path, e: ReadError) -> WalError {

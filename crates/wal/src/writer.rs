@@ -8,6 +8,10 @@
 //! that its position relative to appends is exact. A failed write or `fsync` poisons the log:
 //! after a failed `fsync` the kernel may have dropped the dirty pages, so retrying could
 //! acknowledge data that is not on disk.
+//!
+//! Under [`FsyncPolicy::Always`] segments are written with direct I/O where the file system
+//! allows it (`direct.rs` says why and how); the other policies keep the page cache, whose
+//! write-behind is what they trade durability for.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -16,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::direct::{self, DirectBuf};
 use crate::format::{segment_header, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::{sync_dir, FsyncPolicy, Op, Position, SegmentId, Shared, WalError};
 
@@ -30,39 +35,93 @@ pub(crate) struct Writer {
     path: PathBuf,
     /// Bytes of the current segment, including records assigned but not yet written.
     size: u64,
+    /// Bytes of the current segment written to the file (its real length).
+    written: u64,
+    /// The aligned buffer of direct writes, when the current segment is written that way.
+    direct: Option<DirectBuf>,
     /// When the current segment first got bytes that are not yet fsynced.
     dirty_since: Option<Instant>,
     /// Closed segments never fsynced (only under [`FsyncPolicy::Never`]); `sync` covers them.
     unsynced_closed: Vec<SegmentId>,
 }
 
+/// A newly created segment file.
+pub(crate) struct NewSegment {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// Written with direct I/O: the file holds the header padded to a block.
+    pub(crate) direct: bool,
+}
+
 /// Creates segment `id` in the log directory with its header and makes the name durable.
-pub(crate) fn create_segment(shared: &Shared, id: SegmentId) -> Result<(File, PathBuf), Failure> {
+/// With `direct`, the file is opened for direct I/O if the file system supports it.
+pub(crate) fn create_segment(
+    shared: &Shared,
+    id: SegmentId,
+    direct: bool,
+) -> Result<NewSegment, Failure> {
     let path = shared.segment_path(id);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| (path.clone(), e))?;
-    file.write_all(&segment_header())
-        .map_err(|e| (path.clone(), e))?;
+    let fail = |e| (path.clone(), e);
+    let direct_file = if direct {
+        direct::create(&path).map_err(fail)?
+    } else {
+        None
+    };
+    let (file, direct) = match direct_file {
+        Some(file) => {
+            let mut buf = DirectBuf::default();
+            buf.start_segment(&segment_header());
+            match buf.write(&file, SEGMENT_HEADER_LEN, &[]) {
+                Ok(()) => (file, true),
+                // The file system took the flag but not our alignment: write through the
+                // page cache instead.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    drop(file);
+                    fs::remove_file(&path).map_err(fail)?;
+                    (create_buffered(&path).map_err(fail)?, false)
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        None => (create_buffered(&path).map_err(fail)?, false),
+    };
     // The header itself is covered by the first fsync of a record in this segment; a crash
     // before that leaves a short file that open recognises as a torn creation.
     sync_dir(&shared.dir).map_err(|e| (shared.dir.clone(), e))?;
-    Ok((file, path))
+    Ok(NewSegment { file, path, direct })
+}
+
+/// Creates a segment file written through the page cache, with its header.
+fn create_buffered(path: &std::path::Path) -> io::Result<File> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(&segment_header())?;
+    Ok(file)
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, file: File, id: SegmentId, path: PathBuf) -> Writer {
-        Writer {
+    pub(crate) fn new(shared: Arc<Shared>, segment: NewSegment, id: SegmentId) -> Writer {
+        let mut w = Writer {
             shared,
-            file,
+            file: segment.file,
             id,
-            path,
+            path: segment.path,
             size: SEGMENT_HEADER_LEN,
+            written: SEGMENT_HEADER_LEN,
+            direct: None,
             dirty_since: None,
             unsynced_closed: Vec::new(),
-        }
+        };
+        w.set_direct(segment.direct);
+        w
+    }
+
+    /// Whether appends to the current (new) segment use direct I/O.
+    fn set_direct(&mut self, direct: bool) {
+        self.direct = direct.then(|| {
+            let mut buf = self.direct.take().unwrap_or_default();
+            buf.start_segment(&segment_header());
+            buf
+        });
     }
 
     /// Runs until the log is dropped or a write fails.
@@ -186,7 +245,15 @@ impl Writer {
         if records == 0 {
             return Ok(());
         }
-        write_all_vectored(&mut self.file, &mut slices).map_err(|e| (self.path.clone(), e))?;
+        let written = match &mut self.direct {
+            Some(buf) => {
+                let parts: Vec<&[u8]> = slices.iter().map(|s| &s[..]).collect();
+                buf.write(&self.file, self.written, &parts)
+            }
+            None => write_all_vectored(&mut self.file, &mut slices),
+        };
+        written.map_err(|e| (self.path.clone(), e))?;
+        self.written += bytes;
         let stats = &self.shared.stats;
         stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
         stats.records_written.fetch_add(records, Ordering::Relaxed);
@@ -226,6 +293,7 @@ impl Writer {
 
     /// Closes the current segment and starts the next one.
     fn roll(&mut self) -> Result<(), Failure> {
+        self.cut_padding()?;
         if self.dirty_since.is_some() {
             if self.shared.opts.fsync == FsyncPolicy::Never {
                 self.unsynced_closed.push(self.id);
@@ -237,16 +305,19 @@ impl Writer {
             }
         }
         let next = self.id + 1;
-        let (file, path) = create_segment(&self.shared, next)?;
+        let direct = self.shared.opts.fsync == FsyncPolicy::Always;
+        let segment = create_segment(&self.shared, next, direct)?;
         {
             let mut closed = self.shared.closed.lock();
             closed.insert(self.id, self.size);
             self.shared.current.store(next, Ordering::Release);
         }
-        self.file = file;
-        self.path = path;
+        self.file = segment.file;
+        self.path = segment.path;
         self.id = next;
         self.size = SEGMENT_HEADER_LEN;
+        self.written = SEGMENT_HEADER_LEN;
+        self.set_direct(segment.direct);
         let stats = &self.shared.stats;
         stats.segments.fetch_add(1, Ordering::Relaxed);
         stats
@@ -255,12 +326,24 @@ impl Writer {
         Ok(())
     }
 
+    /// Cuts the zero padding of direct writes off the current segment, leaving it to the
+    /// next fsync of this segment, so that a closed segment ends at its last record.
+    fn cut_padding(&mut self) -> Result<(), Failure> {
+        if self.direct.as_ref().is_some_and(|d| d.tail() > 0) {
+            self.file
+                .set_len(self.written)
+                .map_err(|e| (self.path.clone(), e))?;
+            self.dirty_since.get_or_insert_with(Instant::now);
+        }
+        Ok(())
+    }
+
     /// Final fsync when the log is dropped.
     fn finish(&mut self) {
         if self.shared.opts.fsync == FsyncPolicy::Never {
             return;
         }
-        if let Err((path, e)) = self.sync_current() {
+        if let Err((path, e)) = self.cut_padding().and_then(|()| self.sync_current()) {
             tracing::error!(path = %path.display(), error = %e, "write-ahead log: final fsync failed");
         }
     }
