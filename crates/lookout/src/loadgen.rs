@@ -333,6 +333,9 @@ pub fn span_count(req: &ExportTraceServiceRequest) -> u64 {
 
 /// The gRPC method every export request goes to.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The pause after the server refused a request as overloaded: short, since the load
+/// generator measures how much the server takes.
+const OVERLOAD_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Distinct requests kept encoded; variant `n` is request `n % POOL` with its ids rewritten.
 const POOL: usize = 32;
@@ -570,7 +573,7 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                         .unary(tonic::Request::new(payload), path, RawCodec)
                         .await
                 };
-                match sent.await {
+                let backoff = match sent.await {
                     Ok(resp) => {
                         let rejected = resp
                             .into_inner()
@@ -583,14 +586,25 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                             .spans_acked
                             .fetch_add(count - rejected, Ordering::Relaxed);
                         tally.spans_failed.fetch_add(rejected, Ordering::Relaxed);
+                        false
                     }
                     Err(status) => {
                         tracing::debug!(%status, "export failed");
                         tally.requests_failed.fetch_add(1, Ordering::Relaxed);
                         tally.spans_failed.fetch_add(count, Ordering::Relaxed);
+                        // The server asked for a pause (say its head is full while a block
+                        // is written): back off briefly, as an SDK exporter would, instead
+                        // of spinning on refusals.
+                        matches!(
+                            status.code(),
+                            tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                        )
                     }
-                }
+                };
                 tally.latencies_us.push(t.elapsed().as_micros() as u64);
+                if backoff {
+                    tokio::time::sleep(OVERLOAD_BACKOFF).await;
+                }
             }
         }));
     }

@@ -132,7 +132,17 @@ impl ingest::TraceSink for StoreSink {
     }
 }
 
+/// How long clients wait after the trace head was full: about what writing a block of a
+/// million spans takes.
+const HEAD_FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 fn store_error(e: traces::TraceError) -> ingest::SinkError {
+    if let traces::TraceError::Overloaded { .. } = e {
+        tracing::debug!(error = %e, "trace write refused");
+        return ingest::SinkError::Overloaded {
+            retry_after: HEAD_FULL_RETRY_AFTER,
+        };
+    }
     tracing::error!(error = %e, "trace store write failed");
     ingest::SinkError::Unavailable(e.to_string())
 }

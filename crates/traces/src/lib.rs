@@ -42,6 +42,9 @@ pub enum TraceError {
     /// A background task of the store died.
     #[error("trace store task failed: {0}")]
     Task(String),
+    /// The head outgrew its bound while a block is being written; nothing was stored.
+    #[error("the trace head holds {spans} spans, the most it may hold while a block is written; retry shortly")]
+    Overloaded { spans: usize },
 }
 
 /// A trace search, Jaeger's `/api/traces` parameters in store terms.

@@ -249,6 +249,11 @@ impl TraceStore {
     }
 
     /// The WAL append and head insert under the cut guard, then the catalog update.
+    ///
+    /// Memory stays bounded when block building falls behind ingest (a head is not cut
+    /// while the previous one is being written): past twice `head_max_spans` in the head,
+    /// writes are refused with [`TraceError::Overloaded`] until the head is cut, and the
+    /// receivers tell clients to retry later.
     async fn write_prepared(
         &self,
         mut prepared: Prepared,
@@ -256,6 +261,10 @@ impl TraceStore {
     ) -> Result<(), TraceError> {
         let new_ops = {
             let _cut = self.cut.read().await;
+            let spans = self.state.read().head.len();
+            if spans >= self.cfg.head_max_spans.saturating_mul(2).max(1) {
+                return Err(TraceError::Overloaded { spans });
+            }
             self.wal.append(otlp).await?;
             self.state
                 .write()

@@ -605,6 +605,34 @@ async fn maintain_cuts_by_size_and_age() {
     assert_eq!(store.stats().blocks, 2);
 }
 
+/// While the head is not cut (a block is being written, or maintenance is late), it takes
+/// spans up to twice `head_max_spans`, then refuses writes, storing nothing, until a cut.
+#[tokio::test]
+async fn a_head_past_twice_its_size_refuses_writes_until_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.head_max_spans = 4;
+    cfg.retention = Duration::from_secs(1 << 40);
+    let store = TraceStore::open(cfg).unwrap();
+    // Three spans a trace: 3, 6, 9 spans; the third write starts at 6 < 8 and is taken.
+    for t in 1..=3 {
+        store.write(three_tier(t, 0, "ns")).await.unwrap();
+    }
+    let err = store.write(three_tier(4, 0, "ns")).await.unwrap_err();
+    assert!(
+        matches!(err, traces::TraceError::Overloaded { spans: 9 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("retry"), "{err}");
+    assert_eq!(store.stats().head_spans, 9);
+    assert_eq!(store.trace(tid(4)).unwrap(), None);
+
+    let r = store.maintain(SystemTime::now()).await.unwrap();
+    assert!(r.head_cut && r.blocks_written == 1);
+    store.write(three_tier(4, 0, "ns")).await.unwrap();
+    assert_eq!(store.trace(tid(4)).unwrap().unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn retention_by_age_and_size() {
     let dir = tempfile::tempdir().unwrap();
