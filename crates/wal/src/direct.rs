@@ -14,9 +14,9 @@
 //! block of zeros; closing cuts it to its real length, and open cuts such padding off after a
 //! crash ([`is_padding`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Alignment of memory, offsets and lengths: the largest logical block size in common use,
@@ -28,9 +28,21 @@ pub(crate) const BLOCK: usize = 4096;
 const KEEP_BYTES: usize = 8 << 20;
 
 /// Creates `path` (which must not exist) for direct writes. `Ok(None)` when the file system
-/// does not support direct I/O (tmpfs, some network file systems); nothing is left behind
-/// then.
+/// does not support direct I/O (older tmpfs, some network file systems) or the platform has
+/// no `O_DIRECT`; nothing is left behind then.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+pub(crate) fn create(_path: &Path) -> io::Result<Option<File>> {
+    Ok(None)
+}
+
+/// Creates `path` (which must not exist) for direct writes. `Ok(None)` when the file system
+/// does not support direct I/O (older tmpfs, some network file systems); nothing is left
+/// behind then.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 pub(crate) fn create(path: &Path) -> io::Result<Option<File>> {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::OpenOptionsExt;
+
     let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
     match OpenOptions::new()
         .write(true)
@@ -132,6 +144,7 @@ pub(crate) fn is_padding(rest: &[u8], file_len: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     /// Appends through a `DirectBuf` into a plain file produce exactly the concatenation,
     /// whatever the write sizes, with at most a block of zeros after it.
