@@ -51,7 +51,11 @@ pub(crate) fn create(path: &Path) -> io::Result<Option<File>> {
         .open(path)
     {
         Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(None),
+        // Linux checks the flag only after creating the file.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            crate::writer::remove_file(path)?;
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
