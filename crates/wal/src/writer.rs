@@ -49,8 +49,9 @@ pub(crate) struct Writer {
 pub(crate) struct NewSegment {
     pub(crate) file: File,
     pub(crate) path: PathBuf,
-    /// Written with direct I/O: the file holds the header padded to a block.
-    pub(crate) direct: bool,
+    /// For a segment written with direct I/O (the file holds the header padded to a block),
+    /// the buffer that wrote the header, ready for the first append.
+    pub(crate) direct: Option<DirectBuf>,
 }
 
 /// Creates segment `id` in the log directory with its header and makes the name durable.
@@ -72,18 +73,18 @@ pub(crate) fn create_segment(
             let mut buf = DirectBuf::default();
             buf.start_segment(&segment_header());
             match buf.write(&file, SEGMENT_HEADER_LEN, &[]) {
-                Ok(()) => (file, true),
+                Ok(()) => (file, Some(buf)),
                 // The file system took the flag but not our alignment: write through the
                 // page cache instead.
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                     drop(file);
                     fs::remove_file(&path).map_err(fail)?;
-                    (create_buffered(&path).map_err(fail)?, false)
+                    (create_buffered(&path).map_err(fail)?, None)
                 }
                 Err(e) => return Err(fail(e)),
             }
         }
-        None => (create_buffered(&path).map_err(fail)?, false),
+        None => (create_buffered(&path).map_err(fail)?, None),
     };
     // The header itself is covered by the first fsync of a record in this segment; a crash
     // before that leaves a short file that open recognises as a torn creation.
@@ -100,28 +101,17 @@ fn create_buffered(path: &std::path::Path) -> io::Result<File> {
 
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>, segment: NewSegment, id: SegmentId) -> Writer {
-        let mut w = Writer {
+        Writer {
             shared,
             file: segment.file,
             id,
             path: segment.path,
             size: SEGMENT_HEADER_LEN,
             written: SEGMENT_HEADER_LEN,
-            direct: None,
+            direct: segment.direct,
             dirty_since: None,
             unsynced_closed: Vec::new(),
-        };
-        w.set_direct(segment.direct);
-        w
-    }
-
-    /// Whether appends to the current (new) segment use direct I/O.
-    fn set_direct(&mut self, direct: bool) {
-        self.direct = direct.then(|| {
-            let mut buf = self.direct.take().unwrap_or_default();
-            buf.start_segment(&segment_header());
-            buf
-        });
+        }
     }
 
     /// Runs until the log is dropped or a write fails.
@@ -317,7 +307,7 @@ impl Writer {
         self.id = next;
         self.size = SEGMENT_HEADER_LEN;
         self.written = SEGMENT_HEADER_LEN;
-        self.set_direct(segment.direct);
+        self.direct = segment.direct;
         let stats = &self.shared.stats;
         stats.segments.fetch_add(1, Ordering::Relaxed);
         stats
