@@ -32,6 +32,14 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def stat_cpu_seconds(stat):
+    """User plus system CPU seconds from the text of a /proc `stat` file."""
+    parts = stat.rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / CLK_TCK
+
+
 # Three trace maintenance runs (every 5 s); the self-scrape (every 60 s by default) and the
 # tsdb's maintenance (every minute) fall in it only sometimes, so this is a floor.
 IDLE_SECONDS = 16
@@ -67,8 +75,7 @@ class Server:
 
     def cpu_seconds(self):
         with open(f"/proc/{self.proc.pid}/stat") as f:
-            parts = f.read().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / CLK_TCK
+            return stat_cpu_seconds(f.read())
 
     def cpu_seconds_when_idle(self, most=60.0):
         """CPU time once the server went quiet (blocks it still had to build are built),
@@ -93,8 +100,7 @@ class Server:
             except OSError:
                 continue
             if stat[stat.index("(") + 1:stat.rindex(")")] == "wal-writer":
-                parts = stat.rsplit(")", 1)[1].split()
-                total += (int(parts[11]) + int(parts[12])) / CLK_TCK
+                total += stat_cpu_seconds(stat)
         return total
 
     def stop(self):
