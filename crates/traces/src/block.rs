@@ -2,19 +2,24 @@
 //!
 //! A block is a directory `blocks/<id>/` holding `data.parquet` (one row per span, ZSTD for
 //! the attribute blobs, delta encoding for times, dictionaries for names), `meta.json` (time
-//! bounds, counts, services, operations, `wal_through`, filter sizes) and `traceids.bloom`
-//! (one Bloom filter over the trace ids of each row group). It is built in `<id>.tmp/`, every
-//! file fsynced, then renamed into place and the parent directory fsynced, so a block is
-//! either wholly there or not at all. Opening a store reads only `meta.json`; the filters and
-//! the Parquet footer are loaded on first use and then kept (a few bytes per trace).
+//! bounds, counts, services, operations, `wal_through`, filter sizes), `traceids.bloom`
+//! (one Bloom filter over the trace ids of each row group), `tags.bloom` (filters over the
+//! attributes of each search window) and `resources.bin` (the block's distinct resources and
+//! scopes). It is built in `<id>.tmp/`, every file fsynced, then renamed into place and the
+//! parent directory fsynced, so a block is either wholly there or not at all. Opening a store
+//! reads only `meta.json`; the filters, tables and the Parquet footer are loaded on first use
+//! and then kept (a few bytes per trace).
 //!
 //! Rows are grouped by trace (spans of a trace adjacent, by start) and the traces ordered by
 //! their first span's start. Row groups end only at trace boundaries, so a trace lives in
 //! exactly one row group and a parent is addressed by its row distance (`parent_offset`)
 //! instead of 8 more random bytes; `parent_span_id` is written only when the parent is not
 //! in the block. Query columns are plain Parquet columns (anyone can open a block with
-//! DuckDB); everything else of a span is the protobuf "rest" blob of [`crate::codec`], and
-//! resources and scopes are protobuf blobs that dictionary encoding stores once per row group.
+//! DuckDB); everything else of a span is the protobuf "rest" blob of [`crate::codec`].
+//! Resources and scopes are protobuf blobs stored once per block in `resources.bin`, and the
+//! `resource` and `scope` columns hold indices into it: the head has interned them already,
+//! whereas handing Parquet the blobs (format 3) made its dictionary encoder hash and compare
+//! a few hundred bytes per span, about a seventh of block building.
 //!
 //! Why time order: a Jaeger search wants the newest `limit` traces with a matching span, so
 //! with rows in time order row groups and pages are narrow time slices, and a search walks
@@ -38,8 +43,9 @@
 //! block in one pass ([`Block::traces`]), since they mostly share the newest pages.
 //!
 //! Format 1 blocks (rows in trace-id order, one block-wide filter, `traceids.fences`: the
-//! trace id at every page start) and format 2 blocks (format 3 with 7-hash filters) are
-//! still read; only format 3 is written.
+//! trace id at every page start), format 2 blocks (format 3 with 7-hash filters) and
+//! format 3 blocks (the resource and scope blobs in their columns, dictionary-encoded) are
+//! still read; only format 4 is written.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -85,8 +91,8 @@ message lookout_span {
   required int64 duration_nano;
   required int32 status_code;
   required binary status_message (UTF8);
-  required binary resource;
-  required binary scope;
+  required int32 resource;
+  required int32 scope;
   required binary rest;
 }";
 
@@ -107,9 +113,9 @@ const C_REST: usize = 13;
 const COLUMNS: usize = 14;
 
 /// The format blocks are written in. Format 1 (rows in trace-id order, a block-wide trace-id
-/// filter and `traceids.fences`) and format 2 (format 3 with 7-hash row group filters) are
-/// still read.
-const FORMAT: u32 = 3;
+/// filter and `traceids.fences`), format 2 (format 3 with 7-hash row group filters) and
+/// format 3 (resource and scope blobs in their columns) are still read.
+const FORMAT: u32 = 4;
 const PAGE_ROWS: usize = 1024;
 /// Rows per step of a search's newest-first walk through a row group (two pages).
 const SEARCH_WINDOW_ROWS: usize = 2 * PAGE_ROWS;
@@ -118,6 +124,9 @@ const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
 const FENCES: &str = "traceids.fences";
 const TAG_FILTER: &str = "tags.bloom";
+/// Format 4: the block's distinct resources and scopes, which its `resource` and `scope`
+/// columns index.
+const TABLES: &str = "resources.bin";
 /// Bits per distinct `key=value` of a search window's tag filter, and the cap on its size:
 /// a window of high-cardinality values (ids in attributes) gets a fuller filter, which only
 /// costs it fewer skips.
@@ -356,6 +365,75 @@ impl ChunkReader for BlockFile {
     }
 }
 
+/// A format 4 block's distinct resources and scopes, as encoded by [`crate::codec`]; row `i`
+/// of the `resource` column holds an index into `resources`.
+///
+/// On disk: for the resources, then the scopes, a little-endian `u32` count, then every blob
+/// as a little-endian `u32` length and its bytes.
+struct Tables {
+    resources: Vec<Bytes>,
+    scopes: Vec<Bytes>,
+}
+
+impl Tables {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for list in [&self.resources, &self.scopes] {
+            out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for b in list {
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+        out
+    }
+
+    /// Parses what [`Tables::to_bytes`] wrote; `None` when it is truncated or has bytes left
+    /// over. The blobs share `b`.
+    fn from_bytes(b: &Bytes) -> Option<Tables> {
+        let mut at = 0usize;
+        let u32_at = |at: &mut usize| -> Option<usize> {
+            let v = b.get(*at..*at + 4)?;
+            *at += 4;
+            Some(u32::from_le_bytes(v.try_into().ok()?) as usize)
+        };
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = u32_at(&mut at)?;
+            // Every entry takes at least its length field: a count beyond that is corrupt,
+            // and checking first keeps it from sizing an allocation.
+            if n > (b.len() - at) / 4 {
+                return None;
+            }
+            list.reserve(n);
+            for _ in 0..n {
+                let len = u32_at(&mut at)?;
+                let end = at.checked_add(len).filter(|e| *e <= b.len())?;
+                list.push(b.slice(at..end));
+                at = end;
+            }
+        }
+        let [resources, scopes] = lists;
+        (at == b.len()).then_some(Tables { resources, scopes })
+    }
+
+    /// The blob that `id`, a 4-byte little-endian index read from column `col`, stands for.
+    fn blob(&self, col: usize, id: &[u8]) -> Result<&Bytes, String> {
+        let list = if col == C_RESOURCE {
+            &self.resources
+        } else {
+            &self.scopes
+        };
+        let i = <[u8; 4]>::try_from(id)
+            .map(i32::from_le_bytes)
+            .map_err(|_| format!("column {col}: an index of {} bytes", id.len()))?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| list.get(i))
+            .ok_or_else(|| format!("column {col}: index {i} is not in the block's table"))
+    }
+}
+
 /// An open block.
 pub(crate) struct Block {
     pub dir: PathBuf,
@@ -367,6 +445,8 @@ pub(crate) struct Block {
     /// Per row group, per search window: a filter over the window's span and event
     /// attributes as `key=value` (`None` inside: not loaded yet or unusable).
     tag_filters: Mutex<Option<Arc<Option<TagFilters>>>>,
+    /// Format 4: the resources and scopes its columns index.
+    tables: Mutex<Option<Arc<Tables>>>,
     reader: Mutex<Option<Arc<SerializedFileReader<BlockFile>>>>,
 }
 
@@ -403,6 +483,19 @@ pub(crate) fn write_block(
     wal_through: u64,
     opts: &WriteOptions,
 ) -> Result<Block, TraceError> {
+    write_block_as(blocks_dir, id, head, wal_through, opts, FORMAT)
+}
+
+/// [`write_block`] in `format`: [`FORMAT`], or 3 for tests that older blocks stay readable.
+fn write_block_as(
+    blocks_dir: &Path,
+    id: u64,
+    head: &Head,
+    wal_through: u64,
+    opts: &WriteOptions,
+    format: u32,
+) -> Result<Block, TraceError> {
+    let indexed = format >= 4;
     let final_dir = blocks_dir.join(block_dir_name(id));
     let tmp_dir = blocks_dir.join(format!("{}.tmp", block_dir_name(id)));
     if tmp_dir.exists() {
@@ -419,7 +512,14 @@ pub(crate) fn write_block(
         path: data_path.clone(),
         reason,
     };
-    let schema = Arc::new(parse_message_type(SCHEMA).map_err(|e| block_err(e.to_string()))?);
+    let schema = if indexed {
+        SCHEMA.to_string()
+    } else {
+        SCHEMA
+            .replace("int32 resource", "binary resource")
+            .replace("int32 scope", "binary scope")
+    };
+    let schema = Arc::new(parse_message_type(&schema).map_err(|e| block_err(e.to_string()))?);
     let zstd = ZstdLevel::try_new(opts.zstd_level).map_err(|e| block_err(e.to_string()))?;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
@@ -505,7 +605,7 @@ pub(crate) fn write_block(
             ids.push(t);
             traces += 1;
         }
-        let rests = write_row_group(&mut writer, head, &strings, &order[start..end])
+        let rests = write_row_group(&mut writer, head, &strings, &order[start..end], indexed)
             .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(ids.len() as u64);
         for t in &ids {
@@ -563,6 +663,18 @@ pub(crate) fn write_block(
     let filter_bytes: Vec<u8> = filters.iter().flat_map(Bloom::to_bytes).collect();
     write_synced(&filter_path, &filter_bytes)?;
     write_synced(&tmp_dir.join(TAG_FILTER), &tag_filters)?;
+    let tables = if indexed {
+        Tables {
+            resources: head.resources.iter().map(|r| r.bytes.clone()).collect(),
+            scopes: head.scopes.iter().map(|s| s.bytes.clone()).collect(),
+        }
+        .to_bytes()
+    } else {
+        Vec::new()
+    };
+    if indexed {
+        write_synced(&tmp_dir.join(TABLES), &tables)?;
+    }
 
     let mut services: Vec<String> = head
         .resources
@@ -586,7 +698,7 @@ pub(crate) fn write_block(
     operations.sort();
     let data_bytes = fs::metadata(&data_path).map_err(io_err(&data_path))?.len();
     let mut meta = BlockMeta {
-        format: FORMAT,
+        format,
         id,
         wal_through,
         spans: head.len() as u64,
@@ -594,7 +706,10 @@ pub(crate) fn write_block(
         min_start: head.min_start,
         max_start: head.max_start,
         max_end: head.max_end,
-        bytes: data_bytes + filter_bytes.len() as u64 + tag_filters.len() as u64,
+        bytes: data_bytes
+            + filter_bytes.len() as u64
+            + tag_filters.len() as u64
+            + tables.len() as u64,
         services,
         operations,
         filter_bits: filter_bytes.len() as u64 * 8,
@@ -649,6 +764,7 @@ fn write_row_group<W: Write + Send>(
     head: &Head,
     strings: &[Bytes],
     rows: &[u32],
+    indexed: bool,
 ) -> parquet::errors::Result<Vec<ByteArray>> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
@@ -665,6 +781,8 @@ fn write_row_group<W: Write + Send>(
     let mut status_msg = Vec::with_capacity(n);
     let mut resource = Vec::with_capacity(n);
     let mut scope = Vec::with_capacity(n);
+    // Format 3's blobs, for tests only.
+    let (mut resource_blobs, mut scope_blobs) = (Vec::new(), Vec::new());
     let mut rest = Vec::with_capacity(n);
     let empty = ByteArray::from(Bytes::new());
     // Ids are copied into one buffer and handed to Parquet as slices of it, rest blobs as
@@ -734,8 +852,13 @@ fn write_row_group<W: Write + Send>(
         } else {
             ByteArray::from(msg.as_bytes().to_vec())
         });
-        resource.push(ByteArray::from(res.bytes.clone()));
-        scope.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
+        if indexed {
+            resource.push(s.resource as i32);
+            scope.push(s.scope as i32);
+        } else {
+            resource_blobs.push(ByteArray::from(res.bytes.clone()));
+            scope_blobs.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
+        }
         rest.push(ByteArray::from(head.rest_shared(s)));
     }
     let ids_buf = Bytes::from(ids_buf);
@@ -775,10 +898,16 @@ fn write_row_group<W: Write + Send>(
             C_STATUS_MSG => c
                 .typed::<ByteArrayType>()
                 .write_batch(&status_msg, None, None)?,
-            C_RESOURCE => c
-                .typed::<ByteArrayType>()
-                .write_batch(&resource, None, None)?,
-            C_SCOPE => c.typed::<ByteArrayType>().write_batch(&scope, None, None)?,
+            C_RESOURCE if !indexed => {
+                c.typed::<ByteArrayType>()
+                    .write_batch(&resource_blobs, None, None)?
+            }
+            C_SCOPE if !indexed => {
+                c.typed::<ByteArrayType>()
+                    .write_batch(&scope_blobs, None, None)?
+            }
+            C_RESOURCE => c.typed::<Int32Type>().write_batch(&resource, None, None)?,
+            C_SCOPE => c.typed::<Int32Type>().write_batch(&scope, None, None)?,
             C_REST => c.typed::<ByteArrayType>().write_batch(&rest, None, None)?,
             _ => 0,
         };
@@ -1170,6 +1299,7 @@ impl Block {
             filter: Mutex::new(None),
             fences: Mutex::new(None),
             tag_filters: Mutex::new(None),
+            tables: Mutex::new(None),
             reader: Mutex::new(None),
         }
     }
@@ -1273,6 +1403,59 @@ impl Block {
         g.clone()
     }
 
+    /// The resources and scopes of a format 4 block, loaded on first use. Unlike a filter they
+    /// are not optional: without them no span of the block can be rebuilt.
+    fn tables(&self) -> Result<Arc<Tables>, String> {
+        let mut g = self.tables.lock();
+        if let Some(t) = &*g {
+            return Ok(t.clone());
+        }
+        let path = self.dir.join(TABLES);
+        let b = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let t = Tables::from_bytes(&Bytes::from(b))
+            .map(Arc::new)
+            .ok_or_else(|| format!("{} is corrupt", path.display()))?;
+        *g = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Rows of the `resource` or `scope` column as [`read_bytes`] reads them, with the blobs
+    /// as values whatever the format: format 4 stores indices into the block's table.
+    fn read_blobs(
+        &self,
+        rg: &dyn RowGroupReader,
+        col: usize,
+        rows: Option<&[u32]>,
+    ) -> Result<ByteCol, String> {
+        if self.meta.format < 4 {
+            return read_bytes(rg, col, Width::Var, rows);
+        }
+        let mut c = read_bytes(rg, col, Width::Fixed(4), rows)?;
+        let tables = self.tables()?;
+        for v in &mut c.values {
+            *v = tables.blob(col, v)?.clone();
+        }
+        Ok(c)
+    }
+
+    /// Rows of `ranges` of the `resource` or `scope` column, one blob per row.
+    fn read_blob_rows(
+        &self,
+        rg: &dyn RowGroupReader,
+        col: usize,
+        ranges: &[std::ops::Range<usize>],
+    ) -> Result<Vec<ByteArray>, String> {
+        if self.meta.format < 4 {
+            return Ok(read_col_ranges::<ByteArrayType>(rg, col, ranges)?.0);
+        }
+        let tables = self.tables()?;
+        read_col_ranges::<Int32Type>(rg, col, ranges)?
+            .0
+            .iter()
+            .map(|i| Ok(ByteArray::from(tables.blob(col, &i.to_le_bytes())?.clone())))
+            .collect()
+    }
+
     /// Whether the block may hold the trace (false positives, never false negatives).
     pub fn may_contain(&self, id: &TraceId) -> bool {
         // A missing or broken filter only costs speed: fall back to reading.
@@ -1367,10 +1550,10 @@ impl Block {
             rows.status = read_col_ranges::<Int32Type>(rg, C_STATUS, ranges)?.0;
         }
         if want(C_RESOURCE) {
-            rows.resource = read_col_ranges::<ByteArrayType>(rg, C_RESOURCE, ranges)?.0;
+            rows.resource = self.read_blob_rows(rg, C_RESOURCE, ranges)?;
         }
         if want(C_SCOPE) {
-            rows.scope = read_col_ranges::<ByteArrayType>(rg, C_SCOPE, ranges)?.0;
+            rows.scope = self.read_blob_rows(rg, C_SCOPE, ranges)?;
         }
         if want(C_REST) {
             rows.rest = read_col_ranges::<ByteArrayType>(rg, C_REST, ranges)?.0;
@@ -1758,8 +1941,8 @@ impl Block {
             return Ok(false);
         }
         // With no rows asked for, only the dictionary pages are read.
-        let res = read_bytes(rg, C_RESOURCE, Width::Var, Some(&[]))?;
-        let scope = read_bytes(rg, C_SCOPE, Width::Var, Some(&[]))?;
+        let res = self.read_blobs(rg, C_RESOURCE, Some(&[]))?;
+        let scope = self.read_blobs(rg, C_SCOPE, Some(&[]))?;
         let mut satisfied = vec![false; absent.len()];
         for rb in &res.values {
             for sb in &scope.values {
@@ -1836,8 +2019,8 @@ impl Block {
         }
         let mut pair = Vec::new();
         if m.has_tags() {
-            let res = read_bytes(rg, C_RESOURCE, Width::Var, Some(&sel))?;
-            let scope = read_bytes(rg, C_SCOPE, Width::Var, Some(&sel))?;
+            let res = self.read_blobs(rg, C_RESOURCE, Some(&sel))?;
+            let scope = self.read_blobs(rg, C_SCOPE, Some(&sel))?;
             // Row-group-local (resource id, scope id) -> index into `res_tags`.
             let mut local: HashMap<(u32, u32), usize> = HashMap::new();
             pair.reserve(sel.len());
@@ -2060,6 +2243,191 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head::Prepared;
+    use crate::TraceQuery;
+    use model::{AnyValue, KeyValue};
+    use std::time::SystemTime;
+
+    /// The id of trace `t` of [`mixed_head`].
+    fn mixed_trace_id(t: u64) -> TraceId {
+        TraceId((u128::from(t) * 0x9e37_79b9_7f4a_7c15 + 1).to_le_bytes())
+    }
+
+    /// A head of 2000 spans in 400 traces over five resources and three scopes, with a
+    /// low-cardinality span attribute, the same head for every call.
+    fn mixed_head() -> Head {
+        let t0 = 1_700_000_000_000_000_000u64;
+        let resources: Vec<Arc<Resource>> = (0..5)
+            .map(|r| {
+                Arc::new(Resource {
+                    attributes: vec![
+                        KeyValue::string("service.name", format!("svc{}", r % 3)),
+                        KeyValue::string("service.namespace", format!("ns{r}")),
+                    ],
+                    dropped_attributes_count: 0,
+                    schema_url: String::new(),
+                })
+            })
+            .collect();
+        let scopes: Vec<Arc<Scope>> = (0..3)
+            .map(|s| {
+                Arc::new(Scope {
+                    name: format!("lib{s}"),
+                    version: "1.0".into(),
+                    attributes: Vec::new(),
+                    dropped_attributes_count: 0,
+                    schema_url: String::new(),
+                })
+            })
+            .collect();
+        let spans: Vec<Span> = (0..2000u64)
+            .map(|i| {
+                let t = i / 5;
+                Span {
+                    trace_id: mixed_trace_id(t),
+                    span_id: SpanId((i + 1).to_le_bytes()),
+                    parent_span_id: (i % 5 > 0).then(|| SpanId((t * 5 + 1).to_le_bytes())),
+                    trace_state: String::new(),
+                    flags: 1,
+                    name: format!("op{}", i % 4),
+                    kind: SpanKind::Server,
+                    start_unix_nano: t0 + t * 1_000_000 + i % 5,
+                    end_unix_nano: t0 + t * 1_000_000 + 1000 * (i % 5 + 1),
+                    attributes: vec![
+                        KeyValue::string("user", format!("u{}", i % 7)),
+                        KeyValue::new("n", AnyValue::Int(i as i64)),
+                    ],
+                    dropped_attributes_count: 0,
+                    events: Vec::new(),
+                    dropped_events_count: 0,
+                    links: Vec::new(),
+                    dropped_links_count: 0,
+                    status_code: StatusCode::Unset,
+                    status_message: String::new(),
+                    resource: resources[(t % 5) as usize].clone(),
+                    scope: scopes[(i % 3) as usize].clone(),
+                }
+            })
+            .collect();
+        let mut head = Head::default();
+        for chunk in spans.chunks(100) {
+            head.insert(&mut Prepared::new(chunk.to_vec()), SystemTime::now());
+        }
+        head
+    }
+
+    fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
+        spans.sort_by_key(|s| s.span_id);
+        spans
+    }
+
+    /// Format 4 blocks (resources and scopes as indices into the block's table) and format 3
+    /// blocks (the blobs in their columns) of the same head answer every lookup and search
+    /// alike, and as the head does: older blocks stay readable.
+    #[test]
+    fn format_3_and_format_4_blocks_answer_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = mixed_head();
+        let opts = WriteOptions {
+            row_group_spans: 300,
+            zstd_level: 1,
+        };
+        let v3 = write_block_as(dir.path(), 1, &head, 0, &opts, 3).unwrap();
+        let v4 = write_block_as(dir.path(), 2, &head, 0, &opts, 4).unwrap();
+        assert!(!v3.dir.join(TABLES).exists());
+        assert!(v4.dir.join(TABLES).exists());
+        // Reopened from disk, as a restart finds them.
+        let (v3, v4) = (
+            Block::open(v3.dir.clone()).unwrap(),
+            Block::open(v4.dir.clone()).unwrap(),
+        );
+        assert_eq!((v3.meta.format, v4.meta.format), (3, FORMAT));
+        let reader = v4.reader().unwrap();
+        assert!(reader.metadata().num_row_groups() > 3);
+        for t in (0..400u64).step_by(7) {
+            let id = mixed_trace_id(t);
+            let mut want = Vec::new();
+            head.trace(&id, &mut want).unwrap();
+            assert_eq!(want.len(), 5);
+            for b in [&v3, &v4] {
+                let mut got = Vec::new();
+                b.trace(&id, &mut got).unwrap();
+                assert_eq!(
+                    sorted(got),
+                    sorted(want.clone()),
+                    "trace {t}, format {}",
+                    b.meta.format
+                );
+            }
+        }
+        let tags = |kv: &[(&str, &str)]| TraceQuery {
+            tags: kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            limit: 1000,
+            ..TraceQuery::default()
+        };
+        for q in [
+            tags(&[("service.namespace", "ns3")]),
+            tags(&[("service.namespace", "ns1"), ("user", "u3")]),
+            tags(&[("otel.scope.name", "lib2"), ("user", "u0")]),
+            tags(&[("service.namespace", "ns9")]),
+            TraceQuery {
+                service: Some("svc1".into()),
+                ..tags(&[("user", "u6")])
+            },
+        ] {
+            let m = Matcher::new(&q);
+            let mut want = HashMap::new();
+            head.search(&m, &mut want).unwrap();
+            assert_eq!(want.is_empty(), q.tags[0].1 == "ns9", "{:?}", q.tags);
+            for b in [&v3, &v4] {
+                let mut got = HashMap::new();
+                b.search(&m, &mut got).unwrap();
+                assert_eq!(got, want, "{:?}, format {}", q.tags, b.meta.format);
+            }
+        }
+    }
+
+    /// A table that is missing or does not parse is an error for the block's lookups, never a
+    /// panic or a wrong answer.
+    #[test]
+    fn a_broken_table_fails_lookups_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = mixed_head();
+        let opts = WriteOptions {
+            row_group_spans: 300,
+            zstd_level: 1,
+        };
+        let b = write_block(dir.path(), 1, &head, 0, &opts).unwrap();
+        let table = fs::read(b.dir.join(TABLES)).unwrap();
+        let parsed = Tables::from_bytes(&Bytes::from(table.clone())).unwrap();
+        assert_eq!((parsed.resources.len(), parsed.scopes.len()), (5, 3));
+        assert_eq!(parsed.to_bytes(), table);
+        for bad in [
+            table[..table.len() - 1].to_vec(),
+            [&table[..], &[0]].concat(),
+            u32::MAX.to_le_bytes().to_vec(),
+            Vec::new(),
+        ] {
+            assert!(Tables::from_bytes(&Bytes::from(bad)).is_none());
+        }
+        fs::write(b.dir.join(TABLES), &table[..table.len() - 3]).unwrap();
+        let b = Block::open(b.dir.clone()).unwrap();
+        let id = mixed_trace_id(1);
+        let err = b.trace(&id, &mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("resources.bin is corrupt"), "{err}");
+        // An index past the table is refused too.
+        let one = Tables {
+            resources: vec![Bytes::from_static(b"r")],
+            scopes: Vec::new(),
+        };
+        assert!(one.blob(C_RESOURCE, &0i32.to_le_bytes()).is_ok());
+        assert!(one.blob(C_RESOURCE, &1i32.to_le_bytes()).is_err());
+        assert!(one.blob(C_RESOURCE, &(-1i32).to_le_bytes()).is_err());
+        assert!(one.blob(C_SCOPE, &0i32.to_le_bytes()).is_err());
+    }
 
     /// Packs values into one bit-packed run of `bw`-bit values, least significant bit first.
     fn bitpack(values: &[u32], bw: usize) -> Vec<u8> {
