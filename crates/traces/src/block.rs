@@ -605,53 +605,24 @@ fn write_block_as(
             ids.push(t);
             traces += 1;
         }
-        let rests = write_row_group(&mut writer, head, &strings, &order[start..end], indexed)
-            .map_err(|e| block_err(e.to_string()))?;
+        // A search window's tag filter is built right after its rest blobs were copied into
+        // the column's pages, while they are still in cache: as a second pass over the row
+        // group it read every blob from memory again.
+        write_row_group(
+            &mut writer,
+            head,
+            &strings,
+            &order[start..end],
+            indexed,
+            |window| tag_filters.extend(window_tag_filter(window, &mut pairs)),
+        )
+        .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(ids.len() as u64);
         for t in &ids {
             bloom.insert(t);
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
-        // The distinct encoded attributes of a window: each is hashed once. Most attributes
-        // repeat within a few spans, and a direct-mapped cache of recent ones answers those
-        // with one comparison instead of hashing into the set; a slot only ever holds an
-        // attribute already in `seen` for this window.
-        let mut seen: HashSet<&[u8], ahash::RandomState> = HashSet::default();
-        for window in rests.chunks(SEARCH_WINDOW_ROWS) {
-            pairs.clear();
-            seen.clear();
-            let mut recent: [Option<&[u8]>; RECENT_SLOTS] = [None; RECENT_SLOTS];
-            let mut broken = false;
-            for rest in window {
-                broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
-                    let slot = &mut recent[recent_slot(kv)];
-                    if *slot == Some(kv) {
-                        return Ok(());
-                    }
-                    *slot = Some(kv);
-                    if seen.insert(kv) {
-                        pairs.insert(crate::query::kv_tag_hash(kv)?);
-                    }
-                    Ok(())
-                })
-                .is_err();
-            }
-            let bits = (pairs.len() as u64 * TAG_BITS_PER_VALUE).clamp(64, TAG_FILTER_MAX_BITS);
-            let mut f = Bloom {
-                words: vec![0; bits.div_ceil(64) as usize],
-                hashes: TAG_FILTER_HASHES,
-            };
-            for h in pairs.iter() {
-                f.insert_hashes(*h);
-            }
-            if broken {
-                // A blob that does not parse: the filter must never rule anything out.
-                f.words.fill(u64::MAX);
-            }
-            tag_filters.extend_from_slice(&(f.words.len() as u32).to_le_bytes());
-            tag_filters.extend(f.to_bytes());
-        }
         start = end;
     }
     writer.close().map_err(|e| block_err(e.to_string()))?;
@@ -734,6 +705,51 @@ fn write_block_as(
     Ok(block)
 }
 
+/// The tag filter of one search window of rest blobs, as `tags.bloom` stores it: its length
+/// in words, then the words. `pairs` is scratch space kept between windows.
+fn window_tag_filter(
+    window: &[ByteArray],
+    pairs: &mut HashSet<(u64, u64), ahash::RandomState>,
+) -> Vec<u8> {
+    // The distinct encoded attributes of the window: each is hashed once. Most attributes
+    // repeat within a few spans, and a direct-mapped cache of recent ones answers those with
+    // one comparison instead of hashing into the set; a slot only ever holds an attribute
+    // already in `seen`.
+    pairs.clear();
+    let mut seen: HashSet<&[u8], ahash::RandomState> = HashSet::default();
+    let mut recent: [Option<&[u8]>; RECENT_SLOTS] = [None; RECENT_SLOTS];
+    let mut broken = false;
+    for rest in window {
+        broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
+            let slot = &mut recent[recent_slot(kv)];
+            if *slot == Some(kv) {
+                return Ok(());
+            }
+            *slot = Some(kv);
+            if seen.insert(kv) {
+                pairs.insert(crate::query::kv_tag_hash(kv)?);
+            }
+            Ok(())
+        })
+        .is_err();
+    }
+    let bits = (pairs.len() as u64 * TAG_BITS_PER_VALUE).clamp(64, TAG_FILTER_MAX_BITS);
+    let mut f = Bloom {
+        words: vec![0; bits.div_ceil(64) as usize],
+        hashes: TAG_FILTER_HASHES,
+    };
+    for h in pairs.iter() {
+        f.insert_hashes(*h);
+    }
+    if broken {
+        // A blob that does not parse: the filter must never rule anything out.
+        f.words.fill(u64::MAX);
+    }
+    let mut out = (f.words.len() as u32).to_le_bytes().to_vec();
+    out.extend(f.to_bytes());
+    out
+}
+
 /// Slots of the tag filter's cache of recent attributes.
 const RECENT_SLOTS: usize = 256;
 
@@ -757,15 +773,16 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Writes the spans `rows` of `head` as one row group; returns their rest blobs (in row
-/// order) for the search filters.
+/// Writes the spans `rows` of `head` as one row group, handing each search window's rest
+/// blobs (in row order) to `window_written` as soon as they are written.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
     strings: &[Bytes],
     rows: &[u32],
     indexed: bool,
-) -> parquet::errors::Result<Vec<ByteArray>> {
+    mut window_written: impl FnMut(&[ByteArray]),
+) -> parquet::errors::Result<()> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
     let mut span_id = Vec::with_capacity(n);
@@ -908,14 +925,22 @@ fn write_row_group<W: Write + Send>(
             }
             C_RESOURCE => c.typed::<Int32Type>().write_batch(&resource, None, None)?,
             C_SCOPE => c.typed::<Int32Type>().write_batch(&scope, None, None)?,
-            C_REST => c.typed::<ByteArrayType>().write_batch(&rest, None, None)?,
+            C_REST => {
+                // Whole search windows per call: pages are still cut every `PAGE_ROWS` rows.
+                let w = c.typed::<ByteArrayType>();
+                for window in rest.chunks(SEARCH_WINDOW_ROWS) {
+                    w.write_batch(window, None, None)?;
+                    window_written(window);
+                }
+                rest.len()
+            }
             _ => 0,
         };
         c.close()?;
         col += 1;
     }
     rg.close()?;
-    Ok(rest)
+    Ok(())
 }
 
 /// Reads `take` values of column `col` after skipping `skip` rows; for the optional column,
