@@ -2273,6 +2273,12 @@ mod tests {
     use model::{AnyValue, KeyValue};
     use std::time::SystemTime;
 
+    /// Row groups of 300 spans, so that [`mixed_head`] makes several.
+    const MIXED_OPTS: WriteOptions = WriteOptions {
+        row_group_spans: 300,
+        zstd_level: 1,
+    };
+
     /// The id of trace `t` of [`mixed_head`].
     fn mixed_trace_id(t: u64) -> TraceId {
         TraceId((u128::from(t) * 0x9e37_79b9_7f4a_7c15 + 1).to_le_bytes())
@@ -2353,10 +2359,7 @@ mod tests {
     fn format_3_and_format_4_blocks_answer_alike() {
         let dir = tempfile::tempdir().unwrap();
         let head = mixed_head();
-        let opts = WriteOptions {
-            row_group_spans: 300,
-            zstd_level: 1,
-        };
+        let opts = MIXED_OPTS;
         let v3 = write_block_as(dir.path(), 1, &head, 0, &opts, 3).unwrap();
         let v4 = write_block_as(dir.path(), 2, &head, 0, &opts, 4).unwrap();
         assert!(!v3.dir.join(TABLES).exists());
@@ -2421,10 +2424,7 @@ mod tests {
     fn a_broken_table_fails_lookups_with_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let head = mixed_head();
-        let opts = WriteOptions {
-            row_group_spans: 300,
-            zstd_level: 1,
-        };
+        let opts = MIXED_OPTS;
         let b = write_block(dir.path(), 1, &head, 0, &opts).unwrap();
         let table = fs::read(b.dir.join(TABLES)).unwrap();
         let parsed = Tables::from_bytes(&Bytes::from(table.clone())).unwrap();
