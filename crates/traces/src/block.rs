@@ -593,18 +593,19 @@ fn write_block_as(
     // The distinct tags of a search window. aHash rather than SipHash (which was a tenth of
     // the filters' cost): still keyed per process, since clients choose the tags.
     let mut pairs: HashSet<(u64, u64), ahash::RandomState> = HashSet::default();
-    while start < order.len() {
+    let mut t = 0;
+    while t < order.traces.len() {
         // Take whole traces until the row group is full.
+        let first = t;
         let mut end = start;
         ids.clear();
-        while end < order.len() && (end - start < opts.row_group_spans || end == start) {
-            let t = head.spans[order[end] as usize].trace_id;
-            while end < order.len() && head.spans[order[end] as usize].trace_id == t {
-                end += 1;
-            }
-            ids.push(t);
-            traces += 1;
+        while t < order.traces.len() && (end - start < opts.row_group_spans || end == start) {
+            let (id, trace_end) = order.traces[t];
+            ids.push(id);
+            end = trace_end as usize;
+            t += 1;
         }
+        traces += (t - first) as u64;
         // A search window's tag filter is built right after its rest blobs were copied into
         // the column's pages, while they are still in cache: as a second pass over the row
         // group it read every blob from memory again.
@@ -612,14 +613,17 @@ fn write_block_as(
             &mut writer,
             head,
             &strings,
-            &order[start..end],
+            &order.rows[start..end],
+            order.traces[first..t]
+                .iter()
+                .map(|(_, trace_end)| *trace_end as usize - start),
             indexed,
             |window| tag_filters.extend(window_tag_filter(window, &mut pairs)),
         )
         .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(ids.len() as u64);
-        for t in &ids {
-            bloom.insert(t);
+        for id in &ids {
+            bloom.insert(id);
         }
         rg_filter_bits.push(bloom.bits());
         filters.push(bloom);
@@ -774,12 +778,14 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
 }
 
 /// Writes the spans `rows` of `head` as one row group, handing each search window's rest
-/// blobs (in row order) to `window_written` as soon as they are written.
+/// blobs (in row order) to `window_written` as soon as they are written. `trace_ends` says
+/// where each trace's rows end in `rows`.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
     strings: &[Bytes],
     rows: &[u32],
+    trace_ends: impl IntoIterator<Item = usize>,
     indexed: bool,
     mut window_written: impl FnMut(&[ByteArray]),
 ) -> parquet::errors::Result<()> {
@@ -807,15 +813,12 @@ fn write_row_group<W: Write + Send>(
     let mut ids_buf = Vec::with_capacity(n * 24);
     // The rows of the current trace (contiguous in `rows`), for finding parents by span id.
     let mut trace_rows = 0..0;
+    let mut trace_ends = trace_ends.into_iter();
     let mut by_id: HashMap<SpanId, usize, ahash::RandomState> = HashMap::default();
     for (row, idx) in rows.iter().enumerate() {
         let s = &head.spans[*idx as usize];
-        if row == 0 || head.spans[rows[row - 1] as usize].trace_id != s.trace_id {
-            let mut r = row;
-            while r < n && head.spans[rows[r] as usize].trace_id == s.trace_id {
-                r += 1;
-            }
-            trace_rows = row..r;
+        if row == trace_rows.end {
+            trace_rows = row..trace_ends.next().unwrap_or(n).clamp(row + 1, n);
             by_id.clear();
             if trace_rows.len() > SCAN_TRACE_ROWS {
                 for r in trace_rows.clone() {

@@ -100,6 +100,16 @@ impl Rests {
     }
 }
 
+/// The rows of a head's block, from [`Head::block_order`].
+pub(crate) struct BlockOrder {
+    /// Span indices, trace by trace.
+    pub rows: Vec<u32>,
+    /// Every trace, in `rows` order, with where its rows end in `rows`: block building
+    /// groups rows by trace without reading each span's trace id again (a cache miss per
+    /// span on a big head).
+    pub traces: Vec<(TraceId, u32)>,
+}
+
 /// An interned resource: the value, its encoding (the block column value) and its service.
 pub(crate) struct HeadResource {
     pub value: Arc<Resource>,
@@ -597,7 +607,7 @@ impl Head {
     /// Built from the per-trace chains, so what is sorted is each trace's few spans and one
     /// key per trace, not every span through an index (that sort, with its cache misses on
     /// every comparison, was a sixth of block building).
-    pub fn block_order(&self) -> Vec<u32> {
+    pub fn block_order(&self) -> BlockOrder {
         let mut chained: Vec<u32> = Vec::with_capacity(self.len());
         // (earliest start, trace, where its chain starts in `chained`, its length)
         let mut runs: Vec<(UnixNanos, TraceId, u32, u32)> = Vec::with_capacity(self.traces.len());
@@ -622,9 +632,15 @@ impl Head {
             runs.push((start, *id, from as u32, chain.len() as u32));
         }
         runs.sort_unstable_by_key(|r| (r.0, r.1));
-        let mut order = Vec::with_capacity(chained.len());
-        for (_, _, from, len) in runs {
-            order.extend_from_slice(&chained[from as usize..(from + len) as usize]);
+        let mut order = BlockOrder {
+            rows: Vec::with_capacity(chained.len()),
+            traces: Vec::with_capacity(runs.len()),
+        };
+        for (_, id, from, len) in runs {
+            order
+                .rows
+                .extend_from_slice(&chained[from as usize..(from + len) as usize]);
+            order.traces.push((id, order.rows.len() as u32));
         }
         order
     }
@@ -895,8 +911,20 @@ mod tests {
             )
         });
         let want: Vec<u32> = runs.concat();
-        assert_eq!(h.block_order(), want);
-        assert_eq!(Head::default().block_order(), Vec::<u32>::new());
+        let order = h.block_order();
+        assert_eq!(order.rows, want);
+        let mut at = 0;
+        for (id, end) in &order.traces {
+            assert!(at < *end as usize);
+            for i in &order.rows[at..*end as usize] {
+                assert_eq!(h.spans[*i as usize].trace_id, *id);
+            }
+            at = *end as usize;
+        }
+        assert_eq!(at, want.len());
+        assert_eq!(order.traces.len(), runs.len());
+        let empty = Head::default().block_order();
+        assert!(empty.rows.is_empty() && empty.traces.is_empty());
     }
 
     #[test]
