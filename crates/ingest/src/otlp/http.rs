@@ -81,7 +81,7 @@ fn is_gzip(headers: &HeaderMap) -> Result<bool, ExportError> {
 }
 
 /// Inflates a gzip body in bounded steps, refusing it as soon as it grows past the limit.
-fn gunzip(
+pub(super) fn gunzip(
     state: &OtlpState,
     data: &[u8],
     reservation: &mut Reservation,

@@ -729,6 +729,20 @@ struct Chunks {
     remaining: u64,
 }
 
+impl Chunks {
+    /// The whole body in one buffer: the chunk itself when there is one (no copy).
+    fn into_bytes(mut self) -> bytes::Bytes {
+        if self.chunks.len() == 1 {
+            return self.chunks.next().unwrap_or_default();
+        }
+        let mut out = bytes::BytesMut::with_capacity(self.remaining as usize);
+        for c in self.chunks {
+            out.extend_from_slice(&c);
+        }
+        out.freeze()
+    }
+}
+
 impl axum::body::HttpBody for Chunks {
     type Data = bytes::Bytes;
     type Error = std::convert::Infallible;

@@ -938,6 +938,160 @@ async fn grpc_back_pressure_is_unavailable_with_retry_info() {
     server.shutdown().await;
 }
 
+/// A trace export framed by hand (`flag`, big-endian length, message) sent through the
+/// router: the answer's `grpc-status` and `grpc-message` (from the trailers, or from the
+/// headers of a trailers-only answer), its data, and its head.
+async fn grpc_by_hand(
+    f: &Fixture,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (String, String, Vec<u8>, Response) {
+    use tower::ServiceExt as _;
+    let mut req = Request::post(GRPC_TRACES_PATH)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(e) = encoding {
+        req = req.header("grpc-encoding", e);
+    }
+    let resp = f
+        .router()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let data = collected.to_bytes().to_vec();
+    let field = |name: &str| {
+        trailers
+            .get(name)
+            .or_else(|| parts.headers.get(name))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (status, message) = (
+        field("grpc-status"),
+        percent_decoded(&field("grpc-message")),
+    );
+    (
+        status,
+        message,
+        data,
+        Response::from_parts(parts, Body::empty()),
+    )
+}
+
+/// `grpc-message` as sent: percent-encoded UTF-8.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn frame(flag: u8, message: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// What a gRPC client relies on in a trace export's answer: `application/grpc`, the framed
+/// (empty) response message, `grpc-status: 0` in the trailers; gzip when `grpc-encoding`
+/// says so.
+#[tokio::test]
+async fn grpc_traces_answer_is_framed_with_a_status_trailer() {
+    let f = Fixture::accepting();
+    let msg = good_request().encode_to_vec();
+    let (status, _, data, resp) = grpc_by_hand(&f, None, frame(0, &msg)).await;
+    assert_eq!(status, "0");
+    assert_eq!(data, [0; 5], "one frame holding an empty response");
+    assert!(ExportTraceServiceResponse::decode(&data[5..]).unwrap() == Default::default());
+    assert_eq!(content_type(&resp), "application/grpc");
+    assert!(
+        resp.headers().get("grpc-status").is_none(),
+        "status goes in the trailers"
+    );
+    assert_eq!(f.sink.spans().len(), 2);
+
+    for encoding in ["gzip", "identity"] {
+        let body = if encoding == "gzip" {
+            frame(1, &gzip(&msg))
+        } else {
+            frame(0, &msg)
+        };
+        let (status, message, _, _) = grpc_by_hand(&f, Some(encoding), body).await;
+        assert_eq!(status, "0", "{encoding}: {message}");
+    }
+    assert_eq!(f.sink.spans().len(), 6);
+    assert_eq!(f.received("grpc"), 6);
+}
+
+/// Broken framing is refused as tonic refuses it (INTERNAL; an unknown `grpc-encoding` is
+/// UNIMPLEMENTED and says which encodings are accepted), counted, and stores nothing.
+#[tokio::test]
+async fn grpc_traces_broken_framing_is_refused() {
+    let f = Fixture::accepting();
+    let msg = good_request().encode_to_vec();
+    let mut long = frame(0, &msg);
+    long[4] = long[4].wrapping_add(1);
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, &str)> = vec![
+        ("no message", None, Vec::new(), "carries no message"),
+        (
+            "short header",
+            None,
+            vec![0, 0, 0],
+            "inside a message header",
+        ),
+        ("short message", None, long, "ends inside its message"),
+        (
+            "two messages",
+            None,
+            [frame(0, &msg), frame(0, &msg)].concat(),
+            "bytes after its one message",
+        ),
+        (
+            "bad flag",
+            None,
+            frame(2, &msg),
+            "invalid compressed flag 2",
+        ),
+        (
+            "compressed without encoding",
+            None,
+            frame(1, &gzip(&msg)),
+            "no grpc-encoding",
+        ),
+    ];
+    let n = cases.len() as u64;
+    for (name, encoding, body, want) in cases {
+        let (status, message, _, _) = grpc_by_hand(&f, encoding, body).await;
+        assert_eq!(status, "13", "{name}: {message}");
+        assert!(message.contains(want), "{name}: {message}");
+    }
+    assert_eq!(f.rejected_requests("traces", "grpc", "grpc_transport"), n);
+
+    let (status, message, _, resp) = grpc_by_hand(&f, Some("br"), frame(1, &msg)).await;
+    assert_eq!(status, "12", "{message}");
+    assert!(message.contains("not supported"), "{message}");
+    assert_eq!(resp.headers()["grpc-accept-encoding"], "gzip");
+    assert_eq!(
+        f.rejected_requests("traces", "grpc", "unsupported_encoding"),
+        1
+    );
+    assert!(f.sink.spans().is_empty());
+    assert_eq!(f.state.inflight_bytes(), 0);
+}
+
 #[tokio::test]
 async fn grpc_gzip_bomb_is_resource_exhausted() {
     let f = Fixture::new(
