@@ -111,7 +111,8 @@ pub struct EncodedRest<'a> {
     raw: &'a [u8],
     runs: &'a [std::ops::Range<usize>],
     status_at: usize,
-    status_message: &'a str,
+    /// `status.message`; the scan checked it is UTF-8.
+    status_message: &'a [u8],
 }
 
 impl EncodedRest<'_> {
@@ -139,7 +140,7 @@ impl EncodedRest<'_> {
         }
         if !self.status_message.is_empty() {
             // A `Status` with only its message: field 2, a string.
-            let m = self.status_message.as_bytes();
+            let m = self.status_message;
             let inner = 1 + encoded_len_varint(m.len() as u64) + m.len();
             encode_key(15, WireType::LengthDelimited, out);
             encode_varint(inner as u64, out);
@@ -150,6 +151,19 @@ impl EncodedRest<'_> {
         for r in after {
             out.extend_from_slice(&self.raw[r.clone()]);
         }
+    }
+}
+
+fn encoded_rest<'a>(
+    raw: &'a [u8],
+    runs: &'a [std::ops::Range<usize>],
+    pos: &crate::otlp_wire::SpanPos,
+) -> EncodedRest<'a> {
+    EncodedRest {
+        raw,
+        runs: &runs[pos.runs.clone()],
+        status_at: pos.status_at,
+        status_message: &raw[pos.status_message.clone()],
     }
 }
 
@@ -334,22 +348,27 @@ impl ValidTraces {
                 let text = |r: &std::ops::Range<usize>| {
                     std::str::from_utf8(&raw[r.clone()]).unwrap_or_default()
                 };
-                let status_message = text(&pos.status_message);
                 SpanRef {
                     header,
                     name: text(&pos.name),
                     body: SpanBody::Encoded {
                         bytes: &raw[pos.span.clone()],
-                        status_message,
-                        rest: EncodedRest {
-                            raw,
-                            runs: &runs[pos.runs.clone()],
-                            status_at: pos.status_at,
-                            status_message,
-                        },
+                        status_message: text(&pos.status_message),
+                        rest: encoded_rest(raw, runs, pos),
                     },
                 }
             }
+        }
+    }
+
+    /// The rest fields of span `i` when it is read in place (`None` when prost decoded the
+    /// request): what `span(i)` gives in [`SpanBody::Encoded`], without checking its name and
+    /// status message for UTF-8 once more (the scan did), which a caller that only copies the
+    /// rest fields would pay for every span. Panics if `i >= self.len()`.
+    pub fn encoded_rest(&self, i: usize) -> Option<EncodedRest<'_>> {
+        match &self.body {
+            Body::Decoded { .. } => None,
+            Body::Encoded { raw, spans, runs } => Some(encoded_rest(raw, runs, &spans[i])),
         }
     }
 

@@ -174,10 +174,7 @@ impl Prepared {
             .filter(|(_, r)| r.len() == traces.len());
         // Exact for encoded spans; decoded ones (OTLP/JSON, prost's fallback) grow the buffer.
         let rest_bytes = (0..traces.len())
-            .map(|i| match traces.span(i).body {
-                SpanBody::Encoded { rest, .. } => rest.encoded_len(),
-                SpanBody::Decoded(_) => 0,
-            })
+            .map(|i| traces.encoded_rest(i).map_or(0, |rest| rest.encoded_len()))
             .sum();
         let mut rests = Rests::with_capacity(rest_bytes);
         rests.refs.reserve(traces.len());
@@ -187,10 +184,11 @@ impl Prepared {
             for sg in &g.scopes {
                 scopes.push((sg.scope.clone(), codec::encode_scope(&sg.scope)));
                 for i in sg.spans.clone() {
-                    rests.push_with(|buf| match traces.span(i).body {
-                        // The scan recorded where the rest fields are: copy them.
-                        SpanBody::Encoded { rest, .. } => rest.write_to(buf),
-                        SpanBody::Decoded(span) => {
+                    rests.push_with(|buf| {
+                        if let Some(rest) = traces.encoded_rest(i) {
+                            // The scan recorded where the rest fields are: copy them.
+                            rest.write_to(buf);
+                        } else if let SpanBody::Decoded(span) = traces.span(i).body {
                             let start = buf.len();
                             let copied = ranges.as_ref().is_some_and(|(raw, r)| {
                                 codec::copy_rest_proto(&raw[r[i].clone()], span, buf)
