@@ -178,7 +178,9 @@ fn rest_matches_span(raw: &[u8]) {
         assert_eq!(rest.encoded_len(), out.len(), "span {i}");
         // The shortcut that skips the name gives the same fields.
         let mut again = Vec::new();
-        v.encoded_rest(i).expect("read in place").write_to(&mut again);
+        v.encoded_rest(i)
+            .expect("read in place")
+            .write_to(&mut again);
         assert_eq!(again, out, "span {i}");
     }
 }
