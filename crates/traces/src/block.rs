@@ -2375,6 +2375,14 @@ mod tests {
         assert_eq!((v3.meta.format, v4.meta.format), (3, FORMAT));
         let reader = v4.reader().unwrap();
         assert!(reader.metadata().num_row_groups() > 3);
+        // Searches rule row groups out on the resource and scope dictionaries alone, which
+        // needs every page of those chunks dictionary-encoded.
+        for rg in reader.metadata().row_groups() {
+            for c in [C_RESOURCE, C_SCOPE] {
+                let mask = rg.column(c).page_encoding_stats_mask().unwrap();
+                assert!(mask.is_only(Encoding::RLE_DICTIONARY), "column {c}");
+            }
+        }
         for t in (0..400u64).step_by(7) {
             let id = mixed_trace_id(t);
             let mut want = Vec::new();
