@@ -19,7 +19,8 @@
 //! Resources and scopes are protobuf blobs stored once per block in `resources.bin`, and the
 //! `resource` and `scope` columns hold indices into it: the head has interned them already,
 //! whereas handing Parquet the blobs (format 3) made its dictionary encoder hash and compare
-//! a few hundred bytes per span, about a seventh of block building.
+//! a few hundred bytes per span, and counted references to them: 4% of the server's CPU at
+//! full-speed ingest.
 //!
 //! Why time order: a Jaeger search wants the newest `limit` traces with a matching span, so
 //! with rows in time order row groups and pages are narrow time slices, and a search walks
