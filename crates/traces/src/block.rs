@@ -587,9 +587,7 @@ fn write_block_as(
         .collect();
     let mut filters = Vec::new();
     let mut rg_filter_bits = Vec::new();
-    let mut traces = 0u64;
     let mut start = 0;
-    let mut ids = Vec::new();
     let mut tag_filters = Vec::new();
     // The distinct tags of a search window. aHash rather than SipHash (which was a tenth of
     // the filters' cost): still keyed per process, since clients choose the tags.
@@ -599,14 +597,11 @@ fn write_block_as(
         // Take whole traces until the row group is full.
         let first = t;
         let mut end = start;
-        ids.clear();
         while t < order.traces.len() && (end - start < opts.row_group_spans || end == start) {
-            let (id, trace_end) = order.traces[t];
-            ids.push(id);
-            end = trace_end as usize;
+            end = order.traces[t].1 as usize;
             t += 1;
         }
-        traces += (t - first) as u64;
+        let traces = &order.traces[first..t];
         // A search window's tag filter is built right after its rest blobs were copied into
         // the column's pages, while they are still in cache: as a second pass over the row
         // group it read every blob from memory again.
@@ -615,15 +610,15 @@ fn write_block_as(
             head,
             &strings,
             &order.rows[start..end],
-            order.traces[first..t]
+            traces
                 .iter()
                 .map(|(_, trace_end)| *trace_end as usize - start),
             indexed,
             |window| tag_filters.extend(window_tag_filter(window, &mut pairs)),
         )
         .map_err(|e| block_err(e.to_string()))?;
-        let mut bloom = Bloom::with_traces(ids.len() as u64);
-        for id in &ids {
+        let mut bloom = Bloom::with_traces(traces.len() as u64);
+        for (id, _) in traces {
             bloom.insert(id);
         }
         rg_filter_bits.push(bloom.bits());
@@ -639,18 +634,17 @@ fn write_block_as(
     let filter_bytes: Vec<u8> = filters.iter().flat_map(Bloom::to_bytes).collect();
     write_synced(&filter_path, &filter_bytes)?;
     write_synced(&tmp_dir.join(TAG_FILTER), &tag_filters)?;
-    let tables = if indexed {
-        Tables {
+    let tables_bytes = if indexed {
+        let tables = Tables {
             resources: head.resources.iter().map(|r| r.bytes.clone()).collect(),
             scopes: head.scopes.iter().map(|s| s.bytes.clone()).collect(),
         }
-        .to_bytes()
-    } else {
-        Vec::new()
-    };
-    if indexed {
+        .to_bytes();
         write_synced(&tmp_dir.join(TABLES), &tables)?;
-    }
+        tables.len() as u64
+    } else {
+        0
+    };
 
     let mut services: Vec<String> = head
         .resources
@@ -678,14 +672,11 @@ fn write_block_as(
         id,
         wal_through,
         spans: head.len() as u64,
-        traces,
+        traces: order.traces.len() as u64,
         min_start: head.min_start,
         max_start: head.max_start,
         max_end: head.max_end,
-        bytes: data_bytes
-            + filter_bytes.len() as u64
-            + tag_filters.len() as u64
-            + tables.len() as u64,
+        bytes: data_bytes + filter_bytes.len() as u64 + tag_filters.len() as u64 + tables_bytes,
         services,
         operations,
         filter_bits: filter_bytes.len() as u64 * 8,
@@ -760,9 +751,7 @@ const RECENT_SLOTS: usize = 256;
 
 /// The cache slot of an encoded attribute: its last eight bytes (where values differ) and
 /// its length, mixed. Cheap rather than strong: a collision only costs a trip to the set.
-///
-/// The common case (eight bytes or more) is one unaligned load: copying a variable-length
-/// tail into a buffer was a `memcpy` call per attribute, a tenth of block building.
+/// The common case (eight bytes or more) is one unaligned load rather than a copy.
 fn recent_slot(kv: &[u8]) -> usize {
     let tail = match kv.last_chunk::<8>() {
         Some(t) => u64::from_le_bytes(*t),
