@@ -278,8 +278,7 @@ impl Wal {
         });
         // Create the new segment before deleting empty ones, so a file with the highest id
         // ever used always exists and ids never repeat across restarts.
-        let direct = shared.opts.fsync == FsyncPolicy::Always;
-        let segment = writer::create_segment(&shared, current, direct)
+        let segment = writer::create_segment(&shared, current)
             .map_err(|(path, source)| WalError::Io { path, source })?;
         for path in &doomed {
             writer::remove_file(path).map_err(io_err(path))?;

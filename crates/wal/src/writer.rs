@@ -55,15 +55,12 @@ pub(crate) struct NewSegment {
 }
 
 /// Creates segment `id` in the log directory with its header and makes the name durable.
-/// With `direct`, the file is opened for direct I/O if the file system supports it.
-pub(crate) fn create_segment(
-    shared: &Shared,
-    id: SegmentId,
-    direct: bool,
-) -> Result<NewSegment, Failure> {
+/// Under [`FsyncPolicy::Always`] the file is opened for direct I/O if the file system
+/// supports it.
+pub(crate) fn create_segment(shared: &Shared, id: SegmentId) -> Result<NewSegment, Failure> {
     let path = shared.segment_path(id);
     let fail = |e| (path.clone(), e);
-    let direct_file = if direct {
+    let direct_file = if shared.opts.fsync == FsyncPolicy::Always {
         direct::create(&path).map_err(fail)?
     } else {
         None
@@ -295,8 +292,7 @@ impl Writer {
             }
         }
         let next = self.id + 1;
-        let direct = self.shared.opts.fsync == FsyncPolicy::Always;
-        let segment = create_segment(&self.shared, next, direct)?;
+        let segment = create_segment(&self.shared, next)?;
         {
             let mut closed = self.shared.closed.lock();
             closed.insert(self.id, self.size);
