@@ -27,6 +27,7 @@ mod http;
 mod metrics;
 pub mod metrics_translate;
 mod rpc;
+mod server;
 #[cfg(test)]
 mod tests;
 
@@ -37,7 +38,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::post;
-use axum::serve::ListenerExt;
 use axum::Router;
 use model::otlp::OtlpError;
 use model::otlp_json::JsonError;
@@ -48,6 +48,7 @@ use crate::metrics::MetricsSink;
 
 pub use config::{OtlpConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLIGHT_BYTES};
 pub use rpc::{ProtoAny, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE_URL};
+pub use server::serve;
 
 /// The gRPC path of `TraceService/Export`.
 pub const GRPC_TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -878,25 +879,6 @@ async fn fallback(req: axum::extract::Request) -> axum::response::Response {
         return status.into_http::<axum::body::Body>();
     }
     http::error_response(http::Encoding::Protobuf, &ExportError::NotFound(path))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits
-/// for requests in progress. Each connection speaks HTTP/1.1 or cleartext HTTP/2 with prior
-/// knowledge (h2c, as gRPC clients do), detected from its first bytes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // Small unary gRPC responses otherwise wait on Nagle's algorithm and delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("could not set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Whether decoding a body of `len` bytes should leave the async runtime: large bodies take

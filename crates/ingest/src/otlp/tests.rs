@@ -823,6 +823,57 @@ impl tonic::codec::Decoder for RawDecoder {
     }
 }
 
+/// The server's first HTTP/2 SETTINGS frame, as `(identifier, value)` pairs, read from a
+/// raw socket after sending the client preface.
+async fn server_settings(addr: std::net::SocketAddr) -> Vec<(u16, u32)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    loop {
+        let mut head = [0u8; 9];
+        tcp.read_exact(&mut head).await.unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        // A SETTINGS frame (type 4) that is not an acknowledgement (flag 1).
+        if head[3] == 4 && head[4] & 1 == 0 {
+            return payload
+                .chunks_exact(6)
+                .map(|c| {
+                    let id = u16::from_be_bytes([c[0], c[1]]);
+                    (id, u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+                })
+                .collect();
+        }
+    }
+}
+
+#[tokio::test]
+async fn http2_clients_may_send_a_batch_as_one_frame() {
+    let f = Fixture::accepting();
+    let server = Server::start(&f).await;
+    let settings = server_settings(server.addr).await;
+    // SETTINGS_MAX_FRAME_SIZE (5) is the flow-control window, not HTTP/2's 16 KiB default.
+    assert!(settings.contains(&(5, 1 << 20)), "{settings:?}");
+
+    // A client that takes up the offer sends this ~400 KiB export in one DATA frame.
+    let spans = (0..4000u32)
+        .map(|i| {
+            let mut trace_id = vec![1; 16];
+            trace_id[..4].copy_from_slice(&i.to_be_bytes());
+            span(trace_id, "GET /cart/with/a/rather/long/route")
+        })
+        .collect();
+    let big = request_with(spans);
+    assert!(big.encoded_len() > 300 << 10, "{}", big.encoded_len());
+    let mut client = TraceServiceClient::new(server.channel().await);
+    client.export(big).await.unwrap();
+    assert_eq!(f.sink.spans().len(), 4000);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn grpc_export_ok_invalid_garbage_gzip_and_unimplemented_metrics() {
     let f = Fixture::accepting();
