@@ -151,6 +151,27 @@ fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+/// CPU time this process has used, from `/proc/self/stat` (Linux; 0 elsewhere). Block
+/// building is timed in CPU as well as wall time: on a shared machine the wall time swings
+/// with what else runs, the CPU time far less.
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // After the command name (in parentheses), utime and stime are the 12th and 13th fields.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = fields
+        .get(11..13)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    // Linux reports them in USER_HZ, which is 100 on every architecture it runs on here.
+    ticks / 100.0
+}
+
 fn setup() -> Fixture {
     let n: usize = env("LOOKOUT_BENCH_SPANS").unwrap_or(1_000_000);
     let block_spans: usize = env("LOOKOUT_BENCH_BLOCK_SPANS").unwrap_or(usize::MAX);
@@ -189,6 +210,7 @@ fn setup() -> Fixture {
     let mut newest = 0;
     let mut head = store.stats();
     let mut flush_secs = 0.0;
+    let mut flush_cpu = 0.0;
     while written < n {
         let block = (written / block_spans.min(n)) as u64;
         let mut batch = Vec::with_capacity(1000);
@@ -206,9 +228,10 @@ fn setup() -> Fixture {
         rt.block_on(store.write(batch)).unwrap();
         if written % block_spans == 0 || written >= n {
             head = store.stats();
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), process_cpu_secs());
             rt.block_on(store.flush()).unwrap();
             flush_secs += t.elapsed().as_secs_f64();
+            flush_cpu += process_cpu_secs() - cpu;
         }
     }
     let write_secs = t.elapsed().as_secs_f64() - flush_secs;
@@ -219,7 +242,7 @@ fn setup() -> Fixture {
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     println!(
         "store: {} spans, {} traces; write {:.0} spans/s; OTLP protobuf {:.1} B/span; \
-         head memory ~{:.1} B/span; block build {:.2} s; on disk {:.1} B/span ({} bytes, {} blocks); \
+         head memory ~{:.1} B/span; block build {:.2} s ({:.2} s CPU); on disk {:.1} B/span ({} bytes, {} blocks); \
          open {:.1} ms",
         st.block_spans,
         ids.len(),
@@ -227,6 +250,7 @@ fn setup() -> Fixture {
         otlp_bytes as f64 / written as f64,
         head.head_bytes as f64 / head.head_spans.max(1) as f64,
         flush_secs,
+        flush_cpu,
         st.block_bytes as f64 / st.block_spans.max(1) as f64,
         st.block_bytes,
         st.blocks,
