@@ -784,8 +784,8 @@ async fn trace_by_id_finds_every_trace_of_a_multi_page_block() {
 }
 
 /// The block's `status_message` column (for readers like DuckDB) holds each span's message,
-/// whichever way the spans arrived: model spans, a request read in place, a decoded request
-/// (as OTLP/JSON gives).
+/// or null for a span without one, whichever way the spans arrived: model spans, a request
+/// read in place, a decoded request (as OTLP/JSON gives).
 #[tokio::test]
 async fn status_message_column_matches_every_write_path() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -823,7 +823,13 @@ async fn status_message_column_matches_every_write_path() {
     // Each of the three traces contributes every span of three_tier with its own message.
     let mut want: Vec<(String, String)> = three_tier(1, 0, "ns")
         .iter()
-        .map(|s| (format!("{:?}", s.name), format!("{:?}", s.status_message)))
+        .map(|s| {
+            let msg = match s.status_message.as_str() {
+                "" => "null".to_string(),
+                m => format!("{m:?}"),
+            };
+            (format!("{:?}", s.name), msg)
+        })
         .flat_map(|row| std::iter::repeat_n(row, 3))
         .collect();
     want.sort();
