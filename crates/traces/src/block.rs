@@ -122,6 +122,10 @@ const FORMAT: u32 = 4;
 const PAGE_ROWS: usize = 1024;
 /// Rows per step of a search's newest-first walk through a row group (two pages).
 const SEARCH_WINDOW_ROWS: usize = 2 * PAGE_ROWS;
+/// Rows of rest blobs written and then read for the tag filter at a time: about 50 KiB of
+/// blobs, which stay in the core's cache between the two (a whole window did not).
+const FILTER_SLICE_ROWS: usize = 128;
+const _: () = assert!(PAGE_ROWS.is_multiple_of(FILTER_SLICE_ROWS));
 const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
@@ -590,10 +594,7 @@ fn write_block_as(
     let mut filters = Vec::new();
     let mut rg_filter_bits = Vec::new();
     let mut start = 0;
-    let mut tag_filters = Vec::new();
-    // The distinct tags of a search window. aHash rather than SipHash (which was a tenth of
-    // the filters' cost): still keyed per process, since clients choose the tags.
-    let mut pairs: HashSet<(u64, u64), ahash::RandomState> = HashSet::default();
+    let mut tag_filters = WrittenTagFilters::default();
     let mut t = 0;
     while t < order.traces.len() {
         // Take whole traces until the row group is full.
@@ -604,9 +605,9 @@ fn write_block_as(
             t += 1;
         }
         let traces = &order.traces[first..t];
-        // A search window's tag filter is built right after its rest blobs were copied into
-        // the column's pages, while they are still in cache: as a second pass over the row
-        // group it read every blob from memory again.
+        // A search window's tag filter is built as its rest blobs are copied into the
+        // column's pages, a slice at a time, while they are still in cache: as a second pass
+        // over the row group it read every blob from memory again.
         write_row_group(
             &mut writer,
             head,
@@ -616,7 +617,7 @@ fn write_block_as(
                 .iter()
                 .map(|(_, trace_end)| *trace_end as usize - start),
             indexed,
-            |window| tag_filters.extend(window_tag_filter(window, &mut pairs)),
+            &mut tag_filters,
         )
         .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(traces.len() as u64);
@@ -635,7 +636,7 @@ fn write_block_as(
     let filter_path = tmp_dir.join(FILTER);
     let filter_bytes: Vec<u8> = filters.iter().flat_map(Bloom::to_bytes).collect();
     write_synced(&filter_path, &filter_bytes)?;
-    write_synced(&tmp_dir.join(TAG_FILTER), &tag_filters)?;
+    write_synced(&tmp_dir.join(TAG_FILTER), &tag_filters.bytes)?;
     let tables_bytes = if indexed {
         let tables = Tables {
             resources: head.resources.iter().map(|r| r.bytes.clone()).collect(),
@@ -678,7 +679,10 @@ fn write_block_as(
         min_start: head.min_start,
         max_start: head.max_start,
         max_end: head.max_end,
-        bytes: data_bytes + filter_bytes.len() as u64 + tag_filters.len() as u64 + tables_bytes,
+        bytes: data_bytes
+            + filter_bytes.len() as u64
+            + tag_filters.bytes.len() as u64
+            + tables_bytes,
         services,
         operations,
         filter_bits: filter_bytes.len() as u64 * 8,
@@ -703,49 +707,82 @@ fn write_block_as(
     Ok(block)
 }
 
-/// The tag filter of one search window of rest blobs, as `tags.bloom` stores it: its length
-/// in words, then the words. `pairs` is scratch space kept between windows.
-fn window_tag_filter(
-    window: &[ByteArray],
-    pairs: &mut HashSet<(u64, u64), ahash::RandomState>,
-) -> Vec<u8> {
-    // The distinct encoded attributes of the window: each is hashed once. Most attributes
-    // repeat within a few spans, and a direct-mapped cache of recent ones answers those with
-    // one comparison instead of hashing into the set; a slot only ever holds an attribute
-    // already in `seen`.
-    pairs.clear();
-    let mut seen: HashSet<&[u8], ahash::RandomState> = HashSet::default();
-    let mut recent: [Option<&[u8]>; RECENT_SLOTS] = [None; RECENT_SLOTS];
-    let mut broken = false;
-    for rest in window {
-        broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
-            let slot = &mut recent[recent_slot(kv)];
-            if *slot == Some(kv) {
-                return Ok(());
-            }
-            *slot = Some(kv);
-            if seen.insert(kv) {
-                pairs.insert(crate::query::kv_tag_hash(kv)?);
-            }
-            Ok(())
-        })
-        .is_err();
+/// Builds the tag filter of one search window from its rest blobs, fed in slices as they are
+/// written, into the form `tags.bloom` stores: its length in words, then the words.
+///
+/// The distinct encoded attributes of the window are each hashed once. Most attributes
+/// repeat within a few spans, and a direct-mapped cache of recent ones answers those with
+/// one comparison instead of hashing into the set; a slot only ever holds an attribute
+/// already in `seen`.
+struct WindowFilter<'a, 'p> {
+    out: &'p mut WrittenTagFilters,
+    seen: HashSet<&'a [u8], ahash::RandomState>,
+    recent: [Option<&'a [u8]>; RECENT_SLOTS],
+    broken: bool,
+}
+
+impl<'a, 'p> WindowFilter<'a, 'p> {
+    fn new(out: &'p mut WrittenTagFilters) -> Self {
+        out.pairs.clear();
+        WindowFilter {
+            out,
+            seen: HashSet::default(),
+            recent: [None; RECENT_SLOTS],
+            broken: false,
+        }
     }
-    let bits = (pairs.len() as u64 * TAG_BITS_PER_VALUE).clamp(64, TAG_FILTER_MAX_BITS);
-    let mut f = Bloom {
-        words: vec![0; bits.div_ceil(64) as usize],
-        hashes: TAG_FILTER_HASHES,
-    };
-    for h in pairs.iter() {
-        f.insert_hashes(*h);
+
+    fn add(&mut self, blobs: &'a [ByteArray]) {
+        for rest in blobs {
+            let (recent, seen, pairs) = (&mut self.recent, &mut self.seen, &mut self.out.pairs);
+            self.broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
+                let slot = &mut recent[recent_slot(kv)];
+                if *slot == Some(kv) {
+                    return Ok(());
+                }
+                *slot = Some(kv);
+                if seen.insert(kv) {
+                    pairs.insert(crate::query::kv_tag_hash(kv)?);
+                }
+                Ok(())
+            })
+            .is_err();
+        }
     }
-    if broken {
-        // A blob that does not parse: the filter must never rule anything out.
-        f.words.fill(u64::MAX);
+
+    /// Appends the window's filter to the block's; the builder is ready for the next window.
+    fn finish(&mut self) {
+        let pairs = &mut self.out.pairs;
+        let bits = (pairs.len() as u64 * TAG_BITS_PER_VALUE).clamp(64, TAG_FILTER_MAX_BITS);
+        let mut f = Bloom {
+            words: vec![0; bits.div_ceil(64) as usize],
+            hashes: TAG_FILTER_HASHES,
+        };
+        for h in pairs.iter() {
+            f.insert_hashes(*h);
+        }
+        if self.broken {
+            // A blob that does not parse: the filter must never rule anything out.
+            f.words.fill(u64::MAX);
+        }
+        pairs.clear();
+        self.seen.clear();
+        self.recent = [None; RECENT_SLOTS];
+        self.broken = false;
+        let bytes = &mut self.out.bytes;
+        bytes.extend((f.words.len() as u32).to_le_bytes());
+        bytes.extend(f.to_bytes());
     }
-    let mut out = (f.words.len() as u32).to_le_bytes().to_vec();
-    out.extend(f.to_bytes());
-    out
+}
+
+/// The tag filters of a block's search windows as they are written (`tags.bloom`), and the
+/// distinct tags of the window being built, kept between windows as scratch space.
+#[derive(Default)]
+struct WrittenTagFilters {
+    bytes: Vec<u8>,
+    /// aHash rather than SipHash (which was a tenth of the filters' cost): still keyed per
+    /// process, since clients choose the tags.
+    pairs: HashSet<(u64, u64), ahash::RandomState>,
 }
 
 /// Slots of the tag filter's cache of recent attributes.
@@ -769,9 +806,9 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Writes the spans `rows` of `head` as one row group, handing each search window's rest
-/// blobs (in row order) to `window_written` as soon as they are written. `trace_ends` says
-/// where each trace's rows end in `rows`.
+/// Writes the spans `rows` of `head` as one row group, handing each search window's tag
+/// filter (in row order) to `tag_filters`. `trace_ends` says where each trace's rows end in
+/// `rows`.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
@@ -779,7 +816,7 @@ fn write_row_group<W: Write + Send>(
     rows: &[u32],
     trace_ends: impl IntoIterator<Item = usize>,
     indexed: bool,
-    mut window_written: impl FnMut(&[ByteArray]),
+    tag_filters: &mut WrittenTagFilters,
 ) -> parquet::errors::Result<()> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
@@ -921,11 +958,17 @@ fn write_row_group<W: Write + Send>(
             C_RESOURCE => c.typed::<Int32Type>().write_batch(&resource, None, None)?,
             C_SCOPE => c.typed::<Int32Type>().write_batch(&scope, None, None)?,
             C_REST => {
-                // Whole search windows per call: pages are still cut every `PAGE_ROWS` rows.
+                // A few rows per call, each slice's blobs read for the window's tag filter
+                // right after Parquet copied them, from cache. Pages are still cut every
+                // `PAGE_ROWS` rows, a multiple of the slice.
                 let w = c.typed::<ByteArrayType>();
+                let mut filter = WindowFilter::new(tag_filters);
                 for window in rest.chunks(SEARCH_WINDOW_ROWS) {
-                    w.write_batch(window, None, None)?;
-                    window_written(window);
+                    for slice in window.chunks(FILTER_SLICE_ROWS) {
+                        w.write_batch(slice, None, None)?;
+                        filter.add(slice);
+                    }
+                    filter.finish();
                 }
                 rest.len()
             }
@@ -2418,6 +2461,44 @@ mod tests {
                 b.search(&m, &mut got).unwrap();
                 assert_eq!(got, want, "{:?}, format {}", q.tags, b.meta.format);
             }
+        }
+    }
+
+    /// A window's tag filter holds the tags of all its rows, not only of the slice written
+    /// last: a tag on a single span is found wherever in the window the span is.
+    #[test]
+    fn tag_filters_cover_every_slice_of_a_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_700_000_000_000_000_000u64;
+        let spans: Vec<Span> = (0..600u64)
+            .map(|i| Span {
+                trace_id: mixed_trace_id(i),
+                span_id: SpanId((i + 1).to_le_bytes()),
+                name: "op".into(),
+                start_unix_nano: t0 + i * 1000,
+                end_unix_nano: t0 + i * 1000 + 10,
+                attributes: vec![KeyValue::string("req", format!("r{i}"))],
+                ..Span::default()
+            })
+            .collect();
+        let mut head = Head::default();
+        head.insert(&mut Prepared::new(spans), SystemTime::now());
+        let opts = WriteOptions {
+            row_group_spans: 4096,
+            zstd_level: 1,
+        };
+        let b = write_block(dir.path(), 1, &head, 0, &opts).unwrap();
+        let b = Block::open(b.dir.clone()).unwrap();
+        for i in [0u64, 5, 127, 128, 300, 511, 599, 9999] {
+            let q = TraceQuery {
+                tags: vec![("req".into(), format!("r{i}"))],
+                limit: 10,
+                ..TraceQuery::default()
+            };
+            let mut got = HashMap::new();
+            b.search(&Matcher::new(&q), &mut got).unwrap();
+            let want: Vec<TraceId> = (i < 600).then(|| mixed_trace_id(i)).into_iter().collect();
+            assert_eq!(got.into_keys().collect::<Vec<_>>(), want, "r{i}");
         }
     }
 
