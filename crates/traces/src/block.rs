@@ -806,7 +806,7 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Writes the spans `rows` of `head` as one row group, handing each search window's tag
+/// Writes the spans `rows` of `head` as one row group, appending each search window's tag
 /// filter (in row order) to `tag_filters`. `trace_ends` says where each trace's rows end in
 /// `rows`.
 fn write_row_group<W: Write + Send>(

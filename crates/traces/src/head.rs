@@ -613,8 +613,8 @@ impl Head {
     /// Built in sequential passes over the rows, as a counting sort on each span's trace
     /// ordinal: what is sorted is one key per trace and then each trace's few spans, copied
     /// next to each other with their keys. Walking each trace's chain instead missed the
-    /// cache on nearly every span (a sixth of block building), and sorting every span
-    /// through an index missed it on every comparison.
+    /// cache on nearly every span (block building of 1M spans took a tenth longer), and
+    /// sorting every span through an index missed it on every comparison.
     pub fn block_order(&self) -> BlockOrder {
         let traces = self.traces.len();
         // Per trace ordinal: its id, earliest start and span count.
