@@ -168,7 +168,7 @@ fn process_cpu_secs() -> f64 {
         .iter()
         .filter_map(|f| f.parse::<f64>().ok())
         .sum();
-    // Linux reports them in USER_HZ, which is 100 on every architecture it runs on here.
+    // Linux reports them in USER_HZ ticks: 100 a second on x86 and ARM.
     ticks / 100.0
 }
 
