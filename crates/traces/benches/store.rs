@@ -12,7 +12,9 @@
 //! The synthetic data imitates instrumented web services: 10-span traces across an HTTP
 //! frontend, two backends and a database, OTel semantic-convention attributes with realistic
 //! cardinalities (routes, status codes, templated SQL, a user id per trace), five resource
-//! attributes per service and timestamps spread over 15 minutes.
+//! attributes per service and timestamps spread over 15 minutes. Each batch of 100 traces
+//! is written grouped by service, so a trace's spans are apart in the head, as they are when
+//! every service exports its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,6 +222,9 @@ fn setup() -> Fixture {
             newest = newest.max(tr[0].start_unix_nano);
             batch.extend(tr);
         }
+        // Each service exports its own spans, so a trace's spans arrive apart, not
+        // adjacent: grouped by service here, as the load generator's requests are.
+        batch.sort_by_key(|s| Arc::as_ptr(&s.resource));
         written += batch.len();
         if reuse {
             continue;
