@@ -126,6 +126,9 @@ const SEARCH_WINDOW_ROWS: usize = 2 * PAGE_ROWS;
 /// blobs, which stay in the core's cache between the two (a whole window did not).
 const FILTER_SLICE_ROWS: usize = 128;
 const _: () = assert!(PAGE_ROWS.is_multiple_of(FILTER_SLICE_ROWS));
+/// Head rows read ahead together in block building ([`Head::warm`]); 16 did measurably
+/// worse, 64 no better.
+const WARM_ROWS: usize = 32;
 const DATA: &str = "data.parquet";
 const META: &str = "meta.json";
 const FILTER: &str = "traceids.bloom";
@@ -845,6 +848,9 @@ fn write_row_group<W: Write + Send>(
     let mut trace_ends = trace_ends.into_iter();
     let mut by_id: HashMap<SpanId, usize, ahash::RandomState> = HashMap::default();
     for (row, idx) in rows.iter().enumerate() {
+        if row % WARM_ROWS == 0 {
+            head.warm(&rows[row..(row + WARM_ROWS).min(n)]);
+        }
         let s = &head.spans[*idx as usize];
         if row == trace_rows.end {
             trace_rows = row..trace_ends.next().unwrap_or(n).clamp(row + 1, n);

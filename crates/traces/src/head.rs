@@ -569,6 +569,26 @@ impl Head {
         });
     }
 
+    /// Reads a few bytes of each of the spans `rows`, so that their cache misses overlap.
+    ///
+    /// Block building reads rows in block order, which jumps around the head: a trace's
+    /// spans arrive spread over requests and, within one, over its services' groups. Read one
+    /// at a time, each row's cache miss stalled the loop in turn: the first read of a row was
+    /// 6% of the server's CPU at full-speed ingest. The independent loads of this loop wait
+    /// for memory together instead; block building took about a sixth less CPU. (A prefetch
+    /// instruction would also let the wait overlap work, but stable Rust offers it only as
+    /// an `unsafe` intrinsic.)
+    pub(crate) fn warm(&self, rows: &[u32]) {
+        let mut acc = 0u32;
+        for i in rows {
+            let s = &self.spans[*i as usize];
+            // An 88-byte row covers two or three cache lines: fields at its start, middle
+            // and end as laid out today.
+            acc ^= u32::from(s.trace_id.0[0]) ^ s.rest.start ^ u32::from(s.status_message);
+        }
+        std::hint::black_box(acc);
+    }
+
     /// The rest blob of a span of this head.
     pub fn rest(&self, s: &HeadSpan) -> &[u8] {
         let r = s.rest;
