@@ -11,11 +11,12 @@
 //! block (kept in the buffer from the previous write), and pads its last block with zeros that
 //! the next write overwrites. Rewriting acknowledged bytes with the same values is safe even
 //! if the device tears the write. Until a segment is closed its file therefore ends in up to a
-//! block of zeros; closing cuts it to its real length, and open cuts such padding off after a
-//! crash ([`is_padding`]).
+//! block of zeros, and after small writes also in the zeros written ahead ([`PREALLOCATE`]);
+//! closing cuts it to its real length, and open cuts such padding off after a crash
+//! ([`is_padding`]).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -60,26 +61,60 @@ pub(crate) fn create(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
+/// Zeros written ahead of the data after a small write that reached the end of what the
+/// segment had allocated, so that the appends after it overwrite blocks the file system has
+/// already allocated, up to the segment's size limit.
+///
+/// Why: a write that extends a file makes its `fdatasync` also write the allocation's
+/// metadata (on ext4 without a journal, the block bitmap and group descriptor; with one, a
+/// journal commit), the reason databases preallocate their logs. At a steady 10k spans/s (a
+/// write and an `fdatasync` per request) device writes per request fell from 3.6-3.9 to 3.2
+/// on this machine's journal-less ext4, and from 3.0 to 2.3 on a journaled one; the inode's
+/// write stays, as ext4 makes `fdatasync` write it for the new modification time too. Big
+/// writes (full-speed group commit) extend the file themselves: zeros ahead of them would
+/// only double the bytes written.
+pub(crate) const PREALLOCATE: usize = 1 << 20;
+
 /// The aligned write buffer and the partial last block of the segment being written.
 #[derive(Default)]
 pub(crate) struct DirectBuf {
     raw: Vec<u8>,
     /// Bytes of the segment's last, partial block, kept at the aligned start of the buffer.
     tail: usize,
+    /// The file's length: the data, the zeros padding its last block and any zeros written
+    /// ahead.
+    file_len: u64,
+    /// The segment's size limit, rounded up to a block: zeros are never written past it.
+    limit: u64,
+    /// [`ZEROS`] zeros and room to align them, allocated on first use.
+    zeros: Vec<u8>,
 }
 
 impl DirectBuf {
-    /// Starts a new segment whose first bytes (its header) are `head`.
-    pub(crate) fn start_segment(&mut self, head: &[u8]) {
+    /// Starts a new segment, with a size limit of `limit` bytes, whose first bytes (its
+    /// header) are `head`.
+    pub(crate) fn start_segment(&mut self, head: &[u8], limit: u64) {
         self.tail = 0;
+        self.file_len = 0;
+        self.limit = limit.next_multiple_of(BLOCK as u64);
         self.reserve(head.len());
         let at = self.aligned_start();
         self.raw[at..at + head.len()].copy_from_slice(head);
         self.tail = head.len();
     }
 
-    /// Bytes of the partial last block: the file has padding past the data when non-zero.
-    pub(crate) fn tail(&self) -> usize {
+    /// Whether the file holds zeros past `end`, its real length.
+    pub(crate) fn padded_past(&self, end: u64) -> bool {
+        self.file_len > end
+    }
+
+    /// The file was cut to `len` bytes.
+    pub(crate) fn cut(&mut self, len: u64) {
+        self.file_len = len;
+    }
+
+    #[cfg(test)]
+    fn tail(&self) -> usize {
         self.tail
     }
 
@@ -107,6 +142,40 @@ impl DirectBuf {
         if self.raw.len() > KEEP_BYTES {
             self.shrink();
         }
+        // Writes that reach the end of the file, not only those past it: the next write
+        // would extend it.
+        let end = offset + padded as u64;
+        if end >= self.file_len {
+            self.file_len = end;
+            // Not after the header alone: a crash before the first fsync must leave a
+            // segment that is short, not one whose header may read as zeros.
+            if new > 0 && padded < PREALLOCATE {
+                self.write_zeros(file)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes up to [`PREALLOCATE`] zeros at the end of the file, short of the limit, in one
+    /// vectored write that repeats a smaller buffer (a megabyte of zeros in memory would
+    /// have added as much to the idle server's memory).
+    fn write_zeros(&mut self, file: &File) -> io::Result<()> {
+        let len = (self.limit.saturating_sub(self.file_len) as usize).min(PREALLOCATE);
+        if len == 0 {
+            return Ok(());
+        }
+        if self.zeros.is_empty() {
+            self.zeros = vec![0; ZEROS + BLOCK];
+        }
+        let at = self.zeros.as_ptr().align_offset(BLOCK);
+        let zeros = &self.zeros[at..at + ZEROS];
+        let slices: Vec<IoSlice> = (0..len)
+            .step_by(ZEROS)
+            .map(|from| IoSlice::new(&zeros[..ZEROS.min(len - from)]))
+            .collect();
+        // A short write only leaves fewer zeros ahead: appends never depend on them.
+        let n = rustix::io::pwritev(file, &slices, self.file_len)?;
+        self.file_len += n as u64;
         Ok(())
     }
 
@@ -138,11 +207,21 @@ impl DirectBuf {
     }
 }
 
+/// The zero buffer that [`DirectBuf::write_zeros`] repeats.
+const ZEROS: usize = 64 << 10;
+const _: () = assert!(PREALLOCATE.is_multiple_of(ZEROS));
+
+/// The most zeros a segment written here can end in: a block's padding and the zeros
+/// written ahead.
+pub(crate) const MAX_PADDING: usize = BLOCK + PREALLOCATE;
+
 /// Whether `rest`, the bytes of a segment from the first unreadable record to the end of the
-/// file, is the zero padding of a direct write rather than a torn record: all zeros, shorter
-/// than a block, and ending the file at a block boundary.
+/// file, is the zero padding of direct writes rather than a torn record: all zeros, shorter
+/// than [`MAX_PADDING`], and ending the file at a block boundary.
 pub(crate) fn is_padding(rest: &[u8], file_len: u64) -> bool {
-    rest.len() < BLOCK && file_len.is_multiple_of(BLOCK as u64) && rest.iter().all(|&b| b == 0)
+    rest.len() < MAX_PADDING
+        && file_len.is_multiple_of(BLOCK as u64)
+        && rest.iter().all(|&b| b == 0)
 }
 
 #[cfg(test)]
@@ -162,7 +241,7 @@ mod tests {
             .open(&path)
             .unwrap();
         let mut d = DirectBuf::default();
-        d.start_segment(b"HEADER");
+        d.start_segment(b"HEADER", 64 << 20);
         let mut expect = b"HEADER".to_vec();
         for (i, len) in [1usize, 4089, 5000, 0, 4096, 3, 20_000, 4095, 9 << 20, 7]
             .into_iter()
@@ -174,21 +253,66 @@ mod tests {
             expect.extend_from_slice(&a);
             expect.extend_from_slice(&b);
             let got = std::fs::read(&path).unwrap();
-            assert_eq!(got.len(), expect.len().next_multiple_of(BLOCK), "write {i}");
+            assert!(
+                got.len() >= expect.len().next_multiple_of(BLOCK),
+                "write {i}"
+            );
             assert_eq!(&got[..expect.len()], &expect[..], "write {i}");
             assert!(is_padding(&got[expect.len()..], got.len() as u64));
             assert_eq!(d.tail(), expect.len() % BLOCK);
+            assert_eq!(d.file_len, got.len() as u64);
         }
         // The 9 MiB write grew the buffer past what is kept; it shrank again.
         assert!(d.raw.len() <= KEEP_BYTES);
     }
 
+    /// A small write that reaches the end of the file writes zeros ahead of it, short of the
+    /// segment's limit; the small writes after it stay within them, so the file does not
+    /// grow; a big write extends the file by itself alone.
     #[test]
-    fn padding_is_zeros_short_of_a_block_at_a_block_boundary() {
+    fn small_writes_overwrite_zeros_written_ahead_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let len = || std::fs::metadata(&path).unwrap().len() as usize;
+        let mut d = DirectBuf::default();
+        d.start_segment(b"HEADER", 2 * PREALLOCATE as u64 - 10);
+        d.write(&file, 6, &[]).unwrap();
+        // The header alone gets no zeros ahead.
+        assert_eq!(len(), BLOCK);
+        let mut end = 6u64;
+        d.write(&file, end, &[&[7; 100]]).unwrap();
+        end += 100;
+        assert_eq!(len(), BLOCK + PREALLOCATE);
+        while (end as usize + 5000).next_multiple_of(BLOCK) < BLOCK + PREALLOCATE {
+            d.write(&file, end, &[&[7; 5000]]).unwrap();
+            end += 5000;
+            assert_eq!(len(), BLOCK + PREALLOCATE, "at {end}");
+        }
+        // Zeros stop at the limit, rounded up to a block.
+        d.write(&file, end, &[&[7; 5000]]).unwrap();
+        end += 5000;
+        assert_eq!(len(), 2 * PREALLOCATE);
+        // A big write extends the file by itself.
+        d.write(&file, end, &[&[7; PREALLOCATE * 2]]).unwrap();
+        end += 2 * PREALLOCATE as u64;
+        assert_eq!(len(), (end as usize).next_multiple_of(BLOCK));
+        let got = std::fs::read(&path).unwrap();
+        assert!(got[6..end as usize].iter().all(|&b| b == 7));
+        assert!(is_padding(&got[end as usize..], got.len() as u64));
+    }
+
+    #[test]
+    fn padding_is_zeros_short_of_the_most_at_a_block_boundary() {
         assert!(is_padding(&[0; 10], 8192));
         assert!(is_padding(&[], 4096));
+        assert!(is_padding(&vec![0; MAX_PADDING - 1], 8192));
         assert!(!is_padding(&[0; 10], 8190));
         assert!(!is_padding(&[0, 0, 1], 8192));
-        assert!(!is_padding(&[0; BLOCK], 8192));
+        assert!(!is_padding(&vec![0; MAX_PADDING], 8192));
     }
 }

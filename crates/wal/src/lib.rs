@@ -567,7 +567,7 @@ fn recover_tail(path: &Path) -> Result<Tail, WalError> {
 /// `offset` on (what a crash leaves after the last record of a segment written that way).
 fn padding_from(path: &Path, offset: u64, len: u64) -> io::Result<bool> {
     let rest = len.saturating_sub(offset);
-    if rest >= direct::BLOCK as u64 {
+    if rest >= direct::MAX_PADDING as u64 {
         return Ok(false);
     }
     let mut buf = vec![0u8; rest as usize];

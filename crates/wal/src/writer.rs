@@ -68,7 +68,7 @@ pub(crate) fn create_segment(shared: &Shared, id: SegmentId) -> Result<NewSegmen
     let (file, direct) = match direct_file {
         Some(file) => {
             let mut buf = DirectBuf::default();
-            buf.start_segment(&segment_header());
+            buf.start_segment(&segment_header(), shared.opts.segment_bytes);
             match buf.write(&file, SEGMENT_HEADER_LEN, &[]) {
                 Ok(()) => (file, Some(buf)),
                 // The file system took the flag but not our alignment: write through the
@@ -315,10 +315,11 @@ impl Writer {
     /// Cuts the zero padding of direct writes off the current segment, leaving it to the
     /// next fsync of this segment, so that a closed segment ends at its last record.
     fn cut_padding(&mut self) -> Result<(), Failure> {
-        if self.direct.as_ref().is_some_and(|d| d.tail() > 0) {
+        if let Some(d) = self.direct.as_mut().filter(|d| d.padded_past(self.written)) {
             self.file
                 .set_len(self.written)
                 .map_err(|e| (self.path.clone(), e))?;
+            d.cut(self.written);
             self.dirty_since.get_or_insert_with(Instant::now);
         }
         Ok(())
