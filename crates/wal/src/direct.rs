@@ -150,7 +150,11 @@ impl DirectBuf {
             // Not after the header alone: a crash before the first fsync must leave a
             // segment that is short, not one whose header may read as zeros.
             if new > 0 && padded < PREALLOCATE {
-                self.write_zeros(file)?;
+                // Only a hint: a full disk refuses the data writes themselves soon enough,
+                // and the log must not fail for zeros nobody asked for.
+                if let Err(e) = self.write_zeros(file) {
+                    tracing::debug!(error = %e, "write-ahead log: could not write zeros ahead");
+                }
             }
         }
         Ok(())
