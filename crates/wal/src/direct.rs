@@ -232,18 +232,25 @@ pub(crate) fn is_padding(rest: &[u8], file_len: u64) -> bool {
 mod tests {
     use super::*;
     use std::fs::OpenOptions;
+    use std::path::PathBuf;
 
-    /// Appends through a `DirectBuf` into a plain file produce exactly the concatenation,
-    /// whatever the write sizes, with at most a block of zeros after it.
-    #[test]
-    fn writes_rewrite_the_partial_block_and_pad_with_zeros() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("seg");
+    /// A new plain file in `dir` (direct I/O is not needed to check what lands where).
+    fn new_file(dir: &Path) -> (PathBuf, File) {
+        let path = dir.join("seg");
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .unwrap();
+        (path, file)
+    }
+
+    /// Appends through a `DirectBuf` into a plain file produce exactly the concatenation,
+    /// whatever the write sizes, with nothing but padding zeros after it.
+    #[test]
+    fn writes_rewrite_the_partial_block_and_pad_with_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, file) = new_file(dir.path());
         let mut d = DirectBuf::default();
         d.start_segment(b"HEADER", 64 << 20);
         let mut expect = b"HEADER".to_vec();
@@ -276,12 +283,7 @@ mod tests {
     #[test]
     fn small_writes_overwrite_zeros_written_ahead_up_to_the_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("seg");
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
+        let (path, file) = new_file(dir.path());
         let len = || std::fs::metadata(&path).unwrap().len() as usize;
         let mut d = DirectBuf::default();
         d.start_segment(b"HEADER", 2 * PREALLOCATE as u64 - 10);
