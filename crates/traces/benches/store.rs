@@ -196,6 +196,9 @@ fn setup() -> Fixture {
     {
         cfg.row_group_spans = rg;
     }
+    if let Some(level) = env("LOOKOUT_BENCH_ZSTD") {
+        cfg.zstd_level = level;
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = TraceStore::open(cfg.clone()).unwrap();
     let res = resources();
