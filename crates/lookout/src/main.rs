@@ -4,6 +4,7 @@
 //! only reads configuration, wires the parts together ([`wiring`]) and maps failures to exit
 //! codes: 0 on success, 1 when a command fails, 2 for usage errors (clap's convention).
 
+mod allocator;
 mod bridge;
 mod cli;
 mod config;
@@ -22,11 +23,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Ingest decodes, validates and stores millions of small strings per second from two or more
-// threads; glibc's malloc spent about half the server's CPU on that in the ingest benchmark.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -40,6 +36,7 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return cli::usage_error(e),
