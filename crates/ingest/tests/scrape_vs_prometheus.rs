@@ -173,7 +173,8 @@ async fn same_series_as_prometheus() {
         "{PROMETHEUS} is missing; install Debian's prometheus (scripts/system-deps.sh does)"
     );
     let (_target, target) = start_python_target();
-    let down = format!("127.0.0.1:{}", free_port());
+    let (_down_socket, down) = refusing_addr();
+    let down = down.to_string();
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("prometheus.yml");
     std::fs::write(&cfg_path, config(&target, &down)).unwrap();

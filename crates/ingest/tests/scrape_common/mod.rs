@@ -181,6 +181,17 @@ pub fn start_python_script(name: &str, extra: usize) -> (KillOnDrop, String, Vec
 }
 
 /// A port nothing listens on right now.
+/// A local address where connections are refused, for a target that is down. The socket is
+/// bound but not listening, and holds the port until dropped: a port merely seen free could
+/// be handed out again, to the Prometheus of the same test, which then answered as that
+/// target.
+pub fn refusing_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
