@@ -38,8 +38,9 @@ pub fn keep_freed_memory() -> bool {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() || purge_delay_ms().is_none() {
         return false;
     }
-    // SAFETY: `mi_option_set` stores a value in mimalloc's option table (an atomic store);
-    // `PURGE_DELAY` is a valid option of the linked mimalloc, as `purge_delay_ms` checked.
+    // SAFETY: `mi_option_set` stores a value in mimalloc's option table and may be called at
+    // any time; `PURGE_DELAY` is an option of the linked mimalloc, as `purge_delay_ms`
+    // checked. (`main` calls this first anyway, before other threads run.)
     unsafe { mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
     true
 }
