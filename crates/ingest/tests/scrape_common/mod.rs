@@ -180,7 +180,6 @@ pub fn start_python_script(name: &str, extra: usize) -> (KillOnDrop, String, Vec
     (KillOnDrop(child), format!("127.0.0.1:{port}"), lines)
 }
 
-/// A port nothing listens on right now.
 /// A local address where connections are refused, for a target that is down. The socket is
 /// bound but not listening, and holds the port until dropped: a port merely seen free could
 /// be handed out again, to the Prometheus of the same test, which then answered as that
@@ -192,6 +191,7 @@ pub fn refusing_addr() -> (tokio::net::TcpSocket, SocketAddr) {
     (socket, addr)
 }
 
+/// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
