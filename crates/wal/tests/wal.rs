@@ -595,9 +595,9 @@ async fn a_batch_larger_than_one_vectored_write_is_written_whole() {
 
 /// What a crash leaves of a log written under `Always` (where the file system allows direct
 /// I/O, the live segment ends in the zero padding of its last aligned write and the zeros
-/// written ahead of it): a copy of its
-/// files taken while it runs replays every acknowledged record, closed segments end at their
-/// last record, and open cuts the live segment back to its records.
+/// written ahead of it): a copy of its files taken while it runs replays every acknowledged
+/// record, closed segments end at their last record, and open cuts the live segment back to
+/// its records.
 #[tokio::test]
 async fn a_crash_copy_of_an_always_log_replays_every_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
