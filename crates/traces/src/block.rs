@@ -15,7 +15,9 @@
 //! exactly one row group and a parent is addressed by its row distance (`parent_offset`)
 //! instead of 8 more random bytes; `parent_span_id` is written only when the parent is not
 //! in the block. Query columns are plain Parquet columns (anyone can open a block with
-//! DuckDB); everything else of a span is the protobuf "rest" blob of [`crate::codec`].
+//! DuckDB); everything else of a span is the protobuf "rest" blob of [`crate::codec`], in a
+//! column `rest_chunk.rs` encodes (without a dictionary: blobs rarely repeat, and a dictionary
+//! page would have to be decoded whole before any row of the row group could be read).
 //! Resources and scopes are protobuf blobs stored once per block in `resources.bin`, and the
 //! `resource` and `scope` columns hold indices into it: the head has interned them already,
 //! whereas handing Parquet the blobs (format 3) made its dictionary encoder hash and compare
@@ -73,12 +75,13 @@ use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, SpanColumns};
 use crate::head::Head;
 use crate::query::Matcher;
+use crate::rest_chunk::RestChunkWriter;
 use crate::TraceError;
 
 const SCHEMA: &str = "
@@ -549,9 +552,6 @@ fn write_block_as(
         "parent_span_id",
         "start_unix_nano",
         "duration_nano",
-        // Rest blobs rarely repeat; a dictionary page of them would have to be decoded
-        // whole before any row of the row group can be read.
-        "rest",
     ] {
         props = props.set_column_dictionary_enabled(ColumnPath::from(c), false);
     }
@@ -588,6 +588,8 @@ fn write_block_as(
     let mut writer =
         SerializedFileWriter::new(BufWriter::new(file), schema, Arc::new(props.build()))
             .map_err(|e| block_err(e.to_string()))?;
+    let mut rest = RestChunkWriter::new(zstd, PAGE_ROWS).map_err(|e| block_err(e.to_string()))?;
+    let rest_descr = writer.schema_descr().column(C_REST);
 
     let strings: Vec<Bytes> = head
         .strings
@@ -621,6 +623,7 @@ fn write_block_as(
                 .map(|(_, trace_end)| *trace_end as usize - start),
             indexed,
             &mut tag_filters,
+            (&mut rest, &rest_descr),
         )
         .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(traces.len() as u64);
@@ -735,10 +738,10 @@ impl<'a, 'p> WindowFilter<'a, 'p> {
         }
     }
 
-    fn add(&mut self, blobs: &'a [ByteArray]) {
+    fn add(&mut self, blobs: &[&'a [u8]]) {
         for rest in blobs {
             let (recent, seen, pairs) = (&mut self.recent, &mut self.seen, &mut self.out.pairs);
-            self.broken |= crate::query::rest_tag_kvs(rest.data(), &mut |kv| {
+            self.broken |= crate::query::rest_tag_kvs(rest, &mut |kv| {
                 let slot = &mut recent[recent_slot(kv)];
                 if *slot == Some(kv) {
                     return Ok(());
@@ -811,7 +814,8 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
 
 /// Writes the spans `rows` of `head` as one row group, appending each search window's tag
 /// filter (in row order) to `tag_filters`. `trace_ends` says where each trace's rows end in
-/// `rows`.
+/// `rows`. The rest column is encoded by `rest` (with its descriptor).
+#[allow(clippy::too_many_arguments)]
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
@@ -820,6 +824,7 @@ fn write_row_group<W: Write + Send>(
     trace_ends: impl IntoIterator<Item = usize>,
     indexed: bool,
     tag_filters: &mut WrittenTagFilters,
+    (rest_writer, rest_descr): (&mut RestChunkWriter, &ColumnDescPtr),
 ) -> parquet::errors::Result<()> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
@@ -839,9 +844,9 @@ fn write_row_group<W: Write + Send>(
     let mut scope = Vec::with_capacity(n);
     // Format 3's blobs, for tests only.
     let (mut resource_blobs, mut scope_blobs) = (Vec::new(), Vec::new());
-    let mut rest = Vec::with_capacity(n);
-    // Ids are copied into one buffer and handed to Parquet as slices of it, rest blobs as
-    // slices of the head's buffers: no allocation or copy per span.
+    let mut rest: Vec<&[u8]> = Vec::with_capacity(n);
+    // Ids are copied into one buffer and handed to Parquet as slices of it: no allocation or
+    // copy per span.
     let mut ids_buf = Vec::with_capacity(n * 24);
     // The rows of the current trace (contiguous in `rows`), for finding parents by span id.
     let mut trace_rows = 0..0;
@@ -913,7 +918,7 @@ fn write_row_group<W: Write + Send>(
             resource_blobs.push(ByteArray::from(res.bytes.clone()));
             scope_blobs.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
         }
-        rest.push(ByteArray::from(head.rest_shared(s)));
+        rest.push(head.rest(s));
     }
     let ids_buf = Bytes::from(ids_buf);
     for row in 0..n {
@@ -925,8 +930,28 @@ fn write_row_group<W: Write + Send>(
         )));
     }
     let mut rg = writer.next_row_group()?;
-    let mut col = 0;
-    while let Some(mut c) = rg.next_column()? {
+    for col in 0..COLUMNS {
+        if col == C_REST {
+            // A few rows per call, each slice's blobs read for the window's tag filter right
+            // after they were copied into the page, from cache. Pages are cut every
+            // `PAGE_ROWS` rows, a multiple of the slice.
+            let mut filter = WindowFilter::new(tag_filters);
+            for window in rest.chunks(SEARCH_WINDOW_ROWS) {
+                for slice in window.chunks(FILTER_SLICE_ROWS) {
+                    rest_writer.push(slice)?;
+                    filter.add(slice);
+                }
+                filter.finish();
+            }
+            let (chunk, close) = rest_writer.finish(rest_descr.clone())?;
+            rg.append_column(&chunk, close)?;
+            continue;
+        }
+        let Some(mut c) = rg.next_column()? else {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "the schema ends before column {col}"
+            )));
+        };
         match col {
             C_TRACE => c
                 .typed::<FixedLenByteArrayType>()
@@ -963,25 +988,9 @@ fn write_row_group<W: Write + Send>(
             }
             C_RESOURCE => c.typed::<Int32Type>().write_batch(&resource, None, None)?,
             C_SCOPE => c.typed::<Int32Type>().write_batch(&scope, None, None)?,
-            C_REST => {
-                // A few rows per call, each slice's blobs read for the window's tag filter
-                // right after Parquet copied them, from cache. Pages are still cut every
-                // `PAGE_ROWS` rows, a multiple of the slice.
-                let w = c.typed::<ByteArrayType>();
-                let mut filter = WindowFilter::new(tag_filters);
-                for window in rest.chunks(SEARCH_WINDOW_ROWS) {
-                    for slice in window.chunks(FILTER_SLICE_ROWS) {
-                        w.write_batch(slice, None, None)?;
-                        filter.add(slice);
-                    }
-                    filter.finish();
-                }
-                rest.len()
-            }
             _ => 0,
         };
         c.close()?;
-        col += 1;
     }
     rg.close()?;
     Ok(())

@@ -595,12 +595,6 @@ impl Head {
         &self.rests[r.chunk as usize][r.start as usize..(r.start + r.len) as usize]
     }
 
-    /// The rest blob of a span of this head as a shared slice of its buffer.
-    pub fn rest_shared(&self, s: &HeadSpan) -> Bytes {
-        let r = s.rest;
-        self.rests[r.chunk as usize].slice(r.start as usize..(r.start + r.len) as usize)
-    }
-
     /// The status message of a span of this head, empty when it has none.
     pub fn status_message(&self, s: &HeadSpan) -> Result<&str, String> {
         if !s.status_message {

@@ -14,6 +14,7 @@ mod block;
 mod codec;
 mod head;
 mod query;
+mod rest_chunk;
 mod store;
 
 use std::path::PathBuf;
