@@ -75,7 +75,7 @@ use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, SpanColumns};
@@ -588,8 +588,11 @@ fn write_block_as(
     let mut writer =
         SerializedFileWriter::new(BufWriter::new(file), schema, Arc::new(props.build()))
             .map_err(|e| block_err(e.to_string()))?;
-    let mut rest = RestChunkWriter::new(zstd, PAGE_ROWS).map_err(|e| block_err(e.to_string()))?;
-    let rest_descr = writer.schema_descr().column(C_REST);
+    let mut rest = RestColumn {
+        chunks: RestChunkWriter::new(zstd, PAGE_ROWS, writer.schema_descr().column(C_REST))
+            .map_err(|e| block_err(e.to_string()))?,
+        tag_filters: WrittenTagFilters::default(),
+    };
 
     let strings: Vec<Bytes> = head
         .strings
@@ -599,7 +602,6 @@ fn write_block_as(
     let mut filters = Vec::new();
     let mut rg_filter_bits = Vec::new();
     let mut start = 0;
-    let mut tag_filters = WrittenTagFilters::default();
     let mut t = 0;
     while t < order.traces.len() {
         // Take whole traces until the row group is full.
@@ -622,8 +624,7 @@ fn write_block_as(
                 .iter()
                 .map(|(_, trace_end)| *trace_end as usize - start),
             indexed,
-            &mut tag_filters,
-            (&mut rest, &rest_descr),
+            &mut rest,
         )
         .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(traces.len() as u64);
@@ -642,6 +643,7 @@ fn write_block_as(
     let filter_path = tmp_dir.join(FILTER);
     let filter_bytes: Vec<u8> = filters.iter().flat_map(Bloom::to_bytes).collect();
     write_synced(&filter_path, &filter_bytes)?;
+    let tag_filters = rest.tag_filters;
     write_synced(&tmp_dir.join(TAG_FILTER), &tag_filters.bytes)?;
     let tables_bytes = if indexed {
         let tables = Tables {
@@ -812,10 +814,16 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), TraceError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Writes the spans `rows` of `head` as one row group, appending each search window's tag
-/// filter (in row order) to `tag_filters`. `trace_ends` says where each trace's rows end in
-/// `rows`. The rest column is encoded by `rest` (with its descriptor).
-#[allow(clippy::too_many_arguments)]
+/// Where the rest blobs of a block's row groups go: the column's chunks, and the tag filters of
+/// its search windows, built from the same blobs.
+struct RestColumn {
+    chunks: RestChunkWriter,
+    tag_filters: WrittenTagFilters,
+}
+
+/// Writes the spans `rows` of `head` as one row group, the rest column through `rest`, which
+/// also gets each search window's tag filter (in row order). `trace_ends` says where each
+/// trace's rows end in `rows`.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
@@ -823,8 +831,7 @@ fn write_row_group<W: Write + Send>(
     rows: &[u32],
     trace_ends: impl IntoIterator<Item = usize>,
     indexed: bool,
-    tag_filters: &mut WrittenTagFilters,
-    (rest_writer, rest_descr): (&mut RestChunkWriter, &ColumnDescPtr),
+    rest_column: &mut RestColumn,
 ) -> parquet::errors::Result<()> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
@@ -935,15 +942,16 @@ fn write_row_group<W: Write + Send>(
             // A few rows per call, each slice's blobs read for the window's tag filter right
             // after they were copied into the page, from cache. Pages are cut every
             // `PAGE_ROWS` rows, a multiple of the slice.
-            let mut filter = WindowFilter::new(tag_filters);
+            let chunks = &mut rest_column.chunks;
+            let mut filter = WindowFilter::new(&mut rest_column.tag_filters);
             for window in rest.chunks(SEARCH_WINDOW_ROWS) {
                 for slice in window.chunks(FILTER_SLICE_ROWS) {
-                    rest_writer.push(slice)?;
+                    chunks.push(slice)?;
                     filter.add(slice);
                 }
                 filter.finish();
             }
-            let (chunk, close) = rest_writer.finish(rest_descr.clone())?;
+            let (chunk, close) = chunks.finish()?;
             rg.append_column(&chunk, close)?;
             continue;
         }

@@ -1,6 +1,6 @@
 //! The `rest` column chunk of a block's row group, encoded here instead of by Parquet's column
 //! writer: PLAIN-encoded pages of a fixed number of rows, each compressed with ZSTD, handed to
-//! the row group as a finished chunk ([`SerializedRowGroupWriter::append_column`]).
+//! the row group as a finished chunk ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
 //!
 //! Why: rest blobs are most of a block's bytes, and Parquet's writer handled each one several
 //! times. Every blob was a reference-counted `ByteArray`; its PLAIN encoder grew a fresh
@@ -25,6 +25,7 @@ use parquet::schema::types::ColumnDescPtr;
 
 /// Buffers and the compression context, kept from one row group (and page) to the next.
 pub(crate) struct RestChunkWriter {
+    descr: ColumnDescPtr,
     level: ZstdLevel,
     compressor: zstd::bulk::Compressor<'static>,
     /// The page being filled, PLAIN-encoded: each blob's length (4 bytes, little-endian),
@@ -49,11 +50,17 @@ struct PageSpan {
 }
 
 impl RestChunkWriter {
-    /// A writer of chunks with pages of `rows_per_page` rows, compressed at `level`.
-    pub(crate) fn new(level: ZstdLevel, rows_per_page: usize) -> Result<RestChunkWriter> {
+    /// A writer of chunks of column `descr` with pages of `rows_per_page` rows, compressed at
+    /// `level`.
+    pub(crate) fn new(
+        level: ZstdLevel,
+        rows_per_page: usize,
+        descr: ColumnDescPtr,
+    ) -> Result<RestChunkWriter> {
         let compressor = zstd::bulk::Compressor::new(level.compression_level())
             .map_err(|e| ParquetError::General(format!("ZSTD context: {e}")))?;
         Ok(RestChunkWriter {
+            descr,
             level,
             compressor,
             page: Vec::new(),
@@ -119,10 +126,10 @@ impl RestChunkWriter {
         Ok(())
     }
 
-    /// Ends the chunk of column `descr`: its bytes and the metadata that
-    /// [`SerializedRowGroupWriter::append_column`] takes with them. The writer is ready for
+    /// Ends the chunk: its bytes and the metadata that
+    /// [`parquet::file::writer::SerializedRowGroupWriter::append_column`] takes with them. The writer is ready for
     /// the next chunk.
-    pub(crate) fn finish(&mut self, descr: ColumnDescPtr) -> Result<(Bytes, ColumnCloseResult)> {
+    pub(crate) fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.cut_page()?;
         let mut offsets = OffsetIndexBuilder::new();
         for p in &self.pages {
@@ -130,7 +137,7 @@ impl RestChunkWriter {
             offsets.append_row_count(p.rows as i64);
         }
         let encodings = [Encoding::PLAIN, Encoding::RLE];
-        let metadata = ColumnChunkMetaData::builder(descr)
+        let metadata = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(Compression::ZSTD(self.level))
             .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
             .set_page_encoding_stats(vec![PageEncodingStats {
@@ -236,8 +243,8 @@ mod tests {
         let props = Arc::new(parquet::file::properties::WriterProperties::builder().build());
         let mut out = Vec::new();
         let mut w = SerializedFileWriter::new(&mut out, schema, props).unwrap();
-        let mut chunks = RestChunkWriter::new(ZstdLevel::try_new(3).unwrap(), 64).unwrap();
-        let descr = w.schema_descr().column(1);
+        let level = ZstdLevel::try_new(3).unwrap();
+        let mut chunks = RestChunkWriter::new(level, 64, w.schema_descr().column(1)).unwrap();
         for g in 0..row_groups {
             let mut rg = w.next_row_group().unwrap();
             let ints: Vec<i32> = (0..rows as i32).collect();
@@ -251,7 +258,7 @@ mod tests {
             for part in refs.chunks(rows_per_call) {
                 chunks.push(part).unwrap();
             }
-            let (bytes, close) = chunks.finish(descr.clone()).unwrap();
+            let (bytes, close) = chunks.finish().unwrap();
             rg.append_column(&bytes, close).unwrap();
             let mut c = rg.next_column().unwrap().unwrap();
             c.typed::<parquet::data_type::Int32Type>()
