@@ -1,6 +1,9 @@
 //! The `rest` column chunk of a block's row group, encoded here instead of by Parquet's column
 //! writer: PLAIN-encoded pages of a fixed number of rows, each compressed with ZSTD, handed to
-//! the row group as a finished chunk ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
+//! the row group as a finished chunk ([`SerializedRowGroupWriter::append_column`]).
+//!
+//! [`SerializedRowGroupWriter::append_column`]:
+//!     parquet::file::writer::SerializedRowGroupWriter::append_column
 //!
 //! Why: rest blobs are most of a block's bytes, and Parquet's writer handled each one several
 //! times. Every blob was a reference-counted `ByteArray`; its PLAIN encoder grew a fresh
@@ -127,8 +130,11 @@ impl RestChunkWriter {
     }
 
     /// Ends the chunk: its bytes and the metadata that
-    /// [`parquet::file::writer::SerializedRowGroupWriter::append_column`] takes with them. The writer is ready for
-    /// the next chunk.
+    /// [`SerializedRowGroupWriter::append_column`] takes with them. The writer is ready for the
+    /// next chunk.
+    ///
+    /// [`SerializedRowGroupWriter::append_column`]:
+    ///     parquet::file::writer::SerializedRowGroupWriter::append_column
     pub(crate) fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.cut_page()?;
         let mut offsets = OffsetIndexBuilder::new();
