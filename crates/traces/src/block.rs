@@ -821,9 +821,9 @@ struct RestColumn {
     tag_filters: WrittenTagFilters,
 }
 
-/// Writes the spans `rows` of `head` as one row group, the rest column through `rest`, which
-/// also gets each search window's tag filter (in row order). `trace_ends` says where each
-/// trace's rows end in `rows`.
+/// Writes the spans `rows` of `head` as one row group, the rest column through `rest_column`,
+/// which also gets each search window's tag filter (in row order). `trace_ends` says where
+/// each trace's rows end in `rows`.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
