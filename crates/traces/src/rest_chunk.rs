@@ -39,7 +39,6 @@ pub(crate) struct RestChunkWriter {
     compressed: Vec<u8>,
     /// The chunk: page headers and compressed pages.
     chunk: Vec<u8>,
-    rows: usize,
     pages: Vec<PageSpan>,
     uncompressed_bytes: usize,
     rows_per_page: usize,
@@ -70,7 +69,6 @@ impl RestChunkWriter {
             page_rows: 0,
             compressed: Vec::new(),
             chunk: Vec::new(),
-            rows: 0,
             pages: Vec::new(),
             uncompressed_bytes: 0,
             rows_per_page: rows_per_page.max(1),
@@ -123,7 +121,6 @@ impl RestChunkWriter {
             rows: self.page_rows,
         });
         self.uncompressed_bytes += header_len + raw_len;
-        self.rows += self.page_rows;
         self.page.clear();
         self.page_rows = 0;
         Ok(())
@@ -137,6 +134,7 @@ impl RestChunkWriter {
     ///     parquet::file::writer::SerializedRowGroupWriter::append_column
     pub(crate) fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.cut_page()?;
+        let rows: usize = self.pages.iter().map(|p| p.rows).sum();
         let mut offsets = OffsetIndexBuilder::new();
         for p in &self.pages {
             offsets.append_offset_and_size(p.offset as i64, to_i32(p.len)?);
@@ -153,12 +151,12 @@ impl RestChunkWriter {
             }])
             .set_total_compressed_size(self.chunk.len() as i64)
             .set_total_uncompressed_size(self.uncompressed_bytes as i64)
-            .set_num_values(self.rows as i64)
+            .set_num_values(rows as i64)
             .set_data_page_offset(0)
             .build()?;
         let close = ColumnCloseResult {
             bytes_written: self.chunk.len() as u64,
-            rows_written: self.rows as u64,
+            rows_written: rows as u64,
             metadata,
             bloom_filter: None,
             column_index: None,
@@ -168,7 +166,6 @@ impl RestChunkWriter {
         let next = Vec::with_capacity(self.chunk.len());
         let bytes = Bytes::from(std::mem::replace(&mut self.chunk, next));
         self.pages.clear();
-        self.rows = 0;
         self.uncompressed_bytes = 0;
         Ok((bytes, close))
     }
