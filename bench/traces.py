@@ -8,12 +8,14 @@ Measures, on this machine:
     after), and their ratio; also as CPU time per span (server + load generator against the
     decode), which is steadier on a busy machine;
   - CPU share of one core at a steady 10k spans/s (on a fresh server; median of three runs,
-    with the WAL writer thread's part);
+    with the WAL writer thread's part), next to its baseline: the same load on otlp-sink
+    (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops;
   - bytes on disk per span after the head is written out as blocks;
   - with N spans stored (default 10M): start-to-ready, trace-by-id and a
     service + tag + duration search over the last hour through the Jaeger API.
 
 Usage: python3 bench/traces.py [--spans N] [--ingest-seconds S] [--binary PATH]
+                               [--sink-binary PATH]
 Only the standard library is used. Nothing here asserts a speed: it prints figures.
 """
 
@@ -115,6 +117,22 @@ class Server:
         return time.perf_counter() - t0, json.loads(body)
 
 
+class Sink(Server):
+    """otlp-sink, the 10k figure's baseline: started and measured like the server."""
+
+    def __init__(self, binary):
+        super().__init__(binary, data_dir=None)
+
+    def start(self):
+        self.proc = subprocess.Popen([self.binary], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=self.env)
+        line = self.proc.stdout.readline()
+        if not line.startswith("otlp-sink is ready:"):
+            raise SystemExit(f"otlp-sink did not start: {line!r}")
+        self.grpc = "http://" + line.split("otlp-grpc=", 1)[1].strip()
+        return self
+
+
 def loadgen(binary, endpoint, rate, seconds, concurrency=4, batch=512):
     out = subprocess.run(
         [binary, "loadgen", "traces", "--endpoint", endpoint, "--rate", str(rate),
@@ -161,9 +179,13 @@ def main():
     ap.add_argument("--spans", type=int, default=10_000_000)
     ap.add_argument("--ingest-seconds", type=int, default=20)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "lookout"))
+    ap.add_argument("--sink-binary",
+                    default=os.path.join(ROOT, "target", "release", "otlp-sink"))
     args = ap.parse_args()
     if not os.path.exists(args.binary):
         subprocess.run(["cargo", "build", "--release", "-p", "lookout"], cwd=ROOT, check=True)
+    if not os.path.exists(args.sink_binary):
+        subprocess.run(["cargo", "build", "--release", "-p", "otlp-sink"], cwd=ROOT, check=True)
     results = {}
     work = tempfile.mkdtemp(prefix="lookout-bench-")
     try:
@@ -187,8 +209,9 @@ def main():
         # CPU at a steady 10k spans/s, on a fresh server (no block building from earlier load):
         # the median of three runs, since one run swings by a third on a shared machine. The
         # WAL writer's part (a write and an fsync per request, mostly kernel time) is shown
-        # on its own: it is the floor that request handling sits on.
-        shares, wal_shares = [], []
+        # on its own: it is the floor that request handling sits on. Each run is followed by
+        # one of otlp-sink under the same load, so that the ratio compares the same minutes.
+        shares, wal_shares, sink_shares = [], [], []
         for i in range(3):
             s = Server(args.binary, os.path.join(work, f"steady{i}")).start()
             c0, w0, t0 = s.cpu_seconds(), s.wal_writer_cpu_seconds(), time.monotonic()
@@ -197,9 +220,18 @@ def main():
             shares.append((s.cpu_seconds() - c0) / dt)
             wal_shares.append((s.wal_writer_cpu_seconds() - w0) / dt)
             s.stop()
+            k = Sink(args.sink_binary).start()
+            c0, t0 = k.cpu_seconds(), time.monotonic()
+            loadgen(args.binary, k.grpc, 10_000, 20, concurrency=2, batch=200)
+            sink_shares.append((k.cpu_seconds() - c0) / (time.monotonic() - t0))
+            k.stop()
         results["cpu_share_at_10k_spans_per_s"] = round(statistics.median(shares), 4)
         results["cpu_share_at_10k_runs"] = [round(x, 4) for x in shares]
         results["wal_writer_cpu_share_at_10k"] = round(statistics.median(wal_shares), 4)
+        results["otlp_sink_cpu_share_at_10k"] = round(statistics.median(sink_shares), 4)
+        results["otlp_sink_cpu_share_at_10k_runs"] = [round(x, 4) for x in sink_shares]
+        results["cpu_share_at_10k_vs_otlp_sink"] = round(
+            statistics.median(shares) / statistics.median(sink_shares), 3)
 
         # Durable ingest at full speed, between two runs of its baseline: prost decoding the
         # same payloads on every core. The machine's speed drifts by a third within minutes
