@@ -343,10 +343,9 @@ const POOL: usize = 32;
 /// Pre-encoded export requests plus where their ids sit in the bytes.
 struct PayloadPool {
     payloads: Vec<(Vec<u8>, u64)>,
-    /// Byte offsets of every trace id (16 bytes) in each payload.
-    trace_id_offsets: Vec<Vec<usize>>,
-    /// Byte offsets of every span id and parent span id (8 bytes) in each payload.
-    span_id_offsets: Vec<Vec<usize>>,
+    /// Ascending byte offsets, in each payload, of the 8 bytes that a variant rewrites in
+    /// every id: the first half of each trace id, and each span id and parent span id.
+    id_offsets: Vec<Vec<usize>>,
 }
 
 impl PayloadPool {
@@ -354,8 +353,7 @@ impl PayloadPool {
         let mut generator = TraceGenerator::new(0x5eed);
         let mut pool = PayloadPool {
             payloads: Vec::new(),
-            trace_id_offsets: Vec::new(),
-            span_id_offsets: Vec::new(),
+            id_offsets: Vec::new(),
         };
         for _ in 0..POOL {
             let req = generator.request(batch, now);
@@ -371,33 +369,48 @@ impl PayloadPool {
                 trace_ids.insert(span.trace_id.clone());
                 span_ids.insert(span.span_id.clone());
             }
-            pool.trace_id_offsets.push(find_all(&bytes, &trace_ids));
-            pool.span_id_offsets.push(find_all(&bytes, &span_ids));
+            let mut offsets = find_all(&bytes, &trace_ids);
+            offsets.extend(find_all(&bytes, &span_ids));
+            offsets.sort_unstable();
+            pool.id_offsets.push(offsets);
             pool.payloads.push((bytes, span_count(&req)));
         }
         pool
     }
 
-    /// Request `n`: a copy of a pooled request whose ids are XORed with a per-round key, so
-    /// every round sends new traces with the same shape (equal ids stay equal).
-    fn variant(&self, n: u64) -> (Vec<u8>, u64) {
+    /// The number of spans in request `n`.
+    fn spans(&self, n: u64) -> u64 {
+        self.payloads[(n % POOL as u64) as usize].1
+    }
+
+    /// Writes request `n` to `out`: pooled request `n % POOL` whose ids are XORed with a
+    /// per-round key, so every round sends new traces with the same shape (equal ids stay
+    /// equal). It is written straight into the request's buffer, which makes the load
+    /// generator's cost per request one copy of the bytes.
+    fn write_variant(&self, n: u64, out: &mut impl bytes::BufMut) {
         let i = (n % POOL as u64) as usize;
         let key = (n / POOL as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .to_le_bytes();
-        let (bytes, count) = &self.payloads[i];
-        let mut out = bytes.clone();
-        for &o in &self.trace_id_offsets[i] {
-            for (b, k) in out[o..o + 8].iter_mut().zip(key) {
-                *b ^= k;
+        let bytes = &self.payloads[i].0;
+        let mut done = 0;
+        for &o in &self.id_offsets[i] {
+            out.put_slice(&bytes[done..o]);
+            let mut id = [0; 8];
+            for ((d, b), k) in id.iter_mut().zip(&bytes[o..o + 8]).zip(key) {
+                *d = b ^ k;
             }
+            out.put_slice(&id);
+            done = o + 8;
         }
-        for &o in &self.span_id_offsets[i] {
-            for (b, k) in out[o..o + 8].iter_mut().zip(key) {
-                *b ^= k;
-            }
-        }
-        (out, *count)
+        out.put_slice(&bytes[done..]);
+    }
+
+    /// Request `n`'s bytes (see [`PayloadPool::write_variant`]).
+    fn variant(&self, n: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.payloads[(n % POOL as u64) as usize].0.len());
+        self.write_variant(n, &mut out);
+        out
     }
 }
 
@@ -424,7 +437,13 @@ fn find_all(hay: &[u8], needles: &std::collections::BTreeSet<Vec<u8>>) -> Vec<us
     out
 }
 
-/// Sends already-encoded request bytes and decodes the export response.
+/// Request `n` of a [`PayloadPool`], written into the request body by [`RawEncoder`].
+struct Variant {
+    pool: Arc<PayloadPool>,
+    n: u64,
+}
+
+/// Sends already-encoded requests and decodes the export response.
 #[derive(Clone, Copy)]
 struct RawCodec;
 
@@ -433,7 +452,7 @@ struct RawEncoder;
 struct ResponseDecoder;
 
 impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
+    type Encode = Variant;
     type Decode = ExportTraceServiceResponse;
     type Encoder = RawEncoder;
     type Decoder = ResponseDecoder;
@@ -448,16 +467,18 @@ impl tonic::codec::Codec for RawCodec {
 }
 
 impl tonic::codec::Encoder for RawEncoder {
-    type Item = Vec<u8>;
+    type Item = Variant;
     type Error = tonic::Status;
 
     fn encode(
         &mut self,
-        item: Vec<u8>,
+        item: Variant,
         dst: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
+        let len = item.pool.payloads[(item.n % POOL as u64) as usize].0.len();
+        // Once, so that the pieces do not grow the buffer (and copy it) step by step.
+        dst.reserve(len);
+        item.pool.write_variant(item.n, dst);
         Ok(())
     }
 }
@@ -534,8 +555,9 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                 args.endpoint
             )
         })?;
-    // Requests are generated and encoded once; each send copies one and rewrites its ids, so
-    // the generator costs the machine a memcpy per request instead of building spans.
+    // Requests are generated and encoded once; each send copies one into the request's body,
+    // rewriting its ids on the way, so the generator costs the machine a memcpy per request
+    // instead of building spans.
     let pool = Arc::new(PayloadPool::new(args.batch as usize, now_nanos()));
     let tally = Arc::new(Tally::default());
     let next_batch = Arc::new(AtomicU64::new(0));
@@ -561,7 +583,11 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                 } else if Instant::now() >= deadline {
                     break;
                 }
-                let (payload, count) = pool.variant(n);
+                let count = pool.spans(n);
+                let payload = Variant {
+                    pool: pool.clone(),
+                    n,
+                };
                 let t = Instant::now();
                 let sent = async {
                     client
@@ -647,7 +673,7 @@ fn print_report(report: &serde_json::Value, json: bool) {
 /// Decodes the generator's encoded requests with prost on every core for `--duration`.
 fn decode_only(args: &LoadgenTracesArgs) -> anyhow::Result<()> {
     let pool = PayloadPool::new(args.batch as usize, now_nanos());
-    let payloads: Vec<Vec<u8>> = (0..POOL as u64).map(|n| pool.variant(n).0).collect();
+    let payloads: Vec<Vec<u8>> = (0..POOL as u64).map(|n| pool.variant(n)).collect();
     let spans_per_round: u64 = pool.payloads.iter().map(|(_, n)| n).sum();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -708,7 +734,7 @@ mod tests {
     fn pool_variants_are_new_traces_of_the_same_shape() {
         let pool = PayloadPool::new(50, 1_700_000_000_000_000_000);
         let decode = |n| {
-            let req = ExportTraceServiceRequest::decode(&pool.variant(n).0[..]).unwrap();
+            let req = ExportTraceServiceRequest::decode(&pool.variant(n)[..]).unwrap();
             model::otlp::spans_from_request(&req).unwrap()
         };
         let (a, b) = (decode(0), decode(POOL as u64));
