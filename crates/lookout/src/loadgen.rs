@@ -378,9 +378,9 @@ impl PayloadPool {
         pool
     }
 
-    /// The number of spans in request `n`.
-    fn spans(&self, n: u64) -> u64 {
-        self.payloads[(n % POOL as u64) as usize].1
+    /// The pooled request that request `n` is a variant of: its bytes and span count.
+    fn pooled(&self, n: u64) -> &(Vec<u8>, u64) {
+        &self.payloads[(n % POOL as u64) as usize]
     }
 
     /// Writes request `n` to `out`: pooled request `n % POOL` whose ids are XORed with a
@@ -395,6 +395,11 @@ impl PayloadPool {
         let bytes = &self.payloads[i].0;
         let mut done = 0;
         for &o in &self.id_offsets[i] {
+            // A trace id and a span id could only overlap by a 64-bit coincidence; rewrite
+            // the first of the two then.
+            if o < done {
+                continue;
+            }
             out.put_slice(&bytes[done..o]);
             let mut id = [0; 8];
             for ((d, b), k) in id.iter_mut().zip(&bytes[o..o + 8]).zip(key) {
@@ -408,7 +413,7 @@ impl PayloadPool {
 
     /// Request `n`'s bytes (see [`PayloadPool::write_variant`]).
     fn variant(&self, n: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payloads[(n % POOL as u64) as usize].0.len());
+        let mut out = Vec::with_capacity(self.pooled(n).0.len());
         self.write_variant(n, &mut out);
         out
     }
@@ -475,9 +480,8 @@ impl tonic::codec::Encoder for RawEncoder {
         item: Variant,
         dst: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), tonic::Status> {
-        let len = item.pool.payloads[(item.n % POOL as u64) as usize].0.len();
         // Once, so that the pieces do not grow the buffer (and copy it) step by step.
-        dst.reserve(len);
+        dst.reserve(item.pool.pooled(item.n).0.len());
         item.pool.write_variant(item.n, dst);
         Ok(())
     }
@@ -583,7 +587,7 @@ pub async fn run(args: LoadgenTracesArgs) -> anyhow::Result<()> {
                 } else if Instant::now() >= deadline {
                     break;
                 }
-                let count = pool.spans(n);
+                let count = pool.pooled(n).1;
                 let payload = Variant {
                     pool: pool.clone(),
                     n,
