@@ -8,8 +8,9 @@ Measures, on this machine:
     after), and their ratio; also as CPU time per span (server + load generator against the
     decode), which is steadier on a busy machine;
   - CPU share of one core at a steady 10k spans/s (on a fresh server; median of three runs,
-    with the WAL writer thread's part), next to its baseline: the same load on otlp-sink
-    (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops;
+    with the WAL writer thread's part), next to its baselines: the same load on otlp-sink
+    (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops, and on
+    otlp-sink forwarding to another otlp-sink (the Collector's job: receive and forward);
   - bytes on disk per span after the head is written out as blocks;
   - with N spans stored (default 10M): start-to-ready, trace-by-id and a
     service + tag + duration search over the last hour through the Jaeger API.
@@ -118,13 +119,15 @@ class Server:
 
 
 class Sink(Server):
-    """otlp-sink, the 10k figure's baseline: started and measured like the server."""
+    """otlp-sink, the 10k figure's baselines: started and measured like the server. With
+    `forward` (a downstream otlp-sink's URL) it receives and forwards, as the Collector does."""
 
-    def __init__(self, binary):
+    def __init__(self, binary, forward=None):
         super().__init__(binary, data_dir=None)
+        self.args = ["--forward", forward] if forward else []
 
     def start(self):
-        self.proc = subprocess.Popen([self.binary], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([self.binary, *self.args], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, env=self.env)
         line = self.proc.stdout.readline()
         if not line.startswith("otlp-sink is ready:"):
@@ -140,6 +143,13 @@ def loadgen(binary, endpoint, rate, seconds, concurrency=4, batch=512):
          "--batch", str(batch), "--json"],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def share_at_10k(binary, receiver):
+    """The receiver's CPU share of one core while the load generator sends 10k spans/s."""
+    c0, t0 = receiver.cpu_seconds(), time.monotonic()
+    loadgen(binary, receiver.grpc, 10_000, 20, concurrency=2, batch=200)
+    return (receiver.cpu_seconds() - c0) / (time.monotonic() - t0)
 
 
 def du(path):
@@ -210,8 +220,10 @@ def main():
         # the median of three runs, since one run swings by a third on a shared machine. The
         # WAL writer's part (a write and an fsync per request, mostly kernel time) is shown
         # on its own: it is the floor that request handling sits on. Each run is followed by
-        # one of otlp-sink under the same load, so that the ratio compares the same minutes.
-        shares, wal_shares, sink_shares = [], [], []
+        # two of otlp-sink under the same load, so that the ratios compare the same minutes:
+        # one that decodes and drops, and one that forwards to another otlp-sink (the
+        # Collector's job; only the forwarder's CPU counts, as in the Collector's load test).
+        shares, wal_shares, sink_shares, fwd_shares = [], [], [], []
         for i in range(3):
             s = Server(args.binary, os.path.join(work, f"steady{i}")).start()
             c0, w0, t0 = s.cpu_seconds(), s.wal_writer_cpu_seconds(), time.monotonic()
@@ -221,10 +233,13 @@ def main():
             wal_shares.append((s.wal_writer_cpu_seconds() - w0) / dt)
             s.stop()
             k = Sink(args.sink_binary).start()
-            c0, t0 = k.cpu_seconds(), time.monotonic()
-            loadgen(args.binary, k.grpc, 10_000, 20, concurrency=2, batch=200)
-            sink_shares.append((k.cpu_seconds() - c0) / (time.monotonic() - t0))
+            sink_shares.append(share_at_10k(args.binary, k))
             k.stop()
+            down = Sink(args.sink_binary).start()
+            k = Sink(args.sink_binary, forward=down.grpc).start()
+            fwd_shares.append(share_at_10k(args.binary, k))
+            k.stop()
+            down.stop()
         results["cpu_share_at_10k_spans_per_s"] = round(statistics.median(shares), 4)
         results["cpu_share_at_10k_runs"] = [round(x, 4) for x in shares]
         results["wal_writer_cpu_share_at_10k"] = round(statistics.median(wal_shares), 4)
@@ -232,6 +247,10 @@ def main():
         results["otlp_sink_cpu_share_at_10k_runs"] = [round(x, 4) for x in sink_shares]
         results["cpu_share_at_10k_vs_otlp_sink"] = round(
             statistics.median(shares) / statistics.median(sink_shares), 3)
+        results["otlp_forwarder_cpu_share_at_10k"] = round(statistics.median(fwd_shares), 4)
+        results["otlp_forwarder_cpu_share_at_10k_runs"] = [round(x, 4) for x in fwd_shares]
+        results["cpu_share_at_10k_vs_otlp_forwarder"] = round(
+            statistics.median(shares) / statistics.median(fwd_shares), 3)
 
         # Durable ingest at full speed, between two runs of its baseline: prost decoding the
         # same payloads on every core. The machine's speed drifts by a third within minutes

@@ -13,13 +13,21 @@
 //! what Lookout's storage and indexing cost beyond receiving, or save by scanning requests in
 //! place instead of decoding them.
 //!
-//! Usage: `otlp-sink [--addr HOST:PORT]` (default `127.0.0.1:0`). Once listening it prints
-//! `otlp-sink is ready: otlp-grpc=ADDR` on one line.
+//! With `--forward URL` it is the Collector's job itself, receive and forward: every request
+//! is decoded, encoded again and exported to the OTLP/gRPC endpoint at `URL` (another
+//! otlp-sink in the benchmark) over one HTTP/2 connection, and the client gets the
+//! downstream's answer, or its error. That is the Collector's OTLP receiver and exporter with
+//! no processors; unlike the Collector's exporter, whose default is gzip, it sends
+//! uncompressed, which makes it cheaper, not dearer, than the Collector.
+//!
+//! Usage: `otlp-sink [--addr HOST:PORT] [--forward URL]` (default address `127.0.0.1:0`).
+//! Once listening it prints `otlp-sink is ready: otlp-grpc=ADDR` on one line.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -30,34 +38,48 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Answers every export once tonic has decoded it.
-struct Sink;
+/// What happens to a request once tonic has decoded it.
+enum Sink {
+    /// Answered and dropped.
+    Drop,
+    /// Exported downstream; the client gets the downstream's answer.
+    Forward(TraceServiceClient<tonic::transport::Channel>),
+}
 
 #[tonic::async_trait]
 impl TraceService for Sink {
     async fn export(
         &self,
-        _request: tonic::Request<ExportTraceServiceRequest>,
+        request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-fn parse_addr() -> Result<SocketAddr, String> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:0".to_string();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs a HOST:PORT value")?,
-            _ => {
-                return Err(format!(
-                    "unknown argument {arg:?}; usage: otlp-sink [--addr HOST:PORT]"
-                ))
+        match self {
+            Sink::Drop => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Sink::Forward(client) => {
+                let answer = client.clone().export(request.into_inner()).await?;
+                Ok(tonic::Response::new(answer.into_inner()))
             }
         }
     }
-    addr.parse()
-        .map_err(|e| format!("--addr {addr:?} is not a HOST:PORT socket address: {e}"))
+}
+
+const USAGE: &str = "usage: otlp-sink [--addr HOST:PORT] [--forward URL]";
+
+/// The listening address and the downstream URL, if forwarding.
+fn parse_args() -> Result<(SocketAddr, Option<String>), String> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:0".to_string();
+    let mut forward = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().ok_or("--addr needs a HOST:PORT value")?,
+            "--forward" => forward = Some(args.next().ok_or("--forward needs a URL")?),
+            _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
+        }
+    }
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("--addr {addr:?} is not a HOST:PORT socket address: {e}"))?;
+    Ok((addr, forward))
 }
 
 fn main() -> ExitCode {
@@ -72,7 +94,16 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run() -> Result<(), String> {
-    let addr = parse_addr()?;
+    let (addr, forward) = parse_args()?;
+    let sink = match forward {
+        None => Sink::Drop,
+        // Connected on the first export, so the downstream may start later.
+        Some(url) => Sink::Forward(TraceServiceClient::new(
+            tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| format!("--forward {url:?} is not a URL: {e}"))?
+                .connect_lazy(),
+        )),
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -84,7 +115,7 @@ async fn run() -> Result<(), String> {
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
     tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(Sink))
+        .add_service(TraceServiceServer::new(sink))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
         .map_err(|e| format!("the gRPC server failed: {e}"))

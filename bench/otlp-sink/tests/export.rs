@@ -1,11 +1,14 @@
-//! otlp-sink answers a real OTLP/gRPC client, so the benchmark's baseline measures a receiver
-//! that works rather than one that fails every request cheaply.
+//! otlp-sink answers a real OTLP/gRPC client, so the benchmark's baselines measure a receiver
+//! that works rather than one that fails every request cheaply; and with `--forward` it
+//! really sends every request on.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 /// Kills the sink when the test ends, however it ends.
@@ -18,8 +21,9 @@ impl Drop for Sink {
     }
 }
 
-fn start() -> (Sink, String) {
+fn start(args: &[&str]) -> (Sink, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_otlp-sink"))
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("otlp-sink starts");
@@ -37,12 +41,7 @@ fn start() -> (Sink, String) {
     (sink, addr)
 }
 
-#[tokio::test]
-async fn acknowledges_an_export() {
-    let (_sink, addr) = start();
-    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connects");
+fn request() -> ExportTraceServiceRequest {
     let span = Span {
         trace_id: vec![1; 16],
         span_id: vec![2; 8],
@@ -51,7 +50,7 @@ async fn acknowledges_an_export() {
         end_time_unix_nano: 2,
         ..Default::default()
     };
-    let request = ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             scope_spans: vec![ScopeSpans {
                 spans: vec![span; 3],
@@ -59,9 +58,35 @@ async fn acknowledges_an_export() {
             }],
             ..Default::default()
         }],
-    };
-    let response = client.export(request).await.expect("acknowledged");
-    assert!(response.into_inner().partial_success.is_none());
+    }
+}
+
+async fn export(addr: &str) -> Result<ExportTraceServiceResponse, tonic::Status> {
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connects");
+    client.export(request()).await.map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn acknowledges_an_export() {
+    let (_sink, addr) = start(&[]);
+    let response = export(&addr).await.expect("acknowledged");
+    assert!(response.partial_success.is_none());
+}
+
+#[tokio::test]
+async fn forwards_each_export_and_answers_with_the_downstream_result() {
+    // A downstream that is not listening (port 1 needs privileges to listen on): the
+    // forwarder must fail the export, which it only can by trying to send it on.
+    let (_fwd, addr) = start(&["--forward", "http://127.0.0.1:1"]);
+    let err = export(&addr).await.expect_err("no downstream");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    let (_down, down_addr) = start(&[]);
+    let (_fwd, addr) = start(&["--forward", &format!("http://{down_addr}")]);
+    let response = export(&addr).await.expect("acknowledged downstream");
+    assert!(response.partial_success.is_none());
 }
 
 #[test]
