@@ -1,10 +1,10 @@
-//! `otlp-sink`: the peer that `bench/traces.py` measures Lookout's CPU share at a steady 10k
+//! `otlp-sink`: the peers that `bench/traces.py` measures Lookout's CPU share at a steady 10k
 //! spans/s against, in the same run.
 //!
-//! Why a peer of our own: the figure the 10k target was set against is the OpenTelemetry
+//! Why peers of our own: the figure the 10k target was set against is the OpenTelemetry
 //! Collector's load test (about 6% of a core for forwarding alone), measured on other
-//! machines; neither the Collector nor Jaeger can be installed here. What the Collector's OTLP
-//! receiver does before forwarding is this program's whole job: serve `TraceService/Export`
+//! machines; neither the Collector nor Jaeger can be installed here. By default this program
+//! does what the Collector's OTLP receiver does before forwarding: serve `TraceService/Export`
 //! over HTTP/2, decode every request into messages, answer. It does it on the stack a Rust
 //! service would take for that (tonic's server, the prost messages `opentelemetry-proto`
 //! generates, tokio's multi-threaded runtime), with Lookout's allocator (mimalloc) and release
