@@ -10,7 +10,10 @@ Measures, on this machine:
   - CPU share of one core at a steady 10k spans/s (on a fresh server; median of three runs,
     with the WAL writer thread's part), next to its baselines: the same load on otlp-sink
     (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops, and on
-    otlp-sink forwarding to another otlp-sink (the Collector's job: receive and forward);
+    otlp-sink forwarding to another otlp-sink (the Collector's job: receive and forward).
+    In requests of 200 spans, and again of 512 (the `_batch512` figures: OpenTelemetry SDKs'
+    batch span processors export at most 512 spans at once by default, and at this rate that
+    many);
   - bytes on disk per span after the head is written out as blocks;
   - with N spans stored (default 10M): start-to-ready, trace-by-id and a
     service + tag + duration search over the last hour through the Jaeger API.
@@ -145,11 +148,53 @@ def loadgen(binary, endpoint, rate, seconds, concurrency=4, batch=512):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def share_at_10k(binary, receiver):
-    """The receiver's CPU share of one core while the load generator sends 10k spans/s."""
+def share_at_10k(binary, receiver, batch):
+    """The receiver's CPU share of one core while the load generator sends 10k spans/s in
+    requests of `batch` spans."""
     c0, t0 = receiver.cpu_seconds(), time.monotonic()
-    loadgen(binary, receiver.grpc, 10_000, 20, concurrency=2, batch=200)
+    loadgen(binary, receiver.grpc, 10_000, 20, concurrency=2, batch=batch)
     return (receiver.cpu_seconds() - c0) / (time.monotonic() - t0)
+
+
+def steady_10k(args, work, batch, suffix):
+    """CPU share of one core at a steady 10k spans/s in requests of `batch` spans, on a fresh
+    server (no block building from earlier load), and of the same load on the two peers.
+
+    The median of three runs, since one run swings by a third on a shared machine. The WAL
+    writer's part (a write and an fsync per request, mostly kernel time) is shown on its own:
+    it is the floor that request handling sits on. Each run is followed by two of otlp-sink
+    under the same load, so that the ratios compare the same minutes: one that decodes and
+    drops, and one that forwards to another otlp-sink (the Collector's job; only the
+    forwarder's CPU counts, as in the Collector's load test)."""
+    shares, wal_shares, sink_shares, fwd_shares = [], [], [], []
+    for i in range(3):
+        s = Server(args.binary, os.path.join(work, f"steady{batch}-{i}")).start()
+        c0, w0, t0 = s.cpu_seconds(), s.wal_writer_cpu_seconds(), time.monotonic()
+        loadgen(args.binary, s.grpc, 10_000, 20, concurrency=2, batch=batch)
+        dt = time.monotonic() - t0
+        shares.append((s.cpu_seconds() - c0) / dt)
+        wal_shares.append((s.wal_writer_cpu_seconds() - w0) / dt)
+        s.stop()
+        k = Sink(args.sink_binary).start()
+        sink_shares.append(share_at_10k(args.binary, k, batch))
+        k.stop()
+        down = Sink(args.sink_binary).start()
+        k = Sink(args.sink_binary, forward=down.grpc).start()
+        fwd_shares.append(share_at_10k(args.binary, k, batch))
+        k.stop()
+        down.stop()
+    share, sink, fwd = (statistics.median(x) for x in (shares, sink_shares, fwd_shares))
+    return {
+        f"cpu_share_at_10k_spans_per_s{suffix}": round(share, 4),
+        f"cpu_share_at_10k_runs{suffix}": [round(x, 4) for x in shares],
+        f"wal_writer_cpu_share_at_10k{suffix}": round(statistics.median(wal_shares), 4),
+        f"otlp_sink_cpu_share_at_10k{suffix}": round(sink, 4),
+        f"otlp_sink_cpu_share_at_10k_runs{suffix}": [round(x, 4) for x in sink_shares],
+        f"cpu_share_at_10k_vs_otlp_sink{suffix}": round(share / sink, 3),
+        f"otlp_forwarder_cpu_share_at_10k{suffix}": round(fwd, 4),
+        f"otlp_forwarder_cpu_share_at_10k_runs{suffix}": [round(x, 4) for x in fwd_shares],
+        f"cpu_share_at_10k_vs_otlp_forwarder{suffix}": round(share / fwd, 3),
+    }
 
 
 def du(path):
@@ -216,41 +261,11 @@ def main():
             s.stop()
         results["start_to_ready_empty_ms"] = median_ms(starts)
 
-        # CPU at a steady 10k spans/s, on a fresh server (no block building from earlier load):
-        # the median of three runs, since one run swings by a third on a shared machine. The
-        # WAL writer's part (a write and an fsync per request, mostly kernel time) is shown
-        # on its own: it is the floor that request handling sits on. Each run is followed by
-        # two of otlp-sink under the same load, so that the ratios compare the same minutes:
-        # one that decodes and drops, and one that forwards to another otlp-sink (the
-        # Collector's job; only the forwarder's CPU counts, as in the Collector's load test).
-        shares, wal_shares, sink_shares, fwd_shares = [], [], [], []
-        for i in range(3):
-            s = Server(args.binary, os.path.join(work, f"steady{i}")).start()
-            c0, w0, t0 = s.cpu_seconds(), s.wal_writer_cpu_seconds(), time.monotonic()
-            loadgen(args.binary, s.grpc, 10_000, 20, concurrency=2, batch=200)
-            dt = time.monotonic() - t0
-            shares.append((s.cpu_seconds() - c0) / dt)
-            wal_shares.append((s.wal_writer_cpu_seconds() - w0) / dt)
-            s.stop()
-            k = Sink(args.sink_binary).start()
-            sink_shares.append(share_at_10k(args.binary, k))
-            k.stop()
-            down = Sink(args.sink_binary).start()
-            k = Sink(args.sink_binary, forward=down.grpc).start()
-            fwd_shares.append(share_at_10k(args.binary, k))
-            k.stop()
-            down.stop()
-        results["cpu_share_at_10k_spans_per_s"] = round(statistics.median(shares), 4)
-        results["cpu_share_at_10k_runs"] = [round(x, 4) for x in shares]
-        results["wal_writer_cpu_share_at_10k"] = round(statistics.median(wal_shares), 4)
-        results["otlp_sink_cpu_share_at_10k"] = round(statistics.median(sink_shares), 4)
-        results["otlp_sink_cpu_share_at_10k_runs"] = [round(x, 4) for x in sink_shares]
-        results["cpu_share_at_10k_vs_otlp_sink"] = round(
-            statistics.median(shares) / statistics.median(sink_shares), 3)
-        results["otlp_forwarder_cpu_share_at_10k"] = round(statistics.median(fwd_shares), 4)
-        results["otlp_forwarder_cpu_share_at_10k_runs"] = [round(x, 4) for x in fwd_shares]
-        results["cpu_share_at_10k_vs_otlp_forwarder"] = round(
-            statistics.median(shares) / statistics.median(fwd_shares), 3)
+        # CPU at a steady 10k spans/s, in requests of 200 spans (the figure the target is
+        # read against) and of 512 (what an OpenTelemetry SDK's batch span processor sends at
+        # this rate by default): see steady_10k.
+        results.update(steady_10k(args, work, batch=200, suffix=""))
+        results.update(steady_10k(args, work, batch=512, suffix="_batch512"))
 
         # Durable ingest at full speed, between two runs of its baseline: prost decoding the
         # same payloads on every core. The machine's speed drifts by a third within minutes
