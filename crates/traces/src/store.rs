@@ -253,7 +253,9 @@ impl TraceStore {
     /// Memory stays bounded when block building falls behind ingest (a head is not cut
     /// while the previous one is being written): past twice `head_max_spans` in the head,
     /// writes are refused with [`TraceError::Overloaded`] until the head is cut, and the
-    /// receivers tell clients to retry later.
+    /// receivers tell clients to retry later. The check is not atomic with the insert:
+    /// writers that pass it together all insert, so the head can pass the bound by what is
+    /// in flight at once, which the receivers bound in bytes (`max_inflight_bytes`).
     async fn write_prepared(
         &self,
         mut prepared: Prepared,
