@@ -150,10 +150,11 @@ def loadgen(binary, endpoint, rate, seconds, concurrency=4, batch=512):
 
 def share_at_10k(binary, receiver, batch):
     """The receiver's CPU share of one core while the load generator sends 10k spans/s in
-    requests of `batch` spans."""
+    requests of `batch` spans, and how many seconds that took."""
     c0, t0 = receiver.cpu_seconds(), time.monotonic()
     loadgen(binary, receiver.grpc, 10_000, 20, concurrency=2, batch=batch)
-    return (receiver.cpu_seconds() - c0) / (time.monotonic() - t0)
+    seconds = time.monotonic() - t0
+    return (receiver.cpu_seconds() - c0) / seconds, seconds
 
 
 def steady_10k(args, work, batch, suffix):
@@ -169,18 +170,17 @@ def steady_10k(args, work, batch, suffix):
     shares, wal_shares, sink_shares, fwd_shares = [], [], [], []
     for i in range(3):
         s = Server(args.binary, os.path.join(work, f"steady{batch}-{i}")).start()
-        c0, w0, t0 = s.cpu_seconds(), s.wal_writer_cpu_seconds(), time.monotonic()
-        loadgen(args.binary, s.grpc, 10_000, 20, concurrency=2, batch=batch)
-        dt = time.monotonic() - t0
-        shares.append((s.cpu_seconds() - c0) / dt)
-        wal_shares.append((s.wal_writer_cpu_seconds() - w0) / dt)
+        w0 = s.wal_writer_cpu_seconds()
+        own, seconds = share_at_10k(args.binary, s, batch)
+        shares.append(own)
+        wal_shares.append((s.wal_writer_cpu_seconds() - w0) / seconds)
         s.stop()
         k = Sink(args.sink_binary).start()
-        sink_shares.append(share_at_10k(args.binary, k, batch))
+        sink_shares.append(share_at_10k(args.binary, k, batch)[0])
         k.stop()
         down = Sink(args.sink_binary).start()
         k = Sink(args.sink_binary, forward=down.grpc).start()
-        fwd_shares.append(share_at_10k(args.binary, k, batch))
+        fwd_shares.append(share_at_10k(args.binary, k, batch)[0])
         k.stop()
         down.stop()
     share, sink, fwd = (statistics.median(x) for x in (shares, sink_shares, fwd_shares))
