@@ -9,7 +9,7 @@
 //! service would take for that (tonic's server, the prost messages `opentelemetry-proto`
 //! generates, tokio's multi-threaded runtime), with Lookout's allocator (mimalloc) and release
 //! profile (without whole-program LTO it costs about a quarter more), and it stores nothing. So
-//! it is a floor for any receiver built the usual way, and "Lookout's share ÷ its share" says
+//! it is a floor for any receiver built the usual way that looks at the spans, and "Lookout's share ÷ its share" says
 //! what Lookout's storage and indexing cost beyond receiving, or save by scanning requests in
 //! place instead of decoding them.
 //!
@@ -20,7 +20,14 @@
 //! no processors; unlike the Collector's exporter, whose default is gzip, it sends
 //! uncompressed, which makes it cheaper, not dearer, than the Collector.
 //!
-//! Usage: `otlp-sink [--addr HOST:PORT] [--forward URL]` (default address `127.0.0.1:0`).
+//! With `--no-decode` it answers every export without decoding its spans: the message is
+//! read as one with no fields, so decoding only steps over the payload. What is left is the
+//! transport (tokio, hyper's HTTP/2, tonic's framing and the body's copy into one buffer), the
+//! floor under any receiver on this stack: the benchmark reports it so that a share can be
+//! read as transport plus what the receiver does with the spans.
+//!
+//! Usage: `otlp-sink [--addr HOST:PORT] [--forward URL | --no-decode]` (default address
+//! `127.0.0.1:0`).
 //! Once listening it prints `otlp-sink is ready: otlp-grpc=ADDR` on one line.
 
 use std::io::Write;
@@ -62,24 +69,98 @@ impl TraceService for Sink {
     }
 }
 
-const USAGE: &str = "usage: otlp-sink [--addr HOST:PORT] [--forward URL]";
+/// `TraceService/Export` answered without decoding the spans (`--no-decode`).
+#[derive(Clone)]
+struct Undecoded;
 
-/// The listening address and the downstream URL, if forwarding.
-fn parse_args() -> Result<(SocketAddr, Option<String>), String> {
+/// The request as `--no-decode` reads it: a message with no fields, so decoding steps over
+/// every field of the payload without looking inside.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Skipped {}
+
+impl tonic::server::NamedService for Undecoded {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+/// The unary handler behind [`Undecoded`]: answers success.
+struct Acknowledge;
+
+impl tonic::server::UnaryService<Skipped> for Acknowledge {
+    type Response = ExportTraceServiceResponse;
+    type Future = std::future::Ready<Result<tonic::Response<Self::Response>, tonic::Status>>;
+
+    fn call(&mut self, _request: tonic::Request<Skipped>) -> Self::Future {
+        std::future::ready(Ok(tonic::Response::new(
+            ExportTraceServiceResponse::default(),
+        )))
+    }
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for Undecoded
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    /// The service's only method is `Export`, so every call is taken for one: the path is
+    /// not what this peer measures.
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<ExportTraceServiceResponse, Skipped>::default();
+            let mut grpc = tonic::server::Grpc::new(codec);
+            Ok(grpc.unary(Acknowledge, request).await)
+        })
+    }
+}
+
+/// What this run of the program is.
+enum Mode {
+    /// Decode and drop.
+    Drop,
+    /// Decode and export to the URL.
+    Forward(String),
+    /// Answer without decoding.
+    NoDecode,
+}
+
+const USAGE: &str = "usage: otlp-sink [--addr HOST:PORT] [--forward URL | --no-decode]";
+
+/// The listening address and the mode.
+fn parse_args() -> Result<(SocketAddr, Mode), String> {
     let mut args = std::env::args().skip(1);
     let mut addr = "127.0.0.1:0".to_string();
-    let mut forward = None;
+    let mut mode = Mode::Drop;
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs a HOST:PORT value")?,
-            "--forward" => forward = Some(args.next().ok_or("--forward needs a URL")?),
+        let next = match arg.as_str() {
+            "--addr" => {
+                addr = args.next().ok_or("--addr needs a HOST:PORT value")?;
+                continue;
+            }
+            "--forward" => Mode::Forward(args.next().ok_or("--forward needs a URL")?),
+            "--no-decode" => Mode::NoDecode,
             _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
+        };
+        if !matches!(mode, Mode::Drop) {
+            return Err(format!(
+                "--forward and --no-decode exclude each other; {USAGE}"
+            ));
         }
+        mode = next;
     }
     let addr = addr
         .parse()
         .map_err(|e| format!("--addr {addr:?} is not a HOST:PORT socket address: {e}"))?;
-    Ok((addr, forward))
+    Ok((addr, mode))
 }
 
 fn main() -> ExitCode {
@@ -94,15 +175,16 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run() -> Result<(), String> {
-    let (addr, forward) = parse_args()?;
-    let sink = match forward {
-        None => Sink::Drop,
+    let (addr, mode) = parse_args()?;
+    let sink = match mode {
+        Mode::Drop => Some(Sink::Drop),
         // Connected on the first export, so the downstream may start later.
-        Some(url) => Sink::Forward(TraceServiceClient::new(
+        Mode::Forward(url) => Some(Sink::Forward(TraceServiceClient::new(
             tonic::transport::Endpoint::from_shared(url.clone())
                 .map_err(|e| format!("--forward {url:?} is not a URL: {e}"))?
                 .connect_lazy(),
-        )),
+        ))),
+        Mode::NoDecode => None,
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -114,9 +196,21 @@ async fn run() -> Result<(), String> {
     writeln!(out, "otlp-sink is ready: otlp-grpc={local}")
         .and_then(|()| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(sink))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-        .await
-        .map_err(|e| format!("the gRPC server failed: {e}"))
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut server = tonic::transport::Server::builder();
+    match sink {
+        Some(sink) => {
+            server
+                .add_service(TraceServiceServer::new(sink))
+                .serve_with_incoming(incoming)
+                .await
+        }
+        None => {
+            server
+                .add_service(Undecoded)
+                .serve_with_incoming(incoming)
+                .await
+        }
+    }
+    .map_err(|e| format!("the gRPC server failed: {e}"))
 }

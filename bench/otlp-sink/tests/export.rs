@@ -1,6 +1,6 @@
 //! otlp-sink answers a real OTLP/gRPC client, so the benchmark's baselines measure a receiver
-//! that works rather than one that fails every request cheaply; and with `--forward` it
-//! really sends every request on.
+//! that works rather than one that fails every request cheaply; with `--forward` it really
+//! sends every request on, and with `--no-decode` it really leaves the spans undecoded.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -89,6 +89,50 @@ async fn forwards_each_export_and_answers_with_the_downstream_result() {
     assert!(response.partial_success.is_none());
 }
 
+/// A request whose field 1 (`resource_spans`, a message) comes as a number: wire format a
+/// decoder of the real message refuses, and one that steps over fields does not.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WrongWireType {
+    #[prost(uint64, tag = "1")]
+    resource_spans: u64,
+}
+
+async fn export_wrong_wire_type(addr: &str) -> Result<ExportTraceServiceResponse, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let codec = tonic_prost::ProstCodec::<WrongWireType, ExportTraceServiceResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    let request = tonic::Request::new(WrongWireType { resource_spans: 7 });
+    grpc.unary(request, path, codec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn with_no_decode_acknowledges_exports_it_never_decoded() {
+    let (_sink, addr) = start(&["--no-decode"]);
+    let response = export(&addr).await.expect("acknowledged");
+    assert!(response.partial_success.is_none());
+    export_wrong_wire_type(&addr)
+        .await
+        .expect("acknowledged without decoding the spans");
+
+    // The decoding sink refuses the same bytes: the request above is only accepted when
+    // nothing decodes it.
+    let (_sink, addr) = start(&[]);
+    let err = export_wrong_wire_type(&addr)
+        .await
+        .expect_err("refused by a decoder");
+    assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+}
+
 #[test]
 fn rejects_an_unknown_argument() {
     let out = Command::new(env!("CARGO_BIN_EXE_otlp-sink"))
@@ -98,4 +142,15 @@ fn rejects_an_unknown_argument() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown argument \"--port\""), "{stderr}");
+}
+
+#[test]
+fn rejects_forward_with_no_decode() {
+    let out = Command::new(env!("CARGO_BIN_EXE_otlp-sink"))
+        .args(["--no-decode", "--forward", "http://127.0.0.1:1"])
+        .output()
+        .expect("otlp-sink runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exclude each other"), "{stderr}");
 }
