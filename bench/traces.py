@@ -9,11 +9,14 @@ Measures, on this machine:
     decode), which is steadier on a busy machine;
   - CPU share of one core at a steady 10k spans/s (on a fresh server; median of three runs,
     with the WAL writer thread's part), next to its baselines: the same load on otlp-sink
-    (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops, and on
-    otlp-sink forwarding to another otlp-sink (the Collector's job: receive and forward).
-    In requests of 200 spans, and again of 512 (the `_batch512` figures: OpenTelemetry SDKs'
-    batch span processors export at most 512 spans at once by default, and at this rate that
-    many);
+    (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops, on
+    otlp-sink forwarding to another otlp-sink (the Collector's job: receive and forward), and
+    on otlp-sink answering without decoding (the transport alone, the floor under all three).
+    In requests of 512 spans, what OpenTelemetry SDKs' batch span processors send at this rate
+    (they export at most 512 spans at once by default) and the load generator's default: the
+    figure the target is read against. Again in requests of 200 (the `_batch200` figures,
+    this benchmark's size until December 2026) and of 100 (`_batch100`, the size the
+    Collector's load test sends): per-request costs weigh more there;
   - bytes on disk per span after the head is written out as blocks;
   - with N spans stored (default 10M): start-to-ready, trace-by-id and a
     service + tag + duration search over the last hour through the Jaeger API.
@@ -123,11 +126,14 @@ class Server:
 
 class Sink(Server):
     """otlp-sink, the 10k figure's baselines: started and measured like the server. With
-    `forward` (a downstream otlp-sink's URL) it receives and forwards, as the Collector does."""
+    `forward` (a downstream otlp-sink's URL) it receives and forwards, as the Collector does;
+    with `no_decode` it answers without decoding, the transport alone."""
 
-    def __init__(self, binary, forward=None):
+    def __init__(self, binary, forward=None, no_decode=False):
         super().__init__(binary, data_dir=None)
         self.args = ["--forward", forward] if forward else []
+        if no_decode:
+            self.args.append("--no-decode")
 
     def start(self):
         self.proc = subprocess.Popen([self.binary, *self.args], stdout=subprocess.PIPE,
@@ -159,15 +165,15 @@ def share_at_10k(binary, receiver, batch):
 
 def steady_10k(args, work, batch, suffix):
     """CPU share of one core at a steady 10k spans/s in requests of `batch` spans, on a fresh
-    server (no block building from earlier load), and of the same load on the two peers.
+    server (no block building from earlier load), and of the same load on the three peers.
 
     The median of three runs, since one run swings by a third on a shared machine. The WAL
-    writer's part (a write and an fsync per request, mostly kernel time) is shown on its own:
-    it is the floor that request handling sits on. Each run is followed by two of otlp-sink
-    under the same load, so that the ratios compare the same minutes: one that decodes and
-    drops, and one that forwards to another otlp-sink (the Collector's job; only the
-    forwarder's CPU counts, as in the Collector's load test)."""
-    shares, wal_shares, sink_shares, fwd_shares = [], [], [], []
+    writer's part (a write and an fsync per request, mostly kernel time) is shown on its own.
+    Each run is followed by three of otlp-sink under the same load, so that the ratios
+    compare the same minutes: one that decodes and drops; one that forwards to another
+    otlp-sink (the Collector's job; only the forwarder's CPU counts, as in the Collector's
+    load test); one that answers without decoding, the transport's own cost."""
+    shares, wal_shares, sink_shares, fwd_shares, transport_shares = [], [], [], [], []
     for i in range(3):
         s = Server(args.binary, os.path.join(work, f"steady{batch}-{i}")).start()
         w0 = s.wal_writer_cpu_seconds()
@@ -183,7 +189,11 @@ def steady_10k(args, work, batch, suffix):
         fwd_shares.append(share_at_10k(args.binary, k, batch)[0])
         k.stop()
         down.stop()
-    share, sink, fwd = (statistics.median(x) for x in (shares, sink_shares, fwd_shares))
+        k = Sink(args.sink_binary, no_decode=True).start()
+        transport_shares.append(share_at_10k(args.binary, k, batch)[0])
+        k.stop()
+    share, sink, fwd, transport = (statistics.median(x) for x in (
+        shares, sink_shares, fwd_shares, transport_shares))
     return {
         f"cpu_share_at_10k_spans_per_s{suffix}": round(share, 4),
         f"cpu_share_at_10k_runs{suffix}": [round(x, 4) for x in shares],
@@ -194,6 +204,8 @@ def steady_10k(args, work, batch, suffix):
         f"otlp_forwarder_cpu_share_at_10k{suffix}": round(fwd, 4),
         f"otlp_forwarder_cpu_share_at_10k_runs{suffix}": [round(x, 4) for x in fwd_shares],
         f"cpu_share_at_10k_vs_otlp_forwarder{suffix}": round(share / fwd, 3),
+        f"otlp_transport_cpu_share_at_10k{suffix}": round(transport, 4),
+        f"otlp_transport_cpu_share_at_10k_runs{suffix}": [round(x, 4) for x in transport_shares],
     }
 
 
@@ -261,11 +273,12 @@ def main():
             s.stop()
         results["start_to_ready_empty_ms"] = median_ms(starts)
 
-        # CPU at a steady 10k spans/s, in requests of 200 spans (the figure the target is
-        # read against) and of 512 (what an OpenTelemetry SDK's batch span processor sends at
-        # this rate by default): see steady_10k.
-        results.update(steady_10k(args, work, batch=200, suffix=""))
-        results.update(steady_10k(args, work, batch=512, suffix="_batch512"))
+        # CPU at a steady 10k spans/s in requests of 512 spans (what an OpenTelemetry SDK's
+        # batch span processor sends at this rate by default: the figure the target is read
+        # against), then of 200 and of 100 (the Collector's load test): see steady_10k.
+        results.update(steady_10k(args, work, batch=512, suffix=""))
+        results.update(steady_10k(args, work, batch=200, suffix="_batch200"))
+        results.update(steady_10k(args, work, batch=100, suffix="_batch100"))
 
         # Durable ingest at full speed, between two runs of its baseline: prost decoding the
         # same payloads on every core. The machine's speed drifts by a third within minutes
