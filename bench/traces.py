@@ -11,7 +11,7 @@ Measures, on this machine:
     with the WAL writer thread's part), next to its baselines: the same load on otlp-sink
     (bench/otlp-sink), a receiver on the standard Rust stack that decodes and drops, on
     otlp-sink forwarding to another otlp-sink (the Collector's job: receive and forward), and
-    on otlp-sink answering without decoding (the transport alone, the floor under all three).
+    on otlp-sink answering without decoding (the transport alone, which all three sit on).
     In requests of 512 spans, what OpenTelemetry SDKs' batch span processors send at this rate
     (they export at most 512 spans at once by default) and the load generator's default: the
     figure the target is read against. Again in requests of 200 (the `_batch200` figures,

@@ -9,9 +9,9 @@
 //! service would take for that (tonic's server, the prost messages `opentelemetry-proto`
 //! generates, tokio's multi-threaded runtime), with Lookout's allocator (mimalloc) and release
 //! profile (without whole-program LTO it costs about a quarter more), and it stores nothing. So
-//! it is a floor for any receiver built the usual way that looks at the spans, and "Lookout's share ÷ its share" says
-//! what Lookout's storage and indexing cost beyond receiving, or save by scanning requests in
-//! place instead of decoding them.
+//! it is a floor for any receiver built the usual way that looks at the spans, and "Lookout's
+//! share ÷ its share" says what Lookout's storage and indexing cost beyond receiving, or save
+//! by scanning requests in place instead of decoding them.
 //!
 //! With `--forward URL` it is the Collector's job itself, receive and forward: every request
 //! is decoded, encoded again and exported to the OTLP/gRPC endpoint at `URL` (another
@@ -123,7 +123,7 @@ where
     }
 }
 
-/// What this run of the program is.
+/// What the program does with each export.
 enum Mode {
     /// Decode and drop.
     Drop,
@@ -152,7 +152,7 @@ fn parse_args() -> Result<(SocketAddr, Mode), String> {
         };
         if !matches!(mode, Mode::Drop) {
             return Err(format!(
-                "--forward and --no-decode exclude each other; {USAGE}"
+                "give at most one of --forward URL and --no-decode; {USAGE}"
             ));
         }
         mode = next;

@@ -152,5 +152,5 @@ fn rejects_forward_with_no_decode() {
         .expect("otlp-sink runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exclude each other"), "{stderr}");
+    assert!(stderr.contains("at most one of"), "{stderr}");
 }
