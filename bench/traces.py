@@ -163,6 +163,15 @@ def share_at_10k(binary, receiver, batch):
     return (receiver.cpu_seconds() - c0) / seconds, seconds
 
 
+def sink_share_at_10k(args, batch, **mode):
+    """`share_at_10k` of a fresh otlp-sink started with `mode` (see `Sink`)."""
+    k = Sink(args.sink_binary, **mode).start()
+    try:
+        return share_at_10k(args.binary, k, batch)[0]
+    finally:
+        k.stop()
+
+
 def steady_10k(args, work, batch, suffix):
     """CPU share of one core at a steady 10k spans/s in requests of `batch` spans, on a fresh
     server (no block building from earlier load), and of the same load on the three peers.
@@ -181,17 +190,11 @@ def steady_10k(args, work, batch, suffix):
         shares.append(own)
         wal_shares.append((s.wal_writer_cpu_seconds() - w0) / seconds)
         s.stop()
-        k = Sink(args.sink_binary).start()
-        sink_shares.append(share_at_10k(args.binary, k, batch)[0])
-        k.stop()
+        sink_shares.append(sink_share_at_10k(args, batch))
         down = Sink(args.sink_binary).start()
-        k = Sink(args.sink_binary, forward=down.grpc).start()
-        fwd_shares.append(share_at_10k(args.binary, k, batch)[0])
-        k.stop()
+        fwd_shares.append(sink_share_at_10k(args, batch, forward=down.grpc))
         down.stop()
-        k = Sink(args.sink_binary, no_decode=True).start()
-        transport_shares.append(share_at_10k(args.binary, k, batch)[0])
-        k.stop()
+        transport_shares.append(sink_share_at_10k(args, batch, no_decode=True))
     share, sink, fwd, transport = (statistics.median(x) for x in (
         shares, sink_shares, fwd_shares, transport_shares))
     return {
