@@ -16,7 +16,9 @@ Measures, on this machine:
     (they export at most 512 spans at once by default) and the load generator's default: the
     figure the target is read against. Again in requests of 200 (the `_batch200` figures,
     this benchmark's size until December 2026) and of 100 (`_batch100`, the size the
-    Collector's load test sends): per-request costs weigh more there;
+    Collector's load test sends): per-request costs weigh more there. Those runs last 20 s,
+    short of the head's first cut into a block; one more run at 512 spans lasts a whole head
+    cycle (105 s), block building included;
   - bytes on disk per span after the head is written out as blocks;
   - with N spans stored (default 10M): start-to-ready, trace-by-id and a
     service + tag + duration search over the last hour through the Jaeger API.
@@ -212,6 +214,43 @@ def steady_10k(args, work, batch, suffix):
     }
 
 
+# The default head holds a million spans before it is cut into a block: 100 s at 10k spans/s.
+HEAD_MAX_SPANS = 1_000_000
+HEAD_CYCLE_SECONDS = HEAD_MAX_SPANS // 10_000 + 5
+
+
+def head_cycle_10k(args, work, batch=512):
+    """CPU share of one core at 10k spans/s over a whole head cycle, the figure `top` shows
+    over minutes: the head fills past its cut (a million spans by default) and is written out
+    as a block, which the 20-second runs of `steady_10k` never reach. The share is the
+    server's CPU until it is idle again (the block built) per span sent, times 10k; one block
+    for 1.05M spans counts block building at 95% of the steady rate of one per million. One
+    run, as it takes two minutes."""
+    s = Server(args.binary, os.path.join(work, "cycle")).start()
+    try:
+        c0 = s.cpu_seconds()
+        out = loadgen(args.binary, s.grpc, 10_000, HEAD_CYCLE_SECONDS, concurrency=2,
+                      batch=batch)
+        cpu = s.cpu_seconds_when_idle() - c0
+        blocks = store_blocks(s)
+    finally:
+        s.stop()
+    return {
+        "cpu_share_at_10k_head_cycle": round(cpu / out["spans_acknowledged"] * 10_000, 4),
+        "head_cycle_spans": out["spans_acknowledged"],
+        "head_cycle_blocks_built": blocks,
+    }
+
+
+def store_blocks(server):
+    """The trace store's block count, from the server's own metrics."""
+    with urllib.request.urlopen(server.http + "/metrics", timeout=60) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith('lookout_store_blocks{signal="traces"}'):
+                return int(float(line.split()[-1]))
+    return None
+
+
 def du(path):
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -282,6 +321,11 @@ def main():
         results.update(steady_10k(args, work, batch=512, suffix=""))
         results.update(steady_10k(args, work, batch=200, suffix="_batch200"))
         results.update(steady_10k(args, work, batch=100, suffix="_batch100"))
+        # The same load over a whole head cycle, block building included.
+        results.update(head_cycle_10k(args, work))
+        results["cpu_share_at_10k_head_cycle_vs_otlp_forwarder"] = round(
+            results["cpu_share_at_10k_head_cycle"] / results["otlp_forwarder_cpu_share_at_10k"],
+            3)
 
         # Durable ingest at full speed, between two runs of its baseline: prost decoding the
         # same payloads on every core. The machine's speed drifts by a third within minutes
