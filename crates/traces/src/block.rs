@@ -75,10 +75,11 @@ use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, SpanColumns};
+use crate::dict_chunk::{plain_bytes, plain_i32, DictChunkWriter};
 use crate::head::Head;
 use crate::query::Matcher;
 use crate::rest_chunk::RestChunkWriter;
@@ -593,6 +594,7 @@ fn write_block_as(
             .map_err(|e| block_err(e.to_string()))?,
         tag_filters: WrittenTagFilters::default(),
     };
+    let mut dict_columns = DictColumns::new(writer.schema_descr());
 
     let strings: Vec<Bytes> = head
         .strings
@@ -625,6 +627,7 @@ fn write_block_as(
                 .map(|(_, trace_end)| *trace_end as usize - start),
             indexed,
             &mut rest,
+            &mut dict_columns,
         )
         .map_err(|e| block_err(e.to_string()))?;
         let mut bloom = Bloom::with_traces(traces.len() as u64);
@@ -821,9 +824,34 @@ struct RestColumn {
     tag_filters: WrittenTagFilters,
 }
 
+/// The chunk writers of the columns whose values the head has interned (`dict_chunk.rs`).
+struct DictColumns {
+    service: DictChunkWriter,
+    name: DictChunkWriter,
+    kind: DictChunkWriter,
+    status: DictChunkWriter,
+    resource: DictChunkWriter,
+    scope: DictChunkWriter,
+}
+
+impl DictColumns {
+    fn new(schema: &SchemaDescriptor) -> DictColumns {
+        let writer = |col| DictChunkWriter::new(PAGE_ROWS, schema.column(col));
+        DictColumns {
+            service: writer(C_SERVICE),
+            name: writer(C_NAME),
+            kind: writer(C_KIND),
+            status: writer(C_STATUS),
+            resource: writer(C_RESOURCE),
+            scope: writer(C_SCOPE),
+        }
+    }
+}
+
 /// Writes the spans `rows` of `head` as one row group, the rest column through `rest_column`,
-/// which also gets each search window's tag filter (in row order). `trace_ends` says where
-/// each trace's rows end in `rows`.
+/// which also gets each search window's tag filter (in row order), and the columns of interned
+/// values through `dict_columns`. `trace_ends` says where each trace's rows end in `rows`.
+#[allow(clippy::too_many_arguments)]
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     head: &Head,
@@ -832,6 +860,7 @@ fn write_row_group<W: Write + Send>(
     trace_ends: impl IntoIterator<Item = usize>,
     indexed: bool,
     rest_column: &mut RestColumn,
+    dict_columns: &mut DictColumns,
 ) -> parquet::errors::Result<()> {
     let n = rows.len();
     let mut trace_id = Vec::with_capacity(n);
@@ -839,6 +868,7 @@ fn write_row_group<W: Write + Send>(
     let mut parent_off = Vec::with_capacity(n);
     let mut parent = Vec::new();
     let mut parent_def = Vec::with_capacity(n);
+    // Ids of interned values: string ids, kinds, status codes, resource and scope indices.
     let mut service = Vec::with_capacity(n);
     let mut name = Vec::with_capacity(n);
     let mut kind = Vec::with_capacity(n);
@@ -905,12 +935,12 @@ fn write_row_group<W: Write + Send>(
             }
         }
         let res = &head.resources[s.resource as usize];
-        service.push(ByteArray::from(strings[res.service as usize].clone()));
-        name.push(ByteArray::from(strings[s.name as usize].clone()));
-        kind.push(s.kind as i32);
+        service.push(res.service);
+        name.push(s.name);
+        kind.push(s.kind as u32);
         start.push(s.start as i64);
         duration.push(s.end.saturating_sub(s.start) as i64);
-        status.push(s.status as i32);
+        status.push(s.status as u32);
         // The message also rides in the rest blob; the column is for readers like DuckDB.
         // The head knows which spans have one, so only their blobs are read.
         let msg = head.status_message(s).unwrap_or_default();
@@ -919,8 +949,8 @@ fn write_row_group<W: Write + Send>(
             status_msg.push(ByteArray::from(msg.as_bytes().to_vec()));
         }
         if indexed {
-            resource.push(s.resource as i32);
-            scope.push(s.scope as i32);
+            resource.push(s.resource);
+            scope.push(s.scope);
         } else {
             resource_blobs.push(ByteArray::from(res.bytes.clone()));
             scope_blobs.push(ByteArray::from(head.scopes[s.scope as usize].bytes.clone()));
@@ -955,6 +985,29 @@ fn write_row_group<W: Write + Send>(
             rg.append_column(&chunk, close)?;
             continue;
         }
+        let text = |id: u32, out: &mut Vec<u8>| plain_bytes(out, &strings[id as usize]);
+        let int = |id: u32, out: &mut Vec<u8>| plain_i32(out, id as i32);
+        let d = &mut *dict_columns;
+        let interned = match col {
+            C_SERVICE => d.service.chunk(&service, text)?,
+            C_NAME => d.name.chunk(&name, text)?,
+            C_KIND => d.kind.chunk(&kind, int)?,
+            C_STATUS => d.status.chunk(&status, int)?,
+            C_RESOURCE if indexed => d.resource.chunk(&resource, int)?,
+            C_SCOPE if indexed => d.scope.chunk(&scope, int)?,
+            _ => None,
+        };
+        if let Some((chunk, close)) = interned {
+            rg.append_column(&chunk, close)?;
+            continue;
+        }
+        // Columns Parquet encodes, and dictionaries too large for `dict_chunk.rs`.
+        let texts = |ids: &[u32]| -> Vec<ByteArray> {
+            ids.iter()
+                .map(|id| ByteArray::from(strings[*id as usize].clone()))
+                .collect()
+        };
+        let ints = |ids: &[u32]| -> Vec<i32> { ids.iter().map(|id| *id as i32).collect() };
         let Some(mut c) = rg.next_column()? else {
             return Err(parquet::errors::ParquetError::General(format!(
                 "the schema ends before column {col}"
@@ -976,12 +1029,18 @@ fn write_row_group<W: Write + Send>(
             }
             C_SERVICE => c
                 .typed::<ByteArrayType>()
-                .write_batch(&service, None, None)?,
-            C_NAME => c.typed::<ByteArrayType>().write_batch(&name, None, None)?,
-            C_KIND => c.typed::<Int32Type>().write_batch(&kind, None, None)?,
+                .write_batch(&texts(&service), None, None)?,
+            C_NAME => c
+                .typed::<ByteArrayType>()
+                .write_batch(&texts(&name), None, None)?,
+            C_KIND => c
+                .typed::<Int32Type>()
+                .write_batch(&ints(&kind), None, None)?,
             C_START => c.typed::<Int64Type>().write_batch(&start, None, None)?,
             C_DURATION => c.typed::<Int64Type>().write_batch(&duration, None, None)?,
-            C_STATUS => c.typed::<Int32Type>().write_batch(&status, None, None)?,
+            C_STATUS => c
+                .typed::<Int32Type>()
+                .write_batch(&ints(&status), None, None)?,
             C_STATUS_MSG => {
                 c.typed::<ByteArrayType>()
                     .write_batch(&status_msg, Some(&status_msg_def), None)?
@@ -994,8 +1053,12 @@ fn write_row_group<W: Write + Send>(
                 c.typed::<ByteArrayType>()
                     .write_batch(&scope_blobs, None, None)?
             }
-            C_RESOURCE => c.typed::<Int32Type>().write_batch(&resource, None, None)?,
-            C_SCOPE => c.typed::<Int32Type>().write_batch(&scope, None, None)?,
+            C_RESOURCE => c
+                .typed::<Int32Type>()
+                .write_batch(&ints(&resource), None, None)?,
+            C_SCOPE => c
+                .typed::<Int32Type>()
+                .write_batch(&ints(&scope), None, None)?,
             _ => 0,
         };
         c.close()?;
@@ -2348,6 +2411,11 @@ mod tests {
     /// A head of 2000 spans in 400 traces over five resources and three scopes, with a
     /// low-cardinality span attribute, the same head for every call.
     fn mixed_head() -> Head {
+        head_of(&mixed_spans())
+    }
+
+    /// The spans of [`mixed_head`].
+    fn mixed_spans() -> Vec<Span> {
         let t0 = 1_700_000_000_000_000_000u64;
         let resources: Vec<Arc<Resource>> = (0..5)
             .map(|r| {
@@ -2372,7 +2440,7 @@ mod tests {
                 })
             })
             .collect();
-        let spans: Vec<Span> = (0..2000u64)
+        (0..2000u64)
             .map(|i| {
                 let t = i / 5;
                 Span {
@@ -2400,7 +2468,11 @@ mod tests {
                     scope: scopes[(i % 3) as usize].clone(),
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// A head of `spans`, inserted 100 at a time.
+    fn head_of(spans: &[Span]) -> Head {
         let mut head = Head::default();
         for chunk in spans.chunks(100) {
             head.insert(&mut Prepared::new(chunk.to_vec()), SystemTime::now());
@@ -2484,6 +2556,57 @@ mod tests {
                 b.search(&m, &mut got).unwrap();
                 assert_eq!(got, want, "{:?}, format {}", q.tags, b.meta.format);
             }
+        }
+    }
+
+    /// A row group whose span names are too many for `dict_chunk.rs` (their dictionary would
+    /// pass Parquet's limit) has its name column written by Parquet, in plain pages after
+    /// its dictionary filled, and still answers as the head does; the other interned columns
+    /// stay dictionary-encoded.
+    #[test]
+    fn span_names_past_the_dictionary_limit_go_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spans = mixed_spans();
+        let long = "x".repeat(1000);
+        for (i, s) in spans.iter_mut().enumerate() {
+            s.name = format!("op{i}-{long}");
+        }
+        let head = head_of(&spans);
+        let opts = WriteOptions {
+            row_group_spans: 2000,
+            zstd_level: 1,
+        };
+        let block = write_block_as(dir.path(), 1, &head, 0, &opts, FORMAT).unwrap();
+        let block = Block::open(block.dir.clone()).unwrap();
+        let reader = block.reader().unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 1);
+        let rg = reader.metadata().row_group(0);
+        let names = rg.column(C_NAME).page_encoding_stats_mask().unwrap();
+        assert!(names.is_set(Encoding::PLAIN) && !names.is_only(Encoding::RLE_DICTIONARY));
+        for c in [C_SERVICE, C_KIND, C_STATUS, C_RESOURCE, C_SCOPE] {
+            let mask = rg.column(c).page_encoding_stats_mask().unwrap();
+            assert!(mask.is_only(Encoding::RLE_DICTIONARY), "column {c}");
+        }
+        for t in (0..400u64).step_by(13) {
+            let id = mixed_trace_id(t);
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            head.trace(&id, &mut want).unwrap();
+            block.trace(&id, &mut got).unwrap();
+            assert_eq!(sorted(got), sorted(want), "trace {t}");
+        }
+        for i in [0, 999, 1998] {
+            let q = TraceQuery {
+                service: Some(spans[i].resource.service_name().to_string()),
+                operation: Some(spans[i].name.clone()),
+                limit: 10,
+                ..TraceQuery::default()
+            };
+            let m = Matcher::new(&q);
+            let (mut want, mut got) = (HashMap::new(), HashMap::new());
+            head.search(&m, &mut want).unwrap();
+            block.search(&m, &mut got).unwrap();
+            assert_eq!(want.len(), 1);
+            assert_eq!(got, want, "span {i}");
         }
     }
 

@@ -12,7 +12,9 @@
 
 mod block;
 mod codec;
+mod dict_chunk;
 mod head;
+mod page;
 mod query;
 mod rest_chunk;
 mod store;

@@ -15,16 +15,17 @@
 //! memory (cold by then) and the compression itself.
 //!
 //! The chunk is what Parquet itself writes for this column (`required binary`, no
-//! dictionary, no statistics): version 1 data pages, whose header is the Thrift compact
-//! encoding of `PageHeader` (written by [`page_header`]), and an offset index, so any Parquet
-//! reader reads it like the other columns.
+//! dictionary, no statistics): version 1 data pages (headers from `page.rs`) and an offset
+//! index, so any Parquet reader reads it like the other columns.
 
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
 use parquet::schema::types::ColumnDescPtr;
+
+use crate::page::{data_page_header, offset_index, to_i32, PageSpan};
 
 /// Buffers and the compression context, kept from one row group (and page) to the next.
 pub(crate) struct RestChunkWriter {
@@ -42,13 +43,6 @@ pub(crate) struct RestChunkWriter {
     pages: Vec<PageSpan>,
     uncompressed_bytes: usize,
     rows_per_page: usize,
-}
-
-/// Where a page of the chunk is, for the offset index.
-struct PageSpan {
-    offset: usize,
-    len: usize,
-    rows: usize,
 }
 
 impl RestChunkWriter {
@@ -107,11 +101,12 @@ impl RestChunkWriter {
             .compress_to_buffer(&self.page, &mut self.compressed)
             .map_err(|e| ParquetError::General(format!("ZSTD compression: {e}")))?;
         let offset = self.chunk.len();
-        page_header(
+        data_page_header(
             &mut self.chunk,
             to_i32(raw_len)?,
             to_i32(self.compressed.len())?,
             to_i32(self.page_rows)?,
+            Encoding::PLAIN,
         );
         let header_len = self.chunk.len() - offset;
         self.chunk.extend_from_slice(&self.compressed);
@@ -135,11 +130,6 @@ impl RestChunkWriter {
     pub(crate) fn finish(&mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.cut_page()?;
         let rows: usize = self.pages.iter().map(|p| p.rows).sum();
-        let mut offsets = OffsetIndexBuilder::new();
-        for p in &self.pages {
-            offsets.append_offset_and_size(p.offset as i64, to_i32(p.len)?);
-            offsets.append_row_count(p.rows as i64);
-        }
         let encodings = [Encoding::PLAIN, Encoding::RLE];
         let metadata = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(Compression::ZSTD(self.level))
@@ -160,7 +150,7 @@ impl RestChunkWriter {
             metadata,
             bloom_filter: None,
             column_index: None,
-            offset_index: Some(offsets.build()),
+            offset_index: Some(offset_index(&self.pages)?),
         };
         // The chunk leaves with its bytes; the next one starts with room for as many.
         let next = Vec::with_capacity(self.chunk.len());
@@ -169,54 +159,6 @@ impl RestChunkWriter {
         self.uncompressed_bytes = 0;
         Ok((bytes, close))
     }
-}
-
-fn to_i32(n: usize) -> Result<i32> {
-    i32::try_from(n).map_err(|_| ParquetError::General(format!("{n} does not fit a page")))
-}
-
-/// Appends the Thrift compact encoding of a `PageHeader` for a version 1 data page of
-/// `values` PLAIN values of a required, unnested column (so without levels), without a
-/// checksum or statistics:
-///
-/// ```text
-/// PageHeader { 1: type = DATA_PAGE, 2: uncompressed_page_size, 3: compressed_page_size,
-///              5: data_page_header = DataPageHeader { 1: num_values, 2: encoding = PLAIN,
-///                  3: definition_level_encoding = RLE, 4: repetition_level_encoding = RLE } }
-/// ```
-fn page_header(out: &mut Vec<u8>, uncompressed: i32, compressed: i32, values: i32) {
-    // A field header is the field id's delta from the previous one (high nibble) and the
-    // type (low nibble): 5 is i32, 12 a struct. 0 ends a struct.
-    const I32_NEXT: u8 = 0x15;
-    const STRUCT_TWO_ON: u8 = 0x2c;
-    const STOP: u8 = 0;
-    out.push(I32_NEXT);
-    zigzag(out, PageType::DATA_PAGE as i32);
-    out.push(I32_NEXT);
-    zigzag(out, uncompressed);
-    out.push(I32_NEXT);
-    zigzag(out, compressed);
-    out.push(STRUCT_TWO_ON);
-    out.push(I32_NEXT);
-    zigzag(out, values);
-    out.push(I32_NEXT);
-    zigzag(out, Encoding::PLAIN as i32);
-    out.push(I32_NEXT);
-    zigzag(out, Encoding::RLE as i32);
-    out.push(I32_NEXT);
-    zigzag(out, Encoding::RLE as i32);
-    out.push(STOP);
-    out.push(STOP);
-}
-
-/// A Thrift compact `i32`: zigzag, then a base-128 varint.
-fn zigzag(out: &mut Vec<u8>, v: i32) {
-    let mut z = ((v << 1) ^ (v >> 31)) as u32;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 #[cfg(test)]
@@ -316,21 +258,5 @@ mod tests {
                 assert_eq!(*fields[2], Field::Int(i as i32));
             }
         }
-    }
-
-    #[test]
-    fn zigzag_varints_match_thrift() {
-        let enc = |v| {
-            let mut out = Vec::new();
-            zigzag(&mut out, v);
-            out
-        };
-        assert_eq!(enc(0), [0]);
-        assert_eq!(enc(-1), [1]);
-        assert_eq!(enc(1), [2]);
-        assert_eq!(enc(63), [126]);
-        assert_eq!(enc(64), [0x80, 1]);
-        assert_eq!(enc(300_000), [0xc0, 0xcf, 0x24]);
-        assert_eq!(enc(i32::MAX), [0xfe, 0xff, 0xff, 0xff, 0x0f]);
     }
 }
