@@ -7,8 +7,9 @@
 //! age), and the WAL segments a block covers are deleted only after the block is on disk.
 //!
 //! Module map: `codec` (byte encodings of span parts), `head` (the in-memory head), `block`
-//! (Parquet blocks and their sidecars), `query` (span predicates), `store` (the store, its
-//! locking and its lifecycle).
+//! (Parquet blocks and their sidecars), `rest_chunk` and `dict_chunk` (the column chunks
+//! blocks encode themselves, with `page` for their page headers), `query` (span predicates),
+//! `store` (the store, its locking and its lifecycle).
 
 mod block;
 mod codec;
