@@ -24,7 +24,9 @@ use parquet::errors::Result;
 use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::page::{data_page_header, dictionary_page_header, offset_index, to_i32, PageSpan};
+use crate::page::{
+    data_page_header, dictionary_page_header, offset_index, to_i32, uleb128, PageSpan,
+};
 
 /// The largest dictionary page encoded here: Parquet's default limit, past which its writer
 /// falls back to plain encoding.
@@ -243,14 +245,6 @@ fn bit_pack(out: &mut Vec<u8>, values: &[u32], count: usize, width: u8) {
     }
 }
 
-fn uleb128(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,19 +337,7 @@ mod tests {
                     let mut pages = rg.get_column_page_reader(col).unwrap();
                     let first = pages.get_next_page().unwrap().unwrap();
                     assert!(matches!(first, Page::DictionaryPage { .. }), "{first:?}");
-                    let mut sizes = Vec::new();
-                    while let Some(page) = pages.get_next_page().unwrap() {
-                        let Page::DataPage {
-                            num_values,
-                            encoding,
-                            ..
-                        } = page
-                        else {
-                            panic!("not a v1 data page: {page:?}");
-                        };
-                        assert_eq!(encoding, Encoding::RLE_DICTIONARY);
-                        sizes.push(num_values);
-                    }
+                    let sizes = crate::page::data_page_rows(&mut *pages, Encoding::RLE_DICTIONARY);
                     assert_eq!(sizes.len(), 16);
                     assert!(sizes[..15].iter().all(|s| *s == 64));
                     assert_eq!(sizes[15], 40);

@@ -98,12 +98,40 @@ fn sizes(out: &mut Vec<u8>, page: PageType, uncompressed: i32, compressed: i32) 
 
 /// A Thrift compact `i32`: zigzag, then a base-128 varint.
 fn zigzag(out: &mut Vec<u8>, v: i32) {
-    let mut z = ((v << 1) ^ (v >> 31)) as u32;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
+    uleb128(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
+}
+
+/// A base-128 varint, least significant group first (Thrift's and Parquet's).
+pub(crate) fn uleb128(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
     }
-    out.push(z as u8);
+    out.push(v as u8);
+}
+
+/// The row counts of the data pages `pages` reads, each checked to be a version 1 page in
+/// `encoding`.
+#[cfg(test)]
+pub(crate) fn data_page_rows(
+    pages: &mut dyn parquet::column::page::PageReader,
+    encoding: Encoding,
+) -> Vec<u32> {
+    use parquet::column::page::Page;
+    let mut rows = Vec::new();
+    while let Some(page) = pages.get_next_page().unwrap() {
+        let Page::DataPage {
+            num_values,
+            encoding: e,
+            ..
+        } = page
+        else {
+            panic!("not a v1 data page: {page:?}");
+        };
+        assert_eq!(e, encoding);
+        rows.push(num_values);
+    }
+    rows
 }
 
 #[cfg(test)]

@@ -164,7 +164,6 @@ impl RestChunkWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parquet::column::page::Page;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::file::serialized_reader::ReadOptionsBuilder;
     use parquet::file::writer::SerializedFileWriter;
@@ -231,19 +230,7 @@ mod tests {
             assert_eq!(col.num_values(), rows as i64);
             // Pages of 64 rows: four full ones and the rest.
             let mut pages = rg.get_column_page_reader(1).unwrap();
-            let mut sizes = Vec::new();
-            while let Some(page) = pages.get_next_page().unwrap() {
-                let Page::DataPage {
-                    num_values,
-                    encoding,
-                    ..
-                } = page
-                else {
-                    panic!("not a v1 data page: {page:?}");
-                };
-                assert_eq!(encoding, Encoding::PLAIN);
-                sizes.push(num_values);
-            }
+            let sizes = crate::page::data_page_rows(&mut *pages, Encoding::PLAIN);
             assert_eq!(sizes, [64, 64, 64, 64, 44]);
             let index = meta.page_index_for_row_group(g);
             let locations = index.offset_index(1).unwrap().page_locations();
