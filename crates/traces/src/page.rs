@@ -53,14 +53,14 @@ pub(crate) fn data_page_header(
     const STRUCT_TWO_ON: u8 = 0x2c;
     sizes(out, PageType::DATA_PAGE, uncompressed, compressed);
     out.push(STRUCT_TWO_ON);
-    out.push(I32_NEXT);
-    zigzag(out, values);
-    out.push(I32_NEXT);
-    zigzag(out, encoding as i32);
-    out.push(I32_NEXT);
-    zigzag(out, Encoding::RLE as i32);
-    out.push(I32_NEXT);
-    zigzag(out, Encoding::RLE as i32);
+    for v in [
+        values,
+        encoding as i32,
+        Encoding::RLE as i32,
+        Encoding::RLE as i32,
+    ] {
+        next_i32(out, v);
+    }
     out.push(STOP);
     out.push(STOP);
 }
@@ -77,10 +77,8 @@ pub(crate) fn dictionary_page_header(out: &mut Vec<u8>, size: i32, values: i32) 
     const FALSE_NEXT: u8 = 0x12;
     sizes(out, PageType::DICTIONARY_PAGE, size, size);
     out.push(STRUCT_FOUR_ON);
-    out.push(I32_NEXT);
-    zigzag(out, values);
-    out.push(I32_NEXT);
-    zigzag(out, Encoding::PLAIN as i32);
+    next_i32(out, values);
+    next_i32(out, Encoding::PLAIN as i32);
     out.push(FALSE_NEXT);
     out.push(STOP);
     out.push(STOP);
@@ -88,12 +86,15 @@ pub(crate) fn dictionary_page_header(out: &mut Vec<u8>, size: i32, values: i32) 
 
 /// Fields 1 to 3 of a `PageHeader`.
 fn sizes(out: &mut Vec<u8>, page: PageType, uncompressed: i32, compressed: i32) {
+    for v in [page as i32, uncompressed, compressed] {
+        next_i32(out, v);
+    }
+}
+
+/// The next field of a struct, an `i32`.
+fn next_i32(out: &mut Vec<u8>, v: i32) {
     out.push(I32_NEXT);
-    zigzag(out, page as i32);
-    out.push(I32_NEXT);
-    zigzag(out, uncompressed);
-    out.push(I32_NEXT);
-    zigzag(out, compressed);
+    zigzag(out, v);
 }
 
 /// A Thrift compact `i32`: zigzag, then a base-128 varint.
