@@ -702,7 +702,9 @@ async fn read_grpc_body(
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ExportError::BodyRead(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
+        // HTTP/2 clients often end the stream with an empty DATA frame: kept, it would make
+        // a one-frame body two chunks, and joining them copied the whole body once more.
+        let Some(data) = frame.into_data().ok().filter(|d| !d.is_empty()) else {
             continue;
         };
         // The frame header (compressed flag, big-endian length) declares the message's

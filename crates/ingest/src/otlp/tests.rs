@@ -874,6 +874,25 @@ async fn http2_clients_may_send_a_batch_as_one_frame() {
     server.shutdown().await;
 }
 
+/// HTTP/2 clients (tonic's among them) often end a request with an empty DATA frame. A body
+/// that came in one frame stays that frame's own buffer: the decoder reads it without a copy.
+#[tokio::test]
+async fn grpc_body_ending_in_an_empty_frame_is_decoded_in_place() {
+    let f = Fixture::accepting();
+    let frame = bytes::Bytes::from_static(b"\0\0\0\0\x03abc");
+    let body = Body::new(Chunks {
+        remaining: frame.len() as u64,
+        chunks: vec![frame.clone(), bytes::Bytes::new()].into_iter(),
+    });
+    let mut reservation = f.state.reservation();
+    let chunks = read_grpc_body(&f.state, body, 1 << 20, &mut reservation)
+        .await
+        .unwrap();
+    let joined = chunks.into_bytes();
+    assert_eq!(joined, frame);
+    assert_eq!(joined.as_ptr(), frame.as_ptr(), "the body was copied");
+}
+
 #[tokio::test]
 async fn grpc_export_ok_invalid_garbage_gzip_and_unimplemented_metrics() {
     let f = Fixture::accepting();
