@@ -5,11 +5,16 @@
 //! benchmark.
 //!
 //! mimalloc returns memory that stayed free for a second to the OS (its `purge_delay`). A
-//! trace head is freed whole once its block is written: hundreds of MiB at full-speed ingest.
-//! The next head, growing at the same rate, then faulted most of those pages back in, one by
-//! one: page faults were 5% of the server's CPU. Ten seconds (jemalloc's default decay) lets
-//! the next head reuse the memory; it still goes back to the OS ten seconds after the load
-//! stops. `MIMALLOC_PURGE_DELAY` in the environment still wins.
+//! trace head is freed whole once its block is written: hundreds of MiB (about 480 bytes per
+//! span). The next head, growing at the same rate, then faulted those pages back in, one by
+//! one. At full-speed ingest page faults were 5% of the server's CPU, and ten seconds
+//! (jemalloc's default decay) was enough for the next head to reuse the memory. At a steady
+//! 10k spans/s a head lasts 100 s, and its faults were a seventh of the server's CPU: five
+//! minutes, Go's old scavenging delay, covers that. mimalloc purges everything pending at
+//! once, when the delay since the first pending free runs out, so a purge still catches part
+//! of a head before its successor reused it: at 10k spans/s, about a sixth of the faults
+//! remain. Memory nobody reuses goes back to the OS at most five minutes after it was freed.
+//! `MIMALLOC_PURGE_DELAY` in the environment still wins.
 //!
 //! Setting the option is a call into mimalloc's C API, which Rust sees as unsafe: hence this
 //! module's exception to the workspace's ban on unsafe code. The call only stores an integer
@@ -30,7 +35,7 @@ const PURGE_DELAY: mi_option_t = 15;
 /// mean and nobody has set it.
 const DEFAULT_PURGE_DELAY_MS: c_long = 1000;
 /// How long freed memory is kept for reuse.
-const PURGE_DELAY_MS: c_long = 10_000;
+const PURGE_DELAY_MS: c_long = 300_000;
 
 /// Keeps freed memory for [`PURGE_DELAY_MS`], unless the environment set the delay or this
 /// is not the mimalloc whose options we know. Returns whether it did.
