@@ -985,34 +985,52 @@ fn write_row_group<W: Write + Send>(
             rg.append_column(&chunk, close)?;
             continue;
         }
-        let text = |id: u32, out: &mut Vec<u8>| plain_bytes(out, &strings[id as usize]);
-        let int = |id: u32, out: &mut Vec<u8>| plain_i32(out, id as i32);
+        // The columns of interned values: their writer, their ids, and whether the ids are
+        // of strings (or are the values themselves).
         let d = &mut *dict_columns;
         let interned = match col {
-            C_SERVICE => d.service.chunk(&service, text)?,
-            C_NAME => d.name.chunk(&name, text)?,
-            C_KIND => d.kind.chunk(&kind, int)?,
-            C_STATUS => d.status.chunk(&status, int)?,
-            C_RESOURCE if indexed => d.resource.chunk(&resource, int)?,
-            C_SCOPE if indexed => d.scope.chunk(&scope, int)?,
+            C_SERVICE => Some((&mut d.service, &service, true)),
+            C_NAME => Some((&mut d.name, &name, true)),
+            C_KIND => Some((&mut d.kind, &kind, false)),
+            C_STATUS => Some((&mut d.status, &status, false)),
+            C_RESOURCE if indexed => Some((&mut d.resource, &resource, false)),
+            C_SCOPE if indexed => Some((&mut d.scope, &scope, false)),
             _ => None,
         };
-        if let Some((chunk, close)) = interned {
-            rg.append_column(&chunk, close)?;
-            continue;
+        // Those `dict_chunk.rs` declines (dictionaries too large for it) go through Parquet.
+        let mut declined = None;
+        if let Some((writer, ids, of_strings)) = interned {
+            let chunk = if of_strings {
+                writer.chunk(ids, |id, out| plain_bytes(out, &strings[id as usize]))?
+            } else {
+                writer.chunk(ids, |id, out| plain_i32(out, id as i32))?
+            };
+            if let Some((chunk, close)) = chunk {
+                rg.append_column(&chunk, close)?;
+                continue;
+            }
+            declined = Some((ids, of_strings));
         }
-        // Columns Parquet encodes, and dictionaries too large for `dict_chunk.rs`.
-        let texts = |ids: &[u32]| -> Vec<ByteArray> {
-            ids.iter()
-                .map(|id| ByteArray::from(strings[*id as usize].clone()))
-                .collect()
-        };
-        let ints = |ids: &[u32]| -> Vec<i32> { ids.iter().map(|id| *id as i32).collect() };
         let Some(mut c) = rg.next_column()? else {
             return Err(parquet::errors::ParquetError::General(format!(
                 "the schema ends before column {col}"
             )));
         };
+        if let Some((ids, of_strings)) = declined {
+            if of_strings {
+                let texts: Vec<ByteArray> = ids
+                    .iter()
+                    .map(|id| ByteArray::from(strings[*id as usize].clone()))
+                    .collect();
+                c.typed::<ByteArrayType>().write_batch(&texts, None, None)?;
+            } else {
+                let ints: Vec<i32> = ids.iter().map(|id| *id as i32).collect();
+                c.typed::<Int32Type>().write_batch(&ints, None, None)?;
+            }
+            c.close()?;
+            continue;
+        }
+        // Columns Parquet encodes.
         match col {
             C_TRACE => c
                 .typed::<FixedLenByteArrayType>()
@@ -1027,38 +1045,19 @@ fn write_row_group<W: Write + Send>(
                 c.typed::<FixedLenByteArrayType>()
                     .write_batch(&parent, Some(&parent_def), None)?
             }
-            C_SERVICE => c
-                .typed::<ByteArrayType>()
-                .write_batch(&texts(&service), None, None)?,
-            C_NAME => c
-                .typed::<ByteArrayType>()
-                .write_batch(&texts(&name), None, None)?,
-            C_KIND => c
-                .typed::<Int32Type>()
-                .write_batch(&ints(&kind), None, None)?,
             C_START => c.typed::<Int64Type>().write_batch(&start, None, None)?,
             C_DURATION => c.typed::<Int64Type>().write_batch(&duration, None, None)?,
-            C_STATUS => c
-                .typed::<Int32Type>()
-                .write_batch(&ints(&status), None, None)?,
             C_STATUS_MSG => {
                 c.typed::<ByteArrayType>()
                     .write_batch(&status_msg, Some(&status_msg_def), None)?
             }
-            C_RESOURCE if !indexed => {
-                c.typed::<ByteArrayType>()
-                    .write_batch(&resource_blobs, None, None)?
-            }
-            C_SCOPE if !indexed => {
-                c.typed::<ByteArrayType>()
-                    .write_batch(&scope_blobs, None, None)?
-            }
+            // Format 3's blobs; an indexed block's ids were interned above.
             C_RESOURCE => c
-                .typed::<Int32Type>()
-                .write_batch(&ints(&resource), None, None)?,
+                .typed::<ByteArrayType>()
+                .write_batch(&resource_blobs, None, None)?,
             C_SCOPE => c
-                .typed::<Int32Type>()
-                .write_batch(&ints(&scope), None, None)?,
+                .typed::<ByteArrayType>()
+                .write_batch(&scope_blobs, None, None)?,
             _ => 0,
         };
         c.close()?;
